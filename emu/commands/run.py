@@ -1,0 +1,113 @@
+"""`exitlab run`: run a guest on the default platform and report its exits."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from emu import guests
+from emu.assemble import GuestImage, assemble, load_guest, source_mode
+from emu.board import default_board
+from emu.errors import ExitlabError
+from emu.machine import Machine, MmioStyle, RunResult
+from emu.trace import TraceWriter
+
+NAME = "run"
+HELP = "run a guest snippet (.S, raw binary, ELF or built-in name) and show every VM exit it causes"
+DESCRIPTION = (
+    "Run GUEST on the default platform until hlt, the instruction budget, the timeout or a fault. "
+    "GUEST is an Intel-syntax .S/.s file (assembled with GNU as), an ELF file, a raw binary, '-' "
+    "for assembly on stdin, or the name of a built-in example (" + ", ".join(guests.names()) + "). "
+    "Prints console output, the stop reason, exits by kind and device state; exit status 0 only "
+    "when the guest stopped on hlt."
+)
+
+PATHS = ("inplace", "generic", "fast")
+
+
+def add_guest_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("guest", metavar="GUEST", help="guest file, '-' for stdin, or a built-in example name")
+    p.add_argument("--mode", type=int, choices=(16, 32, 64), default=None,
+                   help="CPU mode (default: the snippet's `# exitlab: mode=N` line, ELF class, else 64)")
+    p.add_argument("--max-insns", type=int, default=None, metavar="N", help="instruction budget")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="wall-clock limit (default 10 s)")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_guest_arguments(p)
+    p.add_argument("--path", choices=PATHS, default="inplace",
+                   help="how MMIO exits are handled: inplace (Unicorn completes the access), generic "
+                        "(exit style, Capstone decode), fast (exit style, pv fast path, generic fallback)")
+    p.add_argument("--engine", choices=("python", "c"), default="python",
+                   help="python hooks, or the C extension's hooks (see `--path` for C path names)")
+    p.add_argument("--trace", metavar="FILE", help="write every exit as JSON Lines (schema exitlab-trace v1)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def resolve_guest(arg: str, mode: int | None) -> GuestImage:
+    if arg == "-":
+        text = sys.stdin.read()
+        return assemble(text, mode=mode or source_mode(text) or 64, name="stdin.S")
+    p = Path(arg)
+    if not p.exists():
+        found = guests.builtin(arg)
+        if found is None:
+            raise ExitlabError(f"{arg}: no such file, and no built-in guest of that name "
+                               f"(built-ins: {', '.join(guests.names())})")
+        p = found
+    return load_guest(p, mode=mode)
+
+
+def make_path(name: str) -> Any:
+    if name == "generic":
+        from emu.generic import GenericPath
+
+        return GenericPath()
+    if name == "fast":
+        from fastpath.fast import FastPath
+
+        return FastPath()
+    return None
+
+
+def format_text(result: RunResult) -> str:
+    s = result.stop
+    lines = [f"stop: {s.reason.value} at rip={s.rip:#x}: {s.message}"]
+    if s.insn and s.is_error:
+        lines.append(f"  bytes at rip: {s.insn.hex(' ')}")
+    lines.append("exits: " + ", ".join(f"{k}={v}" for k, v in result.exits.items()))
+    for name, state in result.devices.items():
+        lines.append(f"device {name}: {json.dumps(state, sort_keys=True)}")
+    regs = result.regs
+    lines.append("regs: " + " ".join(f"{k}={v:#x}" for k, v in regs.items()))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    image = resolve_guest(args.guest, args.mode)
+    echo = None if args.json else (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+    board = default_board(console_echo=echo)
+    trace = TraceWriter(args.trace, guest=image.name, mode=image.mode, path=args.path) if args.trace else None
+    try:
+        if args.engine == "c":
+            from fastpath.cengine import run_machine_c
+
+            result = run_machine_c(image, board, path=args.path, max_insns=args.max_insns,
+                                   timeout=args.timeout, trace=trace)
+        else:
+            style = MmioStyle.INPLACE if args.path == "inplace" else MmioStyle.EXIT
+            machine = Machine(image, board=board, mmio_style=style, path=make_path(args.path), trace=trace)
+            result = machine.run(max_insns=args.max_insns, timeout=args.timeout)
+    finally:
+        if trace is not None:
+            trace.close()
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        if result.console and not result.console.endswith("\n"):
+            print()
+        print(format_text(result))
+    return 1 if result.stop.is_error else 0
