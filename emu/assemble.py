@@ -107,11 +107,23 @@ def assemble(
             raise _diagnostics(proc.stderr, base)
         script = Path(tmp, "link.ld")
         script.write_text(
-            f"SECTIONS {{ . = {load_addr:#x}; .text : {{ *(.text*) *(.rodata*) *(.data*) *(.bss*) *(COMMON) }}"
+            f"SECTIONS {{ . = {load_addr:#x};"
+            " .text : { *(.text*) *(.rodata*) *(.data*) *(.bss*) *(COMMON) }"
             " /DISCARD/ : { *(.note*) *(.comment) *(.eh_frame*) } }\n"
         )
         proc = subprocess.run(
-            [ld_bin, "-m", _LD_EMUL[mode], "-T", str(script), "--oformat", "binary", "-o", str(out), str(obj)],
+            [
+                ld_bin,
+                "-m",
+                _LD_EMUL[mode],
+                "-T",
+                str(script),
+                "--oformat",
+                "binary",
+                "-o",
+                str(out),
+                str(obj),
+            ],
             capture_output=True,
             text=True,
             cwd=tmp,

@@ -5,8 +5,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from emu.bus import Bus, Space
 from emu.devices import ConsoleDevice, NotifyDevice, RegisterDevice

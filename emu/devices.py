@@ -6,8 +6,9 @@ Each device sees offsets relative to its range and full-width accesses; the bus 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 NOTIFY_OFF_MULTIPLIER = 4  # queue q's own notify address is base + 4*q (virtio notify_off_multiplier)
 
@@ -86,7 +87,7 @@ class NotifyDevice:
             "unmatched": self.unmatched,
             "eventfds": [
                 {"offset": e.offset, "size": e.size, "datamatch": e.datamatch, "queue": e.queue, "count": c}
-                for e, c in zip(self.eventfds, self.eventfd_counts)
+                for e, c in zip(self.eventfds, self.eventfd_counts, strict=False)
                 if c
             ],
         }

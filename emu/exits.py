@@ -13,8 +13,22 @@ from dataclasses import dataclass
 
 # General registers in x86 encoding order (index == register number), then the rest a host snapshots.
 GPR_NAMES: tuple[str, ...] = (
-    "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
-    "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15",
+    "rax",
+    "rcx",
+    "rdx",
+    "rbx",
+    "rsp",
+    "rbp",
+    "rsi",
+    "rdi",
+    "r8",
+    "r9",
+    "r10",
+    "r11",
+    "r12",
+    "r13",
+    "r14",
+    "r15",
 )
 REG_NAMES: tuple[str, ...] = GPR_NAMES + ("rip", "rflags", "fs_base", "gs_base")
 REG_INDEX: dict[str, int] = {name: i for i, name in enumerate(REG_NAMES)}
@@ -47,4 +61,4 @@ class ExitRecord:
         return self.regs[REG_INDEX[name]]
 
     def regs_dict(self) -> dict[str, int]:
-        return dict(zip(REG_NAMES, self.regs))
+        return dict(zip(REG_NAMES, self.regs, strict=False))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from emu.bus import Bus, Space
 from emu.platform import HC_MMIO_WRITE, KVM_EFAULT, KVM_EINVAL, KVM_ENOSYS
 
-VMCALL = bytes.fromhex("0f01c1")   # Intel
+VMCALL = bytes.fromhex("0f01c1")  # Intel
 VMMCALL = bytes.fromhex("0f01d9")  # AMD
 HYPERCALL_LEN = 3
 

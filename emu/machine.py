@@ -36,7 +36,6 @@ from unicorn import (
     UC_HOOK_MEM_UNMAPPED,
     UC_HOOK_MEM_WRITE,
     UC_MEM_FETCH_UNMAPPED,
-    UC_MEM_READ,
     UC_MEM_READ_UNMAPPED,
     UC_MEM_WRITE,
     UC_MEM_WRITE_UNMAPPED,
@@ -66,11 +65,24 @@ _UNTIL = (1 << 64) - 1  # never reached: a run ends by hlt, budget, timeout or a
 HLT = 0xF4
 
 VECTORS = {
-    0: "#DE divide error", 1: "#DB debug", 2: "NMI", 3: "#BP breakpoint", 4: "#OF overflow",
-    5: "#BR bound range", 6: "#UD invalid opcode", 7: "#NM device not available", 8: "#DF double fault",
-    10: "#TS invalid TSS", 11: "#NP segment not present", 12: "#SS stack fault",
-    13: "#GP general protection", 14: "#PF page fault", 16: "#MF x87 error", 17: "#AC alignment check",
-    18: "#MC machine check", 19: "#XM SIMD exception",
+    0: "#DE divide error",
+    1: "#DB debug",
+    2: "NMI",
+    3: "#BP breakpoint",
+    4: "#OF overflow",
+    5: "#BR bound range",
+    6: "#UD invalid opcode",
+    7: "#NM device not available",
+    8: "#DF double fault",
+    10: "#TS invalid TSS",
+    11: "#NP segment not present",
+    12: "#SS stack fault",
+    13: "#GP general protection",
+    14: "#PF page fault",
+    16: "#MF x87 error",
+    17: "#AC alignment check",
+    18: "#MC machine check",
+    19: "#XM SIMD exception",
 }
 
 
@@ -97,7 +109,12 @@ class Stop:
         return self.reason is not StopReason.HLT
 
     def to_json(self) -> dict[str, Any]:
-        return {"reason": self.reason.value, "rip": self.rip, "message": self.message, "bytes": self.insn.hex(" ")}
+        return {
+            "reason": self.reason.value,
+            "rip": self.rip,
+            "message": self.message,
+            "bytes": self.insn.hex(" "),
+        }
 
 
 @dataclass
@@ -324,14 +341,19 @@ class Machine:
             ):
                 self._pending = (access, addr, size, value)
                 return False
-            what = {UC_MEM_READ_UNMAPPED: "read of", UC_MEM_WRITE_UNMAPPED: "write of",
-                    UC_MEM_FETCH_UNMAPPED: "instruction fetch of"}.get(access, "access of")
+            what = {
+                UC_MEM_READ_UNMAPPED: "read of",
+                UC_MEM_WRITE_UNMAPPED: "write of",
+                UC_MEM_FETCH_UNMAPPED: "instruction fetch of",
+            }.get(access, "access of")
             target = f"{what} {size} bytes at unmapped address {addr:#x}"
             if access == UC_MEM_FETCH_UNMAPPED:
                 self._stop = self._stop or Stop(StopReason.UNMAPPED, rip, f"{target} (rip={rip:#x})")
             else:
                 self._stop = self._stop or Stop(
-                    StopReason.UNMAPPED, rip, f"{target} by the instruction at rip={rip:#x}",
+                    StopReason.UNMAPPED,
+                    rip,
+                    f"{target} by the instruction at rip={rip:#x}",
                     self.read_ram(rip, MAX_INSN_LEN),
                 )
         except Exception as exc:  # noqa: BLE001
@@ -359,15 +381,22 @@ class Machine:
         insn = self.read_ram(rip, MAX_INSN_LEN)
         if not is_hypercall(insn):
             self._stop = self._stop or Stop(
-                StopReason.INVALID_INSN, rip, f"invalid instruction at rip={rip:#x}: {insn[:8].hex(' ')}", insn
+                StopReason.INVALID_INSN,
+                rip,
+                f"invalid instruction at rip={rip:#x}: {insn[:8].hex(' ')}",
+                insn,
             )
             return False
         try:
             rf = self.regfile
             nr = rf.get("rax")
             self._record(ExitKind.HYPERCALL, rip, nr, 0, 0)
-            rf.set("rax", hypercall(self.board.bus, self.mode, nr, rf.get("rbx"), rf.get("rcx"),
-                                    rf.get("rdx"), rf.get("rsi")))
+            rf.set(
+                "rax",
+                hypercall(
+                    self.board.bus, self.mode, nr, rf.get("rbx"), rf.get("rcx"), rf.get("rdx"), rf.get("rsi")
+                ),
+            )
             rf.set("rip", rip + HYPERCALL_LEN)
             return True
         except Exception as exc:  # noqa: BLE001
@@ -378,7 +407,8 @@ class Machine:
         rip = self._rip()
         name = VECTORS.get(intno, f"vector {intno}")
         self._halt(
-            StopReason.TRIPLE_FAULT, rip,
+            StopReason.TRIPLE_FAULT,
+            rip,
             f"{name} at rip={rip:#x}; the platform has no IDT, so a real CPU would triple-fault",
             self.read_ram(rip, MAX_INSN_LEN),
         )
@@ -394,7 +424,9 @@ class Machine:
         if self.mmio_style is MmioStyle.INPLACE:
             for base, size in self.windows:
                 uc.mmio_map(base, size, self._mmio_map_read(base), None, self._mmio_map_write, None)
-                uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._on_mem_inplace, None, base, base + size - 1)
+                uc.hook_add(
+                    UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._on_mem_inplace, None, base, base + size - 1
+                )
         uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
         uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, X.UC_X86_INS_IN)
         uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, X.UC_X86_INS_OUT)
@@ -463,8 +495,12 @@ class Machine:
                         break
                     except Exception as exc:  # noqa: BLE001
                         r = self._rip()
-                        self._stop = Stop(StopReason.DEVICE_ERROR, r, f"exit handling failed: {exc}",
-                                          self.read_ram(r, MAX_INSN_LEN))
+                        self._stop = Stop(
+                            StopReason.DEVICE_ERROR,
+                            r,
+                            f"exit handling failed: {exc}",
+                            self.read_ram(r, MAX_INSN_LEN),
+                        )
                         break
                     self.regfile.set("rip", rip)
                     continue
@@ -502,8 +538,12 @@ class Machine:
         if err.errno in (UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED):
             return Stop(StopReason.UNMAPPED, rip, f"unmapped access by the instruction at rip={rip:#x}", insn)
         if err.errno == UC_ERR_INSN_INVALID:
-            return Stop(StopReason.INVALID_INSN, rip, f"invalid instruction at rip={rip:#x}: {insn[:8].hex(' ')}",
-                        insn)
+            return Stop(
+                StopReason.INVALID_INSN,
+                rip,
+                f"invalid instruction at rip={rip:#x}: {insn[:8].hex(' ')}",
+                insn,
+            )
         if err.errno == UC_ERR_EXCEPTION:
             return Stop(StopReason.TRIPLE_FAULT, rip, f"unhandled CPU exception at rip={rip:#x}", insn)
         if err.errno in (UC_ERR_READ_PROT, UC_ERR_WRITE_PROT, UC_ERR_FETCH_PROT):

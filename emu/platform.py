@@ -10,20 +10,20 @@ from dataclasses import dataclass, field
 
 PAGE = 0x1000
 
-RAM_BASE = 0x1000            # page 0 left unmapped so a null-pointer access is a reported stop
+RAM_BASE = 0x1000  # page 0 left unmapped so a null-pointer access is a reported stop
 RAM_SIZE = 0x400000 - 0x1000  # RAM ends at 4 MiB
-LOAD_ADDR = 0x8000           # reachable from real mode with CS=0
-STACK_TOP = 0x8000           # grows down, below the code
+LOAD_ADDR = 0x8000  # reachable from real mode with CS=0
+STACK_TOP = 0x8000  # grows down, below the code
 
-NOTIFY_MMIO = 0xFEB00000     # notify device MMIO window; also its pv-notify window (contract v1)
+NOTIFY_MMIO = 0xFEB00000  # notify device MMIO window; also its pv-notify window (contract v1)
 NOTIFY_MMIO_SIZE = 0x1000
-NOTIFY_PORT = 0xC000         # legacy I/O notify port (2 bytes), `out dx, ax`
+NOTIFY_PORT = 0xC000  # legacy I/O notify port (2 bytes), `out dx, ax`
 NOTIFY_PORT_SIZE = 2
-REGS_MMIO = 0xFEB01000       # register device
+REGS_MMIO = 0xFEB01000  # register device
 REGS_MMIO_SIZE = 0x1000
-CONSOLE_PORT = 0x3F8         # 16550-style: THR at +0, LSR at +5
+CONSOLE_PORT = 0x3F8  # 16550-style: THR at +0, LSR at +5
 CONSOLE_PORT_SIZE = 8
-HC_MMIO_WRITE = 0x100        # hypercall: MMIO write on the guest's behalf (rbx=gpa, rcx=size, rdx=value)
+HC_MMIO_WRITE = 0x100  # hypercall: MMIO write on the guest's behalf (rbx=gpa, rcx=size, rdx=value)
 
 # KVM hypercall return codes (include/uapi/linux/kvm_para.h), negated in RAX.
 KVM_ENOSYS = 1000

@@ -16,17 +16,38 @@ from unicorn.unicorn_py3.unicorn import uclib
 from emu.exits import REG_NAMES
 
 _REG64 = {
-    "rax": X.UC_X86_REG_RAX, "rcx": X.UC_X86_REG_RCX, "rdx": X.UC_X86_REG_RDX, "rbx": X.UC_X86_REG_RBX,
-    "rsp": X.UC_X86_REG_RSP, "rbp": X.UC_X86_REG_RBP, "rsi": X.UC_X86_REG_RSI, "rdi": X.UC_X86_REG_RDI,
-    "r8": X.UC_X86_REG_R8, "r9": X.UC_X86_REG_R9, "r10": X.UC_X86_REG_R10, "r11": X.UC_X86_REG_R11,
-    "r12": X.UC_X86_REG_R12, "r13": X.UC_X86_REG_R13, "r14": X.UC_X86_REG_R14, "r15": X.UC_X86_REG_R15,
-    "rip": X.UC_X86_REG_RIP, "rflags": X.UC_X86_REG_RFLAGS,
-    "fs_base": X.UC_X86_REG_FS_BASE, "gs_base": X.UC_X86_REG_GS_BASE,
+    "rax": X.UC_X86_REG_RAX,
+    "rcx": X.UC_X86_REG_RCX,
+    "rdx": X.UC_X86_REG_RDX,
+    "rbx": X.UC_X86_REG_RBX,
+    "rsp": X.UC_X86_REG_RSP,
+    "rbp": X.UC_X86_REG_RBP,
+    "rsi": X.UC_X86_REG_RSI,
+    "rdi": X.UC_X86_REG_RDI,
+    "r8": X.UC_X86_REG_R8,
+    "r9": X.UC_X86_REG_R9,
+    "r10": X.UC_X86_REG_R10,
+    "r11": X.UC_X86_REG_R11,
+    "r12": X.UC_X86_REG_R12,
+    "r13": X.UC_X86_REG_R13,
+    "r14": X.UC_X86_REG_R14,
+    "r15": X.UC_X86_REG_R15,
+    "rip": X.UC_X86_REG_RIP,
+    "rflags": X.UC_X86_REG_RFLAGS,
+    "fs_base": X.UC_X86_REG_FS_BASE,
+    "gs_base": X.UC_X86_REG_GS_BASE,
 }
 _REG32 = {
-    "rax": X.UC_X86_REG_EAX, "rcx": X.UC_X86_REG_ECX, "rdx": X.UC_X86_REG_EDX, "rbx": X.UC_X86_REG_EBX,
-    "rsp": X.UC_X86_REG_ESP, "rbp": X.UC_X86_REG_EBP, "rsi": X.UC_X86_REG_ESI, "rdi": X.UC_X86_REG_EDI,
-    "rip": X.UC_X86_REG_EIP, "rflags": X.UC_X86_REG_EFLAGS,
+    "rax": X.UC_X86_REG_EAX,
+    "rcx": X.UC_X86_REG_ECX,
+    "rdx": X.UC_X86_REG_EDX,
+    "rbx": X.UC_X86_REG_EBX,
+    "rsp": X.UC_X86_REG_ESP,
+    "rbp": X.UC_X86_REG_EBP,
+    "rsi": X.UC_X86_REG_ESI,
+    "rdi": X.UC_X86_REG_EDI,
+    "rip": X.UC_X86_REG_EIP,
+    "rflags": X.UC_X86_REG_EFLAGS,
 }
 XMM = [getattr(X, f"UC_X86_REG_XMM{i}") for i in range(16)]
 

@@ -33,7 +33,7 @@ def record_to_json(rec: ExitRecord) -> dict[str, Any]:
         "mode": rec.mode,
         "addr": rec.addr,
         "insn": rec.insn.hex(" "),
-        "regs": dict(zip(REG_NAMES, rec.regs)),
+        "regs": dict(zip(REG_NAMES, rec.regs, strict=False)),
         "truth": {"size": rec.truth_size, "value": rec.truth_value},
     }
 
@@ -59,8 +59,8 @@ def record_from_json(obj: dict[str, Any]) -> ExitRecord:
 class TraceWriter:
     """Streams records to a file as they happen, so a long run's memory does not grow."""
 
-    def __init__(self, path: str | Path, **header: Any) -> None:
-        self._fh: IO[str] = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+    def __init__(self, file: str | Path, **header: Any) -> None:
+        self._fh: IO[str] = open(file, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._fh.write(json.dumps({"schema": SCHEMA, "version": VERSION, **header}) + "\n")
         self.count = 0
 
@@ -88,7 +88,9 @@ def iter_trace(path: str | Path) -> Iterator[ExitRecord]:
         if not isinstance(header, dict) or header.get("schema") != SCHEMA:
             raise TraceError(f"{path}:1: not an {SCHEMA} file")
         if header.get("version") != VERSION:
-            raise TraceError(f"{path}:1: trace version {header.get('version')} (this exitlab reads {VERSION})")
+            raise TraceError(
+                f"{path}:1: trace version {header.get('version')} (this exitlab reads {VERSION})"
+            )
         for lineno, line in enumerate(fh, start=2):
             if not line.strip():
                 continue

@@ -30,19 +30,32 @@ PATHS = ("inplace", "generic", "fast")
 
 def add_guest_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("guest", metavar="GUEST", help="guest file, '-' for stdin, or a built-in example name")
-    p.add_argument("--mode", type=int, choices=(16, 32, 64), default=None,
-                   help="CPU mode (default: the snippet's `# exitlab: mode=N` line, ELF class, else 64)")
+    p.add_argument(
+        "--mode",
+        type=int,
+        choices=(16, 32, 64),
+        default=None,
+        help="CPU mode (default: the snippet's `# exitlab: mode=N` line, ELF class, else 64)",
+    )
     p.add_argument("--max-insns", type=int, default=None, metavar="N", help="instruction budget")
     p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="wall-clock limit (default 10 s)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_guest_arguments(p)
-    p.add_argument("--path", choices=PATHS, default="inplace",
-                   help="how MMIO exits are handled: inplace (Unicorn completes the access), generic "
-                        "(exit style, Capstone decode), fast (exit style, pv fast path, generic fallback)")
-    p.add_argument("--engine", choices=("python", "c"), default="python",
-                   help="python hooks, or the C extension's hooks (see `--path` for C path names)")
+    p.add_argument(
+        "--path",
+        choices=PATHS,
+        default="inplace",
+        help="how MMIO exits are handled: inplace (Unicorn completes the access), generic "
+        "(exit style, Capstone decode), fast (exit style, pv fast path, generic fallback)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("python", "c"),
+        default="python",
+        help="python hooks, or the C extension's hooks (see `--path` for C path names)",
+    )
     p.add_argument("--trace", metavar="FILE", help="write every exit as JSON Lines (schema exitlab-trace v1)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
@@ -55,8 +68,10 @@ def resolve_guest(arg: str, mode: int | None) -> GuestImage:
     if not p.exists():
         found = guests.builtin(arg)
         if found is None:
-            raise ExitlabError(f"{arg}: no such file, and no built-in guest of that name "
-                               f"(built-ins: {', '.join(guests.names())})")
+            raise ExitlabError(
+                f"{arg}: no such file, and no built-in guest of that name "
+                f"(built-ins: {', '.join(guests.names())})"
+            )
         p = found
     return load_guest(p, mode=mode)
 
@@ -86,17 +101,23 @@ def format_text(result: RunResult) -> str:
     return "\n".join(lines)
 
 
+def _echo(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
 def run(args: argparse.Namespace) -> int:
     image = resolve_guest(args.guest, args.mode)
-    echo = None if args.json else (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+    echo = None if args.json else _echo
     board = default_board(console_echo=echo)
     trace = TraceWriter(args.trace, guest=image.name, mode=image.mode, path=args.path) if args.trace else None
     try:
         if args.engine == "c":
             from fastpath.cengine import run_machine_c
 
-            result = run_machine_c(image, board, path=args.path, max_insns=args.max_insns,
-                                   timeout=args.timeout, trace=trace)
+            result = run_machine_c(
+                image, board, path=args.path, max_insns=args.max_insns, timeout=args.timeout, trace=trace
+            )
         else:
             style = MmioStyle.INPLACE if args.path == "inplace" else MmioStyle.EXIT
             machine = Machine(image, board=board, mmio_style=style, path=make_path(args.path), trace=trace)
