@@ -32,6 +32,7 @@ class Board:
     regs: RegisterDevice
     console: ConsoleDevice
     pv_windows: list[tuple[int, int]] = field(default_factory=list)
+    pci: Any = None  # an emu.pci.PciHost on boards built by emu.pciboard.pci_board, else None
 
     def state(self) -> dict[str, Any]:
         return {name: dev.state() for name, dev in self.bus.devices().items()}

@@ -25,6 +25,14 @@ CONSOLE_PORT = 0x3F8  # 16550-style: THR at +0, LSR at +5
 CONSOLE_PORT_SIZE = 8
 HC_MMIO_WRITE = 0x100  # hypercall: MMIO write on the guest's behalf (rbx=gpa, rcx=size, rdx=value)
 
+# PCI (boards built by emu.pciboard; see docs/pci.md). Configuration mechanism #1 ports:
+PCI_CONFIG_ADDRESS = 0xCF8  # CONFIG_ADDRESS, latched only by 32-bit accesses
+PCI_CONFIG_DATA = 0xCFC  # CONFIG_DATA, byte lanes 0xCFC-0xCFF
+PCI_MMIO_BASE = 0xE0000000  # root port k's memory window is PCI_MMIO_BASE + k * PCI_MMIO_WINDOW
+PCI_MMIO_WINDOW = 0x100000  # PCI-to-PCI bridge memory windows are 1 MiB-granular
+ASSIGNED_PORT_BASE = 0x8000  # reserved I/O range for option 3; device i's notify port is base + 2*i
+ASSIGNED_PORT_SIZE = 0x1000  # one bridge window's worth: 2048 two-byte ports
+
 # KVM hypercall return codes (include/uapi/linux/kvm_para.h), negated in RAX.
 KVM_ENOSYS = 1000
 KVM_EFAULT = 14
@@ -40,6 +48,8 @@ DEFAULT_SYMBOLS: dict[str, int] = {
     "REGS_MMIO": REGS_MMIO,
     "CONSOLE_PORT": CONSOLE_PORT,
     "HC_MMIO_WRITE": HC_MMIO_WRITE,
+    "PCI_CONFIG_ADDRESS": PCI_CONFIG_ADDRESS,
+    "PCI_CONFIG_DATA": PCI_CONFIG_DATA,
 }
 
 

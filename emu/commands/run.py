@@ -58,6 +58,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--trace", metavar="FILE", help="write every exit as JSON Lines (schema exitlab-trace v1)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--devices", type=int, default=None, metavar="N",
+                   help="add a PCI bus with N virtio-style devices, each behind its own root port "
+                        "(config space at 0xCF8/0xCFC; see docs/pci.md); default: no PCI bus")
+    p.add_argument("--pci-offers", default="rotate", metavar="POLICY",
+                   help="what the PCI devices offer: rotate (all five mechanisms across devices), all, "
+                        "ports, iobar, mmio (default rotate; needs --devices)")
 
 
 def resolve_guest(arg: str, mode: int | None) -> GuestImage:
@@ -109,7 +115,12 @@ def _echo(text: str) -> None:
 def run(args: argparse.Namespace) -> int:
     image = resolve_guest(args.guest, args.mode)
     echo = None if args.json else _echo
-    board = default_board(console_echo=echo)
+    if args.devices is None:
+        board = default_board(console_echo=echo)
+    else:
+        from emu.pciboard import pci_board
+
+        board = pci_board(args.devices, offers=args.pci_offers, console_echo=echo)
     trace = TraceWriter(args.trace, guest=image.name, mode=image.mode, path=args.path) if args.trace else None
     try:
         if args.engine == "c":
