@@ -97,6 +97,17 @@ class Bus:
             return
         m.device.write(addr - m.base, size, value & ((1 << (8 * size)) - 1))
 
+    def notify(self, addr: int) -> None:
+        """An address-only MMIO notification (no data), like a zero-length ioeventfd: the device
+        learns which of its addresses was hit. Devices without a `notify` method see nothing."""
+        m = self.find(Space.MMIO, addr)
+        handler = getattr(m.device, "notify", None) if m is not None else None
+        if handler is None:
+            self.unclaimed["mmio_write"] += 1
+            return
+        assert m is not None
+        handler(addr - m.base)
+
     def devices(self) -> dict[str, Device]:
         out: dict[str, Device] = {}
         for space in Space:

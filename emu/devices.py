@@ -46,6 +46,7 @@ class NotifyDevice:
         self.reads = 0
         self.eventfds: list[IoEventFd] = []
         self.eventfd_counts: list[int] = []
+        self._by_offset: dict[int, list[int]] = {}  # offset -> indices into eventfds
         self.unmatched = 0
         for q in range(queues):
             self.register(IoEventFd(offset=q * NOTIFY_OFF_MULTIPLIER, size=0, queue=q))
@@ -53,11 +54,13 @@ class NotifyDevice:
     def register(self, efd: IoEventFd) -> int:
         self.eventfds.append(efd)
         self.eventfd_counts.append(0)
-        return len(self.eventfds) - 1
+        index = len(self.eventfds) - 1
+        self._by_offset.setdefault(efd.offset, []).append(index)
+        return index
 
     def _signal(self, offset: int, size: int, value: int | None) -> None:
-        for i, efd in enumerate(self.eventfds):
-            if efd.matches(offset, size, value):
+        for i in self._by_offset.get(offset, ()):
+            if self.eventfds[i].matches(offset, size, value):
                 self.eventfd_counts[i] += 1
 
     def write(self, offset: int, size: int, value: int) -> None:
@@ -68,7 +71,10 @@ class NotifyDevice:
     def notify(self, offset: int) -> None:
         """An address-only kick (no data): the wildcard path."""
         self.writes += 1
-        queue = next((e.queue for e in self.eventfds if e.size == 0 and e.offset == offset), None)
+        queue = next(
+            (self.eventfds[i].queue for i in self._by_offset.get(offset, ()) if self.eventfds[i].size == 0),
+            None,
+        )
         if queue is None:
             self.unmatched += 1
         else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -43,7 +44,6 @@ from unicorn import (
     UC_MODE_32,
     UC_MODE_64,
     UC_PROT_ALL,
-    UC_QUERY_TIMEOUT,
     Uc,
     UcError,
 )
@@ -227,6 +227,8 @@ class Machine:
         self._pending: tuple[int, int, int, int] | None = None  # access, gpa, size, value
         self._read_stash: tuple[int, int] = (0, 0)  # (gpa, value) of the last in-place device read
         self._budget_left = 0
+        self._timeout: float | None = None
+        self._timed_out = False
         self._load(image)
 
     # -- memory -------------------------------------------------------------------------------
@@ -470,54 +472,22 @@ class Machine:
         self._install_hooks(budget_hook=exit_style and max_insns is not None)
         self._budget_left = max_insns or 0
         self._init_regs()
+        self._timeout = timeout
+        self._timed_out = False
         t0 = time.perf_counter()
-        deadline = None if timeout is None else t0 + timeout
+        # One watchdog thread per run stops the engine at the deadline. Unicorn's own `timeout`
+        # argument starts a thread per emu_start, which costs milliseconds per exit in exit style.
+        watchdog = None
+        if timeout is not None:
+            watchdog = threading.Timer(timeout, self._on_deadline)
+            watchdog.daemon = True
+            watchdog.start()
         rip = self.image.entry
-        while True:
-            us = 0
-            if deadline is not None:
-                left = deadline - time.perf_counter()
-                if left <= 0:
-                    self._stop = Stop(StopReason.TIMEOUT, rip, f"wall-clock timeout of {timeout} s")
-                    break
-                us = max(1, int(left * 1e6))
-            count = max_insns if (max_insns and not exit_style) else 0
-            try:
-                self.uc.emu_start(rip, _UNTIL, timeout=us, count=count)
-            except UcError as err:
-                if self._stop is not None:
-                    break
-                if self._pending is not None and err.errno in (UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED):
-                    try:
-                        rip = self._handle_exit_style()
-                    except EmulationError as exc:
-                        self._stop = Stop(StopReason.EMULATION_ERROR, exc.rip or 0, str(exc), exc.insn)
-                        break
-                    except Exception as exc:  # noqa: BLE001
-                        r = self._rip()
-                        self._stop = Stop(
-                            StopReason.DEVICE_ERROR,
-                            r,
-                            f"exit handling failed: {exc}",
-                            self.read_ram(r, MAX_INSN_LEN),
-                        )
-                        break
-                    self.regfile.set("rip", rip)
-                    continue
-                self._stop = self._fault_stop(err)
-                break
-            if self._stop is not None:
-                break
-            rip = self._rip()
-            if self.uc.query(UC_QUERY_TIMEOUT):
-                self._stop = Stop(StopReason.TIMEOUT, rip, f"wall-clock timeout of {timeout} s")
-            elif self.read_ram(rip - 1, 1) == bytes([HLT]):
-                self._stop = Stop(StopReason.HLT, rip - 1, "hlt")
-            elif count:
-                self._stop = Stop(StopReason.BUDGET, rip, f"instruction budget of {max_insns} exhausted")
-            else:
-                self._stop = Stop(StopReason.HLT, rip, "emulation ended")
-            break
+        try:
+            self._run_loop(rip, max_insns if (max_insns and not exit_style) else 0)
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
         seconds = time.perf_counter() - t0
         assert self._stop is not None
         return RunResult(
@@ -529,6 +499,58 @@ class Machine:
             records=self.records,
             seconds=seconds,
         )
+
+    def _on_deadline(self) -> None:
+        """Runs on the watchdog thread: only raise the flag and ask the engine to stop."""
+        self._timed_out = True
+        try:
+            self.uc.emu_stop()
+        except UcError:
+            pass
+
+    def _timeout_stop(self) -> bool:
+        if self._timed_out and self._stop is None:
+            self._stop = Stop(StopReason.TIMEOUT, self._rip(), f"wall-clock timeout of {self._timeout} s")
+        return self._timed_out
+
+    def _run_loop(self, rip: int, count: int) -> None:
+        while True:
+            if self._timeout_stop():
+                return
+            try:
+                self.uc.emu_start(rip, _UNTIL, timeout=0, count=count)
+            except UcError as err:
+                if self._stop is not None or self._timeout_stop():
+                    return
+                if self._pending is not None and err.errno in (UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED):
+                    try:
+                        rip = self._handle_exit_style()
+                    except EmulationError as exc:
+                        self._stop = Stop(StopReason.EMULATION_ERROR, exc.rip or 0, str(exc), exc.insn)
+                        return
+                    except Exception as exc:  # noqa: BLE001
+                        r = self._rip()
+                        self._stop = Stop(
+                            StopReason.DEVICE_ERROR,
+                            r,
+                            f"exit handling failed: {exc}",
+                            self.read_ram(r, MAX_INSN_LEN),
+                        )
+                        return
+                    self.regfile.set("rip", rip)
+                    continue
+                self._stop = self._fault_stop(err)
+                return
+            if self._stop is not None or self._timeout_stop():
+                return
+            rip = self._rip()
+            if self.read_ram(rip - 1, 1) == bytes([HLT]):
+                self._stop = Stop(StopReason.HLT, rip - 1, "hlt")
+            elif count:
+                self._stop = Stop(StopReason.BUDGET, rip, f"instruction budget of {count} exhausted")
+            else:
+                self._stop = Stop(StopReason.HLT, rip, "emulation ended")
+            return
 
     def _fault_stop(self, err: UcError) -> Stop:
         rip = self._rip()

@@ -214,9 +214,26 @@ def test_runaway_stopped_by_budget(style):
     assert 499 <= res.regs["rax"] <= 500
 
 
-def test_runaway_stopped_by_timeout():
-    res, _ = run_asm("1: jmp 1b", timeout=0.2)
+@pytest.mark.parametrize("style", ["inplace", "exit"])
+def test_runaway_stopped_by_timeout(style):
+    res, _ = run_asm("1: jmp 1b", style=style, timeout=0.2)
     assert res.stop.reason is StopReason.TIMEOUT
+
+
+def test_runaway_that_exits_forever_is_stopped_by_timeout():
+    """Exit style restarts the engine at every exit; the deadline must hold across restarts."""
+    from emu.cpu import Outcome
+
+    class Skip:
+        name = "skip"
+
+        def handle(self, exit, cpu):
+            return Outcome(exit.rip + 3, ())
+
+    src = "mov rdx, NOTIFY_MMIO\n1: mov word ptr [rdx], ax\njmp 1b"
+    res, m = run_asm(src, style="exit", path=Skip(), timeout=0.3, keep_records=False)
+    assert res.stop.reason is StopReason.TIMEOUT
+    assert res.exits["mmio_write"] > 10
 
 
 def test_hlt_is_the_only_clean_stop():

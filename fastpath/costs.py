@@ -1,0 +1,215 @@
+"""The exit-cost table: every way of notifying a device, measured side by side.
+
+Each *mechanism* is one guest workload plus one host path. Each row is (mechanism, engine, mode):
+engine `python` (the readable reference paths) or `c` (the cffi hot loop), mode `live` (a real
+run under Unicorn) or `replay` (the same exits, recorded once, handled again without Unicorn, so
+the path's own cost is seen apart from the emulator's). Every row is split into:
+- *trap*: what any exit of that kind costs (a count-only handler, no decode, no device);
+- *tax*: what the path adds to learn size, data and next RIP and reach the device (total - trap).
+Rows run interleaved, `repeat` times, and report the median with min and max.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emu.assemble import GuestImage, assemble
+from emu.board import Board, default_board
+from emu.bus import Space
+from emu.errors import ExitlabError
+from emu.exits import ExitKind, ExitRecord
+from emu.machine import Machine, MmioStyle
+from emu.platform import ASSIGNED_PORT_BASE, DEFAULT_SYMBOLS, HC_MMIO_WRITE, NOTIFY_PORT
+from emu.replaycpu import ReplayCpu
+from fastpath.hostpaths import TrapPath, WildcardPath, replay_hypercall, replay_pio
+
+WORKLOADS = Path(__file__).resolve().parent / "workloads"
+UNCLAIMED_PORT = 0x80  # POST-code port: nobody claims it here, so an OUT to it is a bare trap
+
+
+@dataclass(frozen=True, slots=True)
+class Mechanism:
+    """One way to notify: guest workload, the Python and C host paths (None: no such path)."""
+
+    name: str
+    label: str
+    workload: str
+    kind: ExitKind
+    py_path: str | None
+    c_path: str | None
+    seed_cycles: int | None = None
+    port: int = NOTIFY_PORT
+
+
+SEED_PIO_CYCLES = 1737
+MECHANISMS: tuple[Mechanism, ...] = (
+    Mechanism("pio", "PIO out dx, ax", "bench_pio", ExitKind.PIO_OUT, "pio", "pio", SEED_PIO_CYCLES),
+    Mechanism("mmio-generic", "MMIO movw, generic decode (Capstone)", "bench_mmio", ExitKind.MMIO_WRITE,
+              "generic", "capstone", 4341),
+    Mechanism("mmio-subset", "MMIO movw, C subset decoder", "bench_mmio", ExitKind.MMIO_WRITE,
+              None, "subset"),
+    Mechanism("pv-fast", "pv MMIO movw, fast path", "bench_mmio", ExitKind.MMIO_WRITE,
+              "fast", "pv-fast", 1817),
+    Mechanism("wildcard", "MMIO wildcard (address only)", "bench_mmio", ExitKind.MMIO_WRITE,
+              "wildcard", "wildcard"),
+    Mechanism("hypercall", "vmcall HC_MMIO_WRITE", "bench_hypercall", ExitKind.HYPERCALL,
+              "hypercall", "hypercall", 1566),
+    Mechanism("assigned-port", "assigned I/O port out dx, ax", "bench_pio", ExitKind.PIO_OUT, "pio", "pio",
+              port=ASSIGNED_PORT_BASE),
+)
+MECHANISM_NAMES = tuple(m.name for m in MECHANISMS)
+
+
+def workload_image(mech: Mechanism, kicks: int, trap: bool = False) -> GuestImage:
+    """The mechanism's guest, assembled with KICKS (and, for the trap baseline, a bare target)."""
+    symbols = dict(DEFAULT_SYMBOLS)
+    symbols["KICKS"] = kicks
+    symbols["PORT"] = UNCLAIMED_PORT if trap else mech.port
+    symbols["HC"] = 0x7777 if trap else HC_MMIO_WRITE  # unknown number: the host only answers ENOSYS
+    src = (WORKLOADS / f"{mech.workload}.S").read_text()
+    return assemble(src, mode=64, name=f"{mech.workload}.S", symbols=symbols)
+
+
+def bench_board() -> Board:
+    """The default board plus the notify device on an assigned port (option 3)."""
+    board = default_board()
+    board.bus.add(Space.PIO, ASSIGNED_PORT_BASE, 2, board.notify)
+    return board
+
+
+def python_path(name: str, board: Board) -> Any:
+    if name == "generic":
+        from emu.generic import GenericPath
+
+        return GenericPath()
+    if name == "fast":
+        from fastpath.fast import FastPath
+
+        return FastPath(windows=board.pv_windows)
+    if name == "wildcard":
+        return WildcardPath(board.bus)
+    if name == "trap":
+        return TrapPath()
+    return None  # pio / hypercall: handled by the machine's own hooks
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    exits: int
+    ns: int
+    ticks: int | None = None
+
+
+# ---------------------------------------------------------------------------------- Python engine
+def py_live(mech: Mechanism, kicks: int, trap: bool = False) -> Sample:
+    board = bench_board()
+    style = MmioStyle.EXIT if mech.kind in (ExitKind.MMIO_WRITE, ExitKind.MMIO_READ) else MmioStyle.INPLACE
+    path = python_path("trap" if trap and style is MmioStyle.EXIT else (mech.py_path or ""), board)
+    m = Machine(workload_image(mech, kicks, trap), board=board, mmio_style=style, path=path)
+    t0 = time.perf_counter_ns()
+    res = m.run(timeout=600)
+    ns = time.perf_counter_ns() - t0
+    if res.stop.is_error:
+        raise ExitlabError(f"{mech.name} (python, live): {res.stop.reason.value}: {res.stop.message}")
+    n = res.exits[mech.kind.value]
+    if not trap:
+        _check_kicks(mech, board, kicks)
+    return Sample(n, ns)
+
+
+def record_exits(mech: Mechanism, kicks: int) -> list[ExitRecord]:
+    """Record the workload's exits once (in-place style: every record carries what an exit has)."""
+    board = bench_board()
+    m = Machine(workload_image(mech, kicks), board=board, mmio_style=MmioStyle.INPLACE, keep_records=True)
+    res = m.run(timeout=600)
+    if res.stop.is_error:
+        raise ExitlabError(f"{mech.name}: recording failed: {res.stop.message}")
+    return [r for r in res.records if r.kind is mech.kind]
+
+
+def py_replay(mech: Mechanism, records: list[ExitRecord], trap: bool = False) -> Sample:
+    board = bench_board()
+    bus, windows = board.bus, board.pv_windows + [(0xFEB01000, 0x1000)]
+    handle: Callable[[ExitRecord], object]
+    if trap:
+        def handle(rec: ExitRecord) -> object:
+            return ReplayCpu(rec, bus, windows)
+    elif mech.py_path == "pio":
+        def handle(rec: ExitRecord) -> object:
+            return replay_pio(rec, bus)
+    elif mech.py_path == "hypercall":
+        def handle(rec: ExitRecord) -> object:
+            return replay_hypercall(rec, ReplayCpu(rec, bus, windows), bus)
+    else:
+        path = python_path(mech.py_path or "", board)
+
+        def handle(rec: ExitRecord) -> object:
+            return path.handle(rec, ReplayCpu(rec, bus, windows))
+    t0 = time.perf_counter_ns()
+    for rec in records:
+        handle(rec)
+    ns = time.perf_counter_ns() - t0
+    if not trap:
+        _check_kicks(mech, board, len(records))
+    return Sample(len(records), ns)
+
+
+def _check_kicks(mech: Mechanism, board: Board, kicks: int) -> None:
+    """A measurement only counts if the device saw every kick: a fast wrong path is no result."""
+    got = sum(board.notify.kicks.values())
+    if got != kicks:
+        raise ExitlabError(f"{mech.name}: the notify device counted {got} kicks, expected {kicks}")
+
+
+# --------------------------------------------------------------------------------------- table
+@dataclass
+class Row:
+    mechanism: Mechanism
+    engine: str
+    mode: str
+    totals: list[float] = field(default_factory=list)  # ns/exit per repeat
+    traps: list[float] = field(default_factory=list)
+    ticks: list[float] = field(default_factory=list)
+    exits: int = 0
+    note: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.mechanism.name}/{self.engine}/{self.mode}"
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.totals) if self.totals else float("nan")
+
+    @property
+    def trap(self) -> float:
+        return statistics.median(self.traps) if self.traps else float("nan")
+
+    @property
+    def tax(self) -> float:
+        return self.median - self.trap
+
+    @property
+    def ticks_median(self) -> float | None:
+        return statistics.median(self.ticks) if self.ticks else None
+
+
+def seed_ratio(mech: Mechanism) -> float | None:
+    return None if mech.seed_cycles is None else mech.seed_cycles / SEED_PIO_CYCLES
+
+
+def plan_rows(mechanisms: Iterable[Mechanism], engines: Iterable[str], modes: Iterable[str]) -> list[Row]:
+    rows = []
+    for mech in mechanisms:
+        for engine in engines:
+            for mode in modes:
+                path = mech.py_path if engine == "python" else mech.c_path
+                if path is None:
+                    continue
+                rows.append(Row(mech, engine, mode))
+    return rows

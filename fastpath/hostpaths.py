@@ -1,0 +1,79 @@
+"""Python host paths besides the decode paths: wildcard, trap-only, and the PIO and hypercall
+handlers a replay needs (live runs handle those two in the machine's own hooks).
+
+- `WildcardPath`: an address-only notification (upstream KVM's zero-length ioeventfd). The host
+  needs no data, only the next RIP, so it learns the instruction's *length* and nothing else.
+- `TrapPath`: the cost of the exit alone. It assumes the agreed 3-byte instruction and touches no
+  device; it exists only so benchmarks can split an exit's cost into trap and tax.
+"""
+
+from __future__ import annotations
+
+import capstone
+
+from emu.bus import Bus, Space
+from emu.cpu import Cpu, DeviceAccess, Outcome
+from emu.errors import EmulationError
+from emu.exits import MAX_INSN_LEN, ExitKind, ExitRecord
+from emu.hypercall import HYPERCALL_LEN, hypercall
+
+_CS = {
+    64: capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64),
+    32: capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32),
+    16: capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_16),
+}
+
+
+def insn_length(code: bytes, mode: int) -> int:
+    """Length of the first instruction of `code` (Capstone, detail off), or 0 if it is invalid."""
+    for insn in _CS[mode].disasm_lite(code, 0, 1):
+        return int(insn[1])
+    return 0
+
+
+class WildcardPath:
+    """Exit-style MMIO path for address-only notifications: count the kick, skip the instruction."""
+
+    name = "wildcard"
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+
+    def handle(self, exit: ExitRecord, cpu: Cpu) -> Outcome:
+        if exit.kind is not ExitKind.MMIO_WRITE:
+            raise EmulationError("a wildcard notification must be a write", exit.rip, exit.insn)
+        code = cpu.read_mem(exit.rip, MAX_INSN_LEN)
+        length = insn_length(code, exit.mode)
+        if length == 0:
+            raise EmulationError("cannot find the instruction's length", exit.rip, code)
+        self.bus.notify(exit.addr)
+        return Outcome(exit.rip + length, (DeviceAccess(exit.addr, 0, True, 0),))
+
+
+class TrapPath:
+    """Count-only: resumes after the agreed 3-byte instruction without any device access."""
+
+    name = "trap"
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def handle(self, exit: ExitRecord, cpu: Cpu) -> Outcome:
+        self.count += 1
+        return Outcome(exit.rip + 3, ())
+
+
+def replay_pio(rec: ExitRecord, bus: Bus) -> None:
+    """Port I/O carries port, size and data in the exit itself (and the VMCS gives the length):
+    nothing to decode."""
+    if rec.kind is ExitKind.PIO_OUT:
+        bus.write(Space.PIO, rec.addr, rec.truth_size, rec.truth_value)
+    else:
+        bus.read(Space.PIO, rec.addr, rec.truth_size)
+
+
+def replay_hypercall(rec: ExitRecord, cpu: Cpu, bus: Bus) -> int:
+    """The KVM ABI: every argument is in an agreed register."""
+    cpu.set("rax", hypercall(bus, rec.mode, cpu.get("rax"), cpu.get("rbx"), cpu.get("rcx"),
+                             cpu.get("rdx"), cpu.get("rsi")))
+    return rec.rip + HYPERCALL_LEN
