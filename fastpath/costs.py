@@ -49,18 +49,42 @@ class Mechanism:
 SEED_PIO_CYCLES = 1737
 MECHANISMS: tuple[Mechanism, ...] = (
     Mechanism("pio", "PIO out dx, ax", "bench_pio", ExitKind.PIO_OUT, "pio", "pio", SEED_PIO_CYCLES),
-    Mechanism("mmio-generic", "MMIO movw, generic decode (Capstone)", "bench_mmio", ExitKind.MMIO_WRITE,
-              "generic", "capstone", 4341),
-    Mechanism("mmio-subset", "MMIO movw, C subset decoder", "bench_mmio", ExitKind.MMIO_WRITE,
-              None, "subset"),
-    Mechanism("pv-fast", "pv MMIO movw, fast path", "bench_mmio", ExitKind.MMIO_WRITE,
-              "fast", "pv-fast", 1817),
-    Mechanism("wildcard", "MMIO wildcard (address only)", "bench_mmio", ExitKind.MMIO_WRITE,
-              "wildcard", "wildcard"),
-    Mechanism("hypercall", "vmcall HC_MMIO_WRITE", "bench_hypercall", ExitKind.HYPERCALL,
-              "hypercall", "hypercall", 1566),
-    Mechanism("assigned-port", "assigned I/O port out dx, ax", "bench_pio", ExitKind.PIO_OUT, "pio", "pio",
-              port=ASSIGNED_PORT_BASE),
+    Mechanism(
+        "mmio-generic",
+        "MMIO movw, generic decode (Capstone)",
+        "bench_mmio",
+        ExitKind.MMIO_WRITE,
+        "generic",
+        "capstone",
+        4341,
+    ),
+    Mechanism(
+        "mmio-subset", "MMIO movw, C subset decoder", "bench_mmio", ExitKind.MMIO_WRITE, None, "subset"
+    ),
+    Mechanism(
+        "pv-fast", "pv MMIO movw, fast path", "bench_mmio", ExitKind.MMIO_WRITE, "fast", "pv-fast", 1817
+    ),
+    Mechanism(
+        "wildcard", "MMIO wildcard (address only)", "bench_mmio", ExitKind.MMIO_WRITE, "wildcard", "wildcard"
+    ),
+    Mechanism(
+        "hypercall",
+        "vmcall HC_MMIO_WRITE",
+        "bench_hypercall",
+        ExitKind.HYPERCALL,
+        "hypercall",
+        "hypercall",
+        1566,
+    ),
+    Mechanism(
+        "assigned-port",
+        "assigned I/O port out dx, ax",
+        "bench_pio",
+        ExitKind.PIO_OUT,
+        "pio",
+        "pio",
+        port=ASSIGNED_PORT_BASE,
+    ),
 )
 MECHANISM_NAMES = tuple(m.name for m in MECHANISMS)
 
@@ -137,12 +161,15 @@ def py_replay(mech: Mechanism, records: list[ExitRecord], trap: bool = False) ->
     bus, windows = board.bus, board.pv_windows + [(0xFEB01000, 0x1000)]
     handle: Callable[[ExitRecord], object]
     if trap:
+
         def handle(rec: ExitRecord) -> object:
             return ReplayCpu(rec, bus, windows)
     elif mech.py_path == "pio":
+
         def handle(rec: ExitRecord) -> object:
             return replay_pio(rec, bus)
     elif mech.py_path == "hypercall":
+
         def handle(rec: ExitRecord) -> object:
             return replay_hypercall(rec, ReplayCpu(rec, bus, windows), bus)
     else:
@@ -150,6 +177,7 @@ def py_replay(mech: Mechanism, records: list[ExitRecord], trap: bool = False) ->
 
         def handle(rec: ExitRecord) -> object:
             return path.handle(rec, ReplayCpu(rec, bus, windows))
+
     t0 = time.perf_counter_ns()
     for rec in records:
         handle(rec)
@@ -213,3 +241,120 @@ def plan_rows(mechanisms: Iterable[Mechanism], engines: Iterable[str], modes: It
                     continue
                 rows.append(Row(mech, engine, mode))
     return rows
+
+
+# --------------------------------------------------------------------------------------- C engine
+def _c_ctx(mech: Mechanism) -> Any:
+    from fastpath import cengine
+
+    ctx = cengine.CContext()
+    ctx.cdata.dev.notify_port = mech.port  # the C board's notify device answers on this port
+    if mech.c_path in ("capstone", "subset"):
+        ctx.open_capstone()
+    return ctx
+
+
+def c_live(mech: Mechanism, kicks: int, trap: bool = False) -> Sample:
+    from fastpath import cengine
+
+    mmio = mech.kind is ExitKind.MMIO_WRITE
+    m = Machine(workload_image(mech, kicks, trap), board=bench_board(), mmio_style=MmioStyle.EXIT)
+    m._init_regs()
+    ctx = _c_ctx(mech)
+    path = "trap" if trap and mmio else (mech.c_path or "")
+    res = cengine.run_live(m, path=path, style="exit", timeout=600, ctx=ctx, start_rip=m.image.entry)
+    if res.is_error:
+        raise ExitlabError(f"{mech.name} (c, live): {res.stop} at rip={res.rip:#x}")
+    n = res.kind_counts[cengine.KIND_CODES[mech.kind]]
+    if not trap:
+        _check_c_kicks(mech, ctx, kicks)
+    return Sample(n, res.ns, res.ticks)
+
+
+def c_replay(mech: Mechanism, packed: Any, trap: bool = False) -> Sample:
+    from fastpath import cengine
+
+    ctx = _c_ctx(mech)
+    res = cengine.replay(packed, "trap" if trap else (mech.c_path or ""), ctx=ctx, keep_results=False)
+    if res.errors:
+        raise ExitlabError(f"{mech.name} (c, replay): {res.errors} errors, first: {res.error}")
+    if not trap:
+        _check_c_kicks(mech, ctx, res.n)
+    return Sample(res.n, res.ns, res.ticks)
+
+
+def _check_c_kicks(mech: Mechanism, ctx: Any, kicks: int) -> None:
+    got = sum(ctx.kicks.values())
+    if got != kicks:
+        raise ExitlabError(f"{mech.name} (c): the notify device counted {got} kicks, expected {kicks}")
+
+
+def c_available() -> str | None:
+    """None when the C extension imports, else the reason it does not."""
+    try:
+        import fastpath.cengine  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - any import failure means no C rows, said out loud
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+# ------------------------------------------------------------------------------------- the sweep
+@dataclass
+class Sweep:
+    rows: list[Row]
+    exits: int
+    repeat: int
+    seconds: float = 0.0
+    tsc_ghz: float | None = None
+    skipped: list[str] = field(default_factory=list)
+
+
+def run_sweep(
+    exits: int,
+    repeat: int,
+    mechanisms: Iterable[Mechanism] = MECHANISMS,
+    engines: Iterable[str] = ("python", "c"),
+    modes: Iterable[str] = ("live", "replay"),
+    progress: Callable[[str], None] | None = None,
+) -> Sweep:
+    """Measure every row `repeat` times, interleaved (row order within a repeat is fixed), so slow
+    drift of the machine spreads over all rows alike instead of biasing the last ones."""
+    mechanisms, engines, modes = list(mechanisms), list(engines), list(modes)
+    skipped = []
+    if "c" in engines and (why := c_available()) is not None:
+        engines.remove("c")
+        skipped.append(f"C engine rows skipped: the extension does not import ({why})")
+    rows = plan_rows(mechanisms, engines, modes)
+    records: dict[str, list[ExitRecord]] = {}
+    packed: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    for mech in mechanisms:
+        if "replay" in modes:
+            records[mech.name] = record_exits(mech, exits)
+            if "c" in engines:
+                from fastpath.cengine import PackedTrace
+
+                packed[mech.name] = PackedTrace(records[mech.name])
+    for _ in range(repeat):
+        for row in rows:
+            mech = row.mechanism
+            if row.engine == "python" and row.mode == "live":
+                tot, trap = py_live(mech, exits), py_live(mech, exits, trap=True)
+            elif row.engine == "python":
+                recs = records[mech.name]
+                tot, trap = py_replay(mech, recs), py_replay(mech, recs, trap=True)
+            elif row.mode == "live":
+                tot, trap = c_live(mech, exits), c_live(mech, exits, trap=True)
+            else:
+                tot, trap = c_replay(mech, packed[mech.name]), c_replay(mech, packed[mech.name], trap=True)
+            row.exits = tot.exits
+            row.totals.append(tot.ns / tot.exits)
+            row.traps.append(trap.ns / trap.exits)
+            if tot.ticks is not None:
+                row.ticks.append(tot.ticks / tot.exits)
+            if progress is not None:
+                progress(row.key)
+    sweep = Sweep(rows, exits, repeat, time.perf_counter() - t0, skipped=skipped)
+    ratios = [statistics.median(r.ticks) / r.median for r in rows if r.ticks and r.median > 0]
+    sweep.tsc_ghz = statistics.median(ratios) if ratios else None
+    return sweep
