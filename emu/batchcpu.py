@@ -1,0 +1,106 @@
+"""BatchCpu: a `Cpu` made of a dict and bytearrays, for `emulate --batch`, replay and tests.
+
+It models the smallest machine an MMIO exit needs: a register file, sparse RAM over a few regions,
+and one MMIO window whose device answers every read with a fixed value (truncated to the access
+size) and records every access. Nothing here runs guest code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from emu.cpu import DeviceAccess
+from emu.errors import EmulationError
+from emu.exits import REG_NAMES
+from emu.platform import PAGE, RAM_BASE, RAM_SIZE
+
+_M64 = (1 << 64) - 1
+
+
+def default_ram_regions(rip: int, mmio: tuple[int, int]) -> tuple[tuple[int, int], ...]:
+    """The RAM a batch case has: the platform RAM plus the pages holding the instruction, minus the
+    MMIO window. Shared with emu/oracle.py so both sides see the same memory map."""
+    pages = set(range(RAM_BASE // PAGE, (RAM_BASE + RAM_SIZE) // PAGE))
+    pages |= set(range(rip // PAGE, (rip + 15) // PAGE + 1))
+    base, size = mmio
+    pages -= set(range(base // PAGE, (base + size + PAGE - 1) // PAGE))
+    regions: list[tuple[int, int]] = []
+    for p in sorted(pages):
+        if regions and regions[-1][0] + regions[-1][1] == p * PAGE:
+            regions[-1] = (regions[-1][0], regions[-1][1] + PAGE)
+        else:
+            regions.append((p * PAGE, PAGE))
+    return tuple(regions)
+
+
+class BatchCpu:
+    """A `Cpu` over plain data. `accesses` lists the device accesses in order."""
+
+    def __init__(
+        self,
+        mode: int,
+        regs: Mapping[str, int] | None = None,
+        mmio: tuple[int, int] = (0, 0),
+        read_value: int = 0,
+        ram: Iterable[tuple[int, int]] = (),
+        xmm: Mapping[int, int] | None = None,
+    ) -> None:
+        self.mode = mode
+        self.regs: dict[str, int] = {name: 0 for name in REG_NAMES}
+        for name, value in (regs or {}).items():
+            if name not in self.regs:
+                raise ValueError(f"unknown register {name!r} (known: {', '.join(REG_NAMES)})")
+            self.regs[name] = value & _M64
+        self.xmm: dict[int, int] = {i: 0 for i in range(16)}
+        self.xmm.update(xmm or {})
+        self.mmio = mmio
+        self.read_value = read_value
+        self.ram_regions = tuple(ram)
+        self.pages: dict[int, bytearray] = {}
+        self.accesses: list[DeviceAccess] = []
+
+    def get(self, name: str) -> int:
+        return self.regs[name]
+
+    def set(self, name: str, value: int) -> None:
+        if name not in self.regs:
+            raise KeyError(name)
+        self.regs[name] = value & _M64
+
+    def get_xmm(self, index: int) -> int:
+        return self.xmm[index]
+
+    def set_xmm(self, index: int, value: int) -> None:
+        self.xmm[index] = value & ((1 << 128) - 1)
+
+    def _is_ram(self, addr: int) -> bool:
+        return any(b <= addr < b + s for b, s in self.ram_regions)
+
+    def read_mem(self, addr: int, size: int) -> bytes:
+        """Bytes from RAM, stopping early at the first byte that is not RAM."""
+        out = bytearray()
+        for a in range(addr, addr + size):
+            if not self._is_ram(a):
+                break
+            page = self.pages.get(a // PAGE)
+            out.append(page[a % PAGE] if page is not None else 0)
+        return bytes(out)
+
+    def write_mem(self, addr: int, data: bytes) -> None:
+        for i, b in enumerate(data):
+            a = addr + i
+            if not self._is_ram(a):
+                raise EmulationError(f"write to unmapped memory at {a:#x}")
+            self.pages.setdefault(a // PAGE, bytearray(PAGE))[a % PAGE] = b
+
+    def is_mmio(self, gpa: int) -> bool:
+        base, size = self.mmio
+        return base <= gpa < base + size
+
+    def mmio_read(self, gpa: int, size: int) -> int:
+        value = self.read_value & ((1 << (8 * size)) - 1)
+        self.accesses.append(DeviceAccess(gpa, size, False, value))
+        return value
+
+    def mmio_write(self, gpa: int, size: int, value: int) -> None:
+        self.accesses.append(DeviceAccess(gpa, size, True, value))
