@@ -19,7 +19,7 @@ $(STAMP): $(SOURCES_C)
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/exitlab demo
+	$(VENV)/bin/exitlab bench --quick --plot demo.png --json demo.json
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check emu fastpath tests bench

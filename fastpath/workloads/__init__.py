@@ -1,0 +1,1 @@
+"""Guest workloads of `exitlab bench` (assembled with KICKS, PORT and HC defined)."""
