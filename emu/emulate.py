@@ -73,7 +73,7 @@ class _Exec:
         self.cpu = cpu
         self.rip = rip
         self.mode = mode
-        self.next_rip = rip + access.length
+        self.next_rip = (rip + access.length) & ((1 << 64) - 1 if mode == 64 else 0xFFFFFFFF)  # EIP wraps
         self.accesses: list[DeviceAccess] = []
         self.amask = (1 << mode) - 1
 

@@ -45,7 +45,8 @@ def fast_path(exit: ExitRecord, cpu: Cpu) -> Outcome | None:
         return None
     value = cpu.get("rax") & DATA_MASK
     cpu.mmio_write(exit.addr, SIZE, value)
-    return Outcome(exit.rip + LENGTH, (DeviceAccess(exit.addr, SIZE, True, value),))
+    next_rip = (exit.rip + LENGTH) & ((1 << 64) - 1 if exit.mode == 64 else 0xFFFFFFFF)  # EIP wraps
+    return Outcome(next_rip, (DeviceAccess(exit.addr, SIZE, True, value),))
 
 
 class Fallback(Protocol):
