@@ -74,6 +74,10 @@ def replay_pio(rec: ExitRecord, bus: Bus) -> None:
 
 def replay_hypercall(rec: ExitRecord, cpu: Cpu, bus: Bus) -> int:
     """The KVM ABI: every argument is in an agreed register."""
-    cpu.set("rax", hypercall(bus, rec.mode, cpu.get("rax"), cpu.get("rbx"), cpu.get("rcx"),
-                             cpu.get("rdx"), cpu.get("rsi")))
+    cpu.set(
+        "rax",
+        hypercall(
+            bus, rec.mode, cpu.get("rax"), cpu.get("rbx"), cpu.get("rcx"), cpu.get("rdx"), cpu.get("rsi")
+        ),
+    )
     return rec.rip + HYPERCALL_LEN

@@ -1,0 +1,710 @@
+/* MMIO subset decoder and instruction-length function (see insn_subset.h).
+ *
+ * Both are table-driven in the manner of KVM's opcode table: one flags word per opcode of the
+ * one-byte map and of the 0F map; the code only walks prefixes, ModRM/SIB/displacement and
+ * immediates as the flags say.  No state, no allocation.
+ */
+#include "insn_subset.h"
+
+#define XL_MAXLEN 15
+
+/* ---------------------------------------------------------------- shared prefix walk */
+
+struct pfx {
+    int pos;        /* index of the opcode byte */
+    uint8_t rex;    /* REX that immediately precedes the opcode (64-bit mode), else 0 */
+    uint8_t p66, p67, lock, rep, seg, nrep;
+    uint8_t last_simd;  /* last of 66/F2/F3 seen (mandatory-prefix selection) */
+};
+
+static int walk_prefixes(const uint8_t *p, size_t n, int mode, struct pfx *x)
+{
+    size_t lim = n < XL_MAXLEN ? n : XL_MAXLEN;
+    x->rex = x->p66 = x->p67 = x->lock = x->rep = x->seg = x->nrep = x->last_simd = 0;
+    for (size_t i = 0; i < lim; i++) {
+        uint8_t b = p[i];
+        switch (b) {
+        case 0x66: x->p66 = 1; x->rex = 0; x->last_simd = b; continue;
+        case 0x67: x->p67 = 1; x->rex = 0; continue;
+        case 0x26: x->seg = XL_SEG_ES; x->rex = 0; continue;
+        case 0x2E: x->seg = XL_SEG_CS; x->rex = 0; continue;
+        case 0x36: x->seg = XL_SEG_SS; x->rex = 0; continue;
+        case 0x3E: x->seg = XL_SEG_DS; x->rex = 0; continue;
+        case 0x64: x->seg = XL_SEG_FS; x->rex = 0; continue;
+        case 0x65: x->seg = XL_SEG_GS; x->rex = 0; continue;
+        case 0xF0: x->lock = 1; x->rex = 0; continue;
+        case 0xF2: case 0xF3:
+            if (x->rep != b) x->nrep++;
+            x->rep = b; x->rex = 0; x->last_simd = b; continue;
+        default:
+            break;
+        }
+        if (mode == 64 && (b & 0xF0) == 0x40) {
+            x->rex = b;
+            continue;
+        }
+        x->pos = (int)i;
+        return 0;
+    }
+    return -1;  /* only prefixes within the limit */
+}
+
+/* ---------------------------------------------------------------- subset decoder */
+
+enum {
+    S_MODRM = 1 << 0,
+    S_BYTE = 1 << 1,    /* memory operand is 1 byte */
+    S_GRP0 = 1 << 2,    /* ModRM.reg must be 0 (C6/C7) */
+    S_MOFFS = 1 << 3,
+    S_REXW = 1 << 4,    /* requires REX.W (63 MOVSXD), 64-bit mode only */
+    S_SRC1 = 1 << 5,    /* memory operand 1 byte, register operand opsize */
+    S_SRC2 = 1 << 6,    /* memory operand 2 bytes, register operand opsize */
+    S_SRC4 = 1 << 7,    /* memory operand 4 bytes */
+};
+
+struct sub_ent {
+    uint8_t kind;
+    uint8_t flags;
+};
+
+static const struct sub_ent sub_map0[256] = {
+    [0x63] = {XL_K_READ_SX, S_MODRM | S_REXW | S_SRC4},
+    [0x88] = {XL_K_WRITE, S_MODRM | S_BYTE},
+    [0x89] = {XL_K_WRITE, S_MODRM},
+    [0x8A] = {XL_K_READ, S_MODRM | S_BYTE},
+    [0x8B] = {XL_K_READ, S_MODRM},
+    [0xA0] = {XL_K_READ, S_MOFFS | S_BYTE},
+    [0xA1] = {XL_K_READ, S_MOFFS},
+    [0xA2] = {XL_K_WRITE, S_MOFFS | S_BYTE},
+    [0xA3] = {XL_K_WRITE, S_MOFFS},
+    [0xA4] = {XL_K_MOVS, S_BYTE},
+    [0xA5] = {XL_K_MOVS, 0},
+    [0xAA] = {XL_K_STOS, S_BYTE},
+    [0xAB] = {XL_K_STOS, 0},
+    [0xC6] = {XL_K_WRITE_IMM, S_MODRM | S_BYTE | S_GRP0},
+    [0xC7] = {XL_K_WRITE_IMM, S_MODRM | S_GRP0},
+};
+
+static const struct sub_ent sub_map1[256] = {
+    [0xB6] = {XL_K_READ_ZX, S_MODRM | S_SRC1},
+    [0xB7] = {XL_K_READ_ZX, S_MODRM | S_SRC2},
+    [0xBE] = {XL_K_READ_SX, S_MODRM | S_SRC1},
+    [0xBF] = {XL_K_READ_SX, S_MODRM | S_SRC2},
+};
+
+static uint64_t rd_le(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static int64_t sx(uint64_t v, int bytes)
+{
+    if (bytes >= 8)
+        return (int64_t)v;
+    int sh = 64 - 8 * bytes;
+    return (int64_t)(v << sh) >> sh;
+}
+
+static const uint8_t rm16_base[8] = {3, 3, 5, 5, 6, 7, 5, 3};           /* BX BX BP BP SI DI BP BX */
+static const uint8_t rm16_index[8] = {6, 7, 6, 7, XL_NOREG, XL_NOREG, XL_NOREG, XL_NOREG};
+
+int xl_decode_subset(const uint8_t *p, size_t n, int mode, struct xl_insn *d)
+{
+    struct pfx x;
+    if ((mode != 16 && mode != 32 && mode != 64) || walk_prefixes(p, n, mode, &x) < 0)
+        return 0;
+    size_t lim = n < XL_MAXLEN ? n : XL_MAXLEN;
+    size_t i = (size_t)x.pos;
+    const struct sub_ent *e;
+    uint8_t map = 0, op = p[i++];
+    if (op == 0x0F) {
+        if (i >= lim)
+            return 0;
+        map = 1;
+        op = p[i++];
+        e = &sub_map1[op];
+    } else {
+        e = &sub_map0[op];
+    }
+    if (e->kind == XL_K_NONE || x.lock || x.nrep > 1)
+        return 0;
+    int string = e->kind == XL_K_MOVS || e->kind == XL_K_STOS;
+    if (x.rep && !string)
+        return 0;  /* F2/F3 on MOV: XACQUIRE/XRELEASE or ignored -- not ours to guess */
+    if (e->flags & S_REXW) {
+        if (mode != 64 || !(x.rex & 8))
+            return 0;
+    }
+    int opsize = mode == 64 ? ((x.rex & 8) ? 8 : (x.p66 ? 2 : 4)) : (mode == 32 ? (x.p66 ? 2 : 4) : (x.p66 ? 4 : 2));
+    int asize = mode == 64 ? (x.p67 ? 4 : 8) : (mode == 32 ? (x.p67 ? 2 : 4) : (x.p67 ? 4 : 2));
+
+    d->kind = e->kind;
+    d->rep = x.rep;
+    d->seg = x.seg;
+    d->addr_size = (uint8_t)asize;
+    d->rex = x.rex;
+    d->opcode = op;
+    d->map = map;
+    d->pad = 0;
+    d->disp = 0;
+    d->imm = 0;
+    d->base = XL_NOREG;
+    d->index = XL_NOREG;
+    d->scale = 1;
+    d->hi8 = 0;
+    d->reg = 0;
+    if (e->flags & S_BYTE)
+        d->size = 1;
+    else if (e->flags & S_SRC1)
+        d->size = 1;
+    else if (e->flags & S_SRC2)
+        d->size = 2;
+    else if (e->flags & S_SRC4)
+        d->size = 4;
+    else
+        d->size = (uint8_t)opsize;
+    d->dst_size = (e->flags & S_BYTE) ? 1 : (uint8_t)opsize;
+
+    if (e->flags & S_MOFFS) {
+        if (i + (size_t)asize > lim)
+            return 0;
+        d->disp = (int64_t)rd_le(p + i, asize);
+        i += (size_t)asize;
+        d->reg = 0;  /* AL / AX / EAX / RAX */
+        d->len = (uint8_t)i;
+        return (int)i;
+    }
+    if (string) {
+        d->reg = 0;
+        d->len = (uint8_t)i;
+        return (int)i;
+    }
+    /* ModRM forms */
+    if (i >= lim)
+        return 0;
+    uint8_t m = p[i++];
+    int mod = m >> 6, regf = (m >> 3) & 7, rm = m & 7;
+    if (mod == 3)
+        return 0;  /* register operand: no memory access */
+    if ((e->flags & S_GRP0) && regf != 0)
+        return 0;
+    int reg = regf | ((x.rex & 4) ? 8 : 0);
+    if (d->dst_size == 1 && !x.rex && reg >= 4 && reg < 8) {
+        d->hi8 = 1;
+        reg -= 4;
+    }
+    d->reg = (uint8_t)reg;
+    if (asize == 2) {
+        d->base = rm16_base[rm];
+        d->index = rm16_index[rm];
+        if (mod == 0 && rm == 6) {
+            d->base = XL_NOREG;
+            if (i + 2 > lim) return 0;
+            d->disp = sx(rd_le(p + i, 2), 2);
+            i += 2;
+        } else if (mod == 1) {
+            if (i + 1 > lim) return 0;
+            d->disp = sx(p[i], 1);
+            i += 1;
+        } else if (mod == 2) {
+            if (i + 2 > lim) return 0;
+            d->disp = sx(rd_le(p + i, 2), 2);
+            i += 2;
+        }
+    } else {
+        int dispsz = mod == 1 ? 1 : (mod == 2 ? 4 : 0);
+        if (rm == 4) {
+            if (i >= lim)
+                return 0;
+            uint8_t s = p[i++];
+            int idx = ((s >> 3) & 7) | ((x.rex & 2) ? 8 : 0);
+            int bse = s & 7;
+            d->scale = (uint8_t)(1 << (s >> 6));
+            d->index = idx == 4 ? XL_NOREG : (uint8_t)idx;
+            if (bse == 5 && mod == 0) {
+                d->base = XL_NOREG;
+                dispsz = 4;
+            } else {
+                d->base = (uint8_t)(bse | ((x.rex & 1) ? 8 : 0));
+            }
+        } else if (rm == 5 && mod == 0) {
+            d->base = mode == 64 ? XL_BASE_RIP : XL_NOREG;
+            dispsz = 4;
+        } else {
+            d->base = (uint8_t)(rm | ((x.rex & 1) ? 8 : 0));
+        }
+        if (dispsz) {
+            if (i + (size_t)dispsz > lim)
+                return 0;
+            d->disp = sx(rd_le(p + i, dispsz), dispsz);
+            i += (size_t)dispsz;
+        }
+    }
+    if (d->kind == XL_K_WRITE_IMM) {
+        int isz = d->size == 1 ? 1 : (d->size == 2 ? 2 : 4);
+        if (i + (size_t)isz > lim)
+            return 0;
+        uint64_t v = (uint64_t)sx(rd_le(p + i, isz), isz);
+        i += (size_t)isz;
+        d->imm = d->size == 8 ? v : (v & ((1ull << (8 * d->size)) - 1));
+    }
+    d->len = (uint8_t)i;
+    return (int)i;
+}
+
+/* ---------------------------------------------------------------- length function */
+
+enum {
+    L_M = 1 << 0,      /* ModRM follows */
+    L_I8 = 1 << 1,
+    L_IZ = 1 << 2,     /* imm16/32 by operand size */
+    L_I16 = 1 << 3,
+    L_IV = 1 << 4,     /* imm16/32/64 (B8+r) */
+    L_MOFFS = 1 << 5,
+    L_INV64 = 1 << 6,  /* invalid in 64-bit mode */
+    L_INV = 1 << 7,    /* invalid or not covered: -1 */
+    L_SPEC = 1 << 8,   /* handled in code */
+    L_LK = 1 << 9,     /* LOCK allowed with a memory operand */
+    L_REL = 1 << 10,   /* near branch: 66 ignored in 64-bit mode (rel32) */
+    L_MEMONLY = 1 << 11,
+    L_NOMOD = 1 << 12, /* ModRM always register form (MOV CR/DR): no displacement */
+};
+
+#define M L_M
+static const uint16_t len_map0[256] = {
+    [0x00] = M | L_LK, [0x01] = M | L_LK, [0x02] = M, [0x03] = M, [0x04] = L_I8, [0x05] = L_IZ,
+    [0x06] = L_INV64, [0x07] = L_INV64,
+    [0x08] = M | L_LK, [0x09] = M | L_LK, [0x0A] = M, [0x0B] = M, [0x0C] = L_I8, [0x0D] = L_IZ,
+    [0x0E] = L_INV64, [0x0F] = L_SPEC,
+    [0x10] = M | L_LK, [0x11] = M | L_LK, [0x12] = M, [0x13] = M, [0x14] = L_I8, [0x15] = L_IZ,
+    [0x16] = L_INV64, [0x17] = L_INV64,
+    [0x18] = M | L_LK, [0x19] = M | L_LK, [0x1A] = M, [0x1B] = M, [0x1C] = L_I8, [0x1D] = L_IZ,
+    [0x1E] = L_INV64, [0x1F] = L_INV64,
+    [0x20] = M | L_LK, [0x21] = M | L_LK, [0x22] = M, [0x23] = M, [0x24] = L_I8, [0x25] = L_IZ,
+    [0x27] = L_INV64,
+    [0x28] = M | L_LK, [0x29] = M | L_LK, [0x2A] = M, [0x2B] = M, [0x2C] = L_I8, [0x2D] = L_IZ,
+    [0x2F] = L_INV64,
+    [0x30] = M | L_LK, [0x31] = M | L_LK, [0x32] = M, [0x33] = M, [0x34] = L_I8, [0x35] = L_IZ,
+    [0x37] = L_INV64,
+    [0x38] = M, [0x39] = M, [0x3A] = M, [0x3B] = M, [0x3C] = L_I8, [0x3D] = L_IZ,
+    [0x3F] = L_INV64,
+    [0x60] = L_INV64, [0x61] = L_INV64, [0x62] = L_SPEC, [0x63] = M,
+    [0x68] = L_IZ, [0x69] = M | L_IZ, [0x6A] = L_I8, [0x6B] = M | L_I8,
+    [0x70 ... 0x7F] = L_I8,
+    [0x80] = M | L_I8 | L_LK, [0x81] = M | L_IZ | L_LK, [0x82] = M | L_I8 | L_LK | L_INV64,
+    [0x83] = M | L_I8 | L_LK,
+    [0x84] = M, [0x85] = M, [0x86] = M | L_LK, [0x87] = M | L_LK,
+    [0x88 ... 0x8B] = M, [0x8C] = M, [0x8D] = M | L_MEMONLY, [0x8E] = M, [0x8F] = L_SPEC,
+    [0x9A] = L_SPEC,
+    [0xA0 ... 0xA3] = L_MOFFS, [0xA8] = L_I8, [0xA9] = L_IZ,
+    [0xB0 ... 0xB7] = L_I8, [0xB8 ... 0xBF] = L_IV,
+    [0xC0] = M | L_I8, [0xC1] = M | L_I8, [0xC2] = L_I16, [0xC4] = L_SPEC, [0xC5] = L_SPEC,
+    [0xC6] = L_SPEC, [0xC7] = L_SPEC, [0xC8] = L_SPEC, [0xCA] = L_I16, [0xCD] = L_I8,
+    [0xCE] = L_INV64,
+    [0xD0 ... 0xD3] = M, [0xD4] = L_I8 | L_INV64, [0xD5] = L_I8 | L_INV64, [0xD6] = L_INV64,
+    [0xD8 ... 0xDF] = M,
+    [0xE0 ... 0xE7] = L_I8, [0xE8] = L_IZ | L_REL, [0xE9] = L_IZ | L_REL, [0xEA] = L_SPEC, [0xEB] = L_I8,
+    [0xF6] = L_SPEC, [0xF7] = L_SPEC, [0xFE] = L_SPEC, [0xFF] = L_SPEC,
+};
+
+static const uint16_t len_map1[256] = {
+    [0x00] = L_SPEC, [0x01] = L_SPEC, [0x02] = M, [0x03] = M, [0x04] = L_INV,
+    [0x0A] = L_INV, [0x0C] = L_INV, [0x0D] = M, [0x0F] = L_SPEC,
+    [0x10 ... 0x1F] = M,
+    [0x20 ... 0x23] = M | L_NOMOD, [0x24 ... 0x27] = L_INV,
+    [0x28 ... 0x2F] = M,
+    [0x36] = L_INV, [0x38] = L_SPEC, [0x39] = L_INV, [0x3A] = L_SPEC, [0x3B ... 0x3F] = L_INV,
+    [0x40 ... 0x4F] = M,
+    [0x50 ... 0x6F] = M,
+    [0x70] = M | L_I8, [0x71 ... 0x73] = L_SPEC, [0x74 ... 0x76] = M,
+    [0x78] = L_SPEC, [0x79] = L_SPEC, [0x7A] = L_INV, [0x7B] = L_INV, [0x7C ... 0x7F] = M,
+    [0x80 ... 0x8F] = L_IZ | L_REL,
+    [0x90 ... 0x9F] = M,
+    [0xA3] = M, [0xA4] = M | L_I8, [0xA5] = M, [0xA6] = L_INV, [0xA7] = L_INV,
+    [0xAB] = M | L_LK, [0xAC] = M | L_I8, [0xAD] = M, [0xAE] = M, [0xAF] = M,
+    [0xB0] = M | L_LK, [0xB1] = M | L_LK, [0xB2] = M | L_MEMONLY, [0xB3] = M | L_LK,
+    [0xB4] = M | L_MEMONLY, [0xB5] = M | L_MEMONLY, [0xB6] = M, [0xB7] = M,
+    [0xB8] = L_SPEC, [0xB9] = M, [0xBA] = L_SPEC, [0xBB] = M | L_LK, [0xBC ... 0xBF] = M,
+    [0xC0] = M | L_LK, [0xC1] = M | L_LK, [0xC2] = M | L_I8, [0xC3] = M | L_MEMONLY,
+    [0xC4 ... 0xC6] = M | L_I8, [0xC7] = L_SPEC,
+    [0xD0 ... 0xFF] = M,
+};
+#undef M
+
+/* SSE/MMX opcodes of the 0F map: the mandatory prefixes that make them exist (P_N: none, P_66,
+ * P_F3, P_F2; F2/F3 take precedence over 66) and their ModRM restrictions.  Only consulted where
+ * non-zero; a combination outside the set is #UD, so the length function says -1. */
+enum { P_N = 1, P_66 = 2, P_F3 = 4, P_F2 = 8, P_MEM = 16, P_REG = 32 };
+#define P_ALL (P_N | P_66 | P_F3 | P_F2)
+#define P_NX (P_N | P_66)
+static const uint8_t sse_pfx[256] = {
+    [0x10] = P_ALL, [0x11] = P_ALL, [0x12] = P_ALL, [0x13] = P_NX | P_MEM, [0x14] = P_NX, [0x15] = P_NX,
+    [0x16] = P_N | P_66 | P_F3, [0x17] = P_NX | P_MEM,
+    [0x28] = P_NX, [0x29] = P_NX, [0x2A] = P_ALL, [0x2B] = P_NX | P_MEM, [0x2C] = P_ALL, [0x2D] = P_ALL,
+    [0x2E] = P_NX, [0x2F] = P_NX,
+    [0x50] = P_NX | P_REG, [0x51] = P_ALL, [0x52] = P_N | P_F3, [0x53] = P_N | P_F3,
+    [0x54 ... 0x57] = P_NX, [0x58 ... 0x5A] = P_ALL, [0x5B] = P_N | P_66 | P_F3, [0x5C ... 0x5F] = P_ALL,
+    [0x60 ... 0x6B] = P_NX, [0x6C] = P_66, [0x6D] = P_66, [0x6E] = P_NX, [0x6F] = P_N | P_66 | P_F3,
+    [0x70] = P_ALL, [0x71 ... 0x73] = P_NX | P_REG, [0x74 ... 0x76] = P_NX, [0x77] = P_N,
+    [0x7C] = P_66 | P_F2, [0x7D] = P_66 | P_F2, [0x7E] = P_N | P_66 | P_F3, [0x7F] = P_N | P_66 | P_F3,
+    [0xC2] = P_ALL, [0xC3] = P_N | P_MEM, [0xC4] = P_NX, [0xC5] = P_NX | P_REG, [0xC6] = P_NX,
+    [0xD0] = P_66 | P_F2, [0xD1 ... 0xD5] = P_NX, [0xD6] = P_66 | P_F3 | P_F2, [0xD7] = P_NX | P_REG,
+    [0xD8 ... 0xDF] = P_NX, [0xE0 ... 0xE5] = P_NX, [0xE6] = P_66 | P_F3 | P_F2, [0xE7] = P_NX | P_MEM,
+    [0xE8 ... 0xEF] = P_NX, [0xF0] = P_F2 | P_MEM, [0xF1 ... 0xF6] = P_NX, [0xF7] = P_NX | P_REG,
+    [0xF8 ... 0xFE] = P_NX,
+};
+
+static int sse_ok(uint8_t op, const struct pfx *x, int mod)
+{
+    uint8_t f = sse_pfx[op];
+    if (!f)
+        return 1;
+    int mp = x->rep == 0xF3 ? P_F3 : x->rep == 0xF2 ? P_F2 : x->p66 ? P_66 : P_N;
+    if (!(f & mp))
+        return 0;
+    if ((f & P_MEM) && mod == 3)
+        return 0;
+    if ((f & P_REG) && mod != 3)
+        return 0;
+    /* per-prefix ModRM forms */
+    if ((op == 0x12 || op == 0x16) && mp == P_66 && mod == 3)
+        return 0;  /* MOVLPD / MOVHPD take memory only */
+    if (op == 0xD6 && mp != P_66 && mod != 3)
+        return 0;  /* MOVQ2DQ / MOVDQ2Q take registers only */
+    return 1;
+}
+
+/* 0F 38 / 0F 3A: the opcodes that exist, with their mandatory prefixes (all have ModRM; 0F3A an
+ * imm8).  Same encoding as sse_pfx. */
+static const uint8_t map38_pfx[256] = {
+    [0x00 ... 0x0B] = P_NX, [0x10] = P_66, [0x14] = P_66, [0x15] = P_66, [0x17] = P_66,
+    [0x1C ... 0x1E] = P_NX, [0x20 ... 0x25] = P_66, [0x28 ... 0x2B] = P_66, [0x30 ... 0x35] = P_66,
+    [0x37 ... 0x41] = P_66, [0x80 ... 0x82] = P_66 | P_MEM, [0xC8 ... 0xCD] = P_N, [0xCF] = P_66,
+    [0xDB ... 0xDF] = P_66, [0xF0] = P_ALL, [0xF1] = P_ALL, [0xF5] = P_66 | P_MEM,
+    [0xF6] = P_N | P_66 | P_F3, [0xF8] = P_66 | P_F3 | P_F2 | P_MEM, [0xF9] = P_N | P_MEM, [0xFC] = P_ALL | P_MEM,
+};
+static const uint8_t map3a_pfx[256] = {
+    [0x08 ... 0x0E] = P_66, [0x0F] = P_NX, [0x14 ... 0x17] = P_66, [0x20 ... 0x22] = P_66,
+    [0x40 ... 0x42] = P_66, [0x44] = P_66, [0x60 ... 0x63] = P_66, [0xCC] = P_N, [0xCE] = P_66, [0xCF] = P_66,
+    [0xDF] = P_66,
+};
+
+static int map3_ok(int map38, uint8_t op, const struct pfx *x, int mod)
+{
+    uint8_t f = map38 ? map38_pfx[op] : map3a_pfx[op];
+    if (!f)
+        return 0;
+    int mp = x->rep == 0xF3 ? P_F3 : x->rep == 0xF2 ? P_F2 : x->p66 ? P_66 : P_N;
+    if (!(f & mp))
+        return 0;
+    if ((f & P_MEM) && mod == 3)
+        return 0;
+    if (map38 && (op == 0xF0 || op == 0xF1) && mp != P_F2 && mod == 3)
+        return 0;  /* MOVBE takes memory; CRC32 (F2) either */
+    if (map38 && op == 0xF6 && mp == P_N && mod == 3)
+        return 0;  /* WRSS */
+    return 1;
+}
+
+/* 0F 01 with mod == 3: the encodings that exist (bit per low byte C0..FF). */
+static int grp7_reg_ok(uint8_t m, int mode)
+{
+    switch (m) {
+    case 0xC1: case 0xC2: case 0xC3: case 0xC4: case 0xC5: case 0xC6: case 0xC8: case 0xC9: case 0xCA: case 0xCB:
+    case 0xCF: case 0xD0: case 0xD1: case 0xD4: case 0xD5: case 0xD6: case 0xD7:
+    case 0xD8: case 0xD9: case 0xDA: case 0xDB: case 0xDC: case 0xDD: case 0xDE: case 0xDF:
+    case 0xE8: case 0xEE: case 0xEF:
+    case 0xF9: case 0xFA: case 0xFB: case 0xFC: case 0xFD: case 0xFF:
+        return 1;
+    case 0xF8:
+        return mode == 64;  /* swapgs */
+    default:
+        return (m >= 0xE0 && m <= 0xE7) || (m >= 0xF0 && m <= 0xF7);  /* smsw r / lmsw r */
+    }
+}
+
+/* ModRM (+SIB +disp) starting at p[i]; returns the index after it or -1. */
+static int modrm_len(const uint8_t *p, size_t lim, size_t i, int asize, int nomod)
+{
+    if (i >= lim)
+        return -1;
+    uint8_t m = p[i++];
+    int mod = m >> 6, rm = m & 7;
+    if (nomod || mod == 3)
+        return (int)i;
+    if (asize == 2) {
+        if (mod == 1) i += 1;
+        else if (mod == 2 || (mod == 0 && rm == 6)) i += 2;
+    } else {
+        if (rm == 4) {
+            if (i >= lim)
+                return -1;
+            uint8_t s = p[i++];
+            if (mod == 0 && (s & 7) == 5)
+                i += 4;
+        }
+        if (mod == 1) i += 1;
+        else if (mod == 2 || (mod == 0 && rm == 5)) i += 4;
+    }
+    return i <= lim ? (int)i : -1;
+}
+
+static int finish(size_t i, size_t lim)
+{
+    return (i <= lim && i <= XL_MAXLEN) ? (int)i : -1;
+}
+
+/* VEX-encoded opcodes that exist, per map (opcode level only; the VEX.pp/L/W combinations are not
+ * checked).  EVEX uses the same sets. */
+static const uint8_t vex_map1[256] = {
+    [0x10 ... 0x17] = 1, [0x28 ... 0x2F] = 1, [0x41 ... 0x42] = 1, [0x44 ... 0x47] = 1, [0x4A ... 0x4B] = 1,
+    [0x50 ... 0x7F] = 1, [0x90 ... 0x93] = 1, [0x98 ... 0x99] = 1, [0xAE] = 1, [0xC2] = 1, [0xC4 ... 0xC6] = 1,
+    [0xD0 ... 0xFE] = 1,
+};
+static const uint8_t vex_map2[256] = {
+    [0x00 ... 0x2F] = 1, [0x30 ... 0x4F] = 1, [0x50 ... 0x55] = 1, [0x58 ... 0x5B] = 1, [0x62 ... 0x66] = 1,
+    [0x68] = 1, [0x70 ... 0x7F] = 1, [0x83] = 1, [0x88 ... 0x8F] = 1, [0x90 ... 0x9F] = 1, [0xA0 ... 0xAF] = 1,
+    [0xB0 ... 0xBF] = 1, [0xC4] = 1, [0xC6 ... 0xCF] = 1, [0xD2 ... 0xD3] = 1, [0xDA ... 0xDF] = 1,
+    [0xE0 ... 0xEF] = 1, [0xF2 ... 0xF7] = 1,
+};
+static const uint8_t vex_map3[256] = {
+    [0x00 ... 0x0F] = 1, [0x14 ... 0x1F] = 1, [0x20 ... 0x27] = 1, [0x30 ... 0x33] = 1, [0x38 ... 0x3B] = 1,
+    [0x3E ... 0x3F] = 1, [0x40 ... 0x44] = 1, [0x46] = 1, [0x48 ... 0x4C] = 1, [0x50 ... 0x51] = 1,
+    [0x54 ... 0x57] = 1, [0x5C ... 0x5F] = 1, [0x60 ... 0x63] = 1, [0x66 ... 0x67] = 1, [0x68 ... 0x6F] = 1,
+    [0x70 ... 0x73] = 1, [0x78 ... 0x7F] = 1, [0xC2] = 1, [0xCE ... 0xCF] = 1, [0xDE ... 0xDF] = 1, [0xF0] = 1,
+};
+
+/* VEX (C4/C5) and EVEX (62): p[i] is the escape byte. */
+static int vex_len(const uint8_t *p, size_t lim, size_t i, int asize, const struct pfx *x)
+{
+    uint8_t esc = p[i];
+    int map, op;
+    if (x->p66 || x->rep || x->lock || x->rex)
+        return -1;
+    if (esc == 0xC5) {
+        if (i + 2 >= lim) return -1;
+        map = 1;
+        i += 2;
+    } else if (esc == 0xC4) {
+        if (i + 3 >= lim) return -1;
+        map = p[i + 1] & 0x1F;
+        i += 3;
+    } else {  /* 62: EVEX */
+        if (i + 4 >= lim) return -1;
+        uint8_t p0 = p[i + 1], p1 = p[i + 2];
+        if ((p0 & 0x08) || !(p1 & 0x04))
+            return -1;
+        map = p0 & 0x07;
+        i += 4;
+    }
+    if (map < 1 || map > 3)
+        return -1;
+    op = p[i++];
+    if (map == 1 && esc != 0x62 && op == 0x77)
+        return finish(i, lim);  /* vzeroupper / vzeroall */
+    if (!(map == 1 ? vex_map1[op] : map == 2 ? vex_map2[op] : vex_map3[op]))
+        return -1;
+    if (map == 1 && (op == 0x77 || (op >= 0x78 && op <= 0x7B && esc != 0x62) || op == 0x0F || op == 0x38 || op == 0x3A))
+        return -1;
+    int r = modrm_len(p, lim, i, asize, 0);
+    if (r < 0)
+        return -1;
+    i = (size_t)r;
+    if (map == 3 || (map == 1 && ((op >= 0x70 && op <= 0x73) || (op >= 0xC2 && op <= 0xC6))))
+        i += 1;
+    return finish(i, lim);
+}
+
+int xl_insn_length(const uint8_t *p, size_t n, int mode)
+{
+    struct pfx x;
+    if (mode != 16 && mode != 32 && mode != 64)
+        return -1;
+    if (walk_prefixes(p, n, mode, &x) < 0)
+        return -1;
+    size_t lim = n < XL_MAXLEN ? n : XL_MAXLEN;
+    size_t i = (size_t)x.pos;
+    int opsize = mode == 64 ? ((x.rex & 8) ? 8 : (x.p66 ? 2 : 4)) : (mode == 32 ? (x.p66 ? 2 : 4) : (x.p66 ? 4 : 2));
+    int asize = mode == 64 ? (x.p67 ? 4 : 8) : (mode == 32 ? (x.p67 ? 2 : 4) : (x.p67 ? 4 : 2));
+    int iz = opsize == 2 ? 2 : 4;
+    uint8_t op = p[i];
+    uint16_t f;
+    int map = 0;
+    int lockable = 0;
+
+    if (op == 0x0F) {
+        if (i + 1 >= lim)
+            return -1;
+        op = p[i + 1];
+        if (op == 0x38 || op == 0x3A) {
+            if (i + 2 >= lim)
+                return -1;
+            uint8_t op3 = p[i + 2];
+            if (x.lock || i + 3 >= lim || !map3_ok(op == 0x38, op3, &x, p[i + 3] >> 6))
+                return -1;
+            int r = modrm_len(p, lim, i + 3, asize, 0);
+            if (r < 0)
+                return -1;
+            return finish((size_t)r + (op == 0x3A ? 1 : 0), lim);
+        }
+        map = 1;
+        i += 2;
+        f = len_map1[op];
+    } else {
+        i += 1;
+        f = len_map0[op];
+    }
+    if (f & L_INV)
+        return -1;
+    if ((f & L_INV64) && mode == 64)
+        return -1;
+
+    uint8_t m = i < lim ? p[i] : 0;
+    int mod = m >> 6, regf = (m >> 3) & 7;
+    int imm = 0;
+    int nomod = (f & L_NOMOD) != 0;
+
+    if (f & L_SPEC) {
+        if (i >= lim && !(map == 0 && (op == 0x9A || op == 0xEA || op == 0xC8)))
+            return -1;
+        if (map == 0) {
+            switch (op) {
+            case 0x62: case 0xC4: case 0xC5:
+                if (mode == 64 || mod == 3)
+                    return vex_len(p, lim, i - 1, asize, &x);
+                if (op == 0x62 && mode != 64) { f = L_M | L_MEMONLY; break; }  /* BOUND */
+                f = L_M | L_MEMONLY;  /* LES / LDS */
+                break;
+            case 0x8F:
+                if ((m & 0x1F) >= 8 && mode == 64) return -1;  /* XOP */
+                if (regf != 0) return -1;                        /* XOP or reserved */
+                f = L_M;
+                break;
+            case 0x9A: case 0xEA:
+                if (mode == 64) return -1;
+                if (x.lock) return -1;
+                return finish(i + (size_t)iz + 2, lim);
+            case 0xC6: case 0xC7:
+                if (regf == 0) { f = L_M | (op == 0xC6 ? L_I8 : L_IZ); break; }
+                if (m == 0xF8) {  /* XABORT imm8 / XBEGIN rel16/32 */
+                    if (x.lock) return -1;
+                    return finish(i + 1 + (op == 0xC6 ? 1 : (size_t)iz), lim);
+                }
+                return -1;
+            case 0xC8:
+                if (x.lock) return -1;
+                return finish(i + 3, lim);
+            case 0xF6: case 0xF7:
+                f = L_M;
+                if (regf <= 1) f |= op == 0xF6 ? L_I8 : L_IZ;
+                if (regf == 2 || regf == 3) lockable = 1;
+                break;
+            case 0xFE:
+                if (regf > 1) return -1;
+                f = L_M;
+                lockable = 1;
+                break;
+            case 0xFF:
+                if (regf == 7) return -1;
+                if ((regf == 3 || regf == 5) && mod == 3) return -1;
+                f = L_M;
+                lockable = regf <= 1;
+                break;
+            default:
+                return -1;
+            }
+        } else {
+            switch (op) {
+            case 0x00:
+                if (regf >= 6) return -1;
+                f = L_M;
+                break;
+            case 0x01:
+                if (mod == 3) {
+                    if (!grp7_reg_ok(m, mode) || x.lock) return -1;
+                    return finish(i + 1, lim);
+                }
+                if (regf == 5) return -1;
+                f = L_M;
+                break;
+            case 0x0F: {  /* 3DNow!: ModRM, then the opcode suffix in the imm8 position */
+                static const uint8_t ok3dnow[256] = {
+                    [0x0C] = 1, [0x0D] = 1, [0x1C] = 1, [0x1D] = 1, [0x8A] = 1, [0x8E] = 1, [0x90] = 1,
+                    [0x94] = 1, [0x96] = 1, [0x97] = 1, [0x9A] = 1, [0x9E] = 1, [0xA0] = 1, [0xA4] = 1,
+                    [0xA6] = 1, [0xA7] = 1, [0xAA] = 1, [0xAE] = 1, [0xB0] = 1, [0xB4] = 1, [0xB6] = 1,
+                    [0xB7] = 1, [0xBB] = 1, [0xBF] = 1,
+                };
+                int r = modrm_len(p, lim, i, asize, 0);
+                if (r < 0 || (size_t)r >= lim || !ok3dnow[p[r]] || x.lock) return -1;
+                return finish((size_t)r + 1, lim);
+            }
+            case 0x71: case 0x72: case 0x73:
+                if (mod != 3) return -1;
+                f = L_M | L_I8;
+                break;
+            case 0x78: case 0x79:
+                if (x.p66 || x.rep) return -1;  /* AMD SSE4a EXTRQ/INSERTQ: not covered */
+                f = L_M;
+                break;
+            case 0xB8:
+                if (x.rep != 0xF3) return -1;  /* JMPE */
+                f = L_M;
+                break;
+            case 0xBA:
+                if (regf < 4) return -1;
+                f = L_M | L_I8;
+                lockable = regf >= 5;
+                break;
+            case 0xC7:
+                if (mod == 3) {
+                    if (regf < 6) return -1;
+                } else if (regf == 0 || regf == 2) {
+                    return -1;
+                }
+                f = L_M;
+                lockable = regf == 1;
+                break;
+            default:
+                return -1;
+            }
+        }
+    }
+    if (map == 1 && !sse_ok(op, &x, mod))
+        return -1;
+    if (map == 1 && op >= 0x71 && op <= 0x73) {  /* shift groups 12-14 */
+        static const uint8_t grp_ok[3] = {0x54, 0x54, 0xCC};  /* /2 /4 /6 ; /2 /3 /6 /7 */
+        if (!(grp_ok[op - 0x71] & (1 << regf)) || ((regf == 3 || regf == 7) && !x.p66))
+            return -1;
+    }
+    if (map == 1 && (op == 0x20 || op == 0x22)) {  /* MOV CRn */
+        int cr = regf | ((x.rex & 4) ? 8 : 0);
+        if (!(cr == 0 || cr == 2 || cr == 3 || cr == 4 || cr == 8))
+            return -1;
+    }
+    if (map == 1 && (op == 0x21 || op == 0x23) && (x.rex & 4))
+        return -1;  /* DR8-15 */
+    if (f & L_LK)
+        lockable = 1;
+    if (x.lock && (!lockable || mod == 3 || !(f & L_M)))
+        return -1;
+    if ((f & L_MEMONLY) && mod == 3)
+        return -1;
+    if (map == 0 && op == 0x8C && regf > 5) return -1;
+    if (map == 0 && op == 0x8E && (regf > 5 || regf == 1)) return -1;
+
+    if (f & L_M) {
+        int r = modrm_len(p, lim, i, asize, nomod);
+        if (r < 0)
+            return -1;
+        i = (size_t)r;
+    }
+    if (f & L_I8) imm += 1;
+    if (f & L_I16) imm += 2;
+    if (f & L_IZ) imm += (f & L_REL) && mode == 64 ? 4 : iz;
+    if (f & L_IV) imm += opsize;
+    if (f & L_MOFFS) imm += asize;
+    return finish(i + (size_t)imm, lim);
+}

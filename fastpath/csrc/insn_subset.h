@@ -1,0 +1,61 @@
+/* The MMIO subset decoder and the x86 instruction-length function.
+ *
+ * xl_decode_subset() knows exactly the instructions a guest uses to touch MMIO (the shape of
+ * Linux's insn_decode_mmio()): MOV 88/89/8A/8B/C6/C7, moffs A0-A3, MOVZX/MOVSX 0F B6/B7/BE/BF,
+ * MOVSXD (63 with REX.W), MOVS/STOS A4/A5/AA/AB with REP.  Everything else is "not mine" (0).
+ *
+ * xl_insn_length() returns the length of any instruction of the legacy, 0F, 0F38 and 0F3A maps
+ * (with prefixes and REX) and of VEX/EVEX-encoded ones (maps 1-3), or -1 (invalid, or a class it
+ * does not cover: 3DNow!, XOP, EVEX maps 5/6, some reserved encodings).  It never guesses.
+ */
+#ifndef XL_INSN_SUBSET_H
+#define XL_INSN_SUBSET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum xl_mmio_kind {
+    XL_K_NONE = 0,
+    XL_K_WRITE = 1,      /* reg -> mem */
+    XL_K_WRITE_IMM = 2,  /* imm -> mem */
+    XL_K_READ = 3,       /* mem -> reg, same size */
+    XL_K_READ_ZX = 4,    /* mem -> reg, zero-extended */
+    XL_K_READ_SX = 5,    /* mem -> reg, sign-extended */
+    XL_K_MOVS = 6,       /* [seg:rSI] -> [ES:rDI] */
+    XL_K_STOS = 7,       /* rAX -> [ES:rDI] */
+};
+
+enum xl_seg { XL_SEG_NONE = 0, XL_SEG_ES, XL_SEG_CS, XL_SEG_SS, XL_SEG_DS, XL_SEG_FS, XL_SEG_GS };
+
+#define XL_NOREG 0xff
+#define XL_BASE_RIP 16
+
+struct xl_insn {
+    int64_t disp;        /* displacement (sign-extended), or the moffs address */
+    uint64_t imm;        /* WRITE_IMM: immediate, sign-extended to the operand size, masked */
+    uint8_t kind;        /* enum xl_mmio_kind */
+    uint8_t size;        /* memory operand size in bytes (1/2/4/8) */
+    uint8_t dst_size;    /* register size for reads/extensions; register source size for writes */
+    uint8_t reg;         /* register number 0-15 (for AH..BH: 0-3 with hi8 = 1) */
+    uint8_t hi8;         /* reg is AH/CH/DH/BH */
+    uint8_t len;         /* instruction length */
+    uint8_t rep;         /* 0, 0xF3 (REP) or 0xF2 (REPNE, which MOVS/STOS treat as REP) */
+    uint8_t seg;         /* enum xl_seg override, XL_SEG_NONE if none */
+    uint8_t addr_size;   /* 2/4/8 */
+    uint8_t base;        /* 0-15, XL_BASE_RIP, or XL_NOREG */
+    uint8_t index;       /* 0-15 or XL_NOREG */
+    uint8_t scale;       /* 1/2/4/8 */
+    uint8_t rex;
+    uint8_t opcode;
+    uint8_t map;         /* 0: one-byte, 1: 0F */
+    uint8_t pad;
+};
+
+/* Decode one instruction of the subset at p[0..n).  Returns its length (>0) with *out filled,
+ * or 0 if the bytes are outside the subset (including LOCK, register-only forms and truncation). */
+int xl_decode_subset(const uint8_t *p, size_t n, int mode, struct xl_insn *out);
+
+/* Length of the instruction at p[0..n), or -1. */
+int xl_insn_length(const uint8_t *p, size_t n, int mode);
+
+#endif

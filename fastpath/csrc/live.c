@@ -1,0 +1,498 @@
+/* Live mode (see live.h).
+ *
+ * Exit style: the device windows stay unmapped; UC_HOOK_MEM_UNMAPPED records the pending exit
+ * (kind, address; the value Unicorn passes for a write is NOT given to the path) and returns
+ * false, uc_emu_start returns UC_ERR_*_UNMAPPED with RIP on the instruction; the loop hands the
+ * exit to the path, writes back the registers it changed and restarts at its next RIP.
+ * Hypercalls (0f01c1 / 0f01d9) arrive as UC_HOOK_INSN_INVALID and go through the same loop.
+ * Port I/O is handled inside UC_HOOK_INSN IN/OUT callbacks (RIP exact, data in the exit).
+ *
+ * In-place style: uc_mmio_map on the device windows plus a UC_HOOK_MEM_READ|WRITE hook on the
+ * same ranges, which fires first with exact RIP and full size: the path runs there (decode +
+ * device effect); Unicorn completes the access itself (reads return the value the path read).
+ *
+ * No allocation per exit: all state lives in struct live on this function's stack.
+ */
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+#include <x86intrin.h>
+
+#include <unicorn/unicorn.h>
+
+#include "live.h"
+#include "paths.h"
+
+enum { PEND_NONE = 0, PEND_MMIO = 1, PEND_HC = 2 };
+
+struct live {
+    struct xl_ctx *ctx;
+    uc_engine *uc;
+    const struct xl_live_cfg *cfg;
+    struct xl_live_result *out;
+    struct xl_cpu cpu;
+    const int *ids;
+    int pending;
+    uint32_t pend_kind;
+    uint64_t pend_addr;
+    uint32_t stop;
+    int64_t budget_left;
+    /* in-place: the value the path read, for the mmio_map read callback */
+    uint64_t rd_addr, rd_value;
+    int rd_size;
+    struct win { struct live *L; uint64_t base; } win[2];
+};
+
+/* Wall-clock timeout: one watchdog thread per run (Unicorn's own timeout starts a thread per
+ * uc_emu_start, i.e. per exit, which costs ~100 us each).  After the deadline it calls
+ * uc_emu_stop every millisecond until the run loop has noticed. */
+struct watchdog {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uc_engine *uc;
+    struct timespec deadline;
+    volatile int done;
+    volatile int fired;
+};
+
+static void *watchdog_main(void *arg)
+{
+    struct watchdog *w = (struct watchdog *)arg;
+    pthread_mutex_lock(&w->mu);
+    while (!w->done) {
+        int rc = pthread_cond_timedwait(&w->cv, &w->mu, &w->deadline);
+        if (rc != 0 && !w->done) {
+            w->fired = 1;
+            uc_emu_stop(w->uc);
+            clock_gettime(CLOCK_MONOTONIC, &w->deadline);
+            w->deadline.tv_nsec += 1000000;
+            if (w->deadline.tv_nsec >= 1000000000) {
+                w->deadline.tv_sec++;
+                w->deadline.tv_nsec -= 1000000000;
+            }
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+static const int ids64[XL_NREGS] = {
+    UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDX, UC_X86_REG_RBX, UC_X86_REG_RSP, UC_X86_REG_RBP,
+    UC_X86_REG_RSI, UC_X86_REG_RDI, UC_X86_REG_R8, UC_X86_REG_R9, UC_X86_REG_R10, UC_X86_REG_R11,
+    UC_X86_REG_R12, UC_X86_REG_R13, UC_X86_REG_R14, UC_X86_REG_R15, UC_X86_REG_RIP, UC_X86_REG_RFLAGS,
+    UC_X86_REG_FS_BASE, UC_X86_REG_GS_BASE,
+};
+/* 16/32-bit: E-registers; R8-R15 and FS/GS base read as 0 (as emu/regfile.py does). */
+static const int ids32[XL_NREGS] = {
+    UC_X86_REG_EAX, UC_X86_REG_ECX, UC_X86_REG_EDX, UC_X86_REG_EBX, UC_X86_REG_ESP, UC_X86_REG_EBP,
+    UC_X86_REG_ESI, UC_X86_REG_EDI, -1, -1, -1, -1, -1, -1, -1, -1, UC_X86_REG_EIP, UC_X86_REG_EFLAGS, -1, -1,
+};
+
+static void live_fill(struct xl_cpu *c, int i)
+{
+    struct live *L = (struct live *)c->opaque;
+    uint64_t v = 0;
+    if (L->ids[i] >= 0)
+        uc_reg_read(L->uc, L->ids[i], &v);
+    c->regs[i] = v;
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void record_bytes(struct live *L, uint64_t rip)
+{
+    const struct xl_live_cfg *cfg = L->cfg;
+    uint64_t off = rip - cfg->ram_base;
+    L->out->rip = rip;
+    L->out->len = 0;
+    memset(L->out->bytes, 0, sizeof(L->out->bytes));
+    if (rip >= cfg->ram_base && off < cfg->ram_size) {
+        uint64_t n = cfg->ram_size - off;
+        if (n > XL_MAX_INSN)
+            n = XL_MAX_INSN;
+        memcpy(L->out->bytes, (const uint8_t *)(uintptr_t)cfg->ram + off, (size_t)n);
+        L->out->len = (uint8_t)n;
+    }
+}
+
+static uint64_t read_rip(struct live *L)
+{
+    uint64_t v = 0;
+    uc_reg_read(L->uc, L->ids[XL_RIP], &v);
+    return v;
+}
+
+/* ---- hooks */
+
+static bool hook_unmapped(uc_engine *uc, uc_mem_type type, uint64_t addr, int size, int64_t value, void *ud)
+{
+    struct live *L = (struct live *)ud;
+    (void)uc;
+    (void)size;
+    (void)value;  /* ground truth for tests only: a real exit carries no data */
+    if ((type == UC_MEM_WRITE_UNMAPPED || type == UC_MEM_READ_UNMAPPED) && xl_dev_claims(L->ctx, addr)) {
+        L->pending = PEND_MMIO;
+        L->pend_kind = type == UC_MEM_WRITE_UNMAPPED ? XL_MMIO_WRITE : XL_MMIO_READ;
+        L->pend_addr = addr;
+        return false;
+    }
+    if (!L->stop) {
+        L->stop = XL_STOP_UNMAPPED;
+        L->out->addr = addr;
+        L->out->access = (uint32_t)type;
+    }
+    return false;
+}
+
+static bool hook_invalid(uc_engine *uc, void *ud)
+{
+    struct live *L = (struct live *)ud;
+    (void)uc;
+    uint64_t rip = read_rip(L);
+    const struct xl_live_cfg *cfg = L->cfg;
+    uint64_t off = rip - cfg->ram_base;
+    if (rip >= cfg->ram_base && off < cfg->ram_size && cfg->ram_size - off >= 3) {
+        const uint8_t *p = (const uint8_t *)(uintptr_t)cfg->ram + off;
+        if (p[0] == 0x0F && p[1] == 0x01 && (p[2] == 0xC1 || p[2] == 0xD9)) {
+            L->pending = PEND_HC;
+            return false;
+        }
+    }
+    if (!L->stop) {
+        L->stop = XL_STOP_INVALID_INSN;
+        record_bytes(L, rip);
+    }
+    return false;
+}
+
+static uint32_t hook_in(uc_engine *uc, uint32_t port, int size, void *ud)
+{
+    struct live *L = (struct live *)ud;
+    (void)uc;
+    L->out->pio_exits++;
+    L->out->exits++;
+    L->out->kinds[XL_PIO_IN]++;
+    L->ctx->counts[XL_PATH_PIO]++;
+    return (uint32_t)xl_pio(L->ctx, port, size, 0, 0);
+}
+
+static void hook_out(uc_engine *uc, uint32_t port, int size, uint32_t value, void *ud)
+{
+    struct live *L = (struct live *)ud;
+    (void)uc;
+    L->out->pio_exits++;
+    L->out->exits++;
+    L->out->kinds[XL_PIO_OUT]++;
+    L->ctx->counts[XL_PATH_PIO]++;
+    xl_pio(L->ctx, port, size, 1, value);
+}
+
+static void hook_intr(uc_engine *uc, uint32_t intno, void *ud)
+{
+    struct live *L = (struct live *)ud;
+    if (!L->stop) {
+        L->stop = XL_STOP_EXCEPTION;
+        L->out->addr = intno;
+        record_bytes(L, read_rip(L));
+    }
+    uc_emu_stop(uc);
+}
+
+/* Registers a path is known to need come in one uc_reg_read_batch call, as a real exit hands the
+ * host its register file: pv-fast needs RIP and RAX, a hypercall RIP, RAX, RBX, RCX, RDX.  Other
+ * paths fetch lazily, one register at a time, only what the instruction uses. */
+static void prefetch(struct live *L, const int *idx, int n)
+{
+    int ids[5];
+    void *ptrs[5];
+    struct xl_cpu *c = &L->cpu;
+    for (int i = 0; i < n; i++) {
+        ids[i] = L->ids[idx[i]];
+        c->regs[idx[i]] = 0;
+        ptrs[i] = &c->regs[idx[i]];
+        c->valid |= 1u << idx[i];
+    }
+    uc_reg_read_batch(L->uc, ids, ptrs, n);
+}
+
+static const int pv_regs[2] = {XL_RIP, 0};
+static const int hc_regs[5] = {XL_RIP, 0, 3, 1, 2};
+
+/* exit style with a budget: Unicorn restarts at every exit, so its own count cannot be the budget */
+static void hook_code_budget(uc_engine *uc, uint64_t address, uint32_t size, void *ud)
+{
+    struct live *L = (struct live *)ud;
+    (void)size;
+    if (--L->budget_left < 0 && !L->stop) {
+        L->stop = XL_STOP_BUDGET;
+        L->out->rip = address;
+        uc_emu_stop(uc);
+    }
+}
+
+/* in-place: runs the path at the exact RIP before Unicorn performs the access */
+static void hook_mem_inplace(uc_engine *uc, uc_mem_type type, uint64_t addr, int size, int64_t value, void *ud)
+{
+    struct live *L = (struct live *)ud;
+    struct xl_exit ex = {addr, 0, type == UC_MEM_WRITE ? XL_MMIO_WRITE : XL_MMIO_READ, (uint32_t)size};
+    struct xl_result res;
+    L->cpu.valid = 0;
+    L->cpu.dirty = 0;
+    if (L->cfg->path == XL_PATH_PVFAST)
+        prefetch(L, pv_regs, 2);
+    uint32_t st = xl_handle_fast(L->ctx, L->cfg->path, &ex, &L->cpu, &res);
+    L->out->mmio_exits++;
+    L->out->exits++;
+    L->out->kinds[ex.kind]++;
+    if (st != XL_OK) {
+        if (!L->stop) {
+            L->stop = XL_STOP_EMULATION_ERROR;
+            L->out->status = st;
+            record_bytes(L, L->ctx->err.rip);
+        }
+        uc_emu_stop(uc);
+        return;
+    }
+    uint64_t m = size >= 8 ? ~0ull : ((1ull << (8 * size)) - 1);
+    int wild = res.n_acc == 1 && res.size == 0;  /* address-only notification */
+    if (res.n_acc != 1 || res.gpa != addr || (!wild && res.size != (uint8_t)size) ||
+        (type == UC_MEM_WRITE && !wild && res.value != ((uint64_t)value & m)))
+        L->out->inplace_mismatch++;
+    if (type == UC_MEM_READ) {
+        L->rd_addr = addr;
+        L->rd_size = size;
+        L->rd_value = res.value;
+    }
+}
+
+/* in-place: Unicorn's own access.  Writes already reached the device through the path; reads
+ * return what the path read (a qword read arrives here as two dwords). */
+static uint64_t mmio_read_cb(uc_engine *uc, uint64_t offset, unsigned size, void *ud)
+{
+    struct win *w = (struct win *)ud;
+    struct live *L = w->L;
+    uint64_t a = w->base + offset;
+    (void)uc;
+    if (a >= L->rd_addr && a + size <= L->rd_addr + (uint64_t)L->rd_size) {
+        uint64_t v = L->rd_value >> (8 * (a - L->rd_addr));
+        return size >= 8 ? v : v & ((1ull << (8 * size)) - 1);
+    }
+    return xl_dev_mmio(L->ctx, a, (int)size, 0, 0);
+}
+
+static void mmio_write_cb(uc_engine *uc, uint64_t offset, unsigned size, uint64_t value, void *ud)
+{
+    (void)uc;
+    (void)offset;
+    (void)size;
+    (void)value;
+    (void)ud;
+}
+
+/* ---- exit-style handling of a pending exit */
+
+static int handle_pending(struct live *L, uint64_t *rip)
+{
+    struct xl_exit ex = {L->pend_addr, 0, L->pending == PEND_HC ? XL_HYPERCALL : L->pend_kind, 0};
+    struct xl_result res;
+    struct xl_cpu *c = &L->cpu;
+    c->valid = 0;
+    c->dirty = 0;
+    if (L->pending == PEND_HC && L->cfg->path != XL_PATH_TRAP)
+        prefetch(L, hc_regs, 5);
+    else if (L->cfg->path == XL_PATH_PVFAST)
+        prefetch(L, pv_regs, 2);
+    uint32_t st = xl_handle_fast(L->ctx, L->cfg->path, &ex, c, &res);
+    if (L->pending == PEND_HC)
+        L->out->hypercalls++;
+    else
+        L->out->mmio_exits++;
+    L->out->exits++;
+    L->out->kinds[ex.kind]++;
+    if (st != XL_OK) {
+        L->stop = XL_STOP_EMULATION_ERROR;
+        L->out->status = st;
+        L->out->addr = L->pend_addr;
+        record_bytes(L, xl_cpu_get(c, XL_RIP));
+        return -1;
+    }
+    uint32_t d = c->dirty & ~(1u << XL_RIP);
+    while (d) {
+        int i = __builtin_ctz(d);
+        d &= d - 1;
+        if (L->ids[i] >= 0)
+            uc_reg_write(L->uc, L->ids[i], &c->regs[i]);
+    }
+    *rip = res.next_rip;
+    return 0;
+}
+
+int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, struct xl_live_result *out)
+{
+    uc_engine *uc = (uc_engine *)ucv;
+    struct live L;
+    uc_hook h[8];
+    int nh = 0;
+    uc_err err;
+    int mapped = 0;
+
+    memset(&L, 0, sizeof(L));
+    memset(out, 0, sizeof(*out));
+    L.ctx = ctx;
+    L.uc = uc;
+    L.cfg = cfg;
+    L.out = out;
+    L.ids = cfg->mode == 64 ? ids64 : ids32;
+    L.cpu.mode = cfg->mode;
+    L.cpu.fill = live_fill;
+    L.cpu.opaque = &L;
+    L.cpu.mem = (const uint8_t *)(uintptr_t)cfg->ram;
+    L.cpu.wmem = (uint8_t *)(uintptr_t)cfg->ram;
+    L.cpu.mem_base = cfg->ram_base;
+    L.cpu.mem_size = cfg->ram_size;
+    L.cpu.flags = cfg->style == XL_STYLE_INPLACE ? XL_CPU_ONE_ELEMENT : 0;
+    L.win[0].L = L.win[1].L = &L;
+    L.win[0].base = ctx->dev.notify_base;
+    L.win[1].base = ctx->dev.regs_base;
+
+#define ADD(...)                                                   \
+    do {                                                           \
+        err = uc_hook_add(uc, &h[nh], __VA_ARGS__);                \
+        if (err != UC_ERR_OK)                                      \
+            goto hook_fail;                                        \
+        nh++;                                                      \
+    } while (0)
+
+    ADD(UC_HOOK_MEM_READ_UNMAPPED | UC_HOOK_MEM_WRITE_UNMAPPED | UC_HOOK_MEM_FETCH_UNMAPPED,
+        (void *)hook_unmapped, &L, 1, 0);
+    ADD(UC_HOOK_INSN_INVALID, (void *)hook_invalid, &L, 1, 0);
+    ADD(UC_HOOK_INSN, (void *)hook_in, &L, 1, 0, UC_X86_INS_IN);
+    ADD(UC_HOOK_INSN, (void *)hook_out, &L, 1, 0, UC_X86_INS_OUT);
+    ADD(UC_HOOK_INTR, (void *)hook_intr, &L, 1, 0);
+    L.budget_left = (int64_t)cfg->max_insns;
+    if (cfg->style == XL_STYLE_EXIT && cfg->max_insns)
+        ADD(UC_HOOK_CODE, (void *)hook_code_budget, &L, 1, 0);
+    if (cfg->style == XL_STYLE_INPLACE) {
+        err = uc_mmio_map(uc, ctx->dev.notify_base, ctx->dev.notify_size, mmio_read_cb, &L.win[0], mmio_write_cb,
+                          &L.win[0]);
+        if (err != UC_ERR_OK)
+            goto hook_fail;
+        mapped = 1;
+        err = uc_mmio_map(uc, ctx->dev.regs_base, ctx->dev.regs_size, mmio_read_cb, &L.win[1], mmio_write_cb,
+                          &L.win[1]);
+        if (err != UC_ERR_OK)
+            goto hook_fail;
+        mapped = 2;
+        ADD(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, (void *)hook_mem_inplace, &L, ctx->dev.notify_base,
+            ctx->dev.notify_base + ctx->dev.notify_size - 1);
+        ADD(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, (void *)hook_mem_inplace, &L, ctx->dev.regs_base,
+            ctx->dev.regs_base + ctx->dev.regs_size - 1);
+    }
+#undef ADD
+
+    uint64_t rip = cfg->start_rip;
+    uint64_t t0 = mono_ns(), k0 = __rdtsc();
+    uint64_t deadline = cfg->timeout_us ? t0 + cfg->timeout_us * 1000ull : 0;
+    struct watchdog wd;
+    pthread_t wd_thread;
+    int wd_on = 0;
+    memset(&wd, 0, sizeof(wd));
+    if (deadline) {
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_mutex_init(&wd.mu, NULL);
+        pthread_cond_init(&wd.cv, &ca);
+        pthread_condattr_destroy(&ca);
+        wd.uc = uc;
+        wd.deadline.tv_sec = (time_t)(deadline / 1000000000ull);
+        wd.deadline.tv_nsec = (long)(deadline % 1000000000ull);
+        wd_on = pthread_create(&wd_thread, NULL, watchdog_main, &wd) == 0;
+    }
+    for (;;) {
+        if (deadline && (wd.fired || mono_ns() >= deadline)) {
+            L.stop = XL_STOP_TIMEOUT;
+            out->rip = rip;
+            break;
+        }
+        L.pending = PEND_NONE;
+        err = uc_emu_start(uc, rip, cfg->until, 0, cfg->style == XL_STYLE_INPLACE ? cfg->max_insns : 0);
+        out->segments++;
+        if (L.pending != PEND_NONE && !L.stop) {
+            if (handle_pending(&L, &rip) < 0)
+                break;
+            if (cfg->max_exits && out->exits >= cfg->max_exits) {
+                L.stop = XL_STOP_MAX_EXITS;
+                out->rip = rip;
+                uc_reg_write(uc, L.ids[XL_RIP], &rip);
+                break;
+            }
+            continue;
+        }
+        if (L.stop) {
+            if (L.stop == XL_STOP_UNMAPPED || L.stop == XL_STOP_INVALID_INSN)
+                record_bytes(&L, read_rip(&L));
+            break;
+        }
+        if (err != UC_ERR_OK) {
+            out->uc_err = (uint32_t)err;
+            L.stop = err == UC_ERR_EXCEPTION ? XL_STOP_EXCEPTION : XL_STOP_UC_ERROR;
+            record_bytes(&L, read_rip(&L));
+            break;
+        }
+        rip = read_rip(&L);
+        out->rip = rip;
+        if (cfg->max_exits && out->exits >= cfg->max_exits) {
+            L.stop = XL_STOP_MAX_EXITS;  /* PIO exits counted inside hooks */
+            break;
+        }
+        if (deadline && (wd.fired || mono_ns() >= deadline)) {
+            L.stop = XL_STOP_TIMEOUT;
+            break;
+        }
+        /* Unicorn returns UC_ERR_OK after HLT (RIP past it), at `until`, or when the count runs out;
+         * a HLT is recognised by its byte just before RIP. */
+        uint64_t off = rip - 1 - cfg->ram_base;
+        if (rip - 1 >= cfg->ram_base && off < cfg->ram_size && ((const uint8_t *)(uintptr_t)cfg->ram)[off] == 0xF4) {
+            L.stop = XL_STOP_HLT;
+            out->rip = rip - 1;
+        } else {
+            L.stop = cfg->max_insns ? XL_STOP_BUDGET : XL_STOP_HLT;  /* reached `until`: emulation ended */
+        }
+        break;
+    }
+    if (wd_on) {
+        pthread_mutex_lock(&wd.mu);
+        wd.done = 1;
+        pthread_cond_signal(&wd.cv);
+        pthread_mutex_unlock(&wd.mu);
+        pthread_join(wd_thread, NULL);
+    }
+    if (deadline) {
+        pthread_mutex_destroy(&wd.mu);
+        pthread_cond_destroy(&wd.cv);
+    }
+    out->ns = mono_ns() - t0;
+    out->ticks = __rdtsc() - k0;
+    out->stop = L.stop;
+    err = UC_ERR_OK;
+
+hook_fail:
+    for (int i = 0; i < nh; i++)
+        uc_hook_del(uc, h[i]);
+    if (mapped >= 1)
+        uc_mem_unmap(uc, ctx->dev.notify_base, ctx->dev.notify_size);
+    if (mapped >= 2)
+        uc_mem_unmap(uc, ctx->dev.regs_base, ctx->dev.regs_size);
+    if (err != UC_ERR_OK) {
+        out->stop = XL_STOP_UC_ERROR;
+        out->uc_err = (uint32_t)err;
+        return -1;
+    }
+    return 0;
+}

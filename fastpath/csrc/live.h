@@ -1,0 +1,58 @@
+/* Live mode: C hooks on a Unicorn engine and the exit-style run loop, all in C. */
+#ifndef XL_LIVE_H
+#define XL_LIVE_H
+
+#include "devstate.h"
+
+enum xl_style { XL_STYLE_EXIT = 0, XL_STYLE_INPLACE = 1 };
+
+enum xl_stop {
+    XL_STOP_NONE = 0,
+    XL_STOP_HLT = 1,
+    XL_STOP_BUDGET = 2,           /* max_insns executed without an exit (per segment) */
+    XL_STOP_TIMEOUT = 3,
+    XL_STOP_UNMAPPED = 4,         /* addr, access type in `access` */
+    XL_STOP_INVALID_INSN = 5,     /* rip, bytes */
+    XL_STOP_EXCEPTION = 6,        /* interrupt number in addr */
+    XL_STOP_EMULATION_ERROR = 7,  /* rip, bytes, status */
+    XL_STOP_MAX_EXITS = 8,
+    XL_STOP_UC_ERROR = 9,         /* uc_err in uc_err */
+};
+
+struct xl_live_cfg {
+    uint64_t ram;          /* host address of guest RAM (mem_map_ptr buffer) */
+    uint64_t ram_base;
+    uint64_t ram_size;
+    uint64_t start_rip;
+    uint64_t until;        /* uc_emu_start's `until` (0: none reachable) */
+    uint64_t max_insns;    /* per run segment (between exits); 0 = unlimited */
+    uint64_t timeout_us;   /* whole run; 0 = unlimited */
+    uint64_t max_exits;    /* 0 = unlimited */
+    int32_t mode;
+    int32_t path;
+    int32_t style;
+    int32_t pad;
+};
+
+struct xl_live_result {
+    uint64_t rip;          /* where the guest stopped */
+    uint64_t addr;
+    uint64_t exits;        /* all exits handled (mmio + pio + hypercall) */
+    uint64_t mmio_exits, pio_exits, hypercalls;
+    uint64_t segments;     /* uc_emu_start calls */
+    uint64_t inplace_mismatch;
+    uint64_t kinds[5];     /* exits per enum xl_exit_kind */
+    uint64_t ns, ticks;
+    uint32_t stop;
+    uint32_t uc_err;
+    uint32_t status;       /* path status for EMULATION_ERROR */
+    uint32_t access;       /* uc_mem_type for UNMAPPED */
+    uint8_t len;
+    uint8_t bytes[XL_MAX_INSN];
+};
+
+/* Run the guest on `uc` (a uc_engine*) from cfg->start_rip until a stop.  Hooks are installed at
+ * the start and removed at the end (and, in-place style, the device windows unmapped again). */
+int xl_live_run(struct xl_ctx *ctx, void *uc, const struct xl_live_cfg *cfg, struct xl_live_result *out);
+
+#endif

@@ -1,0 +1,740 @@
+/* Exit-handling paths (see paths.h).  Decode is per path; the effect of a decoded MMIO
+ * instruction (struct xl_insn) is executed by one function, xl_exec, so the subset decoder
+ * and Capstone differ only in how they learn what the instruction is. */
+#include <string.h>
+
+#include <capstone/capstone.h>
+
+#include "insn_subset.h"
+#include "paths.h"
+
+/* ---------------------------------------------------------------- devices */
+
+int xl_ctx_init(struct xl_ctx *ctx)
+{
+    memset(ctx, 0, sizeof(*ctx));
+    ctx->dev.notify_base = XL_NOTIFY_MMIO;
+    ctx->dev.notify_size = 0x1000;
+    ctx->dev.regs_base = XL_REGS_MMIO;
+    ctx->dev.regs_size = XL_REGS_SIZE;
+    ctx->dev.notify_port = XL_NOTIFY_PORT;
+    ctx->dev.console_port = XL_CONSOLE_PORT;
+    /* emu/devices.py RegisterDevice: "exit" id and version 1 */
+    const uint8_t id[8] = {0x65, 0x78, 0x69, 0x74, 1, 0, 0, 0};
+    memcpy(ctx->dev.regs, id, sizeof(id));
+    ctx->trap_len = 3;
+    return 0;
+}
+
+void xl_ctx_reset_counts(struct xl_ctx *ctx)
+{
+    struct xl_devstate *d = &ctx->dev;
+    memset(d->kicks, 0, sizeof(d->kicks));
+    d->kicks_other = d->notify_writes = d->notify_reads = d->notify_unmatched = 0;
+    d->regs_reads = d->regs_writes = 0;
+    d->unclaimed_mmio_read = d->unclaimed_mmio_write = d->unclaimed_pio_in = d->unclaimed_pio_out = 0;
+    d->console_len = 0;
+    memset(ctx->counts, 0, sizeof(ctx->counts));
+    ctx->fallbacks = ctx->violations = ctx->errors = 0;
+    memset(&ctx->err, 0, sizeof(ctx->err));
+}
+
+static const int cs_modes[3] = {CS_MODE_16, CS_MODE_32, CS_MODE_64};
+
+static int cs_open_one(struct xl_ctx *ctx, int k)
+{
+    csh h;
+    if (ctx->cs_insn[k])
+        return 0;
+    if (cs_open(CS_ARCH_X86, (cs_mode)cs_modes[k], &h) != CS_ERR_OK)
+        return -1;
+    cs_option(h, CS_OPT_DETAIL, CS_OPT_ON);
+    cs_insn *insn = cs_malloc(h);
+    if (!insn) {
+        cs_close(&h);
+        return -1;
+    }
+    ctx->cs_handle[k] = (uint64_t)h;
+    ctx->cs_insn[k] = insn;
+    return 0;
+}
+
+int xl_ctx_open_capstone(struct xl_ctx *ctx)
+{
+    for (int k = 0; k < 3; k++)
+        if (cs_open_one(ctx, k) < 0)
+            return -1;
+    return 0;
+}
+
+void xl_ctx_close(struct xl_ctx *ctx)
+{
+    for (int k = 0; k < 3; k++) {
+        if (ctx->cs_insn[k]) {
+            cs_free((cs_insn *)ctx->cs_insn[k], 1);
+            csh h = (csh)ctx->cs_handle[k];
+            cs_close(&h);
+            ctx->cs_insn[k] = NULL;
+            ctx->cs_handle[k] = 0;
+        }
+    }
+}
+
+static inline uint64_t mask_bytes(int size)
+{
+    return size >= 8 ? ~0ull : ((1ull << (8 * size)) - 1);
+}
+
+int xl_dev_claims(const struct xl_ctx *ctx, uint64_t gpa)
+{
+    const struct xl_devstate *d = &ctx->dev;
+    return (gpa - d->notify_base < d->notify_size) || (gpa - d->regs_base < d->regs_size);
+}
+
+/* One MMIO access at the bus (claim by start address, value masked to the size, like emu/bus.py). */
+uint64_t xl_dev_mmio(struct xl_ctx *ctx, uint64_t gpa, int size, int write, uint64_t value)
+{
+    struct xl_devstate *d = &ctx->dev;
+    uint64_t m = mask_bytes(size);
+    if (gpa - d->notify_base < d->notify_size) {
+        if (write) {
+            d->notify_writes++;
+            value &= m;
+            if (value < XL_NQUEUES)
+                d->kicks[value]++;
+            else
+                d->kicks_other++;
+            return 0;
+        }
+        d->notify_reads++;
+        return 0;
+    }
+    if (gpa - d->regs_base < d->regs_size) {
+        uint64_t off = gpa - d->regs_base;
+        if (write) {
+            d->regs_writes++;
+            for (int i = 0; i < size && off + (uint64_t)i < XL_REGS_SIZE; i++)
+                d->regs[off + (uint64_t)i] = (uint8_t)(value >> (8 * i));
+            return 0;
+        }
+        d->regs_reads++;
+        uint64_t v = 0;
+        for (int i = size - 1; i >= 0; i--)
+            v = (v << 8) | (off + (uint64_t)i < XL_REGS_SIZE ? d->regs[off + (uint64_t)i] : 0xFF);
+        return v;
+    }
+    if (write) {
+        d->unclaimed_mmio_write++;
+        return 0;
+    }
+    d->unclaimed_mmio_read++;
+    return m;
+}
+
+/* Address-only notification (wildcard): queue q is registered at offset 4*q. */
+static void dev_notify(struct xl_ctx *ctx, uint64_t gpa)
+{
+    struct xl_devstate *d = &ctx->dev;
+    uint64_t off = gpa - d->notify_base;
+    d->notify_writes++;
+    if (off % XL_NOTIFY_OFF_MULT == 0 && off / XL_NOTIFY_OFF_MULT < XL_NQUEUES_REG)
+        d->kicks[off / XL_NOTIFY_OFF_MULT]++;
+    else
+        d->notify_unmatched++;
+}
+
+uint64_t xl_pio(struct xl_ctx *ctx, uint64_t port, int size, int write, uint64_t value)
+{
+    struct xl_devstate *d = &ctx->dev;
+    uint64_t m = mask_bytes(size);
+    if (port - d->notify_port < 2) {
+        if (write) {
+            d->notify_writes++;
+            value &= m;
+            if (value < XL_NQUEUES)
+                d->kicks[value]++;
+            else
+                d->kicks_other++;
+            return 0;
+        }
+        d->notify_reads++;
+        return 0;
+    }
+    if (port - d->console_port < 8) {
+        uint64_t off = port - d->console_port;
+        if (write) {
+            if (off == 0)
+                for (int i = 0; i < size; i++) {
+                    if (d->console_len < XL_CONSOLE_BUF)
+                        d->console[d->console_len] = (uint8_t)(value >> (8 * i));
+                    d->console_len++;
+                }
+            return 0;
+        }
+        return off == 5 ? 0x60 : 0;
+    }
+    if (write) {
+        d->unclaimed_pio_out++;
+        return 0;
+    }
+    d->unclaimed_pio_in++;
+    return m;
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static inline void acc(struct xl_result *r, uint64_t gpa, int size, int write, uint64_t value)
+{
+    xl_res_acc(r, gpa, size, write, value);
+}
+
+static inline uint64_t mmio(struct xl_ctx *ctx, struct xl_result *r, uint64_t gpa, int size, int write,
+                            uint64_t value)
+{
+    if (write) {
+        value &= mask_bytes(size);
+        xl_dev_mmio(ctx, gpa, size, 1, value);
+    } else {
+        value = xl_dev_mmio(ctx, gpa, size, 0, 0);
+    }
+    acc(r, gpa, size, write, value);
+    return value;
+}
+
+/* Guest bytes at linear address `addr` from the CPU's view (no copy). */
+static inline const uint8_t *view(const struct xl_cpu *c, uint64_t addr, size_t *avail)
+{
+    uint64_t off = addr - c->mem_base;
+    if (addr < c->mem_base || off >= c->mem_size) {
+        *avail = 0;
+        return NULL;
+    }
+    uint64_t left = c->mem_size - off;
+    *avail = left < XL_MAX_INSN ? (size_t)left : XL_MAX_INSN;
+    return c->mem + off;
+}
+
+static inline uint64_t rip_mask(int mode)
+{
+    return mode == 64 ? ~0ull : 0xFFFFFFFFull;
+}
+
+static uint64_t merge(uint64_t old, uint64_t v, int size, int hi8)
+{
+    switch (size) {
+    case 1:
+        return hi8 ? (old & ~0xFF00ull) | ((v & 0xFF) << 8) : (old & ~0xFFull) | (v & 0xFF);
+    case 2:
+        return (old & ~0xFFFFull) | (v & 0xFFFF);
+    case 4:
+        return v & 0xFFFFFFFFull;
+    default:
+        return v;
+    }
+}
+
+static inline uint64_t amask(int asize)
+{
+    return asize == 2 ? 0xFFFFull : (asize == 4 ? 0xFFFFFFFFull : ~0ull);
+}
+
+static uint64_t seg_base(struct xl_cpu *c, int seg)
+{
+    if (seg == XL_SEG_FS)
+        return xl_cpu_get(c, XL_FS_BASE);
+    if (seg == XL_SEG_GS)
+        return xl_cpu_get(c, XL_GS_BASE);
+    return 0;  /* flat: CS/DS/ES/SS bases are 0 on the default platform (also in real mode, CS=DS=0) */
+}
+
+static uint64_t linear(struct xl_cpu *c, uint64_t off, int asize, int seg)
+{
+    uint64_t lin = (off & amask(asize)) + seg_base(c, seg);
+    /* linear addresses wrap at the mode's width (real mode: 64 KiB with the flat CS=DS=0 model) */
+    return c->mode == 64 ? lin : (c->mode == 32 ? (lin & 0xFFFFFFFFull) : (lin & 0xFFFFull));
+}
+
+static uint64_t ea(struct xl_cpu *c, const struct xl_insn *d, uint64_t rip)
+{
+    uint64_t off = (uint64_t)d->disp;
+    if (d->base == XL_BASE_RIP)
+        off += rip + d->len;
+    else if (d->base != XL_NOREG)
+        off += xl_cpu_get(c, d->base);
+    if (d->index != XL_NOREG)
+        off += xl_cpu_get(c, d->index) * d->scale;
+    return linear(c, off, d->addr_size, d->seg);
+}
+
+static void set_err(struct xl_ctx *ctx, uint32_t st, int path, const struct xl_exit *ex, struct xl_cpu *c)
+{
+    ctx->errors++;
+    if (ctx->err.status != 0)
+        return;
+    uint64_t rip = xl_cpu_get(c, XL_RIP);
+    size_t n;
+    const uint8_t *p = view(c, rip, &n);
+    ctx->err.status = st;
+    ctx->err.path = (uint8_t)path;
+    ctx->err.kind = (uint8_t)ex->kind;
+    ctx->err.rip = rip;
+    ctx->err.addr = ex->addr;
+    ctx->err.len = (uint8_t)n;
+    memset(ctx->err.bytes, 0, sizeof(ctx->err.bytes));
+    if (p)
+        memcpy(ctx->err.bytes, p, n);
+}
+
+/* A memory operand of a string instruction: device (claimed, or the exit's own address) or RAM. */
+static uint32_t str_access(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,
+                           uint64_t addr, int size, int write, uint64_t *v)
+{
+    if (xl_dev_claims(ctx, addr) || addr == ex->addr) {
+        *v = mmio(ctx, r, addr, size, write, *v);
+        return XL_OK;
+    }
+    uint64_t off = addr - c->mem_base;
+    if (!c->wmem || addr < c->mem_base || off >= c->mem_size || c->mem_size - off < (uint64_t)size)
+        return XL_E_NOMEM;
+    if (write) {
+        for (int i = 0; i < size; i++)
+            c->wmem[off + (uint64_t)i] = (uint8_t)(*v >> (8 * i));
+    } else {
+        uint64_t x = 0;
+        for (int i = size - 1; i >= 0; i--)
+            x = (x << 8) | c->mem[off + (uint64_t)i];
+        *v = x;
+    }
+    return XL_OK;
+}
+
+static inline int covers(uint64_t gpa, uint64_t a, int size)
+{
+    return gpa - a < (uint64_t)size;
+}
+
+static uint32_t exec_string(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,
+                            const struct xl_insn *d, uint64_t rip)
+{
+    int size = d->size, asz = d->addr_size;
+    uint64_t am = amask(asz);
+    uint64_t count = d->rep ? (xl_cpu_get(c, 1) & am) : 1;
+    uint64_t next = (rip + d->len) & rip_mask(c->mode);
+    if (count == 0) {
+        r->next_rip = next;
+        return XL_OK;
+    }
+    uint64_t n = count < XL_REP_CHUNK ? count : XL_REP_CHUNK;
+    if (c->flags & XL_CPU_ONE_ELEMENT)
+        n = 1;  /* in-place: this hook is one element; Unicorn iterates and updates rCX/rSI/rDI */
+    int64_t delta = (xl_cpu_get(c, XL_RFLAGS) & 0x400) ? -size : size;
+    uint64_t rsi = xl_cpu_get(c, 6), rdi = xl_cpu_get(c, 7);
+    int movs = d->kind == XL_K_MOVS;
+    int src_seg = d->seg ? d->seg : XL_SEG_DS;
+    uint64_t val0 = xl_cpu_get(c, 0) & mask_bytes(size);
+    /* the exit's address must be one of the first element's operands */
+    uint64_t dst0 = linear(c, rdi, asz, XL_SEG_ES);
+    uint64_t src0 = movs ? linear(c, rsi, asz, src_seg) : dst0;
+    if (!covers(ex->addr, dst0, size) && !covers(ex->addr, src0, size))
+        return XL_E_MISMATCH;
+    uint64_t k;
+    uint32_t st = XL_OK;
+    for (k = 0; k < n; k++) {
+        uint64_t v = val0;
+        uint64_t dst = linear(c, rdi, asz, XL_SEG_ES);
+        if (movs) {
+            st = str_access(ctx, ex, c, r, linear(c, rsi, asz, src_seg), size, 0, &v);
+            if (st)
+                break;
+        }
+        st = str_access(ctx, ex, c, r, dst, size, 1, &v);
+        if (st)
+            break;
+        if (movs)
+            rsi = (rsi & ~am) | ((rsi + (uint64_t)delta) & am);
+        rdi = (rdi & ~am) | ((rdi + (uint64_t)delta) & am);
+    }
+    /* architectural state after k completed iterations (precise, like a fault mid-REP) */
+    if (asz == 4) {
+        rsi &= am;
+        rdi &= am;
+    }
+    if (movs)
+        xl_cpu_set(c, 6, rsi);
+    xl_cpu_set(c, 7, rdi);
+    if (d->rep) {
+        uint64_t rcx = xl_cpu_get(c, 1);
+        uint64_t left = count - k;
+        xl_cpu_set(c, 1, asz == 8 ? left : (asz == 4 ? left : ((rcx & ~am) | left)));
+    }
+    if (st)
+        return st;
+    r->next_rip = (d->rep && count > n) ? rip : next;
+    return XL_OK;
+}
+
+/* Execute a decoded MMIO instruction against the exit. */
+static uint32_t xl_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,
+                        const struct xl_insn *d, uint64_t rip)
+{
+    if (d->kind == XL_K_MOVS || d->kind == XL_K_STOS)
+        return exec_string(ctx, ex, c, r, d, rip);
+    uint64_t a = ea(c, d, rip);
+    int write = d->kind == XL_K_WRITE || d->kind == XL_K_WRITE_IMM;
+    if (!covers(ex->addr, a, d->size) || (write != (ex->kind == XL_MMIO_WRITE)))
+        return XL_E_MISMATCH;
+    if (write) {
+        uint64_t v;
+        if (d->kind == XL_K_WRITE_IMM)
+            v = d->imm;
+        else
+            v = xl_cpu_get(c, d->reg) >> (d->hi8 ? 8 : 0);
+        mmio(ctx, r, a, d->size, 1, v);
+    } else {
+        uint64_t v = mmio(ctx, r, a, d->size, 0, 0);
+        if (d->kind == XL_K_READ_SX)
+            v = (uint64_t)((int64_t)(v << (64 - 8 * d->size)) >> (64 - 8 * d->size));
+        uint64_t nv = merge(xl_cpu_get(c, d->reg), v, d->dst_size, d->hi8);
+        xl_cpu_set(c, d->reg, nv);
+        r->wb = nv;
+    }
+    r->next_rip = (rip + d->len) & rip_mask(c->mode);
+    return XL_OK;
+}
+
+/* ---------------------------------------------------------------- paths */
+
+static uint32_t path_pio(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r)
+{
+    int size = (int)ex->size;
+    int write = ex->kind == XL_PIO_OUT;
+    uint64_t v = xl_pio(ctx, ex->addr, size, write, write ? ex->value : 0);
+    if (write)
+        v = ex->value & mask_bytes(size);
+    acc(r, ex->addr, size, write, v);
+    if (!write) {
+        uint64_t nv = merge(xl_cpu_get(c, 0), v, size, 0);
+        xl_cpu_set(c, 0, nv);
+        r->wb = nv;
+    }
+    /* the exit reports the instruction length (VM-exit instruction length); here: the bytes' */
+    uint64_t rip = xl_cpu_get(c, XL_RIP);
+    size_t n;
+    const uint8_t *p = view(c, rip, &n);
+    int len = p ? xl_insn_length(p, n, c->mode) : -1;
+    if (len < 0)
+        return XL_E_LENGTH;
+    r->next_rip = (rip + (uint64_t)len) & rip_mask(c->mode);
+    return XL_OK;
+}
+
+static uint32_t path_hypercall(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r)
+{
+    (void)ex;
+    uint64_t wm = c->mode == 64 ? ~0ull : 0xFFFFFFFFull;
+    uint64_t nr = xl_cpu_get(c, 0) & wm;
+    uint64_t ret;
+    if (nr == XL_HC_MMIO_WRITE) {
+        uint64_t gpa = xl_cpu_get(c, 3) & wm, size = xl_cpu_get(c, 1) & wm, value = xl_cpu_get(c, 2) & wm;
+        if (!(size == 1 || size == 2 || size == 4 || (size == 8 && c->mode == 64)))
+            ret = (0 - (uint64_t)XL_KVM_EINVAL) & wm;
+        else if (!xl_dev_claims(ctx, gpa) || !xl_dev_claims(ctx, gpa + size - 1))
+            ret = (0 - (uint64_t)XL_KVM_EFAULT) & wm;
+        else {
+            mmio(ctx, r, gpa, (int)size, 1, value);
+            ret = 0;
+        }
+    } else {
+        ret = (0 - (uint64_t)XL_KVM_ENOSYS) & wm;
+    }
+    xl_cpu_set(c, 0, ret);
+    r->wb = ret;
+    r->next_rip = (xl_cpu_get(c, XL_RIP) + 3) & rip_mask(c->mode);
+    return XL_OK;
+}
+
+static inline int in_pv_window(const struct xl_ctx *ctx, uint64_t gpa)
+{
+    return gpa - ctx->dev.notify_base < ctx->dev.notify_size;
+}
+
+static inline uint32_t path_pvfast(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c,
+                                   struct xl_result *r)
+{
+    return xl_pvfast(ctx, ex, c, r);
+}
+
+/* Wildcard: address-only notification in the notify window (like a zero-length ioeventfd):
+ * no data is learned; the guest resumes at RIP + the instruction's length.  On the default notify
+ * device queue q's wildcard address is NOTIFY_MMIO + 4*q. */
+static uint32_t path_wildcard(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r)
+{
+    if (ex->kind != XL_MMIO_WRITE || !in_pv_window(ctx, ex->addr))
+        return XL_NOT_MINE;
+    uint64_t rip = xl_cpu_get(c, XL_RIP);
+    size_t n;
+    const uint8_t *p = view(c, rip, &n);
+    if (!p)
+        return XL_E_FETCH;
+    int len = xl_insn_length(p, n, c->mode);
+    if (len < 0)
+        return XL_NOT_MINE;
+    dev_notify(ctx, ex->addr);
+    acc(r, ex->addr, 0, 1, 0);
+    r->next_rip = (rip + (uint64_t)len) & rip_mask(c->mode);
+    return XL_OK;
+}
+
+static uint32_t path_subset(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r)
+{
+    if (ex->kind != XL_MMIO_WRITE && ex->kind != XL_MMIO_READ)
+        return XL_E_KIND;
+    uint64_t rip = xl_cpu_get(c, XL_RIP);
+    size_t n;
+    const uint8_t *p = view(c, rip, &n);
+    if (!p)
+        return XL_E_FETCH;
+    struct xl_insn d;
+    if (!xl_decode_subset(p, n, c->mode, &d))
+        return XL_NOT_MINE;
+    return xl_exec(ctx, ex, c, r, &d, rip);
+}
+
+/* ---- Capstone generic path */
+
+/* Capstone register -> (GPR number, width, high-byte) */
+static int cs_gpr(unsigned reg, uint8_t *num, uint8_t *hi8)
+{
+    static const unsigned r64[16] = {X86_REG_RAX, X86_REG_RCX, X86_REG_RDX, X86_REG_RBX, X86_REG_RSP, X86_REG_RBP,
+                                     X86_REG_RSI, X86_REG_RDI, X86_REG_R8, X86_REG_R9, X86_REG_R10, X86_REG_R11,
+                                     X86_REG_R12, X86_REG_R13, X86_REG_R14, X86_REG_R15};
+    static const unsigned r32[16] = {X86_REG_EAX, X86_REG_ECX, X86_REG_EDX, X86_REG_EBX, X86_REG_ESP, X86_REG_EBP,
+                                     X86_REG_ESI, X86_REG_EDI, X86_REG_R8D, X86_REG_R9D, X86_REG_R10D, X86_REG_R11D,
+                                     X86_REG_R12D, X86_REG_R13D, X86_REG_R14D, X86_REG_R15D};
+    static const unsigned r16[16] = {X86_REG_AX, X86_REG_CX, X86_REG_DX, X86_REG_BX, X86_REG_SP, X86_REG_BP,
+                                     X86_REG_SI, X86_REG_DI, X86_REG_R8W, X86_REG_R9W, X86_REG_R10W, X86_REG_R11W,
+                                     X86_REG_R12W, X86_REG_R13W, X86_REG_R14W, X86_REG_R15W};
+    static const unsigned r8[16] = {X86_REG_AL, X86_REG_CL, X86_REG_DL, X86_REG_BL, X86_REG_SPL, X86_REG_BPL,
+                                    X86_REG_SIL, X86_REG_DIL, X86_REG_R8B, X86_REG_R9B, X86_REG_R10B, X86_REG_R11B,
+                                    X86_REG_R12B, X86_REG_R13B, X86_REG_R14B, X86_REG_R15B};
+    static const unsigned rh[4] = {X86_REG_AH, X86_REG_CH, X86_REG_DH, X86_REG_BH};
+    *hi8 = 0;
+    for (int i = 0; i < 16; i++) {
+        if (reg == r64[i] || reg == r32[i] || reg == r16[i] || reg == r8[i]) {
+            *num = (uint8_t)i;
+            return 0;
+        }
+    }
+    for (int i = 0; i < 4; i++) {
+        if (reg == rh[i]) {
+            *num = (uint8_t)i;
+            *hi8 = 1;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int cs_mem(const cs_x86_op *op, struct xl_insn *d)
+{
+    const x86_op_mem *m = &op->mem;
+    uint8_t h;
+    d->disp = m->disp;
+    d->scale = (uint8_t)(m->scale ? m->scale : 1);
+    d->base = XL_NOREG;
+    d->index = XL_NOREG;
+    if (m->base == X86_REG_RIP || m->base == X86_REG_EIP)
+        d->base = XL_BASE_RIP;
+    else if (m->base != X86_REG_INVALID && cs_gpr(m->base, &d->base, &h) < 0)
+        return -1;
+    /* Capstone names a SIB without index (100b) "riz"/"eiz": no index */
+    if (m->index != X86_REG_INVALID && m->index != X86_REG_RIZ && m->index != X86_REG_EIZ &&
+        cs_gpr(m->index, &d->index, &h) < 0)
+        return -1;
+    switch (m->segment) {
+    case X86_REG_FS: d->seg = XL_SEG_FS; break;
+    case X86_REG_GS: d->seg = XL_SEG_GS; break;
+    default: d->seg = XL_SEG_NONE; break;
+    }
+    return 0;
+}
+
+static uint32_t path_capstone(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r)
+{
+    if (ex->kind != XL_MMIO_WRITE && ex->kind != XL_MMIO_READ)
+        return XL_E_KIND;
+    int k = c->mode == 64 ? 2 : (c->mode == 32 ? 1 : (c->mode == 16 ? 0 : -1));
+    if (k < 0)
+        return XL_E_MODE;
+    if (!ctx->cs_insn[k] && cs_open_one(ctx, k) < 0)
+        return XL_E_DECODE;
+    uint64_t rip = xl_cpu_get(c, XL_RIP);
+    size_t n;
+    const uint8_t *p = view(c, rip, &n);
+    if (!p)
+        return XL_E_FETCH;
+    cs_insn *insn = (cs_insn *)ctx->cs_insn[k];
+    const uint8_t *code = p;
+    size_t left = n;
+    uint64_t addr = rip;
+    if (!cs_disasm_iter((csh)ctx->cs_handle[k], &code, &left, &addr, insn))
+        return XL_E_DECODE;
+    const cs_x86 *x = &insn->detail->x86;
+    struct xl_insn d;
+    memset(&d, 0, sizeof(d));
+    d.len = (uint8_t)insn->size;
+    d.addr_size = x->addr_size;
+    d.base = d.index = XL_NOREG;
+    d.scale = 1;
+    if (x->prefix[0] == X86_PREFIX_LOCK)
+        return XL_E_UNSUPPORTED;  /* LOCK MOV/MOVS/STOS is #UD */
+    const cs_x86_op *o = x->operands;
+    switch (insn->id) {
+    case X86_INS_MOV:
+    case X86_INS_MOVABS:  /* Capstone's name for the 64-bit moffs forms A0-A3 */
+        if (x->op_count != 2)
+            return XL_E_UNSUPPORTED;
+        if (o[0].type == X86_OP_MEM && o[1].type == X86_OP_REG) {
+            d.kind = XL_K_WRITE;
+            d.size = o[0].size;
+            if (cs_gpr(o[1].reg, &d.reg, &d.hi8) < 0 || cs_mem(&o[0], &d) < 0)
+                return XL_E_UNSUPPORTED;  /* e.g. MOV m16, Sreg */
+        } else if (o[0].type == X86_OP_MEM && o[1].type == X86_OP_IMM) {
+            d.kind = XL_K_WRITE_IMM;
+            d.size = o[0].size;
+            d.imm = (uint64_t)o[1].imm & mask_bytes(d.size);
+            if (cs_mem(&o[0], &d) < 0)
+                return XL_E_UNSUPPORTED;
+        } else if (o[0].type == X86_OP_REG && o[1].type == X86_OP_MEM) {
+            d.kind = XL_K_READ;
+            d.size = o[1].size;
+            d.dst_size = o[0].size;
+            if (cs_gpr(o[0].reg, &d.reg, &d.hi8) < 0 || cs_mem(&o[1], &d) < 0)
+                return XL_E_UNSUPPORTED;
+        } else {
+            return XL_E_UNSUPPORTED;
+        }
+        break;
+    case X86_INS_MOVZX:
+    case X86_INS_MOVSX:
+    case X86_INS_MOVSXD:
+        if (x->op_count != 2 || o[0].type != X86_OP_REG || o[1].type != X86_OP_MEM)
+            return XL_E_UNSUPPORTED;
+        d.size = o[1].size;
+        d.dst_size = o[0].size;
+        d.kind = insn->id == X86_INS_MOVZX ? XL_K_READ_ZX : XL_K_READ_SX;
+        if (d.size >= d.dst_size)
+            d.kind = XL_K_READ;
+        if (cs_gpr(o[0].reg, &d.reg, &d.hi8) < 0 || cs_mem(&o[1], &d) < 0)
+            return XL_E_UNSUPPORTED;
+        break;
+    case X86_INS_MOVSB: case X86_INS_MOVSW: case X86_INS_MOVSD: case X86_INS_MOVSQ:
+    case X86_INS_STOSB: case X86_INS_STOSW: case X86_INS_STOSD: case X86_INS_STOSQ: {
+        uint8_t opc = x->opcode[0];
+        if (opc != 0xA4 && opc != 0xA5 && opc != 0xAA && opc != 0xAB)
+            return XL_E_UNSUPPORTED;  /* SSE MOVSD */
+        d.kind = (opc == 0xA4 || opc == 0xA5) ? XL_K_MOVS : XL_K_STOS;
+        switch (insn->id) {
+        case X86_INS_MOVSB: case X86_INS_STOSB: d.size = 1; break;
+        case X86_INS_MOVSW: case X86_INS_STOSW: d.size = 2; break;
+        case X86_INS_MOVSD: case X86_INS_STOSD: d.size = 4; break;
+        default: d.size = 8; break;
+        }
+        /* REP/REPNE from the raw prefix bytes: Capstone drops F2 on MOVS/STOS, the CPU treats it as REP */
+        for (size_t i = 0; i < insn->size && i < n; i++) {
+            uint8_t b = p[i];
+            if (b == 0xF2 || b == 0xF3)
+                d.rep = b;
+            else if (!(b == 0x66 || b == 0x67 || b == 0x26 || b == 0x2E || b == 0x36 || b == 0x3E || b == 0x64 ||
+                       b == 0x65 || b == 0xF0 || (c->mode == 64 && (b & 0xF0) == 0x40)))
+                break;
+        }
+        if (d.kind == XL_K_MOVS) {
+            /* the source operand carries the (only overridable) segment */
+            for (int i = 0; i < x->op_count; i++)
+                if (o[i].type == X86_OP_MEM && (o[i].mem.base == X86_REG_RSI || o[i].mem.base == X86_REG_ESI ||
+                                                o[i].mem.base == X86_REG_SI)) {
+                    d.seg = o[i].mem.segment == X86_REG_FS ? XL_SEG_FS
+                            : o[i].mem.segment == X86_REG_GS ? XL_SEG_GS : XL_SEG_NONE;
+                }
+        }
+        break;
+    }
+    default:
+        return XL_E_UNSUPPORTED;
+    }
+    return xl_exec(ctx, ex, c, r, &d, rip);
+}
+
+static uint32_t path_trap(struct xl_ctx *ctx, struct xl_cpu *c, struct xl_result *r)
+{
+    r->next_rip = (xl_cpu_get(c, XL_RIP) + ctx->trap_len) & rip_mask(c->mode);
+    return XL_OK;
+}
+
+uint32_t xl_handle(struct xl_ctx *ctx, int path, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r)
+{
+    uint32_t st;
+    int used = path;
+    xl_res_init(r);
+    switch (ex->kind) {
+    case XL_PIO_OUT:
+    case XL_PIO_IN:
+        used = XL_PATH_PIO;
+        st = path_pio(ctx, ex, c, r);
+        break;
+    case XL_HYPERCALL:
+        if (path == XL_PATH_TRAP) {  /* baseline: the bare trap of a hypercall, no arguments read */
+            used = XL_PATH_TRAP;
+            st = path_trap(ctx, c, r);
+            break;
+        }
+        used = XL_PATH_HYPERCALL;
+        st = path_hypercall(ctx, ex, c, r);
+        break;
+    case XL_MMIO_WRITE:
+    case XL_MMIO_READ:
+        switch (path) {
+        case XL_PATH_PVFAST:
+            st = path_pvfast(ctx, ex, c, r);
+            if (st == XL_NOT_MINE && in_pv_window(ctx, ex->addr))
+                ctx->violations++;
+            break;
+        case XL_PATH_WILDCARD:
+            st = path_wildcard(ctx, ex, c, r);
+            break;
+        case XL_PATH_SUBSET:
+            st = path_subset(ctx, ex, c, r);
+            break;
+        case XL_PATH_TRAP:
+            st = path_trap(ctx, c, r);
+            break;
+        default:
+            st = XL_NOT_MINE;
+            if (path == XL_PATH_CAPSTONE)
+                st = path_capstone(ctx, ex, c, r);
+            used = XL_PATH_CAPSTONE;
+            break;
+        }
+        if (st == XL_NOT_MINE) {
+            if (used != XL_PATH_CAPSTONE)
+                ctx->fallbacks++;
+            used = XL_PATH_CAPSTONE;
+            /* a fast path that declined must leave no trace */
+            r->acc_hash = XL_HASH_INIT;
+            r->n_acc = 0;
+            st = path_capstone(ctx, ex, c, r);
+        }
+        break;
+    default:
+        st = XL_E_KIND;
+        break;
+    }
+    r->status = st;
+    r->path = (uint8_t)used;
+    if (st == XL_OK)
+        ctx->counts[used]++;
+    else
+        set_err(ctx, st, used, ex, c);
+    return st;
+}

@@ -1,0 +1,115 @@
+/* The exit-handling paths in C: pio, hypercall, pv-fast, wildcard, subset, capstone, trap.
+ * Same semantics as the Python paths; one entry point, no allocation per exit. */
+#ifndef XL_PATHS_H
+#define XL_PATHS_H
+
+#include "devstate.h"
+
+/* Platform defaults (emu/platform.py). */
+#define XL_NOTIFY_MMIO 0xFEB00000ull
+#define XL_REGS_MMIO 0xFEB01000ull
+#define XL_NOTIFY_PORT 0xC000u
+#define XL_CONSOLE_PORT 0x3F8u
+#define XL_HC_MMIO_WRITE 0x100u
+#define XL_KVM_ENOSYS 1000u
+#define XL_KVM_EFAULT 14u
+#define XL_KVM_EINVAL 22u
+
+/* Set up devices at the default board's addresses and zero all counters.  Returns 0. */
+int xl_ctx_init(struct xl_ctx *ctx);
+/* Open the Capstone handles now (else lazily on first use).  0 on success. */
+int xl_ctx_open_capstone(struct xl_ctx *ctx);
+/* Release Capstone handles (the only resources a ctx holds). */
+void xl_ctx_close(struct xl_ctx *ctx);
+/* Zero counts, kicks and the error slot; keeps addresses and the register device contents. */
+void xl_ctx_reset_counts(struct xl_ctx *ctx);
+
+/* Handle one exit by `path` (falling back to the Capstone path where a fast path declines).
+ * Registers the path changes are written through xl_cpu_set (cpu->dirty).  Returns res->status. */
+uint32_t xl_handle(struct xl_ctx *ctx, int path, const struct xl_exit *ex, struct xl_cpu *cpu,
+                   struct xl_result *res);
+
+/* Device-side pieces the live hooks call directly. */
+uint64_t xl_pio(struct xl_ctx *ctx, uint64_t port, int size, int write, uint64_t value);
+int xl_dev_claims(const struct xl_ctx *ctx, uint64_t gpa);
+uint64_t xl_dev_mmio(struct xl_ctx *ctx, uint64_t gpa, int size, int write, uint64_t value);
+
+/* Fold one access into a result's hash (also done in Python to compare). */
+static inline uint64_t xl_acc_mix(uint64_t h, uint64_t gpa, int size, int write, uint64_t value)
+{
+    const uint64_t P = 0x100000001b3ull;
+    h = (h ^ gpa) * P;
+    h = (h ^ (uint64_t)(size | (write << 8))) * P;
+    h = (h ^ value) * P;
+    return h;
+}
+#define XL_HASH_INIT 0xcbf29ce484222325ull
+
+static inline void xl_res_init(struct xl_result *r)
+{
+    r->gpa = r->value = r->next_rip = r->wb = 0;
+    r->acc_hash = XL_HASH_INIT;
+    r->size = r->write = r->n_acc = 0;
+}
+
+static inline void xl_res_acc(struct xl_result *r, uint64_t gpa, int size, int write, uint64_t value)
+{
+    if (r->n_acc == 0) {
+        r->gpa = gpa;
+        r->size = (uint8_t)size;
+        r->write = (uint8_t)write;
+        r->value = value;
+    }
+    if (r->n_acc < 255)
+        r->n_acc++;
+    r->acc_hash = xl_acc_mix(r->acc_hash, gpa, size, write, value);
+}
+
+/* pv contract v1 (fastpath/fast.py): an MMIO write exit in 32/64-bit mode, the 2-byte access wholly
+ * inside the pv window (the notify window), exactly 66 89 02 at RIP.  Data = AX, gpa from the exit,
+ * next RIP = RIP + 3.  Anything else: XL_NOT_MINE.  Inline so the replay loop and the live loop
+ * run it without a call. */
+static inline uint32_t xl_pvfast(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c,
+                                 struct xl_result *r)
+{
+    struct xl_devstate *d = &ctx->dev;
+    uint64_t off = ex->addr - d->notify_base;
+    if (ex->kind != XL_MMIO_WRITE || (c->mode != 64 && c->mode != 32) || off >= d->notify_size ||
+        off > d->notify_size - 2)
+        return XL_NOT_MINE;
+    uint64_t rip = xl_cpu_get(c, XL_RIP);
+    uint64_t moff = rip - c->mem_base;
+    if (rip < c->mem_base || moff >= c->mem_size || c->mem_size - moff < 3)
+        return XL_NOT_MINE;
+    const uint8_t *p = c->mem + moff;
+    if (p[0] != 0x66 || p[1] != 0x89 || p[2] != 0x02)
+        return XL_NOT_MINE;
+    uint64_t v = xl_cpu_get(c, 0) & 0xFFFF;
+    /* the notify device: the value is the queue index */
+    d->notify_writes++;
+    if (v < XL_NQUEUES)
+        d->kicks[v]++;
+    else
+        d->kicks_other++;
+    xl_res_acc(r, ex->addr, 2, 1, v);
+    r->next_rip = (rip + 3) & (c->mode == 64 ? ~0ull : 0xFFFFFFFFull);
+    return XL_OK;
+}
+
+/* xl_handle with the pv-fast hit handled inline; identical results and counts. */
+static inline uint32_t xl_handle_fast(struct xl_ctx *ctx, int path, const struct xl_exit *ex, struct xl_cpu *c,
+                                      struct xl_result *r)
+{
+    if (path == XL_PATH_PVFAST) {
+        xl_res_init(r);
+        if (xl_pvfast(ctx, ex, c, r) == XL_OK) {
+            r->status = XL_OK;
+            r->path = XL_PATH_PVFAST;
+            ctx->counts[XL_PATH_PVFAST]++;
+            return XL_OK;
+        }
+    }
+    return xl_handle(ctx, path, ex, c, r);
+}
+
+#endif
