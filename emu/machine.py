@@ -437,7 +437,8 @@ class Machine:
         if budget_hook:
             uc.hook_add(UC_HOOK_CODE, self._on_code_budget)
 
-    def _init_regs(self) -> None:
+    def init_regs(self) -> None:
+        """Entry state: RSP at the stack top, RFLAGS.IF clear, RIP at the entry (public for the C engine)."""
         rf = self.regfile
         rf.set("rsp", self.board.spec.stack_top)
         rf.set("rflags", 0x2)
@@ -471,7 +472,7 @@ class Machine:
         # restart at every exit, so they count with a code hook instead.
         self._install_hooks(budget_hook=exit_style and max_insns is not None)
         self._budget_left = max_insns or 0
-        self._init_regs()
+        self.init_regs()
         self._timeout = timeout
         self._timed_out = False
         t0 = time.perf_counter()

@@ -597,7 +597,7 @@ def run_machine_c(
     path_id(cpath)
     style = style or cstyle
     machine = Machine(image, board=board, mmio_style=style)
-    machine._init_regs()
+    machine.init_regs()
     res = run_live(
         machine, path=cpath, style=style, max_insns=max_insns, timeout=timeout, ctx=ctx, start_rip=image.entry
     )
@@ -625,13 +625,13 @@ def run_machine_c(
         regs=machine.regs(),
         console=console,
         devices={
-            "c": state,
-            "c_run": {
-                "ns": res.ns,
-                "ticks": res.ticks,
-                "segments": res.segments,
-                "path": cpath,
-                "style": style,
+            # the same device keys as the Python engine, so scripts read `devices.notify.kicks` alike
+            "notify": state.pop("notify"),
+            "regs": state.pop("regs"),
+            "console": state.pop("console"),
+            "c_engine": {
+                **state,
+                "run": {"ns": res.ns, "ticks": res.ticks, "segments": res.segments, "path": cpath, "style": style},
             },
         },
         seconds=res.ns / 1e9,

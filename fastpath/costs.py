@@ -116,7 +116,7 @@ def python_path(name: str, board: Board) -> Any:
 
         return FastPath(windows=board.pv_windows)
     if name == "wildcard":
-        return WildcardPath(board.bus)
+        return WildcardPath(board.bus, board.pv_windows)
     if name == "trap":
         return TrapPath()
     return None  # pio / hypercall: handled by the machine's own hooks
@@ -259,7 +259,7 @@ def c_live(mech: Mechanism, kicks: int, trap: bool = False) -> Sample:
 
     mmio = mech.kind is ExitKind.MMIO_WRITE
     m = Machine(workload_image(mech, kicks, trap), board=bench_board(), mmio_style=MmioStyle.EXIT)
-    m._init_regs()
+    m.init_regs()
     ctx = _c_ctx(mech)
     path = "trap" if trap and mmio else (mech.c_path or "")
     res = cengine.run_live(m, path=path, style="exit", timeout=600, ctx=ctx, start_rip=m.image.entry)

@@ -13,9 +13,9 @@ import capstone
 
 from emu.bus import Bus, Space
 from emu.cpu import Cpu, DeviceAccess, Outcome
-from emu.errors import EmulationError
 from emu.exits import MAX_INSN_LEN, ExitKind, ExitRecord
 from emu.hypercall import HYPERCALL_LEN, hypercall
+from emu.platform import NOTIFY_MMIO, NOTIFY_MMIO_SIZE
 
 _CS = {
     64: capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64),
@@ -32,22 +32,33 @@ def insn_length(code: bytes, mode: int) -> int:
 
 
 class WildcardPath:
-    """Exit-style MMIO path for address-only notifications: count the kick, skip the instruction."""
+    """Exit-style MMIO path for address-only notifications: count the kick, skip the instruction.
+
+    Like a zero-length ioeventfd, it claims only writes inside a notify (pv) window; a read, a
+    write elsewhere, or bytes with no valid length fall back to the generic path, as KVM falls
+    back to its emulator when no ioeventfd matches."""
 
     name = "wildcard"
 
-    def __init__(self, bus: Bus) -> None:
+    def __init__(self, bus: Bus, windows: list[tuple[int, int]] | None = None) -> None:
+        from emu.generic import GenericPath
+
         self.bus = bus
+        self.windows = list(windows) if windows is not None else [(NOTIFY_MMIO, NOTIFY_MMIO_SIZE)]
+        self.fallback = GenericPath()
+        self.hits = 0
+        self.fallbacks = 0
 
     def handle(self, exit: ExitRecord, cpu: Cpu) -> Outcome:
-        if exit.kind is not ExitKind.MMIO_WRITE:
-            raise EmulationError("a wildcard notification must be a write", exit.rip, exit.insn)
-        code = cpu.read_mem(exit.rip, MAX_INSN_LEN)
-        length = insn_length(code, exit.mode)
-        if length == 0:
-            raise EmulationError("cannot find the instruction's length", exit.rip, code)
-        self.bus.notify(exit.addr)
-        return Outcome(exit.rip + length, (DeviceAccess(exit.addr, 0, True, 0),))
+        if exit.kind is ExitKind.MMIO_WRITE and any(b <= exit.addr < b + s for b, s in self.windows):
+            length = insn_length(cpu.read_mem(exit.rip, MAX_INSN_LEN), exit.mode)
+            if length:
+                self.hits += 1
+                self.bus.notify(exit.addr)
+                next_rip = (exit.rip + length) & ((1 << 64) - 1 if exit.mode == 64 else 0xFFFFFFFF)
+                return Outcome(next_rip, (DeviceAccess(exit.addr, 0, True, 0),))
+        self.fallbacks += 1
+        return self.fallback.handle(exit, cpu)
 
 
 class TrapPath:

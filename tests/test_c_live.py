@@ -140,7 +140,7 @@ def test_c_engine_equals_python_machine(src: str, mode: int, path: str, style: s
     assert ctx.regs_mem == bytes(m.board.regs.mem)
     assert ctx.console.decode("latin-1") == m.board.console.text
     assert cr.exits == py.exits
-    assert cr.devices["c"]["inplace_mismatch"] == 0  # in-place: the path saw what Unicorn did
+    assert cr.devices["c_engine"]["inplace_mismatch"] == 0  # in-place: the path saw what Unicorn did
 
 
 def test_wildcard_live_counts_per_queue() -> None:
@@ -195,7 +195,7 @@ def test_live_memory_does_not_grow_with_exits() -> None:
         src = fh.read()
     img = assemble(src, mode=64, symbols=syms)
     m = Machine(img, board=default_board(), mmio_style="exit")
-    m._init_regs()
+    m.init_regs()
     ctx = c.CContext()
     r = c.run_live(m, "subset", start_rip=img.entry, ctx=ctx)
     assert r.stop == "hlt" and r.exits == 30000

@@ -25,7 +25,10 @@ DESCRIPTION = (
     "when the guest stopped on hlt."
 )
 
-PATHS = ("inplace", "generic", "fast")
+# Path names: the first three mean the same on both engines; the C path names select one C path
+# directly (pv-fast and capstone are the C names of fast and generic; subset exists only in C).
+PATHS = ("inplace", "generic", "fast", "wildcard", "pv-fast", "subset", "capstone")
+_PY_ALIASES = {"pv-fast": "fast", "capstone": "generic"}
 
 
 def add_guest_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,7 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=PATHS,
         default="inplace",
         help="how MMIO exits are handled: inplace (Unicorn completes the access), generic "
-        "(exit style, Capstone decode), fast (exit style, pv fast path, generic fallback)",
+        "(exit style, Capstone decode), fast (exit style, pv fast path, generic fallback), wildcard "
+        "(exit style, address-only notify: length decode only); with --engine c also subset (the C "
+        "subset decoder, Capstone fallback), pv-fast and capstone",
     )
     p.add_argument(
         "--engine",
@@ -82,7 +87,16 @@ def resolve_guest(arg: str, mode: int | None) -> GuestImage:
     return load_guest(p, mode=mode)
 
 
-def make_path(name: str) -> Any:
+def make_path(name: str, board: Any = None) -> Any:
+    """The Python engine's exit-style path object for a CLI path name (None: in place)."""
+    name = _PY_ALIASES.get(name, name)
+    if name == "subset":
+        raise ExitlabError("the subset decoder exists only in C: use --engine c --path subset")
+    if name == "wildcard":
+        from fastpath.hostpaths import WildcardPath
+
+        board = board or default_board()
+        return WildcardPath(board.bus, board.pv_windows)
     if name == "generic":
         from emu.generic import GenericPath
 
@@ -90,7 +104,7 @@ def make_path(name: str) -> Any:
     if name == "fast":
         from fastpath.fast import FastPath
 
-        return FastPath()
+        return FastPath(windows=board.pv_windows if board is not None else None)
     return None
 
 
@@ -131,7 +145,8 @@ def run(args: argparse.Namespace) -> int:
             )
         else:
             style = MmioStyle.INPLACE if args.path == "inplace" else MmioStyle.EXIT
-            machine = Machine(image, board=board, mmio_style=style, path=make_path(args.path), trace=trace)
+            path = make_path(args.path, board)
+            machine = Machine(image, board=board, mmio_style=style, path=path, trace=trace)
             result = machine.run(max_insns=args.max_insns, timeout=args.timeout)
     finally:
         if trace is not None:
