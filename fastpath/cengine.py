@@ -631,7 +631,13 @@ def run_machine_c(
             "console": state.pop("console"),
             "c_engine": {
                 **state,
-                "run": {"ns": res.ns, "ticks": res.ticks, "segments": res.segments, "path": cpath, "style": style},
+                "run": {
+                    "ns": res.ns,
+                    "ticks": res.ticks,
+                    "segments": res.segments,
+                    "path": cpath,
+                    "style": style,
+                },
             },
         },
         seconds=res.ns / 1e9,
