@@ -167,7 +167,8 @@ def py_replay(mech: Mechanism, records: list[ExitRecord], trap: bool = False) ->
     elif mech.py_path == "pio":
 
         def handle(rec: ExitRecord) -> object:
-            return replay_pio(rec, bus)
+            replay_pio(rec, bus)
+            return None
     elif mech.py_path == "hypercall":
 
         def handle(rec: ExitRecord) -> object:

@@ -81,6 +81,7 @@ def environment() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[dist] = None
     cc = os.environ.get("CC", "gcc")
+    compiler: str | None
     try:
         compiler = subprocess.run(
             [cc, "--version"], capture_output=True, text=True, timeout=10
