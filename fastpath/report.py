@@ -74,7 +74,7 @@ def environment() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    versions = {}
+    versions: dict[str, str | None] = {}
     for dist in ("unicorn", "capstone", "cffi", "iced-x86", "exitlab"):
         try:
             versions[dist] = metadata.version(dist)
