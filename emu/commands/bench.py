@@ -21,7 +21,7 @@ DESCRIPTION = (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="few exits and repeats (what `make demo` runs)")
     p.add_argument(
-        "--exits", type=int, default=None, metavar="N", help="exits per run (default 20000; quick 2000)"
+        "--exits", type=int, default=None, metavar="N", help="exits per run (default 20000; quick 5000)"
     )
     p.add_argument(
         "--repeat", type=int, default=None, metavar="R", help="interleaved repeats (default 5; quick 3)"
@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from fastpath import costs, report
 
-    exits = args.exits or (2000 if args.quick else 20000)
+    exits = args.exits or (5000 if args.quick else 20000)
     repeat = args.repeat or (3 if args.quick else 5)
     if exits < 1 or repeat < 1:
         raise ExitlabError("--exits and --repeat must be positive")
