@@ -30,7 +30,7 @@ def _image(name: str, **syms: int):
 
 def _machine(image, style: str = "exit") -> Machine:
     m = Machine(image, board=default_board(), mmio_style=style)
-    m._init_regs()
+    m.init_regs()
     return m
 
 
