@@ -151,7 +151,10 @@ def _source(name: str) -> str:
         return str(path)
 
 
-def _ffibuilder() -> FFI:
+SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g"]
+
+
+def _ffibuilder(sanitize: bool = False) -> FFI:
     uc_dir = _pkg_dir(unicorn)
     cs_dir = _pkg_dir(capstone)
     ffi = FFI()
@@ -159,9 +162,10 @@ def _ffibuilder() -> FFI:
     ffi.set_source(
         "fastpath._exitlab_c",
         '#include "paths.h"\n#include "insn_subset.h"\n#include "replay.h"\n#include "live.h"\n',
-        sources=[_source(s) for s in SOURCES],
+        sources=[str(CSRC / s) if sanitize else _source(s) for s in SOURCES],
         include_dirs=[str(CSRC), str(uc_dir / "include"), str(cs_dir / "include")],
-        extra_compile_args=CFLAGS,
+        extra_compile_args=CFLAGS + (SANITIZE_FLAGS if sanitize else []),
+        extra_link_args=SANITIZE_FLAGS if sanitize else [],
         extra_objects=[str(uc_dir / "lib" / "libunicorn.so.2"), str(cs_dir / "lib" / "libcapstone.so")],
     )
     return ffi
@@ -170,4 +174,11 @@ def _ffibuilder() -> FFI:
 ffibuilder = _ffibuilder()
 
 if __name__ == "__main__":
-    ffibuilder.compile(tmpdir="build/cffi", verbose=True)
+    import sys
+
+    # `python fastpath/_build.py --sanitize DIR`: the ASan/UBSan build `make test-asan` loads into
+    # CPython (with LD_PRELOAD of the sanitizer runtimes) to run the C-facing tests.
+    if sys.argv[1:2] == ["--sanitize"]:
+        print(_ffibuilder(sanitize=True).compile(tmpdir=sys.argv[2], verbose=False))
+    else:
+        ffibuilder.compile(tmpdir="build/cffi", verbose=True)
