@@ -54,7 +54,7 @@ from emu.board import Board, default_board
 from emu.bus import Space
 from emu.cpu import Cpu, Outcome
 from emu.errors import EmulationError, ExitlabError, GuestFormatError
-from emu.exits import MAX_INSN_LEN, ExitKind, ExitRecord
+from emu.exits import MAX_INSN_LEN, REG_INDEX, REG_NAMES, ExitKind, ExitRecord
 from emu.hypercall import HYPERCALL_LEN, hypercall, is_hypercall
 from emu.platform import PAGE
 from emu.regfile import RegFile
@@ -574,8 +574,7 @@ class Machine:
         return Stop(StopReason.TRIPLE_FAULT, rip, f"emulation fault at rip={rip:#x}: {err}", insn)
 
     def regs(self) -> dict[str, int]:
+        """The registers that exist in this mode (R8-R15 and FS/GS base only in 64-bit mode)."""
         snap = self.regfile.snapshot()
-        from emu.exits import REG_NAMES
-
         names = REG_NAMES if self.mode == 64 else REG_NAMES[:8] + ("rip", "rflags")
-        return {n: snap[REG_NAMES.index(n)] for n in names}
+        return {n: snap[REG_INDEX[n]] for n in names}
