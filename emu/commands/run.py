@@ -57,9 +57,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--engine",
-        choices=("python", "c"),
+        choices=("python", "c", "kvm"),
         default="python",
-        help="python hooks, or the C extension's hooks (see `--path` for C path names)",
+        help="python hooks, the C extension's hooks (see `--path` for C path names), or real KVM "
+        "(/dev/kvm; the kernel decodes MMIO itself, so --path does not apply; see docs/kvm.md)",
     )
     p.add_argument("--trace", metavar="FILE", help="write every exit as JSON Lines (schema exitlab-trace v1)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -135,9 +136,22 @@ def run(args: argparse.Namespace) -> int:
         from emu.pciboard import pci_board
 
         board = pci_board(args.devices, offers=args.pci_offers, console_echo=echo)
-    trace = TraceWriter(args.trace, guest=image.name, mode=image.mode, path=args.path) if args.trace else None
+    if args.engine == "kvm" and args.path != "inplace":
+        raise ExitlabError(
+            f"--path {args.path} does not apply to --engine kvm: the kernel decodes every MMIO "
+            "instruction itself before the exit reaches exitlab"
+        )
+    trace_path = "kvm" if args.engine == "kvm" else args.path
+    trace = None
+    if args.trace:
+        trace = TraceWriter(args.trace, guest=image.name, mode=image.mode, path=trace_path)
+    result: RunResult
     try:
-        if args.engine == "c":
+        if args.engine == "kvm":
+            from emu.kvm import run_machine_kvm
+
+            result = run_machine_kvm(image, board, args.max_insns, args.timeout, trace)
+        elif args.engine == "c":
             from fastpath.cengine import run_machine_c
 
             result = run_machine_c(

@@ -1,0 +1,745 @@
+"""Run a GuestImage under real KVM: oracle 4 of the design, and the machine the seed measured on.
+
+Only the standard library: `fcntl.ioctl` on /dev/kvm, `mmap` for guest RAM and the shared kvm_run
+page, ctypes structs from `emu.kvm_abi`. One VM, one vCPU, no in-kernel irqchip (so `hlt` exits
+to userspace as KVM_EXIT_HLT).
+
+Memory: one memslot covers exactly the platform's RAM (0x1000-0x400000); everything else -
+page 0, the MMIO windows at 0xFEB00000 - has no memslot, so every access there exits with
+KVM_EXIT_MMIO after the *kernel* has decoded the instruction (length, size, data). Port I/O exits
+with KVM_EXIT_IO. Both are dispatched to the same `Board`/`Bus` the Unicorn machine uses, so device
+state is directly comparable.
+
+CPU state at entry matches `emu.machine.Machine.init_regs`: RSP=STACK_TOP, RFLAGS=2, RIP=entry,
+flat segments with base 0. Protected and long mode need descriptor tables and page tables that
+Unicorn does not; they live in the top pages of RAM, which the built-in snippets never touch:
+    0x3F8000  GDT (null, 0x08 code32, 0x10 data, 0x18 code64)     32- and 64-bit modes
+    0x3F9000  PML4, 0x3FA000 PDPT, 0x3FB000-0x3FEFFF four PDs   64-bit mode only
+The page tables identity-map 0-4 GiB with 2 MiB pages, so the MMIO windows are reachable.
+No IDT (base 0, limit 0): any exception escalates to a triple fault (KVM_EXIT_SHUTDOWN), as the
+platform's documentation says for Unicorn.
+
+Differences from the Unicorn machine (docs/kvm.md):
+- `vmcall`/`vmmcall` never reach userspace: the kernel answers them (unknown numbers, like
+  HC_MMIO_WRITE, get -KVM_ENOSYS = -1000 in RAX), so there are no hypercall exit records; on AMD
+  the kernel also rewrites an Intel `vmcall` in guest memory into `vmmcall` the first time it runs.
+- String port I/O (`rep outsb`) arrives as one KVM_EXIT_IO carrying `count` elements; exit counts
+  here are per element (as Unicorn's hooks count them), round trips are in `kvm_exits`.
+- KVM cannot count instructions, so there is no instruction budget; a run ends by hlt, a fault,
+  the wall-clock timeout or an optional budget of userspace exits.
+
+The timeout: a timer thread sets `immediate_exit` in kvm_run and then kicks the vCPU thread with
+a real-time signal whose (no-op) Python handler is installed once from the main thread, so a
+KVM_RUN that is spinning in the guest returns EINTR. `immediate_exit` alone would stop a guest
+that still exits now and then; a `jmp $` never leaves the kernel without the signal.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import mmap
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from emu import kvm_abi as A
+from emu.assemble import GuestImage
+from emu.board import Board, default_board
+from emu.bus import Space
+from emu.errors import ExitlabError, GuestFormatError
+from emu.exits import MAX_INSN_LEN, REG_NAMES, ExitKind, ExitRecord
+from emu.machine import RunResult, Stop, StopReason
+from emu.platform import PAGE, PlatformSpec
+from emu.trace import TraceWriter
+
+KVM_DEVICE = "/dev/kvm"
+
+# Reserved top-of-RAM pages (see the module docstring).
+GDT_ADDR = 0x3F8000
+PML4_ADDR = 0x3F9000
+PDPT_ADDR = 0x3FA000
+PD_ADDR = 0x3FB000  # four consecutive PDs, one per GiB
+RESERVED_BASE = GDT_ADDR
+RESERVED_END = PD_ADDR + 4 * PAGE
+TSS_ADDR = 0xFFFBD000  # three pages KVM needs for real mode on Intel without unrestricted guest
+
+SEL_CODE32 = 0x08
+SEL_DATA = 0x10
+SEL_CODE64 = 0x18
+_GDT = (
+    0,
+    0x00CF9B000000FFFF,  # code32: base 0, limit 4 GiB, D=1, present, DPL 0, exec/read, accessed
+    0x00CF93000000FFFF,  # data: base 0, limit 4 GiB, B=1, present, read/write, accessed
+    0x00AF9B000000FFFF,  # code64: L=1, D=0
+)
+
+_MASK64 = (1 << 64) - 1
+_MASK32 = 0xFFFFFFFF
+
+
+class KvmError(ExitlabError):
+    """A KVM ioctl failed, or KVM reported a state exitlab cannot turn into a stop."""
+
+
+class KvmUnavailableError(KvmError):
+    """/dev/kvm is absent, not accessible, or too old: the message says which, for a skip reason."""
+
+
+def _ioctl(fd: int, request: int, arg: Any = 0, what: str = "") -> int:
+    try:
+        return int(fcntl.ioctl(fd, request, arg))
+    except OSError as exc:
+        raise KvmError(f"{what or hex(request)}: {os.strerror(exc.errno or 0)}") from None
+
+
+_LIBC: ctypes.CDLL | None = None
+
+
+def _libc() -> ctypes.CDLL:
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = ctypes.CDLL(None, use_errno=True)
+    return _LIBC
+
+
+def open_kvm() -> int:
+    """Open /dev/kvm and check the API version; errors say exactly what is wrong."""
+    try:
+        fd = os.open(KVM_DEVICE, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise KvmUnavailableError(f"{KVM_DEVICE}: no such device (KVM not loaded or not exposed)") from None
+    except PermissionError:
+        raise KvmUnavailableError(
+            f"{KVM_DEVICE}: permission denied (add the user to the 'kvm' group, or run as root)"
+        ) from None
+    except OSError as exc:
+        raise KvmUnavailableError(f"{KVM_DEVICE}: {exc.strerror}") from None
+    try:
+        version = int(fcntl.ioctl(fd, A.KVM_GET_API_VERSION, 0))
+    except OSError as exc:
+        os.close(fd)
+        raise KvmUnavailableError(f"{KVM_DEVICE}: KVM_GET_API_VERSION failed: {exc.strerror}") from None
+    if version != A.KVM_API_VERSION:
+        os.close(fd)
+        raise KvmUnavailableError(f"{KVM_DEVICE}: KVM API version {version}, need {A.KVM_API_VERSION}")
+    return fd
+
+
+def kvm_unavailable_reason() -> str | None:
+    """None when a VM with one vCPU can be created here, else why not (used for test skips)."""
+    try:
+        with KvmVm(PlatformSpec()):
+            pass
+    except KvmError as exc:
+        return str(exc)
+    return None
+
+
+# -- host CPU facts (for the bench table and the vmcall/vmmcall choice) -------------------------------
+@dataclass(frozen=True, slots=True)
+class HostCpu:
+    """What the table must say about the machine: vendor, model, and whether we are nested."""
+
+    vendor: str  # "GenuineIntel", "AuthenticAMD", ...
+    model: str
+    hypervisor: bool  # CPUID.1:ECX[31] on the host: this "host" is itself a guest
+
+    @property
+    def is_amd(self) -> bool:
+        return self.vendor in ("AuthenticAMD", "HygonGenuine")
+
+    @property
+    def native_hypercall(self) -> str:
+        return "vmmcall" if self.is_amd else "vmcall"
+
+
+def host_cpu() -> HostCpu:
+    """Read /proc/cpuinfo (Linux only, like KVM): vendor_id, model name and the `hypervisor` flag."""
+    vendor, model, flags = "unknown", "unknown", ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key == "vendor_id" and vendor == "unknown":
+                    vendor = value
+                elif key == "model name" and model == "unknown":
+                    model = value
+                elif key == "flags" and not flags:
+                    flags = value
+                if line.strip() == "":
+                    break
+    except OSError:
+        pass
+    return HostCpu(vendor=vendor, model=model, hypervisor="hypervisor" in flags.split())
+
+
+def kvm_backend() -> str:
+    """Which KVM vendor module serves /dev/kvm: "vmx" (kvm_intel), "svm" (kvm_amd), "pvm" (kvm_pvm).
+
+    It decides what a hypercall does: VMX/SVM answer `vmcall`/`vmmcall` in the kernel, while PVM
+    (pagetable-based, no hardware virtualization; the guest runs de-privileged) only understands its
+    own hypercall ABI and leaves a plain `vmcall` spinning in the kernel, never returning.
+    """
+    for module, name in (("kvm_intel", "vmx"), ("kvm_amd", "svm"), ("kvm_pvm", "pvm")):
+        if os.path.isdir(f"/sys/module/{module}"):
+            return name
+    return "unknown"
+
+
+# -- the VM ---------------------------------------------------------------------------------------
+def _ctypes_addr(mm: mmap.mmap) -> tuple[int, ctypes.c_char]:
+    anchor = ctypes.c_char.from_buffer(mm)
+    return ctypes.addressof(anchor), anchor
+
+
+class KvmVm:
+    """One VM, its RAM and one vCPU, set up for a mode. A context manager: `close()` frees all.
+
+    The low-level object `run_machine_kvm` and the cost bench build on: it knows nothing about
+    boards or exits, only ioctls, memory and registers.
+    """
+
+    def __init__(self, spec: PlatformSpec) -> None:
+        self.spec = spec
+        self.ram_base, self.ram_size = spec.ram.base, spec.ram.size
+        self.sys_fd = -1
+        self.vm_fd = -1
+        self.vcpu_fd = -1
+        self._ram: mmap.mmap | None = None
+        self._run_mm: mmap.mmap | None = None
+        self._anchors: list[Any] = []
+        self._eventfds: list[int] = []
+        try:
+            self._create()
+        except BaseException:
+            self.close()
+            raise
+
+    def _create(self) -> None:
+        self.sys_fd = open_kvm()
+        try:
+            self.vm_fd = int(fcntl.ioctl(self.sys_fd, A.KVM_CREATE_VM, 0))
+        except OSError as exc:
+            raise KvmUnavailableError(f"{KVM_DEVICE}: KVM_CREATE_VM failed: {exc.strerror}") from None
+        # Needed on Intel without unrestricted guest; a no-op on AMD. The address does not fit the
+        # C int that fcntl.ioctl passes, so this one goes through libc with an unsigned long.
+        _libc().ioctl(self.vm_fd, ctypes.c_ulong(A.KVM_SET_TSS_ADDR), ctypes.c_ulong(TSS_ADDR))
+        if self.ram_base % PAGE or self.ram_size % PAGE:
+            raise GuestFormatError("KVM needs page-aligned RAM")
+        self._ram = mmap.mmap(
+            -1, self.ram_size, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, mmap.PROT_READ | mmap.PROT_WRITE
+        )
+        ram_addr, anchor = _ctypes_addr(self._ram)
+        self._anchors.append(anchor)
+        self.ram_view = memoryview(self._ram)
+        region = A.KvmUserspaceMemoryRegion(
+            slot=0, flags=0, guest_phys_addr=self.ram_base, memory_size=self.ram_size, userspace_addr=ram_addr
+        )
+        _ioctl(self.vm_fd, A.KVM_SET_USER_MEMORY_REGION, region, "KVM_SET_USER_MEMORY_REGION")
+        try:
+            self.vcpu_fd = int(fcntl.ioctl(self.vm_fd, A.KVM_CREATE_VCPU, 0))
+        except OSError as exc:
+            raise KvmUnavailableError(f"{KVM_DEVICE}: KVM_CREATE_VCPU failed: {exc.strerror}") from None
+        size = _ioctl(self.sys_fd, A.KVM_GET_VCPU_MMAP_SIZE, 0, "KVM_GET_VCPU_MMAP_SIZE")
+        self._run_mm = mmap.mmap(self.vcpu_fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self.run_view = memoryview(self._run_mm)
+        self.run = A.KvmRun.from_buffer(self._run_mm)
+        self._anchors.append(self.run)
+        self._set_cpuid()
+
+    def _set_cpuid(self) -> None:
+        """Give the guest the host's supported CPUID: KVM rejects EFER.LME without CPUID.LM."""
+        cpuid = A.KvmCpuid2(nent=A.CPUID_MAX_ENTRIES)
+        _ioctl(self.sys_fd, A.KVM_GET_SUPPORTED_CPUID, cpuid, "KVM_GET_SUPPORTED_CPUID")
+        _ioctl(self.vcpu_fd, A.KVM_SET_CPUID2, cpuid, "KVM_SET_CPUID2")
+
+    def close(self) -> None:
+        for fd in self._eventfds:
+            os.close(fd)
+        self._eventfds.clear()
+        self._anchors.clear()
+        for name in ("run", "run_view", "ram_view"):
+            obj = getattr(self, name, None)
+            if isinstance(obj, memoryview):
+                obj.release()
+            if obj is not None:
+                setattr(self, name, None)
+        for mm in (self._run_mm, self._ram):
+            if mm is not None:
+                try:
+                    mm.close()
+                except BufferError:  # a caller still holds a view; the GC unmaps it later
+                    pass
+        self._run_mm = self._ram = None
+        for attr in ("vcpu_fd", "vm_fd", "sys_fd"):
+            fd = getattr(self, attr)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, attr, -1)
+
+    def __enter__(self) -> KvmVm:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- memory -------------------------------------------------------------------------------
+    def read_ram(self, addr: int, size: int) -> bytes:
+        off = addr - self.ram_base
+        if off < 0 or off >= self.ram_size:
+            return b""
+        return bytes(self.ram_view[off : min(off + size, self.ram_size)])
+
+    def write_ram(self, addr: int, data: bytes) -> None:
+        off = addr - self.ram_base
+        if off < 0 or off + len(data) > self.ram_size:
+            raise GuestFormatError(f"{len(data)} bytes at {addr:#x} are outside RAM")
+        self.ram_view[off : off + len(data)] = data
+
+    def load(self, image: GuestImage) -> None:
+        reserved = image.mode != 16
+        for seg in image.segments:
+            end = seg.addr + len(seg.data)
+            if seg.addr < self.ram_base or end > self.ram_base + self.ram_size:
+                raise GuestFormatError(
+                    f"{image.name}: segment at {seg.addr:#x} (+{len(seg.data):#x}) is outside RAM "
+                    f"{self.ram_base:#x}-{self.ram_base + self.ram_size - 1:#x}"
+                )
+            if reserved and seg.addr < RESERVED_END and RESERVED_BASE < end:
+                raise GuestFormatError(
+                    f"{image.name}: segment at {seg.addr:#x} overlaps {RESERVED_BASE:#x}-"
+                    f"{RESERVED_END - 1:#x}, where the KVM engine keeps its GDT and page tables"
+                )
+            self.write_ram(seg.addr, seg.data)
+
+    # -- registers ----------------------------------------------------------------------------
+    def get_regs(self) -> A.KvmRegs:
+        regs = A.KvmRegs()
+        _ioctl(self.vcpu_fd, A.KVM_GET_REGS, regs, "KVM_GET_REGS")
+        return regs
+
+    def set_regs(self, regs: A.KvmRegs) -> None:
+        _ioctl(self.vcpu_fd, A.KVM_SET_REGS, regs, "KVM_SET_REGS")
+
+    def get_sregs(self) -> A.KvmSregs:
+        sregs = A.KvmSregs()
+        _ioctl(self.vcpu_fd, A.KVM_GET_SREGS, sregs, "KVM_GET_SREGS")
+        return sregs
+
+    def set_sregs(self, sregs: A.KvmSregs) -> None:
+        _ioctl(self.vcpu_fd, A.KVM_SET_SREGS, sregs, "KVM_SET_SREGS")
+
+    def setup(self, mode: int, entry: int, stack_top: int) -> None:
+        """Enter `mode` with the Unicorn machine's entry state (flat segments, RSP, RFLAGS=2, RIP)."""
+        sregs = self.get_sregs()
+        if mode == 16:
+            for seg in (sregs.cs, sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss):
+                seg.base, seg.selector = 0, 0
+            sregs.cr0 = A.CR0_ET  # reset state minus CD/NW: caches on, still real mode
+        elif mode in (32, 64):
+            self._write_tables(paging=mode == 64)
+            code = sregs.cs
+            code.base, code.limit, code.type = 0, _MASK32, 0xB  # execute/read, accessed
+            code.present, code.s, code.g = 1, 1, 1
+            code.dpl = code.avl = code.unusable = 0
+            if mode == 64:
+                code.selector, code.l, code.db = SEL_CODE64, 1, 0
+            else:
+                code.selector, code.l, code.db = SEL_CODE32, 0, 1
+            for seg in (sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss):
+                seg.base, seg.limit, seg.selector, seg.type = 0, _MASK32, SEL_DATA, 0x3
+                seg.present = seg.db = seg.s = seg.g = 1
+                seg.dpl = seg.l = seg.avl = seg.unusable = 0
+            sregs.gdt.base, sregs.gdt.limit = GDT_ADDR, 8 * len(_GDT) - 1
+            sregs.idt.base, sregs.idt.limit = 0, 0
+            sregs.cr0 = A.CR0_PE | A.CR0_MP | A.CR0_ET | A.CR0_NE
+            sregs.cr4 = A.CR4_OSFXSR | A.CR4_OSXMMEXCPT
+            if mode == 64:
+                sregs.cr3 = PML4_ADDR
+                sregs.cr4 |= A.CR4_PAE
+                sregs.cr0 |= A.CR0_PG
+                sregs.efer = A.EFER_LME | A.EFER_LMA
+        else:
+            raise GuestFormatError(f"mode must be 16, 32 or 64 (got {mode})")
+        self.set_sregs(sregs)
+        regs = A.KvmRegs(rsp=stack_top, rflags=0x2, rip=entry)
+        self.set_regs(regs)
+
+    def _write_tables(self, paging: bool) -> None:
+        self.write_ram(GDT_ADDR, b"".join(d.to_bytes(8, "little") for d in _GDT))
+        if not paging:
+            return
+        present_rw, large = 0x3, 0x80
+        pml4 = (PDPT_ADDR | present_rw).to_bytes(8, "little") + bytes(PAGE - 8)
+        pdpt = b"".join((PD_ADDR + i * PAGE | present_rw).to_bytes(8, "little") for i in range(4))
+        self.write_ram(PML4_ADDR, pml4)
+        self.write_ram(PDPT_ADDR, pdpt + bytes(PAGE - len(pdpt)))
+        pds = b"".join(((i << 21) | present_rw | large).to_bytes(8, "little") for i in range(4 * 512))
+        self.write_ram(PD_ADDR, pds)
+
+    # -- running ------------------------------------------------------------------------------
+    def kvm_run(self) -> int:
+        """One KVM_RUN; returns the exit reason (KVM_EXIT_INTR when interrupted by the watchdog)."""
+        try:
+            fcntl.ioctl(self.vcpu_fd, A.KVM_RUN, 0)
+        except InterruptedError:
+            return A.KVM_EXIT_INTR
+        except OSError as exc:
+            raise KvmError(f"KVM_RUN: {os.strerror(exc.errno or 0)}") from None
+        return int(self.run.exit_reason)
+
+    def check_extension(self, cap: int) -> int:
+        return _ioctl(self.sys_fd, A.KVM_CHECK_EXTENSION, cap, "KVM_CHECK_EXTENSION")
+
+    def add_ioeventfd(self, addr: int, length: int, pio: bool = False, datamatch: int | None = None) -> int:
+        """Register an in-kernel notifier: matching guest writes signal an eventfd, no exit at all.
+
+        `length` 0 (MMIO only, KVM_CAP_IOEVENTFD_ANY_LENGTH) matches a write of any size: upstream's
+        "fast MMIO", which on Intel EPT skips the instruction decode entirely. Returns the eventfd.
+        """
+        efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        self._eventfds.append(efd)
+        flags = (A.KVM_IOEVENTFD_FLAG_PIO if pio else 0) | (
+            A.KVM_IOEVENTFD_FLAG_DATAMATCH if datamatch is not None else 0
+        )
+        req = A.KvmIoeventfd(datamatch=datamatch or 0, addr=addr, len=length, fd=efd, flags=flags)
+        _ioctl(self.vm_fd, A.KVM_IOEVENTFD, req, "KVM_IOEVENTFD")
+        return efd
+
+
+# -- the watchdog ----------------------------------------------------------------------------------
+KICK_SIGNAL = signal.SIGRTMIN + 6 if hasattr(signal, "SIGRTMIN") else signal.SIGUSR2
+
+
+def _kick_handler(signum: int, frame: object) -> None:
+    """Does nothing: its only job is to make KVM_RUN return EINTR in the vCPU thread."""
+
+
+def _kick_ready() -> bool:
+    """Install the no-op kick handler once (only the main thread may); True if a kick is safe."""
+    current = signal.getsignal(KICK_SIGNAL)
+    if current is _kick_handler:
+        return True
+    if current in (signal.SIG_DFL, None) and threading.current_thread() is threading.main_thread():
+        signal.signal(KICK_SIGNAL, _kick_handler)
+        return True
+    return False
+
+
+class _Watchdog:
+    """Stops a KVM_RUN at the deadline: immediate_exit for the next entry, a signal for this one."""
+
+    def __init__(self, vm: KvmVm, timeout: float | None) -> None:
+        self.vm = vm
+        self.fired = False
+        self._lock = threading.Lock()
+        self._done = False
+        self._thread_id = threading.get_ident()
+        self._can_kick = _kick_ready()
+        self._timer: threading.Timer | None = None
+        if timeout is not None:
+            self._timer = threading.Timer(timeout, self._fire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.fired = True
+            if self.vm.run is not None:
+                self.vm.run.immediate_exit = 1
+            if self._can_kick:
+                signal.pthread_kill(self._thread_id, KICK_SIGNAL)
+
+    def finish(self) -> None:
+        with self._lock:
+            self._done = True
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+# -- the machine --------------------------------------------------------------------------------
+@dataclass
+class KvmRunResult(RunResult):
+    """A RunResult plus the userspace round trips by KVM exit reason (string I/O batches elements)."""
+
+    kvm_exits: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out = RunResult.to_json(self)
+        out["engine"] = "kvm"
+        out["kvm_exits"] = self.kvm_exits
+        return out
+
+
+def mmio_windows(board: Board) -> list[tuple[int, int]]:
+    """Page-aligned spans of the bus's MMIO mappings: the same windows the Unicorn machine maps."""
+    spans: list[list[int]] = []
+    for m in board.bus.mappings(Space.MMIO):
+        lo, hi = m.base & ~(PAGE - 1), (m.end + PAGE - 1) & ~(PAGE - 1)
+        if spans and lo <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], hi)
+        else:
+            spans.append([lo, hi])
+    return [(lo, hi - lo) for lo, hi in spans]
+
+
+class KvmMachine:
+    """One guest on one board under KVM. Create, `run()`, read the result; not reusable."""
+
+    def __init__(
+        self,
+        image: GuestImage,
+        board: Board | None = None,
+        trace: TraceWriter | None = None,
+        keep_records: bool = False,
+    ) -> None:
+        self.image = image
+        self.mode = image.mode
+        self.board = board or default_board()
+        self.trace = trace
+        self.keep_records = keep_records
+        self.records: list[ExitRecord] = []
+        self.exit_counts: Counter[str] = Counter({k.value: 0 for k in ExitKind})
+        self.kvm_exits: Counter[str] = Counter()
+        self.windows = mmio_windows(self.board)
+        self.vm = KvmVm(self.board.spec)
+        try:
+            self.vm.load(image)
+            self.vm.setup(self.mode, image.entry, self.board.spec.stack_top)
+        except BaseException:
+            self.vm.close()
+            raise
+        self._mask = _MASK64 if self.mode == 64 else _MASK32
+
+    def close(self) -> None:
+        self.vm.close()
+
+    def in_window(self, gpa: int) -> bool:
+        return any(base <= gpa < base + size for base, size in self.windows)
+
+    def _snapshot(self) -> tuple[int, ...]:
+        """REG_NAMES order (x86 encoding order, then rip, rflags, fs/gs base), like RegFile.snapshot."""
+        r = self.vm.get_regs()
+        m = self._mask
+        vals = {name: getattr(r, name) & m for name in REG_NAMES[:18]}
+        if self.mode == 64:
+            s = self.vm.get_sregs()
+            vals["fs_base"], vals["gs_base"] = s.fs.base, s.gs.base
+        else:
+            for name in ("r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"):
+                vals[name] = 0
+            vals["fs_base"] = vals["gs_base"] = 0
+        return tuple(vals[n] for n in REG_NAMES)
+
+    def regs(self) -> dict[str, int]:
+        snap = self._snapshot()
+        names = REG_NAMES if self.mode == 64 else REG_NAMES[:8] + ("rip", "rflags")
+        return {n: snap[REG_NAMES.index(n)] for n in names}
+
+    def _rip(self) -> int:
+        return int(self.vm.get_regs().rip) & self._mask
+
+    def _record(self, kind: ExitKind, addr: int, size: int, value: int, snap: tuple[int, ...]) -> None:
+        rip = snap[REG_NAMES.index("rip")]
+        rec = ExitRecord(
+            kind=kind,
+            rip=rip,
+            mode=self.mode,
+            addr=addr,
+            insn=self.vm.read_ram(rip, MAX_INSN_LEN),
+            regs=snap,
+            truth_size=size,
+            truth_value=value,
+        )
+        if self.trace is not None:
+            self.trace.write(rec)
+        if self.keep_records:
+            self.records.append(rec)
+
+    def _stop_at(self, reason: StopReason, message: str, insn: bool = True) -> Stop:
+        rip = self._rip()
+        return Stop(
+            reason, rip, message.format(rip=rip), self.vm.read_ram(rip, MAX_INSN_LEN) if insn else b""
+        )
+
+    def run(self, timeout: float | None = 10.0, max_exits: int | None = None) -> KvmRunResult:
+        """Run until hlt, a fault, the timeout or `max_exits` userspace exits."""
+        if max_exits is not None and max_exits <= 0:
+            raise ExitlabError("the exit budget must be positive")
+        t0 = time.perf_counter()
+        dog = _Watchdog(self.vm, timeout)
+        try:
+            stop = self._loop(dog, max_exits)
+        finally:
+            dog.finish()
+        seconds = time.perf_counter() - t0
+        return KvmRunResult(
+            stop=stop,
+            exits=dict(self.exit_counts),
+            regs=self.regs(),
+            console=self.board.console.text,
+            devices=self.board.state(),
+            records=self.records,
+            seconds=seconds,
+            kvm_exits=dict(self.kvm_exits),
+        )
+
+    def _loop(self, dog: _Watchdog, max_exits: int | None) -> Stop:
+        vm, run, bus = self.vm, self.vm.run, self.board.bus
+        recording = self.trace is not None or self.keep_records
+        counts, kvm_exits = self.exit_counts, self.kvm_exits
+        budget = max_exits if max_exits is not None else -1
+        io_u, mmio_u = run.u.io, run.u.mmio
+        view = vm.run_view
+        while True:
+            if dog.fired:
+                return self._stop_at(StopReason.TIMEOUT, f"wall-clock timeout of {dog_timeout(dog)} s", False)
+            reason = vm.kvm_run()
+            kvm_exits[A.EXIT_NAMES.get(reason, f"exit_{reason}")] += 1
+            if reason == A.KVM_EXIT_IO:
+                size, port, count, off = io_u.size, io_u.port, io_u.count, io_u.data_offset
+                snap = self._snapshot() if recording else ()
+                try:
+                    if io_u.direction == A.KVM_EXIT_IO_OUT:
+                        counts["pio_out"] += count
+                        for i in range(count):
+                            o = off + i * size
+                            value = int.from_bytes(view[o : o + size], "little")
+                            if recording:
+                                self._record(ExitKind.PIO_OUT, port, size, value, snap)
+                            bus.write(Space.PIO, port, size, value)
+                    else:
+                        counts["pio_in"] += count
+                        for i in range(count):
+                            o = off + i * size
+                            value = bus.read(Space.PIO, port, size) & ((1 << (8 * size)) - 1)
+                            view[o : o + size] = value.to_bytes(size, "little")
+                            if recording:
+                                self._record(ExitKind.PIO_IN, port, size, value, snap)
+                except Exception as exc:  # noqa: BLE001 - a device failure is a stop, not a traceback
+                    return self._stop_at(StopReason.DEVICE_ERROR, f"device error on port {port:#x}: {exc}")
+            elif reason == A.KVM_EXIT_MMIO:
+                gpa, length, write = mmio_u.phys_addr, mmio_u.len, mmio_u.is_write
+                if not self.in_window(gpa):
+                    what = "write of" if write else "read of"
+                    return self._stop_at(
+                        StopReason.UNMAPPED,
+                        f"{what} {length} bytes at unmapped address {gpa:#x} "
+                        "by the instruction at rip={rip:#x}",
+                    )
+                snap = self._snapshot() if recording else ()
+                try:
+                    if write:
+                        value = int.from_bytes(bytes(mmio_u.data)[:length], "little")
+                        counts["mmio_write"] += 1
+                        if recording:
+                            self._record(ExitKind.MMIO_WRITE, gpa, length, value, snap)
+                        bus.write(Space.MMIO, gpa, length, value)
+                    else:
+                        value = bus.read(Space.MMIO, gpa, length) & ((1 << (8 * length)) - 1)
+                        ctypes.memmove(mmio_u.data, value.to_bytes(8, "little"), 8)
+                        counts["mmio_read"] += 1
+                        if recording:
+                            self._record(ExitKind.MMIO_READ, gpa, length, value, snap)
+                except Exception as exc:  # noqa: BLE001
+                    return self._stop_at(StopReason.DEVICE_ERROR, f"device error on MMIO {gpa:#x}: {exc}")
+            elif reason == A.KVM_EXIT_HLT:
+                rip = self._rip()
+                return Stop(StopReason.HLT, (rip - 1) & self._mask, "hlt")
+            elif reason == A.KVM_EXIT_INTR:
+                if dog.fired:
+                    return self._stop_at(
+                        StopReason.TIMEOUT, f"wall-clock timeout of {dog_timeout(dog)} s", False
+                    )
+                continue
+            elif reason == A.KVM_EXIT_SHUTDOWN:
+                return self._stop_at(
+                    StopReason.TRIPLE_FAULT,
+                    "triple fault (KVM_EXIT_SHUTDOWN) near rip={rip:#x}; the platform has no IDT",
+                )
+            elif reason == A.KVM_EXIT_FAIL_ENTRY:
+                fe = run.u.fail_entry
+                raise KvmError(
+                    "KVM_EXIT_FAIL_ENTRY: hardware entry failure reason "
+                    f"{fe.hardware_entry_failure_reason:#x} "
+                    f"on cpu {fe.cpu} (the engine's initial CPU state is invalid for {self.mode}-bit mode)"
+                )
+            elif reason == A.KVM_EXIT_INTERNAL_ERROR:
+                return self._internal_error()
+            else:
+                return self._stop_at(
+                    StopReason.EMULATION_ERROR,
+                    f"unexpected {A.EXIT_NAMES.get(reason, f'exit reason {reason}')} at rip={{rip:#x}}",
+                )
+            if budget > 0:
+                budget -= 1
+                if budget == 0:
+                    return self._stop_at(StopReason.BUDGET, f"exit budget of {max_exits} exhausted", False)
+
+    def _internal_error(self) -> Stop:
+        ie = self.vm.run.u.internal
+        what = A.INTERNAL_SUBERRORS.get(ie.suberror, f"suberror {ie.suberror}")
+        data = " ".join(f"{ie.data[i]:#x}" for i in range(min(ie.ndata, 16)))
+        rip = self._rip()
+        ram_end = self.vm.ram_base + self.vm.ram_size
+        if not (self.vm.ram_base <= rip < ram_end):
+            return Stop(
+                StopReason.UNMAPPED, rip, f"instruction fetch from unmapped address {rip:#x} ({what})"
+            )
+        return Stop(
+            StopReason.EMULATION_ERROR,
+            rip,
+            f"KVM_EXIT_INTERNAL_ERROR: {what} at rip={rip:#x}" + (f" (data {data})" if data else ""),
+            self.vm.read_ram(rip, MAX_INSN_LEN),
+        )
+
+
+def dog_timeout(dog: _Watchdog) -> float | None:
+    t = dog._timer
+    return t.interval if t is not None else None
+
+
+def run_machine_kvm(
+    image: GuestImage,
+    board: Board | None = None,
+    max_insns: int | None = None,
+    timeout: float | None = 10.0,
+    trace: TraceWriter | None = None,
+    keep_records: bool = False,
+    max_exits: int | None = None,
+) -> KvmRunResult:
+    """`exitlab run --engine kvm`: the same image and board as the Unicorn machine, on real KVM.
+
+    `max_insns` is rejected: hardware virtualization has no instruction counter to stop on.
+    """
+    if max_insns is not None:
+        raise ExitlabError(
+            "--max-insns: KVM cannot count guest instructions; bound the run with --timeout instead"
+        )
+    machine = KvmMachine(image, board, trace=trace, keep_records=keep_records)
+    try:
+        return machine.run(timeout=timeout, max_exits=max_exits)
+    finally:
+        machine.close()
+
+
+__all__ = [
+    "KvmError",
+    "KvmMachine",
+    "KvmRunResult",
+    "KvmUnavailableError",
+    "KvmVm",
+    "HostCpu",
+    "host_cpu",
+    "kvm_backend",
+    "kvm_unavailable_reason",
+    "run_machine_kvm",
+]
