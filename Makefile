@@ -76,3 +76,11 @@ test-asan-ext: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info fastpath/*.so fastpath/_exitlab_c.c
+
+# Coverage-guided harness of the C extension (atheris, libFuzzer-compatible), bounded; not part of
+# `make test` (it installs the `fuzz` extra from PyPI). FUZZ_RUNS=N to run longer.
+FUZZ_RUNS ?= 3000
+fuzz-atheris: $(STAMP)
+	$(PY) -m pip install -q -e '.[fuzz]'
+	mkdir -p build/fuzz-corpus && cp tests/data/fuzz_corpus/* build/fuzz-corpus/
+	$(PY) -m fastpath.fuzz.atheris_target build/fuzz-corpus -atheris_runs=$(FUZZ_RUNS) -max_total_time=120

@@ -383,7 +383,7 @@ static const uint8_t map38_pfx[256] = {
     [0x00 ... 0x0B] = P_NX, [0x10] = P_66, [0x14] = P_66, [0x15] = P_66, [0x17] = P_66,
     [0x1C ... 0x1E] = P_NX, [0x20 ... 0x25] = P_66, [0x28 ... 0x2B] = P_66, [0x30 ... 0x35] = P_66,
     [0x37 ... 0x41] = P_66, [0x80 ... 0x82] = P_66 | P_MEM, [0xC8 ... 0xCD] = P_N, [0xCF] = P_66,
-    [0xDB ... 0xDF] = P_66, [0xF0] = P_ALL, [0xF1] = P_ALL, [0xF5] = P_66 | P_MEM,
+    [0xDB ... 0xDF] = P_66, [0xF0] = P_N | P_66 | P_F2, [0xF1] = P_N | P_66 | P_F2,  /* no F3 form (fuzz) */ [0xF5] = P_66 | P_MEM,
     [0xF6] = P_N | P_66 | P_F3, [0xF8] = P_66 | P_F3 | P_F2 | P_MEM, [0xF9] = P_N | P_MEM, [0xFC] = P_ALL | P_MEM,
 };
 static const uint8_t map3a_pfx[256] = {
@@ -423,6 +423,24 @@ static int grp7_reg_ok(uint8_t m, int mode)
         return mode == 64;  /* swapgs */
     default:
         return (m >= 0xE0 && m <= 0xE7) || (m >= 0xF0 && m <= 0xF7);  /* smsw r / lmsw r */
+    }
+}
+
+/* x87 (D8-DF): the reserved encodings, which are #UD (found by exitlab fuzz; iced-x86 agrees).
+ * Memory forms D9 /1, DB /4, DB /6, DD /5; the register forms listed per opcode. */
+static int x87_ok(uint8_t op, uint8_t m)
+{
+    int reg = (m >> 3) & 7;
+    if (m < 0xC0)
+        return !((op == 0xD9 && reg == 1) || (op == 0xDB && (reg == 4 || reg == 6)) || (op == 0xDD && reg == 5));
+    switch (op) {
+    case 0xD9: return !((m >= 0xD1 && m <= 0xD7) || m == 0xE2 || m == 0xE3 || m == 0xE6 || m == 0xE7 || m == 0xEF);
+    case 0xDA: return m < 0xE0 || m == 0xE9;
+    case 0xDB: return !((m >= 0xE5 && m <= 0xE7) || m >= 0xF8);
+    case 0xDD: return m < 0xF0;
+    case 0xDE: return m < 0xD8 || m == 0xD9 || m >= 0xE0;
+    case 0xDF: return !((m >= 0xE1 && m <= 0xE7) || m >= 0xF8);
+    default: return 1;
     }
 }
 
@@ -566,6 +584,8 @@ int xl_insn_length(const uint8_t *p, size_t n, int mode)
     int mod = m >> 6, regf = (m >> 3) & 7;
     int imm = 0;
     int nomod = (f & L_NOMOD) != 0;
+    if (map == 0 && op >= 0xD8 && op <= 0xDF && i < lim && !x87_ok(op, m))
+        return -1;
 
     if (f & L_SPEC) {
         if (i >= lim && !(map == 0 && (op == 0x9A || op == 0xEA || op == 0xC8)))

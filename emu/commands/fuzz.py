@@ -1,0 +1,125 @@
+"""`exitlab fuzz`: differential fuzzing of every exitlab path against Unicorn (issue 7)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from fastpath.fuzz.gen import GENERATORS
+
+NAME = "fuzz"
+HELP = "fuzz the generic, C and fast paths against Unicorn and iced-x86"
+DESCRIPTION = (
+    "Generate seeded cases (instruction bytes + CPU state aimed at an MMIO window), run each in "
+    "Unicorn as ground truth and through the generic path, the C subset/Capstone/pv-fast paths, the "
+    "C subset decoder, the Python fast path and the C length function (against iced-x86); classify, "
+    "minimize and save every distinct disagreement. Exit status 0 when nothing unexplained was found, "
+    "1 otherwise. --replay FILE re-runs one saved reproducer."
+)
+
+
+def _gens(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    bad = [n for n in names if n not in GENERATORS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"generators are {', '.join(GENERATORS)} (got {text!r})")
+    return names
+
+
+def _positive(text: str) -> int:
+    value = int(text, 0)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cases", type=_positive, default=10_000, help="number of cases (default 10000)")
+    parser.add_argument("--seed", type=lambda s: int(s, 0), default=0, help="campaign seed (default 0)")
+    parser.add_argument("--jobs", type=_positive, default=1, help="worker processes (default 1)")
+    parser.add_argument(
+        "--gen",
+        type=_gens,
+        default=GENERATORS,
+        metavar="LIST",
+        help=f"comma-separated generators (default {','.join(GENERATORS)})",
+    )
+    parser.add_argument(
+        "--corpus",
+        default=None,
+        metavar="DIR",
+        help="cases for the corpus generator (default tests/data/fuzz_corpus when present)",
+    )
+    parser.add_argument(
+        "--out",
+        default="fuzz-out",
+        metavar="DIR",
+        help="where reproducers are written (default fuzz-out; created only when needed)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of the text summary"
+    )
+    parser.add_argument("--replay", metavar="FILE", help="re-run one reproducer file and exit")
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from fastpath.fuzz.report import replay
+
+    case, findings, outcomes = replay(args.replay)
+    unexplained = [f for f in findings if f.explained is None]
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "case": case.to_json(),
+                    "outcomes": [list(o) for o in outcomes],
+                    "findings": [
+                        {
+                            "oracle": f.oracle,
+                            "class": f.cls,
+                            "detail": f.detail,
+                            "explained": f.explained,
+                            "expected": dict(f.expected),
+                            "got": dict(f.got),
+                        }
+                        for f in findings
+                    ],
+                    "clean": not unexplained,
+                }
+            )
+        )
+    else:
+        print(case.describe())
+        for oracle, outcome in outcomes:
+            print(f"  {oracle:17} {outcome}")
+        for f in findings:
+            tag = f"explained ({f.explained})" if f.explained else "UNEXPLAINED"
+            print(f"[{tag}] {f.oracle} {f.cls}: {f.detail}")
+            print(f"    expected: {json.dumps(dict(f.expected))}")
+            print(f"    got:      {json.dumps(dict(f.got))}")
+        print("still disagrees" if unexplained else "no unexplained disagreement")
+    return 1 if unexplained else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.replay:
+        return _replay(args)
+    from pathlib import Path
+
+    from fastpath.fuzz.report import summary_json, summary_text, write_reproducers
+    from fastpath.fuzz.runner import DEFAULT_CORPUS, FuzzConfig, run_campaign
+
+    corpus = args.corpus
+    if corpus is None and "corpus" in args.gen and Path(DEFAULT_CORPUS).is_dir():
+        corpus = DEFAULT_CORPUS
+    config = FuzzConfig(cases=args.cases, seed=args.seed, jobs=args.jobs, generators=args.gen, corpus=corpus)
+    result = run_campaign(config)
+    paths = write_reproducers(result, args.out) if result.reported else []
+    if args.json:
+        print(json.dumps(summary_json(result, paths)))
+    else:
+        print(summary_text(result, paths))
+    if result.interrupted:
+        print("exitlab fuzz: interrupted; the summary covers the cases run so far", file=sys.stderr)
+    return 1 if result.unexplained else 0

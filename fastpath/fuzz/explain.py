@@ -1,0 +1,160 @@
+"""Known deviations of the *third-party* oracles, as an allow-list of precise predicates.
+
+A disagreement is "explained" only when one of these predicates matches it exactly — never a
+whole class (a wrong flag elsewhere is still a bug). Each rule names where it is documented:
+DESIGN.md ("Known deviations of unicorn 2.1.4") and docs/known-discrepancies.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from emu.access import Access, Op
+from emu.cpu import DeviceAccess
+from emu.emulate import DF, PF, SF, STATUS, ZF
+from fastpath.fuzz.case import Case
+
+_PREFIXES = frozenset((0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65, 0x66, 0x67))
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What a rule may look at: the case, the generic decode (if any) and the two sides."""
+
+    case: Case
+    oracle: str
+    cls: str
+    access: Access | None
+    truth_regs: dict[str, int]
+    truth_fault: str | None
+    ours_regs: dict[str, int]
+    error: str
+    truth_accesses: tuple[DeviceAccess, ...] = ()
+    ours_accesses: tuple[DeviceAccess, ...] = ()
+
+
+def _cmpxchg32_rax(e: Evidence) -> bool:
+    """unicorn 2.1.4: a successful 32-bit CMPXCHG zero-extends RAX (the SDM leaves the accumulator
+    untouched; upstream unicorn issue #2332). Only RAX may differ, only in its upper half."""
+    a = e.access
+    if a is None or a.op is not Op.CMPXCHG or a.size != 4 or e.case.mode != 64 or e.cls != "register":
+        return False
+    if not e.truth_regs.get("rflags", 0) & ZF:
+        return False
+    diff = {k for k in e.truth_regs if k != "rip" and e.truth_regs[k] != e.ours_regs.get(k)}
+    start = e.case.reg_dict().get("rax", 0)
+    return diff == {"rax"} and e.ours_regs["rax"] == start and e.truth_regs["rax"] == start & 0xFFFFFFFF
+
+
+def _unaligned_sse(e: Evidence) -> bool:
+    """unicorn 2.1.4 does not raise #GP for a misaligned MOVDQA/MOVAPS/MOVAPD/MOVNT* operand;
+    the generic path does, as the SDM says."""
+    a = e.access
+    return (
+        a is not None
+        and a.align16
+        and e.truth_fault is None
+        and e.cls == "faulted-but-should-run"
+        and "misaligned 16-byte operand" in e.error
+    )
+
+
+def _unicorn_rex_r_group(e: Evidence) -> bool:
+    """unicorn 2.1.4 raises #UD for C6 /0 and C7 /0 (MOV r/m, imm) when REX.R is set: it reads the
+    opcode-extension field with REX.R folded in (/8). Hardware ignores REX.R there; Capstone,
+    iced-x86 and the SDM decode a MOV. Matched only for that opcode, that REX bit and that fault."""
+    a = e.access
+    if a is None or a.op is not Op.MOV or a.imm is None or e.cls != "accepted-but-should-fault":
+        return False
+    if e.case.mode != 64 or e.truth_fault is None or "INSN_INVALID" not in e.truth_fault:
+        return False
+    raw = a.raw
+    i, rex = 0, 0
+    while i < len(raw) and (raw[i] in _PREFIXES or 0x40 <= raw[i] <= 0x4F):
+        rex = raw[i] if 0x40 <= raw[i] <= 0x4F else 0  # only a REX right before the opcode counts
+        i += 1
+    return i < len(raw) and rex & 0x4 != 0 and raw[i] in (0xC6, 0xC7)
+
+
+def _unicorn_misses_page_crossing_piece(e: Evidence) -> bool:
+    """unicorn 2.1.4 does not report to the MMIO hooks the MMIO part of an access that crosses from
+    a RAM page into the MMIO window (the split slow path bypasses them): the truth lacks exactly
+    the pieces we sent to the device at the window's first byte, and nothing else differs."""
+    if e.cls not in ("access-size", "address") or e.truth_fault is not None or e.access is None:
+        return False
+    base = e.case.mmio[0]
+    ours = [x for x in e.ours_accesses if not (x.gpa == base and x.size < max(e.access.size, 1))]
+    return len(ours) < len(e.ours_accesses) and tuple(ours) == tuple(e.truth_accesses)
+
+
+def _unicorn_ud_test_alias(e: Evidence) -> bool:
+    """unicorn 2.1.4 raises #UD for F6 /1 and F7 /1, the undocumented alias of TEST r/m, imm that
+    hardware executes (and Capstone, iced-x86 and KVM's emulator decode as TEST)."""
+    a = e.access
+    if a is None or a.op is not Op.TEST or a.imm is None or e.cls != "accepted-but-should-fault":
+        return False
+    if e.truth_fault is None or "INSN_INVALID" not in e.truth_fault:
+        return False
+    raw = a.raw
+    i = 0
+    while i < len(raw) and (raw[i] in _PREFIXES or (e.case.mode == 64 and 0x40 <= raw[i] <= 0x4F)):
+        i += 1
+    return i + 1 < len(raw) and raw[i] in (0xF6, 0xF7) and (raw[i + 1] >> 3) & 7 == 1
+
+
+def _unicorn_lock_on_mov(e: Evidence) -> bool:
+    """unicorn 2.1.4 executes LOCK on instructions that do not allow it (e.g. LOCK MOV); the SDM
+    says #UD, which the generic path raises."""
+    a = e.access
+    return (
+        e.cls == "faulted-but-should-run"
+        and e.truth_fault is None
+        and "LOCK prefix not allowed" in e.error
+        and (a is None or a.lock)
+    )
+
+
+def _unicorn_locked_rmw_rereads(e: Evidence) -> bool:
+    """unicorn 2.1.4 runs a LOCK-prefixed read-modify-write on MMIO twice over: the first (atomic)
+    attempt reads, gives up and the instruction is re-run exclusively, so the device sees the
+    first read twice. Matched only when the truth is ours with that one read repeated."""
+    a = e.access
+    if a is None or not a.lock or e.cls not in ("address", "access-size") or e.truth_fault is not None:
+        return False
+    want, got = list(e.truth_accesses), list(e.ours_accesses)
+    return len(want) == len(got) + 1 and bool(got) and not got[0].write and [got[0]] + got == want
+
+
+def _unicorn_lock_neg_flags(e: Evidence) -> bool:
+    """unicorn 2.1.4 computes ZF/SF/PF of LOCK NEG wrongly (CF, AF and OF are right); only those
+    three flags may differ, and nothing else."""
+    a = e.access
+    if a is None or not a.lock or a.op is not Op.NEG or e.cls != "flags" or e.truth_fault is not None:
+        return False
+    diff = (e.truth_regs.get("rflags", 0) ^ e.ours_regs.get("rflags", 0)) & (STATUS | DF)
+    return diff != 0 and diff & ~(ZF | SF | PF) == 0
+
+
+RULES: tuple[tuple[str, Callable[[Evidence], bool]], ...] = (
+    ("unicorn-cmpxchg32-zero-extends-rax", _cmpxchg32_rax),
+    ("unicorn-no-gp-on-misaligned-sse", _unaligned_sse),
+    ("unicorn-ud-on-rex-r-mov-imm", _unicorn_rex_r_group),
+    ("unicorn-ud-on-test-alias-f6-f7-r1", _unicorn_ud_test_alias),
+    ("unicorn-executes-lock-on-non-lockable", _unicorn_lock_on_mov),
+    ("unicorn-locked-rmw-reads-twice", _unicorn_locked_rmw_rereads),
+    ("unicorn-lock-neg-zf-sf-pf", _unicorn_lock_neg_flags),
+    ("unicorn-misses-mmio-piece-of-page-crossing-access", _unicorn_misses_page_crossing_piece),
+)
+
+
+def explain(e: Evidence) -> str | None:
+    """The name of the rule that explains this disagreement, or None (a bug until shown otherwise)."""
+    if e.oracle == "c-subset-decoder":
+        return "unicorn-ud-on-rex-r-mov-imm" if _unicorn_rex_r_group(e) else None
+    if e.oracle != "generic":
+        return None
+    for name, rule in RULES:
+        if rule(e):
+            return name
+    return None

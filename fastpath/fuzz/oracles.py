@@ -1,0 +1,565 @@
+"""Run one case through the ground truth and every exitlab path; classify each disagreement.
+
+The truth is Unicorn executing the instruction once with an MMIO window (emu.oracle.run_one):
+the device accesses, the registers, the next RIP, or the fault. Against it:
+
+- `generic`   the Python generic path (Capstone decode + emulate) on a BatchCpu;
+- `c-subset` / `c-capstone` / `c-pv-fast`  the C paths replaying the exit the truth produced;
+- `c-subset-decoder`  the C subset decoder alone (what it accepts must be what runs, at that length);
+- `fast`      the Python pv fast path (it may accept only the contract encoding, and then must
+              equal the truth);
+- `length`    the C length function against iced-x86; `unicorn-vs-iced` cross-checks the two
+              third-party tools (their disagreements are documented, never ours to fix).
+
+"The emulator does not support this instruction" is an outcome, counted, not a bug. Everything
+else that differs becomes a `Finding` of one class (CLASSES) unless explain.py has a precise
+predicate for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import iced_x86 as iced
+
+from emu.access import Access, AccessKind, Op
+from emu.batchcpu import BatchCpu, default_ram_regions
+from emu.cpu import Cpu, DeviceAccess, Outcome
+from emu.decode import decode, effective_address
+from emu.emulate import DF, STATUS, execute
+from emu.errors import EmulationError
+from emu.exits import GPR_NAMES, MAX_INSN_LEN, REG_NAMES, ExitKind, ExitRecord
+from emu.generic import emulate_at
+from emu.oracle import OracleResult, run_one
+from fastpath.fast import FastPath
+from fastpath.fuzz.case import Case
+from fastpath.fuzz.explain import Evidence, explain
+from fastpath.fuzz.state import (
+    NOTIFY_WINDOW,
+    REGS_WINDOW,
+    c_device_read,
+    decode_iced,
+    may_modify_own_code,
+    rep_too_long,
+    unicorn_would_abort,
+)
+
+CLASSES = (
+    "length",
+    "access-size",
+    "address",
+    "value",
+    "register",
+    "flags",
+    "accepted-but-should-fault",
+    "faulted-but-should-run",
+    "crash",
+)
+ORACLES = (
+    "generic",
+    "c-subset",
+    "c-capstone",
+    "c-pv-fast",
+    "c-subset-decoder",
+    "fast",
+    "length",
+    "unicorn-vs-iced",
+)
+THIRD_PARTY = frozenset({"unicorn-vs-iced"})
+_CODE_NAME: dict[int, str] = {v: k for k, v in vars(iced.Code).items() if isinstance(v, int)}
+# Refusals that claim the CPU would fault: wrong when Unicorn ran the instruction.
+_FAULT_WORDS = ("(#GP)", "(#UD)", "unmapped memory")
+
+GenericFn = Callable[[Cpu, int, int], Outcome]
+
+
+def _movsx_zero_extends(cpu: Cpu, rip: int, mode: int) -> Outcome:
+    """PLANTED BUG (tests only): MOVSX/MOVSXD zero-extend instead of sign-extending."""
+    access = decode(cpu.read_mem(rip, MAX_INSN_LEN), mode, rip)
+    if access.op is Op.MOVSX:
+        access = replace(access, op=Op.MOVZX, kind=AccessKind.READ_ZX)
+    return execute(access, cpu, rip, mode)
+
+
+# Test-only wrong generic paths, chosen by name through an explicit parameter (never a global).
+PLANTS: dict[str, GenericFn] = {"movsx-zero-extends": _movsx_zero_extends}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One disagreement: which oracle, which class, what was expected (the truth) and what we got."""
+
+    oracle: str
+    cls: str
+    detail: str
+    form: str
+    expected: Mapping[str, Any] = field(default_factory=dict)
+    got: Mapping[str, Any] = field(default_factory=dict)
+    explained: str | None = None
+
+    @property
+    def signature(self) -> str:
+        """Distinct-disagreement key: the same oracle, class and instruction form is one finding."""
+        return f"{self.oracle}|{self.cls}|{self.form}"
+
+
+@dataclass(frozen=True, slots=True)
+class CaseResult:
+    outcomes: tuple[tuple[str, str], ...]
+    findings: tuple[Finding, ...]
+    form: str
+    touched_mmio: bool
+
+
+def fault_kind(fault: str | None) -> str | None:
+    if fault is None:
+        return None
+    if "INSN_INVALID" in fault:
+        return "ud"
+    if fault.startswith("cpu exception"):
+        return "exception"
+    if "UNMAPPED" in fault or "FETCH" in fault:
+        return "unmapped"
+    return "other"
+
+
+def _acc_json(accs: tuple[DeviceAccess, ...] | list[DeviceAccess]) -> list[dict[str, Any]]:
+    return [{"gpa": hex(a.gpa), "size": a.size, "write": a.write, "value": hex(a.value)} for a in accs]
+
+
+def _classify_accesses(want: tuple[DeviceAccess, ...], got: tuple[DeviceAccess, ...]) -> str | None:
+    for w, g in zip(want, got, strict=False):
+        if w.gpa != g.gpa or w.write != g.write:
+            return "address"
+        if w.size != g.size:
+            return "access-size"
+        if w.value != g.value:
+            return "value"
+    if len(want) != len(got):
+        return "access-size"
+    return None
+
+
+class Checker:
+    """Holds what is expensive to create (C context, Capstone handles) across many cases."""
+
+    def __init__(self, plant: str | None = None, use_c: bool = True) -> None:
+        if plant is not None and plant not in PLANTS:
+            raise ValueError(f"unknown plant {plant!r} (known: {', '.join(PLANTS)})")
+        self.plant = plant
+        self.generic: GenericFn = PLANTS[plant] if plant else emulate_at
+        self.c: Any = None
+        self.ctx: Any = None
+        self.c_status = "disabled" if not use_c else "ok"
+        if use_c:
+            try:
+                from fastpath import cengine
+
+                self.ctx = cengine.CContext()
+                self.ctx.open_capstone()
+                self.c = cengine
+            except Exception as exc:  # noqa: BLE001 - any import/build failure just skips the C oracles
+                self.c_status = f"skipped: C extension not importable ({type(exc).__name__}: {exc})"
+
+    # ------------------------------------------------------------------------------------------
+    def check(self, case: Case) -> CaseResult:
+        if may_modify_own_code(case):
+            return CaseResult((("truth", "skipped-self-modifying"),), (), "self-modifying", False)
+        if rep_too_long(case):
+            return CaseResult((("truth", "skipped-long-rep"),), (), "long-rep", False)
+        if unicorn_would_abort(case):
+            return CaseResult((("truth", "skipped-unicorn-aborts"),), (), "lock-no-memory", False)
+        ram = default_ram_regions(case.rip, case.mmio)
+        regs = case.reg_dict()
+        truth = run_one(
+            case.code, case.mode, case.rip, regs, case.mmio, case.read_value, ram, case.xmm_dict()
+        )
+        ins = decode_iced(case.code, case.mode, case.rip)
+        executed = decode_iced(case.code, case.mode, case.rip, padded=True)  # what the CPU fetches
+        form = _CODE_NAME.get(executed.code, "invalid") if executed.code != iced.Code.INVALID else "invalid"
+        run = _Run(self, case, truth, ins, form, ram)
+        run.length()
+        run.generic()
+        if self.c is not None:
+            run.c_decoder()
+            run.c_paths()
+        run.fast()
+        return CaseResult(tuple(run.outcomes), tuple(run.findings), form, bool(truth.accesses))
+
+
+class _Run:
+    """One case being checked: the truth, and the outcomes and findings collected so far."""
+
+    def __init__(
+        self,
+        chk: Checker,
+        case: Case,
+        truth: OracleResult,
+        ins: iced.Instruction,
+        form: str,
+        ram: tuple[tuple[int, int], ...],
+    ) -> None:
+        self.chk, self.case, self.truth, self.ins, self.form, self.ram = chk, case, truth, ins, form, ram
+        self.fault = fault_kind(truth.fault)
+        self.wmask = (1 << case.mode) - 1
+        self.truth_regs = dict(truth.regs)
+        self.outcomes: list[tuple[str, str]] = []
+        self.findings: list[Finding] = []
+        self.access: Access | None = None
+        try:
+            self.access = decode(case.code + bytes(MAX_INSN_LEN), case.mode, case.rip)  # what the CPU fetches
+        except EmulationError:
+            self.access = None
+
+    def out(self, oracle: str, outcome: str) -> None:
+        self.outcomes.append((oracle, outcome))
+
+    def truth_json(self) -> dict[str, Any]:
+        return {
+            "accesses": _acc_json(self.truth.accesses),
+            "next_rip": hex(self.truth.next_rip),
+            "fault": self.truth.fault,
+            "regs": {k: hex(v) for k, v in self.truth.regs if k != "rip"},
+        }
+
+    def find(
+        self,
+        oracle: str,
+        cls: str,
+        detail: str,
+        got: Mapping[str, Any],
+        ours_regs: Mapping[str, int] | None = None,
+        error: str = "",
+        ours_accesses: tuple[DeviceAccess, ...] = (),
+    ) -> None:
+        explained = None
+        if oracle in THIRD_PARTY:
+            explained = "third-party: unicorn and iced-x86 disagree (docs/known-discrepancies.md)"
+        else:
+            explained = explain(
+                Evidence(
+                    self.case,
+                    oracle,
+                    cls,
+                    self.access,
+                    self.truth_regs,
+                    self.truth.fault,
+                    dict(ours_regs or {}),
+                    error,
+                    self.truth.accesses,
+                    ours_accesses,
+                )
+            )
+        self.findings.append(Finding(oracle, cls, detail, self.form, self.truth_json(), dict(got), explained))
+        self.out(oracle, f"explained:{explained}" if explained else f"disagree:{cls}")
+
+    def crash(self, oracle: str, exc: BaseException) -> None:
+        self.find(
+            oracle, "crash", f"{type(exc).__name__}: {exc}", {"exception": f"{type(exc).__name__}: {exc}"}
+        )
+
+    # ------------------------------------------------------------------------------ length
+    def length(self) -> None:
+        ins, c = self.ins, self.chk.c
+        iced_len = ins.len if ins.code != iced.Code.INVALID else None
+        if c is not None:
+            try:
+                n = c.insn_length(self.case.code, self.case.mode)
+            except Exception as exc:  # noqa: BLE001 - a crash of the C side is a finding
+                self.crash("length", exc)
+            else:
+                if n < 0:
+                    self.out("length", "both-invalid" if iced_len is None else "unknown")
+                elif iced_len is None:
+                    self.find(
+                        "length",
+                        "length",
+                        f"C length {n} for bytes iced-x86 rejects",
+                        {"c_length": n, "iced": "invalid"},
+                    )
+                elif n != iced_len:
+                    self.find(
+                        "length",
+                        "length",
+                        f"C length {n} != iced-x86 {iced_len}",
+                        {"c_length": n, "iced_length": iced_len},
+                    )
+                else:
+                    self.out("length", "agree")
+        t = self.truth
+        if (
+            t.fault is None
+            and iced_len is not None
+            and ins.flow_control == iced.FlowControl.NEXT
+            and not (ins.has_rep_prefix or ins.has_repne_prefix)
+        ):
+            if t.next_rip - self.case.rip != iced_len:
+                self.find(
+                    "unicorn-vs-iced",
+                    "length",
+                    f"unicorn advanced {t.next_rip - self.case.rip}, iced-x86 says {iced_len}",
+                    {"iced_length": iced_len},
+                )
+            else:
+                self.out("unicorn-vs-iced", "agree")
+        elif (
+            t.fault is not None
+            and iced_len is not None
+            and self.fault == "ud"
+            and ins.code != iced.Code.INVALID
+        ):
+            self.out("unicorn-vs-iced", "unicorn-ud")
+
+    # ------------------------------------------------------------------------------ generic
+    def _cpu(self) -> BatchCpu:
+        c = self.case
+        cpu = BatchCpu(c.mode, {**c.reg_dict(), "rip": c.rip}, c.mmio, c.read_value, self.ram, c.xmm_dict())
+        cpu.write_mem(c.rip, c.code)
+        return cpu
+
+    def generic(self) -> None:
+        cpu = self._cpu()
+        t = self.truth
+        try:
+            out = self.chk.generic(cpu, self.case.rip, self.case.mode)
+        except EmulationError as exc:
+            msg = str(exc)
+            if t.fault is not None:
+                self.out("generic", "both-fault")
+            elif any(w in msg for w in _FAULT_WORDS):
+                self.find(
+                    "generic",
+                    "faulted-but-should-run",
+                    f"generic path refused: {msg}",
+                    {"error": msg},
+                    error=msg,
+                )
+            else:
+                self.out("generic", "unsupported")
+            return
+        except Exception as exc:  # noqa: BLE001 - anything but EmulationError is a crash of the path
+            self.crash("generic", exc)
+            return
+        ours = {
+            n: cpu.get(n) & (self.wmask if n in GPR_NAMES else (1 << 64) - 1)
+            for n in self.truth_regs
+            if n != "rip"
+        }
+        got = {
+            "accesses": _acc_json(out.accesses),
+            "next_rip": hex(out.next_rip),
+            "regs": {k: hex(v) for k, v in ours.items()},
+        }
+        if t.fault is not None:
+            self.find(
+                "generic",
+                "accepted-but-should-fault",
+                f"unicorn faulted ({t.fault}), generic emulated",
+                got,
+                ours,
+            )
+            return
+        cls = _classify_accesses(t.accesses, out.accesses)
+        if cls:
+            self.find("generic", cls, "device accesses differ", got, ours, ours_accesses=out.accesses)
+            return
+        if out.next_rip != t.next_rip:
+            self.find("generic", "length", f"next rip {out.next_rip:#x} != {t.next_rip:#x}", got, ours)
+            return
+        diff = [n for n in ours if n != "rflags" and ours[n] != self.truth_regs[n]]
+        if diff:
+            self.find("generic", "register", f"registers differ: {', '.join(diff)}", got, ours)
+            return
+        fm = STATUS | DF
+        if ours["rflags"] & fm != self.truth_regs["rflags"] & fm:
+            self.find(
+                "generic", "flags", f"rflags {ours['rflags']:#x} != {self.truth_regs['rflags']:#x}", got, ours
+            )
+            return
+        xdiff = [i for i, v in enumerate(t.xmm) if cpu.get_xmm(i) != v]
+        if xdiff:
+            self.find("generic", "register", f"xmm{xdiff[0]} differs", got, ours)
+            return
+        self.out("generic", "agree")
+
+    # ------------------------------------------------------------------------------ C
+    def c_decoder(self) -> None:
+        c = self.chk.c
+        try:
+            d = c.decode_subset(self.case.code, self.case.mode)
+        except Exception as exc:  # noqa: BLE001
+            self.crash("c-subset-decoder", exc)
+            return
+        if d is None:
+            self.out("c-subset-decoder", "declined")
+            return
+        got = {"length": d.length, "size": d.size, "kind": d.kind}
+        if self.fault == "ud":
+            self.find(
+                "c-subset-decoder",
+                "accepted-but-should-fault",
+                f"subset decoder accepted bytes Unicorn treats as invalid ({self.truth.fault})",
+                got,
+            )
+            return
+        if self.ins.code != iced.Code.INVALID and d.length != self.ins.len:
+            self.find(
+                "c-subset-decoder", "length", f"subset length {d.length} != iced-x86 {self.ins.len}", got
+            )
+            return
+        a = self.access
+        if a is not None and d.kind not in ("movs", "stos") and d.size != a.size:
+            self.find(
+                "c-subset-decoder", "access-size", f"subset size {d.size} != generic decode {a.size}", got
+            )
+            return
+        self.out("c-subset-decoder", "agree" if a is not None else "accepted")
+
+    def _exit(self) -> ExitRecord | None:
+        t = self.truth
+        if not t.accesses:
+            return None
+        first = t.accesses[0]
+        regs = self.case.reg_dict()
+        values = tuple(self.case.rip if n == "rip" else regs.get(n, 0) for n in REG_NAMES)
+        kind = ExitKind.MMIO_WRITE if first.write else ExitKind.MMIO_READ
+        return ExitRecord(
+            kind, self.case.rip, self.case.mode, first.gpa, self.case.code[:MAX_INSN_LEN], values
+        )
+
+    def _c_world_differs(self) -> bool:
+        """True when the operands reach beyond the case's window into a device the C model has there.
+
+        The C extension models the default board (notify and register devices side by side); the
+        truth maps only the case's window. Where an operand crosses into the other device, the
+        two worlds differ and neither side is wrong, so the C paths are not compared.
+        """
+        a = self.access
+        if a is None:
+            return True
+        base, size = self.case.mmio
+        get = self.case.reg_dict().get
+        spans = []
+        for mem in (a.mem, a.src_mem):
+            if mem is not None:
+                ea = effective_address(mem, lambda n: get(n, 0), self.case.rip + a.length, self.case.mode)
+                spans.append((ea, max(a.size, 1)))
+        # the C world has no unmapped physical addresses: whatever no device claims is an exit
+        # too (reads all-ones, writes dropped), so a byte outside the window is a difference
+        return any(not base <= addr < base + size for ea, n in spans for addr in (ea, ea + n - 1))
+
+    def c_paths(self) -> None:
+        rec = self._exit()
+        if rec is None:
+            return
+        if self.fault == "unmapped" and self._c_world_differs():
+            for path in ("c-subset", "c-capstone"):
+                self.out(path, "skipped:c-world-differs")
+            return
+        c, ctx = self.chk.c, self.chk.ctx
+        device = c_device_read(self.case)
+        has_reads = any(not a.write for a in self.truth.accesses)
+        values_known = device is not None or not has_reads
+        paths = ["subset", "capstone"]
+        if self.case.mmio[0] == NOTIFY_WINDOW.base and rec.kind is ExitKind.MMIO_WRITE:
+            paths.append("pv-fast")
+        for path in paths:
+            oracle = f"c-{path}"
+            if self.case.mmio[0] == REGS_WINDOW.base:
+                ctx.set_regs_mem(bytes([self.case.read_value & 0xFF]) * REGS_WINDOW.size)
+            try:
+                res, regs_after = c.handle_one(rec, path, ctx)
+            except Exception as exc:  # noqa: BLE001
+                self.crash(oracle, exc)
+                continue
+            handled_by = res.path
+            if path != "capstone" and handled_by != path:
+                self.out(oracle, "declined")
+                continue
+            if not res.ok:
+                self.out(oracle, f"status:{res.status}")
+                continue
+            self._compare_c(oracle, res, regs_after, values_known)
+
+    def _compare_c(self, oracle: str, res: Any, regs_after: Mapping[str, int], values_known: bool) -> None:
+        t = self.truth
+        got = {
+            "n_acc": res.n_acc,
+            "first": {"gpa": hex(res.gpa), "size": res.size, "write": res.write, "value": hex(res.value)},
+            "next_rip": hex(res.next_rip),
+            "regs": {k: hex(v & self.wmask) for k, v in regs_after.items() if k in self.truth_regs},
+        }
+        if t.fault is not None:
+            self.find(
+                oracle,
+                "accepted-but-should-fault",
+                f"unicorn faulted ({t.fault}), C path {res.path} emulated",
+                got,
+            )
+            return
+        first = t.accesses[0]
+        if res.gpa != first.gpa or res.write != first.write:
+            self.find(oracle, "address", "first device access differs", got)
+            return
+        if res.size != first.size or res.n_acc != len(t.accesses):
+            self.find(oracle, "access-size", "device access size/count differs", got)
+            return
+        if values_known and res.acc_hash != self.chk.c.access_hash(t.accesses):
+            self.find(oracle, "value", "device access values differ", got)
+            return
+        if res.next_rip != t.next_rip:
+            self.find(oracle, "length", f"next rip {res.next_rip:#x} != {t.next_rip:#x}", got)
+            return
+        if values_known:
+            diff = [
+                n
+                for n in GPR_NAMES
+                if n in self.truth_regs and regs_after[n] & self.wmask != self.truth_regs[n]
+            ]
+            if diff:
+                self.find(oracle, "register", f"registers differ: {', '.join(diff)}", got)
+                return
+        self.out(oracle, "agree")
+
+    # ------------------------------------------------------------------------------ fast path
+    def fast(self) -> None:
+        rec = self._exit()
+        if rec is None or rec.kind is not ExitKind.MMIO_WRITE:
+            return
+        cpu = self._cpu()
+        try:
+            out = FastPath(windows=[self.case.mmio]).try_fast(rec, cpu)
+        except Exception as exc:  # noqa: BLE001
+            self.crash("fast", exc)
+            return
+        if out is None:
+            self.out("fast", "declined")
+            return
+        t = self.truth
+        got = {"accesses": _acc_json(out.accesses), "next_rip": hex(out.next_rip)}
+        if t.fault is not None:
+            self.find(
+                "fast", "accepted-but-should-fault", f"unicorn faulted ({t.fault}), fast path accepted", got
+            )
+            return
+        cls = _classify_accesses(t.accesses, out.accesses)
+        if cls:
+            self.find("fast", cls, "fast path accesses differ from the truth", got)
+            return
+        if out.next_rip != t.next_rip:
+            self.find("fast", "length", f"next rip {out.next_rip:#x} != {t.next_rip:#x}", got)
+            return
+        start = self.case.reg_dict()
+        diff = [
+            n
+            for n in GPR_NAMES
+            if n in self.truth_regs and start.get(n, 0) & self.wmask != self.truth_regs[n]
+        ]
+        if diff:
+            self.find(
+                "fast", "register", f"instruction writes {', '.join(diff)}; the fast path wrote none", got
+            )
+            return
+        self.out("fast", "agree")

@@ -1,0 +1,141 @@
+"""Summaries (text and JSON) and reproducer files of a campaign, and `--replay` of one file.
+
+A reproducer is self-contained: the case (bytes, mode, registers, window, device answer), what
+the truth did (expected) and what the path did (got), the oracle and class. `exitlab fuzz
+--replay FILE` re-runs the case through every oracle and says whether it still disagrees.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from fastpath.fuzz.case import Case
+from fastpath.fuzz.oracles import CLASSES, Checker, Finding
+from fastpath.fuzz.runner import FuzzResult, Reported
+
+REPRO_SCHEMA = "exitlab-fuzz-reproducer"
+
+
+def reproducer(rep: Reported, seed: int | None = None, plant: str | None = None) -> dict[str, Any]:
+    f = rep.finding
+    return {
+        "schema": REPRO_SCHEMA,
+        "version": 1,
+        "oracle": f.oracle,
+        "class": f.cls,
+        "form": f.form,
+        "detail": f.detail,
+        "explained": f.explained,
+        "occurrences": rep.count,
+        "seed": seed,
+        "plant": plant,
+        "case": rep.minimized.to_json(),
+        "original": rep.original.to_json() if rep.original != rep.minimized else None,
+        "expected": dict(f.expected),
+        "got": dict(f.got),
+    }
+
+
+def write_reproducers(result: FuzzResult, out_dir: str | Path) -> list[Path]:
+    """One JSON file per distinct disagreement (explained ones too: they document themselves)."""
+    root = Path(out_dir)
+    paths: list[Path] = []
+    for rep in result.reported:
+        if not paths:
+            root.mkdir(parents=True, exist_ok=True)
+        f = rep.finding
+        digest = hashlib.sha1(f.signature.encode()).hexdigest()[:8]
+        path = root / f"{f.oracle}-{f.cls}-{f.form.lower()}-{digest}.json"
+        data = reproducer(rep, result.config.seed, result.config.plant)
+        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def summary_json(result: FuzzResult, paths: list[Path] | None = None) -> dict[str, Any]:
+    t = result.tally
+    by_oracle: dict[str, dict[str, int]] = {}
+    for (oracle, outcome), n in sorted(t.outcomes.items()):
+        by_oracle.setdefault(oracle, {})[outcome] = n
+    classes = {c: 0 for c in CLASSES}
+    for rep in result.unexplained:
+        classes[rep.finding.cls] += rep.count
+    files = {id(r): str(p) for r, p in zip(result.reported, paths or [], strict=False)}
+    return {
+        "cases": t.cases,
+        "seconds": round(result.seconds, 3),
+        "cases_per_s": round(result.cases_per_second, 1),
+        "seed": result.config.seed,
+        "jobs": result.config.jobs,
+        "generators": dict(t.generators),
+        "plant": result.config.plant,
+        "interrupted": result.interrupted,
+        "c_extension": t.c_status or "unknown",
+        "outcomes": by_oracle,
+        "unexplained_by_class": classes,
+        "coverage": {
+            "iced_forms": len([f for f in t.forms if f not in ("invalid", "self-modifying")]),
+            "iced_forms_with_mmio": len(t.mmio_forms - {"invalid"}),
+            "invalid_or_truncated": t.forms.get("invalid", 0),
+        },
+        "disagreements": [
+            {
+                "oracle": r.finding.oracle,
+                "class": r.finding.cls,
+                "form": r.finding.form,
+                "detail": r.finding.detail,
+                "count": r.count,
+                "explained": r.finding.explained,
+                "bytes": r.minimized.code.hex(" "),
+                "mode": r.minimized.mode,
+                "reproducer": files.get(id(r)),
+            }
+            for r in result.reported
+        ],
+        "clean": not result.unexplained,
+    }
+
+
+def summary_text(result: FuzzResult, paths: list[Path] | None = None) -> str:
+    s = summary_json(result, paths)
+    lines = [
+        f"exitlab fuzz: {s['cases']} cases in {s['seconds']:.1f} s ({s['cases_per_s']:.0f} cases/s), "
+        f"seed {s['seed']}, {s['jobs']} job(s){' — INTERRUPTED' if s['interrupted'] else ''}",
+        f"generators: {', '.join(f'{k} {v}' for k, v in s['generators'].items())}",
+        f"C extension: {s['c_extension']}",
+        f"coverage: {s['coverage']['iced_forms']} instruction forms (iced-x86 codes) exercised, "
+        f"{s['coverage']['iced_forms_with_mmio']} of them with an MMIO access; "
+        f"{s['coverage']['invalid_or_truncated']} invalid/truncated inputs",
+        "outcomes by oracle:",
+    ]
+    for oracle, outcomes in s["outcomes"].items():
+        lines.append(f"  {oracle:17} " + ", ".join(f"{k} {v}" for k, v in outcomes.items()))
+    unexplained = {k: v for k, v in s["unexplained_by_class"].items() if v}
+    lines.append(
+        "unexplained disagreements by class: "
+        + (", ".join(f"{k} {v}" for k, v in unexplained.items()) or "none")
+    )
+    for d in s["disagreements"]:
+        tag = f"explained ({d['explained']})" if d["explained"] else "UNEXPLAINED"
+        where = f" -> {d['reproducer']}" if d["reproducer"] else ""
+        lines.append(
+            f"  [{tag}] {d['oracle']} {d['class']} {d['form']} x{d['count']}: "
+            f"bytes={d['bytes']} mode={d['mode']}: {d['detail']}{where}"
+        )
+    lines.append("result: clean" if s["clean"] else "result: UNEXPLAINED DISAGREEMENTS")
+    return "\n".join(lines)
+
+
+def replay(
+    path: str | Path, checker: Checker | None = None
+) -> tuple[Case, list[Finding], list[tuple[str, str]]]:
+    """Re-run a reproducer (or case) file: the case, its findings now, and every oracle's outcome."""
+    raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    case = Case.from_json(raw)
+    plant = raw.get("plant") if isinstance(raw, dict) else None
+    checker = checker or Checker(plant=plant)
+    result = checker.check(case)
+    return case, list(result.findings), list(result.outcomes)
