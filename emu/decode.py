@@ -124,6 +124,47 @@ def _mem_operand(insn: capstone.CsInsn, op: capstone.x86.X86Op) -> MemOperand:
     )
 
 
+def _legacy_prefixes(code: bytes, mode: int) -> bytes:
+    """The legacy prefix bytes in front of the opcode (REX bytes skipped)."""
+    out = bytearray()
+    for b in code[:MAX_INSN_LEN]:
+        if b in _LEGACY_PREFIXES:
+            out.append(b)
+        elif not (mode == 64 and 0x40 <= b <= 0x4F):
+            break
+    return bytes(out)
+
+
+def _operand_size(code: bytes, mode: int) -> int:
+    """The operand size the prefixes select (66, REX.W); only a REX right before the opcode counts.
+
+    Capstone mis-sizes some 0F forms when 66 and F2/F3 are both present (`66 f3 0f a3 08` is
+    `bt word ptr [rax], cx`, Capstone says dword; found by exitlab fuzz), so the size of a GPR
+    operation is taken from the raw prefixes, as the CPU does.
+    """
+    has66, rex = False, 0
+    for b in code[:MAX_INSN_LEN]:
+        if b in _LEGACY_PREFIXES:
+            has66 |= b == 0x66
+            rex = 0
+        elif mode == 64 and 0x40 <= b <= 0x4F:
+            rex = b
+        else:
+            break
+    if mode == 16:
+        return 4 if has66 else 2
+    if rex & 0x8:
+        return 8
+    return 2 if has66 else 4
+
+
+_SIZED_BY_PREFIXES = frozenset(
+    {Op.MOV, Op.ADD, Op.OR, Op.ADC, Op.SBB, Op.AND, Op.SUB, Op.XOR, Op.CMP, Op.TEST, Op.INC, Op.DEC,
+     Op.NOT, Op.NEG, Op.XCHG, Op.XADD, Op.CMPXCHG, Op.BT, Op.BTS, Op.BTR, Op.BTC}
+)
+_NO_MANDATORY_PREFIX = frozenset({X.X86_INS_MOVNTI})  # "NP" in the SDM: 66/F2/F3 make it #UD
+
+
 def decode(code: bytes, mode: int, rip: int = 0) -> Access:
     """Decode the first instruction of `code` (up to 15 bytes fetched at `rip`) into an Access.
 
@@ -165,6 +206,10 @@ def decode(code: bytes, mode: int, rip: int = 0) -> Access:
     reg = reg_names[0] if reg_names else None
     reg_size = regs[0].size if regs else 0
     size = mem_op.size
+    if op in _SIZED_BY_PREFIXES and size in (2, 4, 8):
+        size = _operand_size(raw, mode)
+    if insn.id in _NO_MANDATORY_PREFIX and any(b in (0x66, 0xF2, 0xF3) for b in _legacy_prefixes(raw, mode)):
+        raise EmulationError(f"'{name}' does not allow a 66/F2/F3 prefix (#UD)", rip, raw)
     imm = imms[0].imm & ((1 << (8 * size)) - 1) if imms else None
     if op in (Op.BT, Op.BTS, Op.BTR, Op.BTC) and imms:
         imm = imms[0].imm & 0xFF

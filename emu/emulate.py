@@ -28,6 +28,12 @@ STATUS = CF | PF | AF | ZF | SF | OF
 REP_BUDGET = 1 << 16
 
 
+def _canonical(addr: int) -> bool:
+    """Bits 63..47 all equal (48-bit linear addresses)."""
+    top = addr >> 47
+    return top == 0 or top == (1 << 17) - 1
+
+
 def _mask(size: int) -> int:
     return (1 << (8 * size)) - 1
 
@@ -124,6 +130,9 @@ class _Exec:
     def _piece(self, addr: int, size: int, value: int | None) -> int:
         """One access of at most 8 bytes, split where it crosses between MMIO and RAM."""
         addr &= self.amask
+        if self.mode == 64 and not (_canonical(addr) and _canonical((addr + size - 1) & self.amask)):
+            # SDM vol. 3 6.15: a non-canonical linear address is #GP (#SS for stack references)
+            raise self.fail(f"general-protection fault (#GP): non-canonical address {addr:#x}")
         runs: list[tuple[int, int, bool]] = []
         for i in range(size):
             a = (addr + i) & self.amask

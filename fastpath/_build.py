@@ -151,7 +151,12 @@ def _source(name: str) -> str:
         return str(path)
 
 
-SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g"]
+SANITIZE_FLAGS = [
+    "-fsanitize=address,undefined",
+    "-fno-sanitize-recover=all",
+    "-fno-omit-frame-pointer",
+    "-g",
+]
 
 
 def _ffibuilder(sanitize: bool = False) -> FFI:

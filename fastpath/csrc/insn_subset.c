@@ -5,6 +5,7 @@
  * immediates as the flags say.  No state, no allocation.
  */
 #include "insn_subset.h"
+#include "vex_pp.h"
 
 #define XL_MAXLEN 15
 
@@ -499,16 +500,18 @@ static const uint8_t vex_map3[256] = {
 static int vex_len(const uint8_t *p, size_t lim, size_t i, int asize, const struct pfx *x)
 {
     uint8_t esc = p[i];
-    int map, op;
+    int map, op, pp = 0;
     if (x->p66 || x->rep || x->lock || x->rex)
         return -1;
     if (esc == 0xC5) {
         if (i + 2 >= lim) return -1;
         map = 1;
+        pp = p[i + 1] & 3;
         i += 2;
     } else if (esc == 0xC4) {
         if (i + 3 >= lim) return -1;
         map = p[i + 1] & 0x1F;
+        pp = p[i + 2] & 3;
         i += 3;
     } else {  /* 62: EVEX */
         if (i + 4 >= lim) return -1;
@@ -521,6 +524,11 @@ static int vex_len(const uint8_t *p, size_t lim, size_t i, int asize, const stru
     if (map < 1 || map > 3)
         return -1;
     op = p[i++];
+    if (esc != 0x62) {  /* VEX: the opcode must exist with this mandatory prefix (vex_pp.h) */
+        const uint8_t *ppm = map == 1 ? vex_pp_map1 : map == 2 ? vex_pp_map2 : vex_pp_map3;
+        if (!((ppm[op] >> pp) & 1))
+            return -1;
+    }
     if (map == 1 && esc != 0x62 && op == 0x77)
         return finish(i, lim);  /* vzeroupper / vzeroall */
     if (!(map == 1 ? vex_map1[op] : map == 2 ? vex_map2[op] : vex_map3[op]))

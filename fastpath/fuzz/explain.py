@@ -7,6 +7,7 @@ DESIGN.md ("Known deviations of unicorn 2.1.4") and docs/known-discrepancies.md.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -88,6 +89,47 @@ def _unicorn_misses_page_crossing_piece(e: Evidence) -> bool:
     return len(ours) < len(e.ours_accesses) and tuple(ours) == tuple(e.truth_accesses)
 
 
+def _unicorn_reports_whole_access_leaving_window(e: Evidence) -> bool:
+    """The mirror image: an access that starts in the MMIO window and runs past its end into RAM
+    reaches unicorn 2.1.4's hook whole; the generic path splits it at the page edge as KVM does
+    (the device sees only the bytes inside the window, the rest goes to RAM). Each of our accesses
+    must be the truth's, cut at the window's end, and nothing else may differ."""
+    if e.cls != "access-size" or e.truth_fault is not None:
+        return False
+    if any(e.ours_regs.get(k) != v for k, v in e.truth_regs.items() if k != "rip"):
+        return False
+    if len(e.ours_accesses) != len(e.truth_accesses) or not e.truth_accesses:
+        return False
+    end = e.case.mmio[0] + e.case.mmio[1]
+    cut = False
+    for ours, truth in zip(e.ours_accesses, e.truth_accesses, strict=True):
+        if (ours.gpa, ours.write) != (truth.gpa, truth.write):
+            return False
+        if truth.gpa + truth.size > end:
+            keep = end - truth.gpa
+            low = (1 << (8 * keep)) - 1
+            if ours.size != keep or (ours.write and ours.value != truth.value & low):
+                return False
+            cut = True
+        elif ours != truth:
+            return False
+    return cut
+
+
+_NONCANONICAL = re.compile(r"non-canonical address (0x[0-9a-f]+)")
+
+
+def _unicorn_noncanonical_wraps(e: Evidence) -> bool:
+    """unicorn 2.1.4 does not raise #GP for a non-canonical linear address in 64-bit mode: it drops
+    the high bits and accesses the 48-bit address. The generic path raises #GP (SDM vol. 3 6.15).
+    Matched only when every access of the truth is our address cut to 48 bits."""
+    m = _NONCANONICAL.search(e.error)
+    if m is None or e.cls != "faulted-but-should-run" or e.case.mode != 64 or e.truth_fault is not None:
+        return False
+    low = int(m[1], 16) & ((1 << 48) - 1)
+    return bool(e.truth_accesses) and all(low <= t.gpa < low + 16 for t in e.truth_accesses)
+
+
 def _unicorn_ud_test_alias(e: Evidence) -> bool:
     """unicorn 2.1.4 raises #UD for F6 /1 and F7 /1, the undocumented alias of TEST r/m, imm that
     hardware executes (and Capstone, iced-x86 and KVM's emulator decode as TEST)."""
@@ -145,6 +187,8 @@ RULES: tuple[tuple[str, Callable[[Evidence], bool]], ...] = (
     ("unicorn-locked-rmw-reads-twice", _unicorn_locked_rmw_rereads),
     ("unicorn-lock-neg-zf-sf-pf", _unicorn_lock_neg_flags),
     ("unicorn-misses-mmio-piece-of-page-crossing-access", _unicorn_misses_page_crossing_piece),
+    ("unicorn-reports-whole-access-leaving-window", _unicorn_reports_whole_access_leaving_window),
+    ("unicorn-noncanonical-address-wraps", _unicorn_noncanonical_wraps),
 )
 
 

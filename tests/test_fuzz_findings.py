@@ -1,0 +1,57 @@
+"""Regressions for what `exitlab fuzz` found in exitlab's own paths (one case each, every oracle).
+
+- `66 f3 0f a3 08`: Capstone sizes BT/XADD/CMPXCHG with 66 and F2/F3 as 32-bit; the CPU uses the
+  66 (16-bit). The generic path now takes GPR operand sizes from the raw prefixes.
+- `49 0f a3 32` with RSI = 2^63: BT's register bit offset moves the address to a non-canonical one;
+  the generic path raises #GP as the SDM says (Unicorn wraps to 48 bits: documented).
+- `67 ab` at DI = 0xafff: a 4-byte store leaving the MMIO window at a page edge is split there.
+- `c5 bc eb 39`: the C length function gave a length to VPOR without its mandatory 66.
+"""
+
+import pytest
+
+from emu.errors import EmulationError
+from fastpath.fuzz.case import Case
+from fastpath.fuzz.oracles import Checker
+
+CASES = [
+    ("66 f3 0f a3 08", 64, {"rax": 0xFEB01EC0, "rcx": 0x1234}, (0xFEB01000, 0x1000)),
+    ("66 f3 0f c1 08", 64, {"rax": 0xFEB01EC0, "rcx": 0x8001}, (0xFEB01000, 0x1000)),
+    ("f3 66 67 0f c1 0b", 32, {"rbx": 0xA7E7, "rcx": 5}, (0xA000, 0x1000)),
+    ("49 0f a3 32", 64, {"rsi": 1 << 63, "r10": 0xFEB019A8}, (0xFEB01000, 0x1000)),
+    ("67 ab", 32, {"rdi": 0xFFFFAFFF}, (0xA000, 0x1000)),
+    ("c5 bc eb 39", 64, {}, (0xFEB00000, 0x1000)),
+]
+
+
+@pytest.fixture(scope="module")
+def checker() -> Checker:
+    return Checker()
+
+
+@pytest.mark.parametrize("hexbytes,mode,regs,mmio", CASES, ids=[c[0] for c in CASES])
+def test_no_unexplained_disagreement(checker, hexbytes, mode, regs, mmio):
+    result = checker.check(Case.make(bytes.fromhex(hexbytes), mode, regs, mmio, 0x1122334455667788))
+    assert not [f for f in result.findings if f.explained is None], result.findings
+
+
+def test_operand_size_from_prefixes():
+    from emu.decode import decode
+
+    assert decode(bytes.fromhex("66 f3 0f a3 08"), 64).size == 2
+    assert decode(bytes.fromhex("48 66 ff 00"), 64).size == 2  # a REX before 66 is ignored
+    assert decode(bytes.fromhex("66 48 ff 00"), 64).size == 8
+
+
+def test_noncanonical_is_gp():
+    from emu.batchcpu import BatchCpu, default_ram_regions
+    from emu.generic import emulate_at
+
+    mmio = (0xFEB01000, 0x1000)
+    cpu = BatchCpu(
+        64, regs={"rsi": 1 << 63, "r10": 0xFEB019A8}, mmio=mmio, ram=default_ram_regions(0x1000, mmio)
+    )
+    cpu.write_mem(0x1000, bytes.fromhex("49 0f a3 32"))
+    with pytest.raises(EmulationError, match="non-canonical"):
+        emulate_at(cpu, 0x1000, 64)
+    assert cpu.accesses == []
