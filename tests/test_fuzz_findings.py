@@ -21,6 +21,8 @@ CASES = [
     ("49 0f a3 32", 64, {"rsi": 1 << 63, "r10": 0xFEB019A8}, (0xFEB01000, 0x1000)),
     ("67 ab", 32, {"rdi": 0xFFFFAFFF}, (0xA000, 0x1000)),
     ("c5 bc eb 39", 64, {}, (0xFEB00000, 0x1000)),
+    ("c5 63 75 0f d1", 64, {}, (0xFEB00000, 0x1000)),
+    ("66 f3 0f 7e 00", 32, {"rax": 0xFEB00D8E}, (0xFEB00000, 0x1000)),  # explained: unicorn lets 66 win
 ]
 
 

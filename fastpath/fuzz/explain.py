@@ -130,6 +130,28 @@ def _unicorn_noncanonical_wraps(e: Evidence) -> bool:
     return bool(e.truth_accesses) and all(low <= t.gpa < low + 16 for t in e.truth_accesses)
 
 
+def _unicorn_66_beats_f3_on_0f7e(e: Evidence) -> bool:
+    """With both 66 and F3 in front of 0F 7E, F3 selects the instruction (MOVQ xmm, m64, a load;
+    iced-x86, Capstone and the generic path agree); unicorn 2.1.4 lets 66 win and executes
+    MOVD r/m32, xmm, a store. Matched only for that opcode and exactly that pair of accesses."""
+    a = e.access
+    if a is None or e.cls not in ("address", "access-size") or e.truth_fault is not None:
+        return False
+    raw, i = a.raw, 0
+    pfx = set()
+    while i < len(raw) and (raw[i] in _PREFIXES or (e.case.mode == 64 and 0x40 <= raw[i] <= 0x4F)):
+        pfx.add(raw[i])
+        i += 1
+    if not ({0x66, 0xF3} <= pfx and raw[i : i + 2] == b"\x0f\x7e"):
+        return False
+    if len(e.ours_accesses) != 1 or len(e.truth_accesses) != 1:
+        return False
+    ours, truth = e.ours_accesses[0], e.truth_accesses[0]
+    return (
+        ours.gpa == truth.gpa and not ours.write and ours.size == 8 and truth.write and truth.size in (4, 8)
+    )
+
+
 def _unicorn_ud_test_alias(e: Evidence) -> bool:
     """unicorn 2.1.4 raises #UD for F6 /1 and F7 /1, the undocumented alias of TEST r/m, imm that
     hardware executes (and Capstone, iced-x86 and KVM's emulator decode as TEST)."""
@@ -189,6 +211,7 @@ RULES: tuple[tuple[str, Callable[[Evidence], bool]], ...] = (
     ("unicorn-misses-mmio-piece-of-page-crossing-access", _unicorn_misses_page_crossing_piece),
     ("unicorn-reports-whole-access-leaving-window", _unicorn_reports_whole_access_leaving_window),
     ("unicorn-noncanonical-address-wraps", _unicorn_noncanonical_wraps),
+    ("unicorn-66-beats-f3-on-0f-7e", _unicorn_66_beats_f3_on_0f7e),
 )
 
 
