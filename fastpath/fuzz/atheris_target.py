@@ -29,8 +29,13 @@ import random
 import sys
 from pathlib import Path
 
-from fastpath.fuzz.case import Case
-from fastpath.fuzz.state import LOW_WINDOW, NOTIFY_WINDOW, REGS_WINDOW, solve_state
+if "--asan" in sys.argv:
+    # capstone's binding dlopens with RTLD_DEEPBIND, which the ASan runtime refuses outright;
+    # hide the flag before anything imports capstone.
+    os.__dict__.pop("RTLD_DEEPBIND", None)
+
+from fastpath.fuzz.case import Case  # noqa: E402
+from fastpath.fuzz.state import LOW_WINDOW, NOTIFY_WINDOW, REGS_WINDOW, solve_state  # noqa: E402
 
 _WINDOWS = (REGS_WINDOW, NOTIFY_WINDOW, LOW_WINDOW, None)
 ASAN_DIR = Path("build/fuzz-asan")
