@@ -6,6 +6,7 @@
   the generic path raises #GP as the SDM says (Unicorn wraps to 48 bits: documented).
 - `67 ab` at DI = 0xafff: a 4-byte store leaving the MMIO window at a page edge is split there.
 - `c5 bc eb 39`: the C length function gave a length to VPOR without its mandatory 66.
+- `66 0f c7 3b`: ... and to VMPTRST with a 66 (group 9 forms depend on the mandatory prefix).
 """
 
 import pytest
@@ -23,6 +24,7 @@ CASES = [
     ("c5 bc eb 39", 64, {}, (0xFEB00000, 0x1000)),
     ("c5 63 75 0f d1", 64, {}, (0xFEB00000, 0x1000)),
     ("66 f3 0f 7e 00", 32, {"rax": 0xFEB00D8E}, (0xFEB00000, 0x1000)),  # explained: unicorn lets 66 win
+    ("66 0f c7 3b", 64, {}, (0xFEB00000, 0x1000)),
 ]
 
 
@@ -57,3 +59,18 @@ def test_noncanonical_is_gp():
     with pytest.raises(EmulationError, match="non-canonical"):
         emulate_at(cpu, 0x1000, 64)
     assert cpu.accesses == []
+
+
+@pytest.mark.parametrize("mode", [32, 64])
+def test_group9_lengths_equal_iced_for_every_prefix_and_modrm(mode):
+    """0F C7: the mandatory prefix selects the form (VMPTRST is NP, SENDUIPI 64-bit only, ...)."""
+    from iced_x86 import Decoder
+
+    from fastpath.cengine import insn_length
+
+    prefixes = ["", "66", "f3", "f2", "66f3", "f366", "66f2"] + (["48", "4866"] if mode == 64 else [])
+    for pfx in prefixes:
+        for modrm in range(256):
+            code = bytes.fromhex(f"{pfx}0fc7{modrm:02x}") + bytes(8)
+            insn = Decoder(mode, code).decode()
+            assert insn_length(code, mode) == (-1 if insn.is_invalid else insn.len), code.hex(" ")

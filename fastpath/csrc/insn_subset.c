@@ -686,15 +686,22 @@ int xl_insn_length(const uint8_t *p, size_t n, int mode)
                 f = L_M | L_I8;
                 lockable = regf >= 5;
                 break;
-            case 0xC7:
+            case 0xC7: {  /* group 9: the mandatory prefix selects the form (found by exitlab fuzz) */
+                int pf = x.rep ? x.rep : (x.p66 ? 0x66 : 0);
                 if (mod == 3) {
-                    if (regf < 6) return -1;
+                    if (regf < 6 || pf == 0xF2) return -1;      /* RDRAND/RDSEED/RDPID/SENDUIPI */
+                    if (regf == 6 && pf == 0xF3 && mode != 64) return -1;  /* SENDUIPI: 64-bit only */
                 } else if (regf == 0 || regf == 2) {
                     return -1;
+                } else if ((regf >= 3 && regf <= 5) || regf == 7) {
+                    if (pf) return -1;                          /* XRSTORS/XSAVEC/XSAVES/VMPTRST: NP */
+                } else if (regf == 6 && pf == 0xF2) {
+                    return -1;                                  /* VMPTRLD/VMCLEAR/VMXON */
                 }
                 f = L_M;
                 lockable = regf == 1;
                 break;
+            }
             default:
                 return -1;
             }
