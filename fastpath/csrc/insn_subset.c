@@ -519,13 +519,15 @@ static int vex_len(const uint8_t *p, size_t lim, size_t i, int asize, const stru
         if ((p0 & 0x08) || !(p1 & 0x04))
             return -1;
         map = p0 & 0x07;
+        pp = p1 & 3;
         i += 4;
     }
     if (map < 1 || map > 3)
         return -1;
     op = p[i++];
-    if (esc != 0x62) {  /* VEX: the opcode must exist with this mandatory prefix (vex_pp.h) */
-        const uint8_t *ppm = map == 1 ? vex_pp_map1 : map == 2 ? vex_pp_map2 : vex_pp_map3;
+    {   /* the opcode must exist with this mandatory prefix (vex_pp.h, generated) */
+        const uint8_t *ppm = esc == 0x62 ? (map == 1 ? evex_pp_map1 : map == 2 ? evex_pp_map2 : evex_pp_map3)
+                                         : (map == 1 ? vex_pp_map1 : map == 2 ? vex_pp_map2 : vex_pp_map3);
         if (!((ppm[op] >> pp) & 1))
             return -1;
     }
