@@ -26,6 +26,7 @@ CASES = [
     ("66 f3 0f 7e 00", 32, {"rax": 0xFEB00D8E}, (0xFEB00000, 0x1000)),  # explained: unicorn lets 66 win
     ("66 0f c7 3b", 64, {}, (0xFEB00000, 0x1000)),
     ("62 a3 5f 56 71 65 68 0b", 64, {}, (0xFEB00000, 0x1000)),
+    ("0f ae c2", 64, {}, (0xFEB00000, 0x1000)),
 ]
 
 
@@ -63,8 +64,10 @@ def test_noncanonical_is_gp():
 
 
 @pytest.mark.parametrize("mode", [32, 64])
-def test_group9_lengths_equal_iced_for_every_prefix_and_modrm(mode):
-    """0F C7: the mandatory prefix selects the form (VMPTRST is NP, SENDUIPI 64-bit only, ...)."""
+@pytest.mark.parametrize("group", ["c7", "ae"])
+def test_group_lengths_equal_iced_for_every_prefix_and_modrm(mode, group):
+    """Groups 9 (0F C7) and 15 (0F AE): the mandatory prefix selects the form (VMPTRST is NP,
+    RDFSBASE needs F3, SENDUIPI and RD/WRFSBASE are 64-bit only, ...)."""
     from iced_x86 import Decoder
 
     from fastpath.cengine import insn_length
@@ -72,6 +75,6 @@ def test_group9_lengths_equal_iced_for_every_prefix_and_modrm(mode):
     prefixes = ["", "66", "f3", "f2", "66f3", "f366", "66f2"] + (["48", "4866"] if mode == 64 else [])
     for pfx in prefixes:
         for modrm in range(256):
-            code = bytes.fromhex(f"{pfx}0fc7{modrm:02x}") + bytes(8)
+            code = bytes.fromhex(f"{pfx}0f{group}{modrm:02x}") + bytes(8)
             insn = Decoder(mode, code).decode()
             assert insn_length(code, mode) == (-1 if insn.is_invalid else insn.len), code.hex(" ")

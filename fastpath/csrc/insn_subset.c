@@ -445,6 +445,18 @@ static int x87_ok(uint8_t op, uint8_t m)
     }
 }
 
+/* Group 15 (0F AE): which ModRM.reg forms exist, memory (bit 2*reg) or register (bit 2*reg+1),
+ * per mandatory prefix (none, 66, F3, F2); read off iced-x86 (found by exitlab fuzz: `0f ae c2`
+ * is RDFSBASE without its F3, #UD). The F3 register forms /0-/3 (RD/WRFS/GSBASE) are 64-bit only. */
+static int grp15_ok(const struct pfx *x, int mod, int regf, int mode)
+{
+    /* columns: none, 66, F3, F2, F3 with a 66 too (PTWRITE, F3 /4, then does not exist) */
+    static const uint16_t ok[2][5] = {{0xfd55, 0x7000, 0x3b00, 0x2000, 0x3800},
+                                      {0xfd55, 0x7000, 0x3baa, 0x2000, 0x38aa}};
+    int pf = x->rep == 0xF3 ? (x->p66 ? 4 : 2) : x->rep == 0xF2 ? 3 : x->p66 ? 1 : 0;
+    return (ok[mode == 64][pf] >> (regf * 2 + (mod == 3))) & 1;
+}
+
 /* ModRM (+SIB +disp) starting at p[i]; returns the index after it or -1. */
 static int modrm_len(const uint8_t *p, size_t lim, size_t i, int asize, int nomod)
 {
@@ -710,6 +722,8 @@ int xl_insn_length(const uint8_t *p, size_t n, int mode)
         }
     }
     if (map == 1 && !sse_ok(op, &x, mod))
+        return -1;
+    if (map == 1 && op == 0xAE && !grp15_ok(&x, mod, regf, mode))
         return -1;
     if (map == 1 && op >= 0x71 && op <= 0x73) {  /* shift groups 12-14 */
         static const uint8_t grp_ok[3] = {0x54, 0x54, 0xCC};  /* /2 /4 /6 ; /2 /3 /6 /7 */
