@@ -27,6 +27,9 @@ CASES = [
     ("66 0f c7 3b", 64, {}, (0xFEB00000, 0x1000)),
     ("62 a3 5f 56 71 65 68 0b", 64, {}, (0xFEB00000, 0x1000)),
     ("0f ae c2", 64, {}, (0xFEB00000, 0x1000)),
+    ("f3 0f 37", 64, {}, (0xFEB00000, 0x1000)),
+    ("66 0f 01 c1", 32, {}, (0xFEB00000, 0x1000)),
+    ("66 0f 38 2a c0", 64, {}, (0xFEB00000, 0x1000)),
 ]
 
 
@@ -78,3 +81,25 @@ def test_group_lengths_equal_iced_for_every_prefix_and_modrm(mode, group):
             code = bytes.fromhex(f"{pfx}0f{group}{modrm:02x}") + bytes(8)
             insn = Decoder(mode, code).decode()
             assert insn_length(code, mode) == (-1 if insn.is_invalid else insn.len), code.hex(" ")
+
+
+@pytest.mark.parametrize("mode", [32, 64])
+def test_no_length_for_what_iced_rejects_two_byte_maps(mode):
+    """Every one-byte, 0F, 0F38 and 0F3A opcode with each single mandatory prefix and every ModRM:
+    where iced-x86 says invalid, the length function must say -1; where both give a length, the
+    same one (the length function may decline forms it does not cover)."""
+    from iced_x86 import Decoder
+
+    from fastpath.cengine import insn_length
+
+    for pfx in ("", "66", "f3", "f2"):
+        for esc in ("", "0f", "0f38", "0f3a"):
+            for op in range(256):
+                for modrm in range(0, 256, 7):
+                    code = bytes.fromhex(f"{pfx}{esc}{op:02x}{modrm:02x}") + bytes(10)
+                    insn = Decoder(mode, code).decode()
+                    got = insn_length(code, mode)
+                    if insn.is_invalid:
+                        assert got == -1, code[:8].hex(" ")
+                    elif got != -1:
+                        assert got == insn.len, code[:8].hex(" ")

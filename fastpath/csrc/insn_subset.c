@@ -344,6 +344,7 @@ enum { P_N = 1, P_66 = 2, P_F3 = 4, P_F2 = 8, P_MEM = 16, P_REG = 32 };
 static const uint8_t sse_pfx[256] = {
     [0x10] = P_ALL, [0x11] = P_ALL, [0x12] = P_ALL, [0x13] = P_NX | P_MEM, [0x14] = P_NX, [0x15] = P_NX,
     [0x16] = P_N | P_66 | P_F3, [0x17] = P_NX | P_MEM,
+    [0x37] = P_N,  /* GETSEC: NP (fuzz finding) */
     [0x28] = P_NX, [0x29] = P_NX, [0x2A] = P_ALL, [0x2B] = P_NX | P_MEM, [0x2C] = P_ALL, [0x2D] = P_ALL,
     [0x2E] = P_NX, [0x2F] = P_NX,
     [0x50] = P_NX | P_REG, [0x51] = P_ALL, [0x52] = P_N | P_F3, [0x53] = P_N | P_F3,
@@ -382,7 +383,8 @@ static int sse_ok(uint8_t op, const struct pfx *x, int mod)
  * imm8).  Same encoding as sse_pfx. */
 static const uint8_t map38_pfx[256] = {
     [0x00 ... 0x0B] = P_NX, [0x10] = P_66, [0x14] = P_66, [0x15] = P_66, [0x17] = P_66,
-    [0x1C ... 0x1E] = P_NX, [0x20 ... 0x25] = P_66, [0x28 ... 0x2B] = P_66, [0x30 ... 0x35] = P_66,
+    [0x1C ... 0x1E] = P_NX, [0x20 ... 0x25] = P_66, [0x28 ... 0x29] = P_66,
+    [0x2A] = P_66 | P_MEM,  /* MOVNTDQA: memory only (fuzz finding) */ [0x2B] = P_66, [0x30 ... 0x35] = P_66,
     [0x37 ... 0x41] = P_66, [0x80 ... 0x82] = P_66 | P_MEM, [0xC8 ... 0xCD] = P_N, [0xCF] = P_66,
     [0xDB ... 0xDF] = P_66, [0xF0] = P_N | P_66 | P_F2, [0xF1] = P_N | P_66 | P_F2,  /* no F3 form (fuzz) */ [0xF5] = P_66 | P_MEM,
     [0xF6] = P_N | P_66 | P_F3, [0xF8] = P_66 | P_F3 | P_F2 | P_MEM, [0xF9] = P_N | P_MEM, [0xFC] = P_ALL | P_MEM,
@@ -455,6 +457,19 @@ static int grp15_ok(const struct pfx *x, int mod, int regf, int mode)
                                       {0xfd55, 0x7000, 0x3baa, 0x2000, 0x38aa}};
     int pf = x->rep == 0xF3 ? (x->p66 ? 4 : 2) : x->rep == 0xF2 ? 3 : x->p66 ? 1 : 0;
     return (ok[mode == 64][pf] >> (regf * 2 + (mod == 3))) & 1;
+}
+
+/* Group 7 register forms (0F 01, mod 3) under a 66/F3/F2 prefix: bit (m - 0xC0) set when iced-x86
+ * decodes the form with that prefix (most of them are NP; found by exitlab fuzz: `66 0f 01 c1`). */
+static int grp7_prefixed_ok(const struct pfx *x, uint8_t m, int mode)
+{
+    static const uint32_t ok[2][3][2] = {
+        {{0xff001000u, 0x12ff00ffu}, {0xff000000u, 0x16ff05ffu}, {0xff000000u, 0x92ff03ffu}},
+        {{0xff00f000u, 0x13ff00ffu}, {0xff000440u, 0xf7fff5ffu}, {0xff000440u, 0xd3ff03ffu}}
+    };
+    int pf = x->rep == 0xF3 ? 1 : x->rep == 0xF2 ? 2 : 0;
+    int k = m - 0xC0;
+    return (ok[mode == 64][pf][k / 32] >> (k % 32)) & 1;
 }
 
 /* ModRM (+SIB +disp) starting at p[i]; returns the index after it or -1. */
@@ -666,7 +681,8 @@ int xl_insn_length(const uint8_t *p, size_t n, int mode)
                 break;
             case 0x01:
                 if (mod == 3) {
-                    if (!grp7_reg_ok(m, mode) || x.lock) return -1;
+                    if (x.lock) return -1;
+                    if (x.p66 || x.rep ? !grp7_prefixed_ok(&x, m, mode) : !grp7_reg_ok(m, mode)) return -1;
                     return finish(i + 1, lim);
                 }
                 if (regf == 5) return -1;
