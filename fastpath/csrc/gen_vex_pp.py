@@ -1,5 +1,5 @@
-"""Generate vex_pp.h: for each VEX and EVEX map (0F, 0F38, 0F3A) and opcode, which pp values (none,
-66, F3, F2) encode a valid instruction in some L/W and ModRM form.
+"""Generate vex_pp.h: for each VEX map (0F, 0F38, 0F3A) and opcode, which pp values (none, 66, F3,
+F2) encode a valid instruction in some L/W and ModRM form; for EVEX, which (pp, W, L'L) do.
 
 The length function's VEX tables say which opcodes exist; this adds the mandatory-prefix field
 (`c5 bc eb 39` is VPOR without its 66: #UD; found by exitlab fuzz). The table is read off iced-x86
@@ -27,7 +27,8 @@ def valid_pp(vmap: int, op: int) -> int:
     return mask
 
 
-def valid_pp_evex(vmap: int, op: int) -> int:
+def valid_evex(vmap: int, op: int) -> int:
+    """Bit pp*6 + W*3 + L'L (L'L 0..2): valid with EVEX.b = 0 and some ModRM (register or memory)."""
     mask = 0
     for pp in range(4):
         for w in (0, 1):
@@ -38,7 +39,7 @@ def valid_pp_evex(vmap: int, op: int) -> int:
                     p2 = (ll << 5) | 0x08  # V' inverted
                     code = bytes([0x62, p0, p1, p2, op, modrm]) + bytes(10)
                     if not Decoder(64, code).decode().is_invalid:
-                        mask |= 1 << pp
+                        mask |= 1 << (pp * 6 + w * 3 + ll)
     return mask
 
 
@@ -53,10 +54,10 @@ def main() -> None:
             print("    " + ", ".join(f"{m:#x}" for m in masks[row : row + 16]) + ",")
         print("};")
     for vmap in (1, 2, 3):
-        masks = [valid_pp_evex(vmap, op) for op in range(256)]
-        print(f"static const uint8_t evex_pp_map{vmap}[256] = {{")
-        for row in range(0, 256, 16):
-            print("    " + ", ".join(f"{m:#x}" for m in masks[row : row + 16]) + ",")
+        masks = [valid_evex(vmap, op) for op in range(256)]
+        print(f"static const uint32_t evex_ok_map{vmap}[256] = {{")
+        for row in range(0, 256, 8):
+            print("    " + ", ".join(f"{m:#x}" for m in masks[row : row + 8]) + ",")
         print("};")
     print("#endif")
 

@@ -528,6 +528,7 @@ static int vex_len(const uint8_t *p, size_t lim, size_t i, int asize, const stru
 {
     uint8_t esc = p[i];
     int map, op, pp = 0;
+    uint8_t evex_p2 = 0, evex_w = 0;
     if (x->p66 || x->rep || x->lock || x->rex)
         return -1;
     if (esc == 0xC5) {
@@ -547,14 +548,24 @@ static int vex_len(const uint8_t *p, size_t lim, size_t i, int asize, const stru
             return -1;
         map = p0 & 0x07;
         pp = p1 & 3;
+        evex_p2 = p[i + 3];
+        evex_w = p1 >> 7;
         i += 4;
     }
     if (map < 1 || map > 3)
         return -1;
     op = p[i++];
-    {   /* the opcode must exist with this mandatory prefix (vex_pp.h, generated) */
-        const uint8_t *ppm = esc == 0x62 ? (map == 1 ? evex_pp_map1 : map == 2 ? evex_pp_map2 : evex_pp_map3)
-                                         : (map == 1 ? vex_pp_map1 : map == 2 ? vex_pp_map2 : vex_pp_map3);
+    if (esc == 0x62) {  /* the opcode must exist with this pp, W and L'L (vex_pp.h, generated) */
+        const uint32_t *okm = map == 1 ? evex_ok_map1 : map == 2 ? evex_ok_map2 : evex_ok_map3;
+        int ll = (evex_p2 >> 5) & 3;
+        if (ll < 3 && !((okm[op] >> (pp * 6 + evex_w * 3 + ll)) & 1))
+            return -1;
+        /* Masking, zeroing, broadcast/rounding and V' have per-instruction rules this table does not
+         * hold: only the plain form (z=0, b=0, aaa=0, V'=1) is covered; the rest is "not mine". */
+        if ((evex_p2 & 0x97) != 0 || !(evex_p2 & 0x08))
+            return -1;
+    } else {            /* the opcode must exist with this mandatory prefix */
+        const uint8_t *ppm = map == 1 ? vex_pp_map1 : map == 2 ? vex_pp_map2 : vex_pp_map3;
         if (!((ppm[op] >> pp) & 1))
             return -1;
     }
@@ -563,6 +574,9 @@ static int vex_len(const uint8_t *p, size_t lim, size_t i, int asize, const stru
     if (!(map == 1 ? vex_map1[op] : map == 2 ? vex_map2[op] : vex_map3[op]))
         return -1;
     if (map == 1 && (op == 0x77 || (op >= 0x78 && op <= 0x7B && esc != 0x62) || op == 0x0F || op == 0x38 || op == 0x3A))
+        return -1;
+    /* EVEX.L'L = 3 is reserved unless it is rounding control (EVEX.b with a register operand) */
+    if (esc == 0x62 && ((evex_p2 >> 5) & 3) == 3 && !((evex_p2 & 0x10) && i < lim && (p[i] >> 6) == 3))
         return -1;
     int r = modrm_len(p, lim, i, asize, 0);
     if (r < 0)
