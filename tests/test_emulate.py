@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from emu.access import Op
 from emu.batchcpu import BatchCpu, default_ram_regions
+from emu.cpu import DeviceAccess
 from emu.decode import decode
 from emu.emulate import AF, CF, DF, OF, STATUS, ZF
 from emu.errors import EmulationError
@@ -28,6 +29,17 @@ LOW_MMIO = 0x10000000   # reachable by disp32 and RIP-relative from low RAM
 MMIO16 = 0xA000         # reachable by 16-bit addressing
 RIP = 0x1000
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+def _cut_at_window_end(a: DeviceAccess, mmio: tuple[int, int]) -> DeviceAccess:
+    """Known unicorn 2.1.4 deviation (docs/known-discrepancies.md): an access that starts in the
+    window and runs past its end into RAM reaches the hook whole; the device must see only the
+    bytes inside the window (KVM splits at the page edge), the rest goes to RAM."""
+    end = mmio[0] + mmio[1]
+    if a.gpa < end < a.gpa + a.size:
+        keep = end - a.gpa
+        return DeviceAccess(a.gpa, keep, a.write, a.value & ((1 << (8 * keep)) - 1))
+    return a
 
 
 def compare(code: bytes, mode: int, regs: dict[str, int], mmio: tuple[int, int], read_value: int,
@@ -55,7 +67,13 @@ def compare(code: bytes, mode: int, regs: dict[str, int], mmio: tuple[int, int],
         # cmpxchg loop, so the device sees the read twice. A device must see one read, one write.
         assert truth.accesses[0] == truth.accesses[1] and not truth.accesses[1].write, where
         expected = truth.accesses[1:]
-    assert out.accesses == expected, where
+    expected = tuple(_cut_at_window_end(a, mmio) for a in expected)
+    got = out.accesses
+    if got != expected:
+        # Known unicorn 2.1.4 deviation, the mirror image: the MMIO piece of an access that starts
+        # in RAM and runs into the window never reaches the hooks. Only that piece may be missing.
+        got = tuple(a for a in got if not (a.gpa == mmio[0] and a.size < max(access.size, 1)))
+    assert got == expected, where
     assert out.next_rip == truth.next_rip, where
     for name, value in truth.regs:
         if name == "rip":
