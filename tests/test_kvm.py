@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ctypes
 import json
-import time
 from pathlib import Path
 
 import capstone
@@ -189,10 +188,8 @@ def test_unmapped_access_stops_like_unicorn() -> None:
 @needs_kvm
 @pytest.mark.parametrize("body", ["jmp .", "1: mov dx, NOTIFY_PORT\nout dx, ax\njmp 1b"])
 def test_runaway_loop_stops_at_the_timeout(body: str) -> None:
-    t0 = time.monotonic()
     r = run_machine_kvm(assemble(body + "\n"), default_board(), timeout=0.3)
-    assert r.stop.reason is StopReason.TIMEOUT
-    assert time.monotonic() - t0 < 10  # generous: only proves the watchdog ended it
+    assert r.stop.reason is StopReason.TIMEOUT  # returning at all proves the watchdog ended it
 
 
 @needs_kvm
