@@ -55,6 +55,7 @@ from emu.errors import ExitlabError, GuestFormatError
 from emu.exits import MAX_INSN_LEN, REG_NAMES, ExitKind, ExitRecord
 from emu.machine import RunResult, Stop, StopReason
 from emu.platform import PAGE, PlatformSpec
+from emu.ram import GuestRam
 from emu.trace import TraceWriter
 
 KVM_DEVICE = "/dev/kvm"
@@ -238,6 +239,7 @@ class KvmVm:
         ram_addr, anchor = _ctypes_addr(self._ram)
         self._anchors.append(anchor)
         self.ram_view = memoryview(self._ram)
+        self.ram = GuestRam(self.ram_view, self.ram_base)
         region = A.KvmUserspaceMemoryRegion(
             slot=0, flags=0, guest_phys_addr=self.ram_base, memory_size=self.ram_size, userspace_addr=ram_addr
         )
@@ -291,32 +293,21 @@ class KvmVm:
 
     # -- memory -------------------------------------------------------------------------------
     def read_ram(self, addr: int, size: int) -> bytes:
-        off = addr - self.ram_base
-        if off < 0 or off >= self.ram_size:
-            return b""
-        return bytes(self.ram_view[off : min(off + size, self.ram_size)])
+        return self.ram.read(addr, size)
 
     def write_ram(self, addr: int, data: bytes) -> None:
-        off = addr - self.ram_base
-        if off < 0 or off + len(data) > self.ram_size:
-            raise GuestFormatError(f"{len(data)} bytes at {addr:#x} are outside RAM")
-        self.ram_view[off : off + len(data)] = data
+        self.ram.write(addr, data)
 
     def load(self, image: GuestImage) -> None:
         reserved = image.mode != 16
         for seg in image.segments:
             end = seg.addr + len(seg.data)
-            if seg.addr < self.ram_base or end > self.ram_base + self.ram_size:
-                raise GuestFormatError(
-                    f"{image.name}: segment at {seg.addr:#x} (+{len(seg.data):#x}) is outside RAM "
-                    f"{self.ram_base:#x}-{self.ram_base + self.ram_size - 1:#x}"
-                )
             if reserved and seg.addr < RESERVED_END and RESERVED_BASE < end:
                 raise GuestFormatError(
                     f"{image.name}: segment at {seg.addr:#x} overlaps {RESERVED_BASE:#x}-"
                     f"{RESERVED_END - 1:#x}, where the KVM engine keeps its GDT and page tables"
                 )
-            self.write_ram(seg.addr, seg.data)
+        self.ram.load(image)
 
     # -- registers ----------------------------------------------------------------------------
     def get_regs(self) -> A.KvmRegs:

@@ -57,6 +57,7 @@ from emu.errors import EmulationError, ExitlabError, GuestFormatError
 from emu.exits import MAX_INSN_LEN, REG_INDEX, REG_NAMES, ExitKind, ExitRecord
 from emu.hypercall import HYPERCALL_LEN, hypercall, is_hypercall
 from emu.platform import PAGE
+from emu.ram import GuestRam
 from emu.regfile import RegFile
 from emu.trace import TraceWriter
 
@@ -221,6 +222,7 @@ class Machine:
         self._ram = ctypes.create_string_buffer(self.ram_size)
         self.ram_ptr = ctypes.addressof(self._ram)
         self.ram_view = memoryview(self._ram).cast("B")
+        self.ram = GuestRam(self.ram_view, self.ram_base)
         self.uc.mem_map_ptr(self.ram_base, self.ram_size, UC_PROT_ALL, self.ram_ptr)
         self.windows = self._mmio_windows()
         self._stop: Stop | None = None
@@ -229,7 +231,7 @@ class Machine:
         self._budget_left = 0
         self._timeout: float | None = None
         self._timed_out = False
-        self._load(image)
+        self.ram.load(image)
 
     # -- memory -------------------------------------------------------------------------------
     def _mmio_windows(self) -> list[tuple[int, int]]:
@@ -253,28 +255,12 @@ class Machine:
                 return base, size
         return None
 
-    def _load(self, image: GuestImage) -> None:
-        for seg in image.segments:
-            off = seg.addr - self.ram_base
-            if off < 0 or off + len(seg.data) > self.ram_size:
-                raise GuestFormatError(
-                    f"{image.name}: segment at {seg.addr:#x} (+{len(seg.data):#x}) is outside RAM "
-                    f"{self.ram_base:#x}-{self.ram_base + self.ram_size - 1:#x}"
-                )
-            self.ram_view[off : off + len(seg.data)] = seg.data
-
     def read_ram(self, addr: int, size: int) -> bytes:
         """Guest RAM without a copy through Unicorn; shorter than `size` where RAM ends."""
-        off = addr - self.ram_base
-        if off < 0 or off >= self.ram_size:
-            return b""
-        return bytes(self.ram_view[off : min(off + size, self.ram_size)])
+        return self.ram.read(addr, size)
 
     def write_ram(self, addr: int, data: bytes) -> None:
-        off = addr - self.ram_base
-        if off < 0 or off + len(data) > self.ram_size:
-            raise EmulationError(f"guest write of {len(data)} bytes at {addr:#x} is outside RAM")
-        self.ram_view[off : off + len(data)] = data
+        self.ram.write(addr, data)
 
     # -- exits --------------------------------------------------------------------------------
     def _record(self, kind: ExitKind, rip: int, addr: int, size: int, value: int) -> ExitRecord:
