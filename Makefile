@@ -71,7 +71,7 @@ test-asan-ext: $(STAMP)
 	cd $(ASAN_EXT) && export PYTHONPATH=. LD_PRELOAD="$(SAN_PRELOAD)" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 && \
 	  $(abspath $(PY)) -c 'import fastpath.cengine, fastpath._exitlab_c as m; assert "asan-ext" in m.__file__, m.__file__' && \
-	  $(abspath $(PY)) -m pytest -q -p no:cacheprovider -p no:randomly tests/test_c_decoder.py \
+	  $(abspath $(PY)) -m pytest -p no:cacheprovider -p no:randomly tests/test_c_decoder.py \
 	    tests/test_c_length.py tests/test_c_paths.py tests/test_c_live.py
 
 clean:
