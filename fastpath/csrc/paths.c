@@ -92,22 +92,27 @@ int xl_dev_claims(const struct xl_ctx *ctx, uint64_t gpa)
 }
 
 /* One MMIO access at the bus (claim by start address, value masked to the size, like emu/bus.py). */
+/* The notify device on either bus: a data-carrying write's value is the queue index. */
+static uint64_t notify_access(struct xl_devstate *d, int write, uint64_t value)
+{
+    if (!write) {
+        d->notify_reads++;
+        return 0;
+    }
+    d->notify_writes++;
+    if (value < XL_NQUEUES)
+        d->kicks[value]++;
+    else
+        d->kicks_other++;
+    return 0;
+}
+
 uint64_t xl_dev_mmio(struct xl_ctx *ctx, uint64_t gpa, int size, int write, uint64_t value)
 {
     struct xl_devstate *d = &ctx->dev;
     uint64_t m = mask_bytes(size);
     if (gpa - d->notify_base < d->notify_size) {
-        if (write) {
-            d->notify_writes++;
-            value &= m;
-            if (value < XL_NQUEUES)
-                d->kicks[value]++;
-            else
-                d->kicks_other++;
-            return 0;
-        }
-        d->notify_reads++;
-        return 0;
+        return notify_access(d, write, value & m);
     }
     if (gpa - d->regs_base < d->regs_size) {
         uint64_t off = gpa - d->regs_base;
@@ -148,17 +153,7 @@ uint64_t xl_pio(struct xl_ctx *ctx, uint64_t port, int size, int write, uint64_t
     struct xl_devstate *d = &ctx->dev;
     uint64_t m = mask_bytes(size);
     if (port - d->notify_port < 2) {
-        if (write) {
-            d->notify_writes++;
-            value &= m;
-            if (value < XL_NQUEUES)
-                d->kicks[value]++;
-            else
-                d->kicks_other++;
-            return 0;
-        }
-        d->notify_reads++;
-        return 0;
+        return notify_access(d, write, value & m);
     }
     if (port - d->console_port < 8) {
         uint64_t off = port - d->console_port;
