@@ -17,7 +17,13 @@ from emu.platform import NOTIFY_MMIO, REGS_MMIO
 from fastpath import cengine as c
 
 # (C path, style): every distinct C configuration (CLI generic = capstone, fast = pv-fast, exit style)
-CONFIGS = [("subset", "exit"), ("capstone", "exit"), ("pv-fast", "exit"), ("wildcard", "exit"), ("subset", "inplace")]
+CONFIGS = [
+    ("subset", "exit"),
+    ("capstone", "exit"),
+    ("pv-fast", "exit"),
+    ("wildcard", "exit"),
+    ("subset", "inplace"),
+]
 IDS = [f"{p}-{s}" for p, s in CONFIGS]
 
 
