@@ -293,3 +293,28 @@ def test_stop_names_are_the_python_engines() -> None:
     shared = {"hlt", "budget", "timeout", "interrupted", "unmapped", "invalid_insn", "emulation_error"}
     assert shared <= set(c.STOP_NAMES)
     assert shared <= {s.value for s in StopReason}
+
+
+# ------------------------------------------------------------------ issue 11 row 7: CF across an exit
+@pytest.mark.parametrize("path,style", CONFIGS, ids=IDS)
+@pytest.mark.parametrize("exit_insn", ["mov dword ptr [r14+0x10], 0", "vmcall"])
+@pytest.mark.parametrize("max_insns", [None, 100])
+def test_carry_flag_survives_an_exit_right_after_cmp(
+    path: str, style: str, exit_insn: str, max_insns: int | None
+) -> None:
+    """With the budget's code hook installed, Unicorn restored a faulting instruction after a CMP
+    with CF lost; the exit's instruction must see (and leave) the flags the CMP set."""
+    src = f"""
+        mov r14, REGS_MMIO
+        mov r15, 0x100000
+        mov esi, 0xeef4
+        xor eax, eax
+        cmp word ptr [r15], si
+        {exit_insn}
+        setc bl
+        hlt
+    """
+    r, m = run(src, path, style, max_insns=max_insns)
+    assert r.stop == "hlt"
+    assert reg(m, "rbx") & 0xFF == 1
+    assert reg(m, "rflags") & 1 == 1

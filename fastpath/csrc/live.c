@@ -48,6 +48,8 @@ struct live {
     uint32_t stop;
     int budget_on;
     int64_t budget_left;
+    /* RFLAGS at the start of the last instruction the budget hook saw (Unicorn bug workaround) */
+    uint64_t stash_addr, stash_flags;
     /* in-place: the value the path read, for the mmio_map read callback */
     uint64_t rd_addr, rd_value;
     int rd_size;
@@ -327,7 +329,14 @@ static void hook_code_budget(uc_engine *uc, uint64_t address, uint32_t size, voi
         L->stop = XL_STOP_BUDGET;
         L->out->rip = address;
         uc_emu_stop(uc);
+        return;
     }
+    /* Unicorn 2.1.4 bug (issue 11 row 7): with a UC_HOOK_CODE installed, an instruction that faults
+     * right after one that set the lazy flags (cmp/sub) is restored with the flags half-converted:
+     * CF is lost.  The flags at the start of the instruction are the right ones; the run loop
+     * writes them back at an exit on this instruction.  Only runs with a budget pay this read. */
+    L->stash_addr = address;
+    uc_reg_read(uc, UC_X86_REG_EFLAGS, &L->stash_flags);
 }
 
 static uint64_t win_base_of(const struct xl_ctx *ctx, uint64_t addr, uint64_t *size)
@@ -452,6 +461,11 @@ static int handle_pending(struct live *L, uint64_t *rip)
     c->dirty = 0;
     /* the code hook already counted this instruction (this iteration) */
     c->max_iter = L->budget_on ? (uint64_t)L->budget_left + 1 : 0;
+    if (L->budget_on && xl_cpu_get(c, XL_RIP) == L->stash_addr) {
+        uc_reg_write(L->uc, UC_X86_REG_EFLAGS, &L->stash_flags);
+        c->regs[XL_RFLAGS] = L->stash_flags;
+        c->valid |= 1u << XL_RFLAGS;
+    }
     if (L->pending == PEND_HC && L->cfg->path != XL_PATH_TRAP)
         prefetch(L, hc_regs, 5);
     else if (L->cfg->path == XL_PATH_PVFAST)
