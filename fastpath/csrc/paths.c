@@ -360,6 +360,10 @@ static uint32_t str_access(struct xl_ctx *ctx, const struct xl_exit *ex, struct 
     if (write) {
         for (int i = 0; i < size; i++)
             c->wmem[off + (uint64_t)i] = (uint8_t)(*v >> (8 * i));
+        if (c->wlo >= c->whi || addr < c->wlo)
+            c->wlo = addr;
+        if (addr + (uint64_t)size > c->whi)
+            c->whi = addr + (uint64_t)size;
     } else {
         uint64_t x = 0;
         for (int i = size - 1; i >= 0; i--)
