@@ -61,6 +61,9 @@ struct live {
     const int *ids;
     int pending;
     uint32_t pend_kind;
+    uint32_t pend_size;     /* the access size Unicorn reports (a consistency check, rule 7) */
+    int pend_multi;         /* Unicorn went on after the faulting access (fxsave, maskmovdqu...) */
+    uint64_t multi_rip;
     uint64_t pend_addr;
     uint32_t stop;
     int budget_on;
@@ -251,12 +254,22 @@ static bool hook_unmapped(uc_engine *uc, uc_mem_type type, uint64_t addr, int si
 {
     struct live *L = (struct live *)ud;
     (void)uc;
-    (void)size;
     (void)value;  /* ground truth for tests only: a real exit carries no data */
     if ((type == UC_MEM_WRITE_UNMAPPED || type == UC_MEM_READ_UNMAPPED) && xl_dev_claims(L->ctx, addr)) {
+        if (L->pending == PEND_MMIO) {
+            /* A second access in the same segment: Unicorn did not stop at the first one.  Some
+             * helpers (fxsave, maskmovdqu) ignore the fault and go on, and the exit would then be
+             * reported at a later RIP; rule 7: never handled.  RIP is still on that instruction. */
+            if (!L->pend_multi) {
+                L->pend_multi = 1;
+                L->multi_rip = read_rip(L);
+            }
+            return false;
+        }
         L->pending = PEND_MMIO;
         L->pend_kind = type == UC_MEM_WRITE_UNMAPPED ? XL_MMIO_WRITE : XL_MMIO_READ;
         L->pend_addr = addr;
+        L->pend_size = size > 0 ? (uint32_t)size : 0;
         return false;
     }
     if (!L->stop) {
@@ -576,7 +589,10 @@ static void write_back(struct live *L)
 
 static int handle_pending(struct live *L, uint64_t *rip)
 {
-    struct xl_exit ex = {L->pend_addr, 0, L->pending == PEND_HC ? XL_HYPERCALL : L->pend_kind, 0};
+    /* the size is not data a real exit has: the paths use it only to refuse an exit whose
+     * instruction is not the one that made this access (Unicorn reports some at a later RIP) */
+    struct xl_exit ex = {L->pend_addr, 0, L->pending == PEND_HC ? XL_HYPERCALL : L->pend_kind,
+                         L->pending == PEND_HC ? 0 : L->pend_size};
     struct xl_result res;
     struct xl_cpu *c = &L->cpu;
     c->valid = 0;
@@ -740,6 +756,7 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
             break;
         }
         L.pending = PEND_NONE;
+        L.pend_multi = 0;
         err = uc_emu_start(uc, rip, cfg->until, 0, 0);  /* `until` is ignored once exits are on */
         out->segments++;
         if (L.prot_base) {
@@ -750,6 +767,25 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
             if (wd.halt) {  /* stop before handling: the instruction has not executed, RIP is on it */
                 L.stop = wd.halt;
                 out->rip = read_rip(&L);
+                break;
+            }
+            if (L.pend_multi) {
+                L.stop = XL_STOP_EMULATION_ERROR;
+                out->status = XL_E_MISMATCH;
+                out->addr = L.pend_addr;
+                record_bytes(&L, L.multi_rip);
+                L.ctx->errors++;
+                if (L.ctx->err.status == 0) {
+                    struct xl_err *e = &L.ctx->err;
+                    e->status = XL_E_MISMATCH;
+                    e->path = (uint8_t)cfg->path;
+                    e->kind = (uint8_t)L.pend_kind;
+                    e->rip = L.multi_rip;
+                    e->addr = L.pend_addr;
+                    e->len = out->len;
+                    memcpy(e->bytes, out->bytes, sizeof(e->bytes));
+                }
+                out->rip = L.multi_rip;
                 break;
             }
             if (handle_pending(&L, &rip) < 0)

@@ -494,6 +494,10 @@ static uint32_t exec_string(struct xl_ctx *ctx, const struct xl_exit *ex, struct
 static uint32_t xl_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,
                         const struct xl_insn *d, uint64_t rip)
 {
+    /* rule 7: the access Unicorn reported must be one this instruction makes (Unicorn reports the
+     * stores of some instructions -- fxsave, maskmovdqu -- at a later RIP) */
+    if (ex->size && ex->size != d->size)
+        return XL_E_MISMATCH;
     if (d->kind == XL_K_MOVS || d->kind == XL_K_STOS)
         return exec_string(ctx, ex, c, r, d, rip);
     uint64_t a = ea(c, d, rip);
