@@ -338,3 +338,17 @@ def test_store_reported_at_a_later_rip_is_never_handled(src: str, rip: int, path
     assert (r.stop, r.rip) == ("emulation_error", rip)
     assert r.error is not None and r.error.rip == rip and r.error.addr == REGS_MMIO
     assert dev(r)["regs"]["writes"] == 0
+
+
+@pytest.mark.parametrize("path,style", CONFIGS, ids=IDS)
+@pytest.mark.parametrize(
+    "max_insns,stop,rip,rcx",
+    [(7, "hlt", 0x8011, 0), (6, "budget", 0x8011, 0), (5, "budget", 0x800F, 0), (4, "budget", 0x800F, 1)],
+)
+def test_rep_counts_like_unicorn_on_every_path(
+    path: str, style: str, max_insns: int, stop: str, rip: int, rcx: int
+) -> None:
+    """A REP of 3 iterations counts 4 (Unicorn enters it once more to find rCX = 0), whether Unicorn
+    runs it (in place) or a path emulates it at an exit."""
+    r, m = run("mov ecx, 3\nmov rdi, REGS_MMIO\nrep stosb\nhlt", path, style, max_insns=max_insns)
+    assert (r.stop, r.rip, reg(m, "rcx")) == (stop, rip, rcx)

@@ -92,12 +92,14 @@ int xl_lock_guard_site(const uint8_t *p, size_t n, int mode)
         i++;
     if (i >= n)
         return 0;
+    /* only the register forms (ModRM.mod = 3): LOCK BT m / LOCK MOV... run as Unicorn runs them,
+     * as in the Python engine (emu/codeguard.py) */
     if (p[i] == 0x86 || p[i] == 0x87)
-        return 1;  /* XCHG with a register destination: Unicorn drops the LOCK */
-    if (p[i] != 0x0F || i + 1 >= n)
+        return i + 1 < n && p[i + 1] >> 6 == 3;  /* XCHG reg, reg: Unicorn drops the LOCK */
+    if (p[i] != 0x0F || i + 2 >= n || p[i + 2] >> 6 != 3)
         return 0;
     switch (p[i + 1]) {
-    case 0xA3: case 0xAB: case 0xB3: case 0xBB: case 0xBA:  /* BT BTS BTR BTC: Unicorn aborts */
+    case 0xA3: case 0xAB: case 0xB3: case 0xBB: case 0xBA:  /* BT BTS BTR BTC reg: Unicorn aborts */
     case 0xC0: case 0xC1:                                    /* XADD reg: Unicorn drops the LOCK */
         return 1;
     default:

@@ -473,7 +473,17 @@ static uint32_t exec_string(struct xl_ctx *ctx, const struct xl_exit *ex, struct
         rsi &= am;
         rdi &= am;
     }
+    /* entries of the REP as the budget counts them (as Unicorn/QEMU run a REP: one entry per
+     * iteration, and one more that finds rCX = 0 and moves on); with the budget spent on the last
+     * iteration, RIP stays on the REP (rCX = 0) and the next entry is the budget stop */
     c->iters = k;
+    int done = k == count;
+    if (done && d->rep) {
+        if (c->max_iter && c->max_iter <= k)
+            done = 0;
+        else
+            c->iters = k + 1;
+    }
     if (k) {
         if (movs)
             xl_cpu_set(c, 6, rsi);
@@ -486,7 +496,7 @@ static uint32_t exec_string(struct xl_ctx *ctx, const struct xl_exit *ex, struct
     }
     if (st)
         return st;
-    r->next_rip = k < count ? rip : next;
+    r->next_rip = done ? next : rip;
     return XL_OK;
 }
 
