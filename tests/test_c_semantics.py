@@ -352,3 +352,35 @@ def test_rep_counts_like_unicorn_on_every_path(
     runs it (in place) or a path emulates it at an exit."""
     r, m = run("mov ecx, 3\nmov rdi, REGS_MMIO\nrep stosb\nhlt", path, style, max_insns=max_insns)
     assert (r.stop, r.rip, reg(m, "rcx")) == (stop, rip, rcx)
+
+
+@pytest.mark.parametrize("path", ["fast", "inplace"])
+def test_sigint_stops_a_busy_c_guest(path: str) -> None:
+    """issue 13 H4: Ctrl-C reaches the C run through emu/interrupt.py's watchdog (the Python
+    engine's module; this test runs once both branches are merged)."""
+    pytest.importorskip("emu.interrupt")
+    import signal
+    import subprocess
+    import sys
+
+    # SIGINT is ignored until the run's watchdog takes it over, so the signal is sent until it lands
+    code = (
+        "import signal, sys\nfrom emu.assemble import assemble\nfrom fastpath import cengine as c\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\nprint('ready', flush=True)\n"
+        "r = c.run_machine_c(assemble('l: jmp l'), path=sys.argv[1], timeout=None)\n"
+        "print(r.stop.reason.value, hex(r.stop.rip), flush=True)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, path], stdout=subprocess.PIPE, text=True)
+    out = None
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        for _ in range(300):
+            proc.send_signal(signal.SIGINT)
+            try:
+                out = proc.communicate(timeout=0.1)[0]
+                break
+            except subprocess.TimeoutExpired:
+                continue
+    finally:
+        proc.kill()
+    assert out is not None and out.split() == ["interrupted", "0x8000"]
