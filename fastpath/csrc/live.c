@@ -93,12 +93,7 @@ struct xl_live_ctl {
     volatile uint32_t request;
 };
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
+static uint64_t mono_ns(void);
 
 static int ctl_init(struct xl_live_ctl *ctl)
 {
@@ -226,6 +221,13 @@ static void live_fill(struct xl_cpu *c, int i)
     if (L->ids[i] >= 0)
         uc_reg_read(L->uc, L->ids[i], &v);
     c->regs[i] = v;
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 static void record_bytes(struct live *L, uint64_t rip)
