@@ -181,7 +181,7 @@ def _table(data: bytes, name: str, what: str, off: int, num: int, entsize: int, 
     if num == 0:
         return
     if entsize != want:
-        raise GuestFormatError(f"{name}: {what} entry size {f}entsize = {entsize}, ELF needs {want}")
+        raise GuestFormatError(f"{name}: {what} entry size e_{f}entsize = {entsize}, ELF needs {want}")
     if off + num * entsize > len(data):
         raise GuestFormatError(
             f"{name}: {what} table (e_{f}off {off:#x}, e_{f}num {num} x e_{f}entsize {entsize}) runs past "
