@@ -678,7 +678,7 @@ class ElfBinary:
                     continue
                 if st.end_sequence:
                     if rows:
-                        self._lines.append((rows[0][0], st.address, sorted(rows)))
+                        self._lines.append((rows[0][0], st.address, rows))  # program order: the last row wins
                     rows = []
                     continue
                 idx = st.file if v5 else st.file - 1
