@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -84,8 +84,11 @@ class Explained:
 class Disassembler:
     """Capstone handles per mode, created on first use (owned by a caller, never module state)."""
 
+    _CHUNK = 4096  # bytes decoded per Capstone call by `walk`
+
     def __init__(self) -> None:
         self._cs: dict[int, capstone.Cs] = {}
+        self._light: dict[int, capstone.Cs] = {}
 
     def one(self, code: bytes, mode: int, rip: int) -> Any:
         """The first instruction of `code` at `rip`, or None if it does not decode."""
@@ -95,6 +98,25 @@ class Disassembler:
             cs.detail = True
             self._cs[mode] = cs
         return next(cs.disasm(code, rip, 1), None)
+
+    def walk(self, code: bytes, mode: int, addr: int) -> Iterator[tuple[int, Any]]:
+        """Linear sweep of `code` (at `addr`) without operand detail: (offset, insn) pairs, and
+        (offset, None) for each byte that starts no valid instruction. Capstone decodes a chunk per
+        call, and an instruction cut by a chunk's end is decoded again from the next chunk, so the
+        result is the same as decoding one instruction at a time, only faster."""
+        cs = self._light.get(mode)
+        if cs is None:
+            cs = self._light[mode] = capstone.Cs(capstone.CS_ARCH_X86, _CS_MODE[mode])
+        off, n = 0, len(code)
+        while off < n:
+            end = min(n, off + self._CHUNK)
+            for insn in cs.disasm(code[off:end], addr + off):
+                yield off, insn
+                off += insn.size
+            if off >= n or (end < n and end - off < MAX_INSN_LEN):
+                continue
+            yield off, None
+            off += 1
 
 
 def split_prefixes(code: bytes, mode: int) -> tuple[bytes, int]:
@@ -388,6 +410,7 @@ _GPR_FAMILY = {
     }.items()
     for name in [fam, *names.split()]
 }
+_WRITE = capstone.CS_AC_WRITE
 _BRANCH_GROUPS = (capstone.CS_GRP_JUMP, capstone.CS_GRP_CALL, capstone.CS_GRP_RET, capstone.CS_GRP_INT)
 
 
@@ -452,6 +475,23 @@ def _is_padding(code: bytes, mode: int, addr: int, dis: Disassembler) -> bool:
     return True
 
 
+_MOV_IMM = re.compile(r"^\w+, (?:0x[0-9a-f]+|\d+)$")
+_CONSTANT_ADDRESS = re.compile(r"(?:^|[ ,])(?:\w+ ptr )?\[(?:rip|eip|0x|\d)")  # [rip + d], [abs]; not fs:[…]
+
+
+def _worth_detail(insn: Any, raw: bytes, contract: Contract, windows: bool, known: _Constants) -> bool:
+    """A cheap text filter over the detail-free decode: can this instruction be a finding, or change
+    a tracked constant? (Operand detail from Capstone is the sweep's main cost.)"""
+    ops = insn.op_str
+    if raw == contract.encoding or "dx" in ops or ("word ptr" in ops and "ax" in ops):
+        return True
+    if not windows:
+        return False
+    if known.values or _CONSTANT_ADDRESS.search(ops):
+        return True
+    return insn.mnemonic in ("mov", "movabs") and bool(_MOV_IMM.match(ops))
+
+
 def _sweep_unit(
     unit: CodeUnit,
     mode: int,
@@ -462,21 +502,25 @@ def _sweep_unit(
 ) -> tuple[list[StaticSite], int]:
     """Linear sweep of one unit's bytes; nothing is decoded beyond them (an instruction that would
     run past the unit's end does not decode and is skipped a byte at a time, like any junk)."""
-    code, sites, off, known = unit.data, [], 0, _Constants(mode)
-    relocs = unit.relocations
-    while off < len(code):
-        rip = unit.addr + off
-        insn = dis.one(code[off : off + MAX_INSN_LEN], mode, rip)
-        if insn is None:
-            off += 1
+    code, sites, known = unit.data, [], _Constants(mode)
+    relocs, next_reloc = unit.relocations, 0
+    for off, light in dis.walk(code, mode, unit.addr):
+        if light is None:
             known.values.clear()
             continue
-        raw = bytes(insn.bytes)
-        off += len(raw)
-        reloc = next((r for r in relocs if r.addr < rip + len(raw) and r.addr + r.size > rip), None)
-        stores = [op for op in insn.operands if op.type == cx.X86_OP_MEM and op.access & capstone.CS_AC_WRITE]
-        targets = [t for op in stores if (t := known.target(insn, op, reloc is not None)) is not None]
-        known.update(insn, reloc is not None)
+        rip, raw = unit.addr + off, bytes(light.bytes)
+        while next_reloc < len(relocs) and relocs[next_reloc].addr + relocs[next_reloc].size <= rip:
+            next_reloc += 1
+        pending = relocs[next_reloc] if next_reloc < len(relocs) else None
+        reloc = pending if pending is not None and pending.addr < rip + len(raw) else None
+        if not _worth_detail(light, raw, contract, bool(windows), known):
+            continue
+        insn = dis.one(raw, mode, rip)
+        targets: list[int] = []
+        if windows:
+            mem = [op for op in insn.operands if op.type == cx.X86_OP_MEM and op.access & _WRITE]
+            targets = [t for op in mem if (t := known.target(insn, op, reloc is not None)) is not None]
+            known.update(insn, reloc is not None)
         window = next((t for t in targets for lo, n in windows if lo <= t < lo + n), None)
         looks = "agreed bytes" if raw == contract.encoding else _candidate(insn)
         if looks is None and window is None:

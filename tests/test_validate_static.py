@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import shutil
 import subprocess
 from contextlib import redirect_stderr, redirect_stdout
@@ -19,7 +20,7 @@ from emu.assemble import assemble
 from emu.elf import read_binary
 from emu.image import CodeRegion, GuestImage, Segment
 from emu.platform import NOTIFY_MMIO
-from fastpath.validate import SiteKind, scan_binary, scan_image, validate
+from fastpath.validate import Disassembler, SiteKind, scan_binary, scan_image, validate
 
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
 AGREED = bytes.fromhex("66 89 02")
@@ -153,6 +154,21 @@ def test_raw_and_snippet_sweeps_stay_inside_the_image() -> None:
     image = GuestImage("t", 64, 0x8000, (Segment(0x8000, AGREED * 4),),
                        executable=(CodeRegion(".text", 0x8003, AGREED + b"\x66"),))
     assert [s.rip for s in scan_image(image).sites] == [0x8003]
+
+
+@pytest.mark.parametrize("mode", [16, 32, 64])
+def test_chunked_walk_decodes_exactly_like_one_instruction_at_a_time(mode: int) -> None:
+    rng = random.Random(mode)
+    code = bytes(rng.randrange(256) for _ in range(3 * Disassembler._CHUNK + 7))
+    dis = Disassembler()
+    walked = [(off, bytes(i.bytes) if i is not None else None) for off, i in dis.walk(code, mode, 0x1000)]
+    one: list[tuple[int, bytes | None]] = []
+    off = 0
+    while off < len(code):
+        insn = dis.one(code[off : off + 15], mode, 0x1000 + off)
+        one.append((off, bytes(insn.bytes) if insn is not None else None))
+        off += insn.size if insn is not None else 1
+    assert walked == one
 
 
 def test_data_between_functions_is_not_decoded_but_is_mentioned(tmp_path: Path) -> None:
