@@ -59,12 +59,16 @@ def _static_report(args: argparse.Namespace) -> Any:
     """--static: an ELF file is read as a binary (any ELF type, no RAM check: it is not loaded);
     anything else (snippet, raw binary, built-in) is resolved as for a run and swept."""
     from emu.elf import read_binary
+    from emu.errors import GuestFormatError
     from fastpath.validate import validate_static
 
     p = Path(args.guest)
     if args.guest != "-" and p.is_file():
-        with p.open("rb") as f:
-            magic = f.read(4)
+        try:
+            with p.open("rb") as f:
+                magic = f.read(4)
+        except OSError as exc:
+            raise GuestFormatError(f"{p}: cannot read ({exc.strerror})") from None
         if magic == b"\x7fELF":
             binary = read_binary(str(p))
             if args.mode is not None and args.mode != binary.mode:
