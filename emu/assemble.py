@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from emu.elf import load_elf
+from emu.elf import load_elf, parse_header, section_headers
 from emu.errors import AssemblyError, GuestFormatError, ToolMissingError
 from emu.image import CodeRegion, GuestImage, Segment
 from emu.platform import DEFAULT_SYMBOLS, LOAD_ADDR
@@ -109,9 +109,25 @@ def assemble(
         if proc.returncode != 0:
             raise _diagnostics(proc.stderr, base)
         data = out.read_bytes()
+        text = _text_size(obj.read_bytes(), load_addr)
     if not data:
         raise AssemblyError(f"{base}: the snippet assembled to no bytes", file=base)
-    return GuestImage(name=base, mode=mode, entry=load_addr, segments=(Segment(load_addr, data),))
+    code = (CodeRegion(".text", load_addr, data[:text]),) if 0 < text < len(data) else None
+    return GuestImage(name=base, mode=mode, entry=load_addr, segments=(Segment(load_addr, data),),
+                      executable=code)
+
+
+def _text_size(obj: bytes, load_addr: int) -> int:
+    """How many bytes of the linked snippet are its .text sections (the link script puts them first,
+    in input order, each at its alignment; .rodata/.data/.bss follow), so static tools do not sweep
+    a snippet's data as code."""
+    hdr = parse_header(obj, "guest.o")
+    end = load_addr
+    for s in section_headers(obj, hdr, "guest.o"):
+        if s.name == ".text" or s.name.startswith(".text."):
+            align = max(s.addralign, 1)
+            end = (end + align - 1) // align * align + s.size
+    return end - load_addr
 
 
 def load_raw(data: bytes, mode: int = 64, name: str = "raw", load_addr: int = LOAD_ADDR) -> GuestImage:

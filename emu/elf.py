@@ -18,6 +18,7 @@ symbol tables, relocations and DWARF are read with pyelftools, whose failures ar
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import io
 import struct
 from collections.abc import Iterable
@@ -124,6 +125,7 @@ class SectionHeader:
     link: int
     info: int
     entsize: int
+    addralign: int = 1
 
     @property
     def executable(self) -> bool:
@@ -265,7 +267,7 @@ def section_headers(data: bytes, hdr: Header, name: str) -> tuple[SectionHeader,
         sh_size,
         sh_link,
         sh_info,
-        _al,
+        sh_addralign,
         sh_entsize,
     ) in enumerate(raw):
         if sh_name >= len(names) and sh_name:
@@ -276,7 +278,8 @@ def section_headers(data: bytes, hdr: Header, name: str) -> tuple[SectionHeader,
         label = names[sh_name : end if end >= 0 else len(names)].decode("utf-8", "replace")
         out.append(
             SectionHeader(
-                i, label, sh_type, sh_flags, sh_addr, sh_offset, sh_size, sh_link, sh_info, sh_entsize
+                i, label, sh_type, sh_flags, sh_addr, sh_offset, sh_size, sh_link, sh_info, sh_entsize,
+                sh_addralign,
             )
         )
     return tuple(out)
@@ -496,21 +499,7 @@ class ElfBinary:
                     at = off + _SYM_VALUE_AT[cls]
                     (value,) = struct.unpack_from(addr_fmt, buf, at)
                     struct.pack_into(addr_fmt, buf, at, (value + base[shndx]) % (1 << cls))
-        laid = tuple(
-            SectionHeader(
-                s.index,
-                s.name,
-                s.type,
-                s.flags,
-                base.get(s.index, s.addr),
-                s.offset,
-                s.size,
-                s.link,
-                s.info,
-                s.entsize,
-            )
-            for s in sections
-        )
+        laid = tuple(dataclasses.replace(s, addr=base.get(s.index, s.addr)) for s in sections)
         return bytes(buf), laid
 
     def _read_symbols(self) -> None:

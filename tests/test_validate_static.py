@@ -156,6 +156,27 @@ def test_raw_and_snippet_sweeps_stay_inside_the_image() -> None:
     assert [s.rip for s in scan_image(image).sites] == [0x8003]
 
 
+def test_snippet_data_sections_are_not_swept() -> None:
+    src = """
+        mov rdx, NOTIFY_MMIO
+        mov word ptr [rdx], ax
+        hlt
+        .section .text.more, "ax"
+        mov word ptr [rdx + 2], ax
+        .section .rodata
+        .byte 0x66, 0x89, 0x02, 0x66, 0x89, 0x4a, 0x04
+        .data
+        .byte 0x66, 0x89, 0x02
+    """
+    image = assemble(src, mode=64)
+    (text,) = image.code_regions
+    assert image.segments[0].data.count(AGREED) == 3 and text.data.count(AGREED) == 1
+    assert [(s.kind, s.disasm) for s in scan_image(image).sites] == [
+        (SiteKind.CONTRACT_SITE, "mov word ptr [rdx], ax"),
+        (SiteKind.NEAR_MISS, "mov word ptr [rdx + 2], ax"),
+    ]
+
+
 @pytest.mark.parametrize("mode", [16, 32, 64])
 def test_chunked_walk_decodes_exactly_like_one_instruction_at_a_time(mode: int) -> None:
     rng = random.Random(mode)
