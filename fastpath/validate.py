@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -28,6 +29,7 @@ from capstone import x86 as cx
 from emu.board import Board, default_board
 from emu.cpu import Cpu, Outcome
 from emu.elf import CodeUnit, ElfBinary, Location, Relocation
+from emu.errors import ExitlabError
 from emu.exits import MAX_INSN_LEN, ExitKind, ExitRecord
 from emu.image import GuestImage
 from emu.machine import Machine, MmioStyle, Stop
@@ -499,12 +501,15 @@ def _sweep_unit(
     dis: Disassembler,
     windows: Sequence[tuple[int, int]],
     locate: Callable[[int], Location] | None,
+    deadline: float | None = None,
 ) -> tuple[list[StaticSite], int]:
     """Linear sweep of one unit's bytes; nothing is decoded beyond them (an instruction that would
     run past the unit's end does not decode and is skipped a byte at a time, like any junk)."""
     code, sites, known = unit.data, [], _Constants(mode)
     relocs, next_reloc = unit.relocations, 0
-    for off, light in dis.walk(code, mode, unit.addr):
+    for steps, (off, light) in enumerate(dis.walk(code, mode, unit.addr)):
+        if deadline is not None and steps % 1024 == 1023 and time.monotonic() > deadline:
+            raise ExitlabError(f"the static sweep hit the --timeout at {unit.addr + off:#x}")
         if light is None:
             known.values.clear()
             continue
@@ -561,11 +566,13 @@ def sweep(
     contract: Contract = CONTRACT_V1,
     windows: Sequence[tuple[int, int]] = (),
     locate: Callable[[int], Location] | None = None,
+    deadline: float | None = None,
 ) -> StaticScan:
     """Sweep every code unit (one function, or a whole code region) and nothing else. Gap units
     (between functions) are only checked for being padding; if not, they are listed as unswept.
     `windows` are the pv windows a dynamic run used: stores to constant addresses inside them are
-    reported as notify-like even when they do not look like a notify."""
+    reported as notify-like even when they do not look like a notify. Past `deadline` (a
+    time.monotonic() value: what is left of --timeout) the sweep stops with an ExitlabError."""
     dis = Disassembler()
     sites: list[StaticSite] = []
     unswept: list[Unswept] = []
@@ -576,27 +583,32 @@ def sweep(
                 where = locate(unit.addr) if locate is not None else Location(unit.section, unit.addr)
                 unswept.append(Unswept(where, len(unit.data)))
             continue
-        found, n = _sweep_unit(unit, mode, contract, dis, windows, locate)
+        found, n = _sweep_unit(unit, mode, contract, dis, windows, locate, deadline)
         sites += found
         count, swept = count + 1, swept + n
     return StaticScan(tuple(sites), tuple(unswept), count, swept)
 
 
 def scan_image(
-    image: GuestImage, contract: Contract = CONTRACT_V1, windows: Sequence[tuple[int, int]] = ()
+    image: GuestImage,
+    contract: Contract = CONTRACT_V1,
+    windows: Sequence[tuple[int, int]] = (),
+    deadline: float | None = None,
 ) -> StaticScan:
     """Sweep a guest image's code: an ELF's executable sections function by function, a snippet's
     or raw binary's whole image (it has no code/data distinction; see docs/contract.md)."""
     units, locate, elf = _image_units(image)
-    scan = sweep(units, image.mode, contract, windows, locate)
+    scan = sweep(units, image.mode, contract, windows, locate, deadline)
     if elf is not None and elf.warnings:
         scan = replace(scan, warnings=tuple(elf.warnings))
     return scan
 
 
-def scan_static(image: GuestImage, contract: Contract = CONTRACT_V1) -> tuple[StaticSite, ...]:
+def scan_static(
+    image: GuestImage, contract: Contract = CONTRACT_V1, deadline: float | None = None
+) -> tuple[StaticSite, ...]:
     """Contract sites and near misses in `image`'s code, with the reason `explain` gives."""
-    return scan_image(image, contract).sites
+    return scan_image(image, contract, deadline=deadline).sites
 
 
 def scan_binary(binary: ElfBinary, contract: Contract = CONTRACT_V1) -> StaticScan:
@@ -665,8 +677,9 @@ def validate(
     timeout: float | None = 10.0,
     contract: Contract = CONTRACT_V1,
 ) -> Report:
+    deadline = None if timeout is None else time.monotonic() + timeout  # one limit for both phases
     dyn = validate_dynamic(image, board, max_insns, timeout, contract)
-    scan = scan_image(image, contract, dyn.windows)
+    scan = scan_image(image, contract, dyn.windows, deadline)
     return Report(image.name, image.mode, dyn.conforming, dyn.violations, scan.sites, dyn.stop, scan.unswept,
                   scan.warnings, swept=_swept(scan))
 

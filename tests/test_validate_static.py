@@ -9,6 +9,7 @@ import json
 import random
 import shutil
 import subprocess
+import time
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 from emu import cli
 from emu.assemble import assemble
 from emu.elf import read_binary
+from emu.errors import ExitlabError
 from emu.image import CodeRegion, GuestImage, Segment
 from emu.platform import NOTIFY_MMIO
 from fastpath.validate import Disassembler, SiteKind, scan_binary, scan_image, validate
@@ -312,6 +314,15 @@ def test_notify_like_constants_are_forgotten_at_branches() -> None:
     report = validate(assemble(src, mode=64))
     (nl,) = report.notify_like
     assert nl.disasm == "mov word ptr [rsi + 2], cx" and f"{NOTIFY_MMIO + 0x12:#x}" in nl.reason
+
+
+def test_sweep_stops_at_its_deadline() -> None:
+    """Issue 13 H5 for the per-unit sweep: past the deadline (what is left of --timeout) it stops
+    with a clear error instead of sweeping on; without one it sweeps everything."""
+    image = GuestImage("big", 64, 0x8000, (Segment(0x8000, b"\x90" * 50_000),))
+    assert scan_image(image).swept_bytes == 50_000
+    with pytest.raises(ExitlabError, match="static sweep hit the --timeout"):
+        scan_image(image, deadline=time.monotonic() - 1)
 
 
 def test_static_cli_errors_are_one_line(tmp_path: Path) -> None:
