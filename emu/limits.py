@@ -41,7 +41,9 @@ def check_timeout(value: float, option: str = "--timeout") -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise UsageError(f"{option} must be a number of seconds (got {value!r})")
     if not math.isfinite(value) or not 0 < value <= TIMEOUT_MAX:
-        raise UsageError(f"{option} must be a finite number of seconds, 0 < T <= {TIMEOUT_MAX} (got {value!r})")
+        raise UsageError(
+            f"{option} must be a finite number of seconds, 0 < T <= {TIMEOUT_MAX} (got {value!r})"
+        )
     return float(value)
 
 
@@ -85,7 +87,9 @@ def check_u64(value: int, what: str) -> int:
 # -- argparse adapters ------------------------------------------------------------------------------
 
 
-def _argtype(parse: Callable[[str], object], check: Callable[..., object], what: str) -> Callable[[str], object]:
+def _argtype(
+    parse: Callable[[str], object], check: Callable[..., object], what: str
+) -> Callable[[str], object]:
     def convert(text: str) -> object:
         try:
             value = parse(text)

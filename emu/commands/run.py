@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +14,9 @@ from emu.errors import ExitlabError
 from emu.hostio import echo_console
 from emu.inputs import decode_text, read_stdin
 from emu.limits import STDIN_SOURCE_MAX, max_insns_arg, timeout_arg
+from emu.machine import Machine, MmioStyle, RunResult
 from emu.outfile import OutputFile
 from emu.runexit import exit_status, finish_trace, interrupted_result
-from emu.machine import Machine, MmioStyle, RunResult
 from emu.trace import TraceWriter
 
 NAME = "run"
