@@ -52,14 +52,26 @@ def read_file(path: str | Path, limit: int, what: str = "input") -> bytes:
 
 
 def read_stdin(limit: int, what: str = "input") -> bytes:
+    return read_stream(binary_stdin(), limit, "<stdin>")
+
+
+class _EncodedText:
+    """A text stream (tests, embedding) seen as bytes, for readers that want `readline(limit)`."""
+
+    def __init__(self, text: IO[str]) -> None:
+        self._text = text
+
+    def readline(self, limit: int = -1) -> bytes:
+        return self._text.readline(limit).encode("utf-8", "surrogateescape")
+
+    def read(self, limit: int = -1) -> bytes:
+        return self._text.read(limit).encode("utf-8", "surrogateescape")
+
+
+def binary_stdin() -> IO[bytes]:
+    """stdin as bytes (its buffer, or the text stream a test put there, encoded)."""
     buf = getattr(sys.stdin, "buffer", None)
-    if buf is None:  # a text stream (tests, embedding): encode what it holds, still bounded
-        text = sys.stdin.read(limit + 1)
-        data = text.encode("utf-8", "surrogateescape")
-        if len(data) > limit:
-            raise InputError(f"<stdin>: larger than the {_limit_text(limit)} limit for {what}")
-        return data
-    return read_stream(buf, limit, "<stdin>")
+    return buf if buf is not None else _EncodedText(sys.stdin)  # type: ignore[return-value]
 
 
 def decode_text(data: bytes, name: str) -> str:

@@ -19,7 +19,7 @@ from emu.commands.decode import parse_hex
 from emu.errors import ExitlabError, InputError
 from emu.exits import GPR_NAMES
 from emu.generic import emulate_at
-from emu.inputs import iter_lines, loads_strict
+from emu.inputs import binary_stdin, iter_lines, loads_strict
 from emu.limits import BATCH_LINE_MAX
 
 NAME = "emulate"
@@ -81,7 +81,7 @@ def run_stream(lines: IO[bytes], out: TextIO, name: str = "<stdin>") -> int:
 
 def run(args: argparse.Namespace) -> int:
     if args.batch == "-":
-        run_stream(sys.stdin.buffer, sys.stdout)
+        run_stream(binary_stdin(), sys.stdout)
         return 0
     if os.path.isdir(args.batch):
         raise InputError(f"{args.batch}: is a directory, not a batch file")
