@@ -17,6 +17,7 @@ from emu.errors import EmulationError, ExitlabError, UsageError
 from emu.exits import REG_NAMES
 from emu.limits import INSN_MAX, check_u64, check_window
 
+
 class CaseError(ExitlabError):
     """A batch case that does not follow the schema (the message names the field)."""
 
