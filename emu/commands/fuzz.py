@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from emu.boundary import EXIT_INTERRUPTED
+from fastpath.fuzz.corpuscheck import check_corpus
 from fastpath.fuzz.gen import GENERATORS
 
 NAME = "fuzz"
@@ -113,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
     corpus = args.corpus
     if corpus is None and "corpus" in args.gen and Path(DEFAULT_CORPUS).is_dir():
         corpus = DEFAULT_CORPUS
+    if corpus is not None:
+        check_corpus(corpus, "corpus" in args.gen)  # before the campaign: missing dir, corrupt files
     config = FuzzConfig(cases=args.cases, seed=args.seed, jobs=args.jobs, generators=args.gen, corpus=corpus)
     result = run_campaign(config)
     paths = write_reproducers(result, args.out) if result.reported else []
@@ -121,5 +125,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(summary_text(result, paths))
     if result.interrupted:
-        print("exitlab fuzz: interrupted; the summary covers the cases run so far", file=sys.stderr)
+        print(f"exitlab fuzz: interrupted after {result.tally.cases} of {args.cases} cases; "
+              "the summary covers only those", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 1 if result.unexplained else 0
