@@ -155,6 +155,10 @@ class OutputFile:
         with self.writing() as fh:
             fh.write(text)
 
+    def write_bytes(self, data: bytes) -> None:
+        with self.writing("wb") as fh:
+            fh.write(data)
+
 
 def write_text_atomic(path: str | Path, text: str, what: str = "output") -> None:
     """Write `text` to `path` all or nothing (see OutputFile)."""

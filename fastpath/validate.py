@@ -17,6 +17,7 @@ the run under `--strict`.
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ from capstone import x86 as cx
 from emu.assemble import GuestImage
 from emu.board import Board, default_board
 from emu.cpu import Cpu, Outcome
+from emu.errors import ExitlabError
 from emu.exits import MAX_INSN_LEN, ExitKind, ExitRecord
 from emu.machine import Machine, MmioStyle, Stop
 from fastpath.contract import CONTRACT_V1, LEGACY_PREFIX_BYTES, Contract
@@ -333,14 +335,21 @@ def _candidate(insn: Any) -> str | None:
     return " and ".join(why) or None
 
 
-def scan_static(image: GuestImage, contract: Contract = CONTRACT_V1) -> tuple[StaticSite, ...]:
+def scan_static(
+    image: GuestImage, contract: Contract = CONTRACT_V1, deadline: float | None = None
+) -> tuple[StaticSite, ...]:
     """Linear sweep over `image.code` from `image.load_addr`; undecodable bytes are skipped one at a
-    time. Lists contract sites and near misses with the reason `explain` gives."""
+    time. Lists contract sites and near misses with the reason `explain` gives. Past `deadline`
+    (a time.monotonic() value: what is left of --timeout) the sweep stops with an ExitlabError."""
     dis = Disassembler()
     code, base, mode = image.code, image.load_addr, image.mode
     sites: list[StaticSite] = []
     off = 0
+    steps = 0
     while off < len(code):
+        steps += 1
+        if deadline is not None and steps % 1024 == 0 and time.monotonic() > deadline:
+            raise ExitlabError(f"the static sweep hit the --timeout after {off:#x} of {len(code):#x} bytes")
         rip = base + off
         insn = dis.one(code[off : off + MAX_INSN_LEN], mode, rip)
         if insn is None:
@@ -401,8 +410,9 @@ def validate(
     timeout: float | None = 10.0,
     contract: Contract = CONTRACT_V1,
 ) -> Report:
+    deadline = None if timeout is None else time.monotonic() + timeout  # one limit for both phases
     dyn = validate_dynamic(image, board, max_insns, timeout, contract)
-    static = scan_static(image, contract)
+    static = scan_static(image, contract, deadline)
     return Report(image.name, image.mode, dyn.conforming, dyn.violations, static, dyn.stop)
 
 
