@@ -109,6 +109,7 @@ def _int(text: str) -> int:
 
 
 timeout_arg = _argtype(float, check_timeout, "a number of seconds")
+u64_arg = _argtype(_int, check_u64, "an integer")
 max_insns_arg = _argtype(_int, check_max_insns, "an integer")
 
 

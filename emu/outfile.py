@@ -163,3 +163,19 @@ class OutputFile:
 def write_text_atomic(path: str | Path, text: str, what: str = "output") -> None:
     """Write `text` to `path` all or nothing (see OutputFile)."""
     OutputFile(path, what).write_text(text)
+
+
+def check_output_dir(path: str | Path, what: str = "output directory") -> None:
+    """A directory exitlab will create files in: it exists as a directory, or can be created."""
+    p = Path(path)
+    if str(path) == "":
+        raise OutputError(f"{what}: empty name")
+    if p.exists():
+        if not p.is_dir():
+            raise OutputError(f"{what} {p}: exists and is not a directory")
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise OutputError(f"{what} {p}: is not writable")
+        return
+    parent = next((a for a in p.absolute().parents if a.exists()), None)
+    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{what} {p}: cannot be created (nearest existing parent: {parent})")
