@@ -106,7 +106,7 @@ def guard(name: str | Callable[[], str], body: Callable[[], int]) -> int:
     def fail(status: int, message: str) -> int:
         try:
             sys.stdout.flush()  # what the command printed comes before the error line
-        except OSError:
+        except (OSError, ExitlabError):
             _silence_stdout()
         _stderr(f"{name if isinstance(name, str) else name()}: {message}")
         return status

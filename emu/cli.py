@@ -53,5 +53,6 @@ def main(argv: list[str] | None = None) -> int:
 
     return guard(prog, body)
 
+
 if __name__ == "__main__":
     sys.exit(main())
