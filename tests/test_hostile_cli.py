@@ -85,7 +85,8 @@ def test_keyboard_interrupt_anywhere_is_130(capsys: pytest.CaptureFixture[str]) 
 @pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e30", "18446744073", "1e7", "-1", "0", "0.0", "x"])
 @pytest.mark.parametrize("engine", ENGINES)
 def test_bad_timeout_is_a_usage_error_on_every_engine(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, engine: str, value: str
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, engine: str,
+    value: str,
 ) -> None:
     monkeypatch.setattr(Machine, "run", lambda *a, **k: pytest.fail("an engine started"))
     rc, _, err = main(capsys, "run", "kick_mmio", "--engine", engine, "--timeout", value,
@@ -113,13 +114,16 @@ def test_limit_edges_are_accepted() -> None:
 
 
 def test_max_timeout_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    rc, _, _ = main(capsys, "run", "kick_mmio", "--timeout", str(TIMEOUT_MAX), "--max-insns", str(MAX_INSNS_MAX))
+    rc, _, _ = main(capsys, "run", "kick_mmio", "--timeout", str(TIMEOUT_MAX),
+                    "--max-insns", str(MAX_INSNS_MAX))
     assert rc == 0
 
 
-@pytest.mark.parametrize("argv", [["bench", "--exits", "0"], ["bench", "--repeat", "0"], ["bench", "--exits", "-3"],
-                                  ["kvm-bench", "--exits", "0"], ["kvm-bench", "--repeat", "0"],
-                                  ["fuzz", "--jobs", "100000"], ["decode", "668902", "--rip", "-1"]])
+@pytest.mark.parametrize("argv", [
+    ["bench", "--exits", "0"], ["bench", "--repeat", "0"], ["bench", "--exits", "-3"],
+    ["kvm-bench", "--exits", "0"], ["kvm-bench", "--repeat", "0"],
+    ["fuzz", "--jobs", "100000"], ["decode", "668902", "--rip", "-1"],
+])
 def test_counts_are_bounded_before_any_work(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     """W12: `bench --exits 0` used to run the full default sweep."""
     rc, _, err = main(capsys, *argv)
@@ -138,8 +142,10 @@ class _FullStdout(io.TextIOBase):
         raise OSError(errno.ENOSPC, "No space left on device")
 
 
-@pytest.mark.parametrize("argv", [["run", "kick_mmio"], ["run", "kick_mmio", "--json"], ["decode", "66 89 02"],
-                                  ["ioplan"], ["validate", "kick_mmio"]])
+@pytest.mark.parametrize("argv", [
+    ["run", "kick_mmio"], ["run", "kick_mmio", "--json"], ["decode", "66 89 02"], ["ioplan"],
+    ["validate", "kick_mmio"],
+])
 def test_full_stdout_is_one_line_error(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, argv: list[str]
 ) -> None:
@@ -150,8 +156,10 @@ def test_full_stdout_is_one_line_error(
     assert_one_line_error(err, "standard output", "No space left")
 
 
-@pytest.mark.parametrize("argv", [["run", "hello"], ["decode", "66 89 02"], ["ioplan"], ["validate", "kick_mmio"],
-                                  ["fuzz", "--cases", "3", "--gen", "structured"]])
+@pytest.mark.parametrize("argv", [
+    ["run", "hello"], ["decode", "66 89 02"], ["ioplan"], ["validate", "kick_mmio"],
+    ["fuzz", "--cases", "3", "--gen", "structured"],
+])
 def test_dev_full_subprocess(argv: list[str], tmp_path: Path) -> None:
     """T8 as a user sees it: `exitlab ... > /dev/full` is one line and status 1, for every command."""
     if "fuzz" in argv:
