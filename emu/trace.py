@@ -158,7 +158,7 @@ def _check_header(header: Any, path: str | Path) -> None:
     if not isinstance(header, dict) or header.get("schema") != SCHEMA:
         raise TraceError(f"{path}:1: not an {SCHEMA} file")
     version = header.get("version")
-    if isinstance(version, bool) or version != VERSION:
+    if type(version) is not int or version != VERSION:
         raise TraceError(f"{path}:1: trace version {json.dumps(version)} (this exitlab reads {VERSION})")
     mode = header.get("mode", 64)
     if isinstance(mode, bool) or mode not in (16, 32, 64):
