@@ -91,7 +91,7 @@ def write_crash_report(prog: str, exc: BaseException) -> str | None:
     try:
         fd, path = tempfile.mkstemp(prefix="exitlab-crash-", suffix=".txt")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(f"{prog} {' '.join(sys.argv[1:])}\n\n")
+            fh.write(f"{prog}: internal error; command line {sys.argv!r}\n\n")
             fh.write("".join(traceback.format_exception(exc)))
         return path
     except OSError:
@@ -111,6 +111,7 @@ def guard(name: str | Callable[[], str], body: Callable[[], int]) -> int:
         _stderr(f"{name if isinstance(name, str) else name()}: {message}")
         return status
 
+    hostio.reset()
     real_stdout, real_hook = sys.stdout, threading.excepthook
     sys.stdout = _StdoutProxy(real_stdout)  # type: ignore[assignment]
     threading.excepthook = _thread_bug_hook(name)

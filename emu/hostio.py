@@ -46,3 +46,9 @@ def take_pending_error() -> OutputError | None:
 
 def stdout_error(exc: OSError) -> OutputError:
     return OutputError(f"cannot write to standard output: {exc.strerror or exc}")
+
+
+def reset() -> None:
+    """Forget a swallowed error (a new command starts; in-process callers run several)."""
+    global _pending
+    _pending = None
