@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
 import sys
 
@@ -64,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
     modes = ("live", "replay") if args.mode == "both" else (args.mode,)
     total = repeat * len(costs.plan_rows(mechs, engines, modes))
     bar = None
-    if not args.no_progress and sys.stderr.isatty():
-        from tqdm import tqdm
+    if not args.no_progress and sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None:
+        from tqdm import tqdm  # the `bench` extra; without it, no progress bar (never a crash)
 
         bar = tqdm(total=total, desc="bench", unit="row", file=sys.stderr, leave=False)
 
