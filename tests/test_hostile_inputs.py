@@ -363,3 +363,11 @@ def test_validate_cli_big_guest_with_short_timeout(capsys: Cap, tmp_path: Path) 
 
 def test_cli_is_importable_once() -> None:
     assert cli.main is not None
+
+
+@pytest.mark.parametrize("argv", [["run", ""], ["validate", ""], ["fuzz", "--replay", ""]])
+def test_empty_input_name_is_an_error_not_a_default(capsys: Cap, argv: list[str]) -> None:
+    """`fuzz --replay ""` used to start a 10 000-case campaign; `run ""` read the current directory."""
+    rc, _, err = main(capsys, *argv)
+    assert rc == 1
+    assert_one_line_error(err, "empty")

@@ -108,7 +108,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.replay:
+    if args.replay is not None:  # `--replay ""` is a bad file name, not "no replay"
         return _replay(args)
     from pathlib import Path
 

@@ -82,6 +82,8 @@ def resolve_guest(arg: str, mode: int | None) -> GuestImage:
     if arg == "-":
         text = decode_text(read_stdin(STDIN_SOURCE_MAX, "assembly source"), "<stdin>")
         return assemble(text, mode=mode or source_mode(text) or 64, name="stdin.S")
+    if not arg:
+        raise ExitlabError("GUEST: empty name (a file, '-' for stdin, or a built-in example)")
     p = Path(arg)
     if not p.exists():
         found = guests.builtin(arg)
