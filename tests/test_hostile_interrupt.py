@@ -128,3 +128,13 @@ def test_interrupted_parallel_fuzz_counts_finished_chunks(monkeypatch: pytest.Mo
     result = runner.run_campaign(config, progress=False)
     assert result.interrupted
     assert result.tally.cases >= 5 and result.tally.cases % 5 == 0
+
+
+def test_validate_interrupted_is_130(capsys: Cap, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted_run(self: Machine, *a: Any, **k: Any) -> RunResult:
+        return RunResult(Stop(interrupted_reason(), 0x8000, "interrupted"), dict(self.exit_counts),
+                         self.regs(), "", self.board.state())
+
+    monkeypatch.setattr(Machine, "run", interrupted_run)
+    rc, out, _ = main(capsys, "validate", "kick_mmio")
+    assert rc == 130 and "interrupted" in out
