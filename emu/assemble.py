@@ -17,6 +17,8 @@ from pathlib import Path
 from emu.elf import load_elf, parse_header, section_headers
 from emu.errors import AssemblyError, GuestFormatError, ToolMissingError
 from emu.image import CodeRegion, GuestImage, Segment
+from emu.inputs import read_file
+from emu.limits import GUEST_FILE_MAX
 from emu.platform import DEFAULT_SYMBOLS, LOAD_ADDR
 
 __all__ = ["MODES", "CodeRegion", "GuestImage", "Segment", "assemble", "load_elf", "load_guest", "load_raw",
@@ -149,10 +151,7 @@ def source_mode(text: str) -> int | None:
 def load_guest(path: str | Path, mode: int | None = None, load_addr: int = LOAD_ADDR) -> GuestImage:
     """Pick the loader by content: ELF magic, else an assembly source by suffix, else raw bytes."""
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise GuestFormatError(f"{p}: cannot read guest ({exc.strerror})") from None
+    data = read_file(p, GUEST_FILE_MAX, "guest")  # bounded: `run /dev/zero` is an error, not a hang
     if data[:4] == b"\x7fELF":
         return load_elf(data, name=p.name, mode=mode)
     if p.suffix in (".S", ".s", ".asm"):

@@ -13,7 +13,7 @@ import sys
 from types import ModuleType
 
 from emu import commands
-from emu.errors import ExitlabError
+from emu.boundary import guard
 
 
 def _command_modules() -> list[ModuleType]:
@@ -40,18 +40,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
+    """Parse and run one subcommand inside the error boundary (emu/boundary.py: exit statuses)."""
+    holder: dict[str, argparse.Namespace] = {}
+
+    def body() -> int:
+        args = holder["args"] = build_parser().parse_args(argv)
         return int(args._run(args))
-    except ExitlabError as exc:
-        print(f"exitlab {args.command}: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"exitlab {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 0
+
+    def prog() -> str:
+        args = holder.get("args")
+        return f"exitlab {args.command}" if args is not None else "exitlab"
+
+    return guard(prog, body)
 
 
 if __name__ == "__main__":

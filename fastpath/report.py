@@ -13,7 +13,7 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from fastpath.costs import SEED_PIO_CYCLES, Row, Sweep, seed_ratio
 
@@ -154,7 +154,7 @@ def write_json(sweep: Sweep, path: str | Path) -> None:
     Path(path).write_text(json.dumps(to_json(sweep), indent=2) + "\n")
 
 
-def plot(sweep: Sweep, path: str | Path) -> None:
+def plot(sweep: Sweep, path: str | Path | IO[bytes], format: str | None = None) -> None:
     """One panel per (engine, mode): ns/exit per mechanism, trap and tax stacked, log scale, with
     the seed's ratio to PIO drawn as a marker at seed_ratio x this panel's PIO median."""
     import matplotlib
@@ -196,5 +196,5 @@ def plot(sweep: Sweep, path: str | Path) -> None:
         ax.legend(loc="lower right", fontsize=8)
     fig.suptitle(f"exitlab: host cost per notify exit ({sweep.exits} exits, median of {sweep.repeat})")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format=format)  # format: needed when `path` is a stream
     plt.close(fig)

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import io
 import sys
 
 from emu.errors import ExitlabError
+from emu.extras import plot_format
+from emu.limits import count_arg
+from emu.outfile import OutputFile
 
 NAME = "bench"
 HELP = "measure what each way of notifying a device costs the host (table, JSON, plot)"
@@ -21,10 +26,12 @@ DESCRIPTION = (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="few exits and repeats (what `make demo` runs)")
     p.add_argument(
-        "--exits", type=int, default=None, metavar="N", help="exits per run (default 20000; quick 5000)"
+        "--exits", type=count_arg(10**8), default=None, metavar="N",
+        help="exits per run, 1 .. 10**8 (default 20000; quick 5000)"
     )
     p.add_argument(
-        "--repeat", type=int, default=None, metavar="R", help="interleaved repeats (default 5; quick 3)"
+        "--repeat", type=count_arg(1000), default=None, metavar="R",
+        help="interleaved repeats, 1 .. 1000 (default 5; quick 3)"
     )
     p.add_argument("--engine", choices=("python", "c", "both"), default="both", help="which engine's rows")
     p.add_argument("--mode", choices=("live", "replay", "both"), default="both", help="live, replay, or both")
@@ -39,8 +46,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from fastpath import costs, report
 
-    exits = args.exits or (5000 if args.quick else 20000)
-    repeat = args.repeat or (3 if args.quick else 5)
+    # outputs and the plotting extra are checked before measuring, not after (docs/robustness.md)
+    json_out = OutputFile(args.json, "--json") if args.json is not None else None
+    plot_out = OutputFile(args.plot, "--plot", inputs=(args.json or "",)) if args.plot is not None else None
+    plot_fmt = plot_format(args.plot) if args.plot is not None else None
+    exits = args.exits if args.exits is not None else (5000 if args.quick else 20000)
+    repeat = args.repeat if args.repeat is not None else (3 if args.quick else 5)
     if exits < 1 or repeat < 1:
         raise ExitlabError("--exits and --repeat must be positive")
     mechs = list(costs.MECHANISMS)
@@ -54,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
     modes = ("live", "replay") if args.mode == "both" else (args.mode,)
     total = repeat * len(costs.plan_rows(mechs, engines, modes))
     bar = None
-    if not args.no_progress and sys.stderr.isatty():
-        from tqdm import tqdm
+    if not args.no_progress and sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None:
+        from tqdm import tqdm  # the `bench` extra; without it, no progress bar (never a crash)
 
         bar = tqdm(total=total, desc="bench", unit="row", file=sys.stderr, leave=False)
 
@@ -70,10 +81,14 @@ def run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     print(report.table(sweep))
-    if args.json:
-        report.write_json(sweep, args.json)
+    if json_out is not None:
+        with json_out.writing_path() as tmp:
+            report.write_json(sweep, tmp)
         print(f"wrote {args.json}")
-    if args.plot:
-        report.plot(sweep, args.plot)
+    if plot_out is not None:
+        # rendered in memory and written by exitlab: PIL does not report a failed write (/dev/full)
+        image = io.BytesIO()
+        report.plot(sweep, image, format=plot_fmt)
+        plot_out.write_bytes(image.getvalue())
         print(f"wrote {args.plot}")
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,12 @@ from emu import guests
 from emu.assemble import GuestImage, assemble, load_guest, source_mode
 from emu.board import default_board
 from emu.errors import ExitlabError
+from emu.hostio import echo_console
+from emu.inputs import decode_text, read_stdin
+from emu.limits import STDIN_SOURCE_MAX, max_insns_arg, timeout_arg
 from emu.machine import Machine, MmioStyle, RunResult
+from emu.outfile import OutputFile
+from emu.runexit import exit_status, finish_trace, interrupted_result
 from emu.trace import TraceWriter
 
 NAME = "run"
@@ -40,8 +44,10 @@ def add_guest_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="CPU mode (default: the snippet's `# exitlab: mode=N` line, ELF class, else 64)",
     )
-    p.add_argument("--max-insns", type=int, default=None, metavar="N", help="instruction budget")
-    p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="wall-clock limit (default 10 s)")
+    p.add_argument("--max-insns", type=max_insns_arg, default=None, metavar="N",
+                   help="instruction budget, 1 .. 2**63-1")
+    p.add_argument("--timeout", type=timeout_arg, default=10.0, metavar="S",
+                   help="wall-clock limit, 0 < S <= 10**6 (default 10 s)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -74,8 +80,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def resolve_guest(arg: str, mode: int | None) -> GuestImage:
     if arg == "-":
-        text = sys.stdin.read()
+        text = decode_text(read_stdin(STDIN_SOURCE_MAX, "assembly source"), "<stdin>")
         return assemble(text, mode=mode or source_mode(text) or 64, name="stdin.S")
+    if not arg:
+        raise ExitlabError("GUEST: empty name (a file, '-' for stdin, or a built-in example)")
     p = Path(arg)
     if not p.exists():
         found = guests.builtin(arg)
@@ -123,11 +131,12 @@ def format_text(result: RunResult) -> str:
 
 
 def _echo(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
+    echo_console(text)  # bytes as the guest wrote them; a host stdout error is never a guest fault
 
 
 def run(args: argparse.Namespace) -> int:
+    # every output is checked before the guest is assembled or any engine starts (docs/robustness.md)
+    trace_out = OutputFile(args.trace, "--trace", inputs=(args.guest,)) if args.trace is not None else None
     image = resolve_guest(args.guest, args.mode)
     echo = None if args.json else _echo
     if args.devices is None:
@@ -143,8 +152,8 @@ def run(args: argparse.Namespace) -> int:
         )
     trace_path = "kvm" if args.engine == "kvm" else args.path
     trace = None
-    if args.trace:
-        trace = TraceWriter(args.trace, guest=image.name, mode=image.mode, path=trace_path)
+    if trace_out is not None:
+        trace = TraceWriter(trace_out, guest=image.name, mode=image.mode, path=trace_path)
     result: RunResult
     try:
         if args.engine == "kvm":
@@ -162,13 +171,19 @@ def run(args: argparse.Namespace) -> int:
             path = make_path(args.path, board)
             machine = Machine(image, board=board, mmio_style=style, path=path, trace=trace)
             result = machine.run(max_insns=args.max_insns, timeout=args.timeout)
-    finally:
+    except KeyboardInterrupt:
+        result = interrupted_result(board)  # an engine without the `interrupted` stop (rule 10)
+    except BaseException:
         if trace is not None:
-            trace.close()
+            trace.abort()
+        raise
+    trace_error = finish_trace(trace)
     if args.json:
         print(json.dumps(result.to_json()))
     else:
         if result.console and not result.console.endswith("\n"):
             print()
         print(format_text(result))
-    return 1 if result.stop.is_error else 0
+    if trace_error is not None:
+        raise trace_error
+    return exit_status(result)

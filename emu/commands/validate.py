@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from emu.boundary import EXIT_INTERRUPTED
 from emu.commands.run import add_guest_arguments, resolve_guest
 
 NAME = "validate"
@@ -52,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"exitlab validate: the run did not reach hlt: {report.stop.message}", file=sys.stderr)
     else:
         print(format_text(report, strict=args.strict))
+    if report.stop is not None and report.stop.reason.value == "interrupted":
+        return EXIT_INTERRUPTED  # Ctrl-C: the report above covers the run so far (docs/robustness.md)
     return 0 if report.passed(strict=args.strict) else 1
 
 
