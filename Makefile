@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(VENV)/bin/exitlab bench --quick --plot demo.png --json demo.json
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check emu fastpath tests bench
+	$(VENV)/bin/ruff check emu fastpath exitlab tests bench
 	$(VENV)/bin/mypy
 
 test-py: $(STAMP)
