@@ -25,7 +25,7 @@ def test_version_reports_a_missing_extension(monkeypatch: pytest.MonkeyPatch) ->
     import sys
 
     monkeypatch.setitem(sys.modules, "fastpath._exitlab_c", None)  # import now raises ImportError
-    assert _version.c_extension_status().startswith("unavailable: ImportError")
+    assert _version.c_extension_status().startswith("unavailable: ModuleNotFoundError")
 
 
 def test_git_commit_is_none_outside_a_checkout(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
