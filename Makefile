@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 SOURCES_C := $(wildcard fastpath/csrc/*.c fastpath/csrc/*.h) fastpath/_build.py setup.py pyproject.toml
 
-.PHONY: demo test test-py test-asan test-asan-ext lint bench fuzz-atheris clean venv
+.PHONY: demo test test-py test-asan test-asan-ext lint bench fuzz-atheris fuzz-build-check bench-plot clean venv
 
 # Create/refresh the virtualenv and install exitlab with its extras (rebuilds the C extension
 # whenever its sources or the packaging change).
@@ -84,3 +84,16 @@ fuzz-atheris: $(STAMP)
 	$(PY) -m pip install -q -e '.[fuzz]'
 	mkdir -p build/fuzz-corpus && cp tests/data/fuzz_corpus/* build/fuzz-corpus/
 	$(PY) -m fastpath.fuzz.atheris_target build/fuzz-corpus -atheris_runs=$(FUZZ_RUNS) -max_total_time=120
+
+# The ClusterFuzzLite build (.clusterfuzzlite/build.sh) run locally without Docker: $$SRC/$$OUT/$$WORK
+# in temporary directories, shims for compile_python_fuzzer and pip3, then every produced fuzzer
+# for FUZZ_CHECK_RUNS iterations on its seed corpus (~15 s here). Not part of `make test`: it
+# installs the `fuzz` extra (atheris) from PyPI; tests/test_cflite.py checks the build without it.
+FUZZ_CHECK_RUNS ?= 2000
+fuzz-build-check: $(STAMP)
+	$(PY) -m pip install -q -e '.[fuzz]'
+	bash .clusterfuzzlite/check_build.sh $(abspath $(PY)) $(FUZZ_CHECK_RUNS)
+
+# Redraw docs/bench.png from docs/bench.json (no new measurement).
+bench-plot: $(STAMP)
+	$(PY) -c 'from fastpath.report import plot_json; plot_json("docs/bench.json", "docs/bench.png")'
