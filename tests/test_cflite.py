@@ -118,3 +118,24 @@ def test_guard_page_turns_an_overread_into_a_crash() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "in bounds ok" in proc.stdout
     assert proc.returncode == -11, (proc.returncode, proc.stderr)
+
+
+def test_a_libfuzzer_crash_file_replays_with_exitlab_fuzz(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A raw atheris_target input (what ClusterFuzzLite attaches to a crash) is a valid --replay FILE."""
+    import json
+
+    from emu.cli import main
+    from fastpath.fuzz.atheris_target import case_from_input, input_from_case
+
+    data = input_from_case(b"\x66\x89\x02", 64, seed=b"crash")
+    crash = tmp_path / "crash-0123abcd"
+    crash.write_bytes(data)
+    assert main(["fuzz", "--replay", str(crash), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["case"] == case_from_input(data).to_json()
+    bad = tmp_path / "broken.json"
+    bad.write_text("{not json")
+    assert main(["fuzz", "--replay", str(bad)]) == 1
+    assert "not a JSON reproducer" in capsys.readouterr().err
