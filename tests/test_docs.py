@@ -1,7 +1,8 @@
 """The documentation stays true: every flag is in docs/cli.md, its generated tables are current,
 and every `exitlab` command shown in README.md and docs/*.md runs.
 
-Convention (also in docs/cli.md): a fenced ```sh block that contains an `exitlab` command is run
+Convention (also in docs/cli.md): every ```python block runs (with `import exitlab` in scope);
+a fenced ```sh block that contains an `exitlab` command is run
 as a shell script (`set -eu -o pipefail`), in a fresh temporary directory, with `exitlab` and
 `python` on PATH meaning this checkout's, under a time limit. A command line ending in
 `# exit N` must exit with status N (a guest that faults, a failing check). Blocks that need
@@ -100,6 +101,19 @@ def test_shown_commands_run(
         f"{doc}:{line}: block failed with status {proc.returncode}\n--- block\n{body}"
         f"--- stdout (tail)\n{proc.stdout[-2000:]}\n--- stderr (tail)\n{proc.stderr[-2000:]}"
     )
+
+
+PY_BLOCKS = [b for b in _blocks() if b[2] == "python"]
+
+
+@pytest.mark.parametrize("doc,line,lang,body", PY_BLOCKS, ids=[f"{b[0]}:{b[1]}" for b in PY_BLOCKS])
+def test_shown_python_runs(doc: str, line: int, lang: str, body: str, tmp_path: Path) -> None:
+    """Every ```python block runs as shown (with `import exitlab` in scope) in a fresh directory."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "import exitlab\n" + body], cwd=tmp_path, capture_output=True, text=True,
+        timeout=BLOCK_TIMEOUT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, f"{doc}:{line}: python block failed\n{body}\n--- stderr\n{proc.stderr[-3000:]}"
 
 
 def test_every_exitlab_command_shown_is_checked() -> None:
