@@ -113,7 +113,9 @@ def test_shown_python_runs(doc: str, line: int, lang: str, body: str, tmp_path: 
         [sys.executable, "-c", "import exitlab\n" + body], cwd=tmp_path, capture_output=True, text=True,
         timeout=BLOCK_TIMEOUT, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
-    assert proc.returncode == 0, f"{doc}:{line}: python block failed\n{body}\n--- stderr\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, (
+        f"{doc}:{line}: python block failed\n{body}\n--- stderr\n{proc.stderr[-3000:]}"
+    )
 
 
 def test_every_exitlab_command_shown_is_checked() -> None:
