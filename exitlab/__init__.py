@@ -12,6 +12,8 @@ Every function returns the dataclass the matching CLI command prints as JSON (ea
 
 from __future__ import annotations
 
+from importlib import metadata as _metadata
+
 from emu import __version__ as _emu_version
 from exitlab.api import (
     Access,
@@ -35,7 +37,10 @@ from exitlab.api import (
 )
 from exitlab.api import ExitlabError as ExitlabError
 
-__version__: str = _emu_version
+try:
+    __version__: str = _metadata.version("exitlab")
+except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = _emu_version
 
 __all__ = [
     "Access",
