@@ -15,7 +15,7 @@ Each one is the library form of a CLI command and returns the dataclass that com
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,9 @@ from emu.assemble import GuestImage, assemble, load_guest, source_mode
 from emu.board import Board
 from emu.commands._version import version_info as _version_info
 from emu.commands.decode import parse_hex
-from emu.commands.emulate import EmulateResult, emulate_one
+from emu.commands.emulate import run_case
 from emu.commands.run import make_board, run_image
+from emu.cpu import DeviceAccess
 from emu.decode import decode as _decode
 from emu.errors import ExitlabError
 from emu.exits import ExitRecord
@@ -137,6 +138,30 @@ def decode(code: bytes | str, mode: int = 64, rip: int = 0x1000) -> Access:
     return _decode(_code(code), mode, rip)
 
 
+@dataclass(frozen=True)
+class EmulateResult:
+    """One instruction emulated by the generic path (`exitlab emulate --batch`, one case).
+
+    `accesses` are the device accesses in order, `regs` every register after (integers; the CLI's
+    JSON is kept as is in `to_json()`), `next_rip` where the guest resumes."""
+
+    accesses: tuple[DeviceAccess, ...]
+    regs: dict[str, int]
+    next_rip: int
+    _json: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The output line `exitlab emulate --batch` prints for this case."""
+        return dict(self._json)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> EmulateResult:
+        accesses = tuple(DeviceAccess(int(a["gpa"]), int(a["size"]), bool(a["write"]), int(a["value"]))
+                         for a in obj["accesses"])
+        regs = {k: v if isinstance(v, int) else int(str(v), 16) for k, v in obj["regs"].items()}
+        return cls(accesses, regs, regs["rip"], obj)
+
+
 def emulate(
     code: bytes | str,
     regs: dict[str, int] | None = None,
@@ -148,8 +173,11 @@ def emulate(
 ) -> EmulateResult:
     """Emulate one instruction with the generic path against an MMIO window (`exitlab emulate`).
 
-    Registers not given are 0; every device read returns `read_value`; Unicorn is not used."""
-    return emulate_one(_code(code), mode=mode, rip=rip, regs=regs, mmio=mmio, read_value=read_value)
+    Registers not given are 0; every device read returns `read_value`; Unicorn is not used. The
+    case goes through exactly the code of `exitlab emulate --batch`, so the JSON is the CLI's."""
+    case = {"bytes": _code(code).hex(" "), "mode": mode, "rip": rip, "regs": dict(regs or {}),
+            "mmio": list(mmio), "read_value": read_value}
+    return EmulateResult.from_json(run_case(case))
 
 
 def replay(trace: str | Path | Sequence[ExitRecord], path: str = "pv-fast") -> ReplayResult:

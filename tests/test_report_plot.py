@@ -25,7 +25,7 @@ def test_plot_json_rows_match_the_document() -> None:
     seen: list[report.PlotRow] = []
     orig = report.plot_rows
     try:
-        report.plot_rows = lambda rows, path, subtitle="": seen.extend(rows)  # type: ignore[assignment]
+        report.plot_rows = lambda rows, path, subtitle="", format=None: seen.extend(rows)  # type: ignore
         report.plot_json(ROOT / "docs" / "bench.json", "unused.png")
     finally:
         report.plot_rows = orig

@@ -10,12 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
 from typing import Any, TextIO
 
 from emu.batchcpu import BatchCpu, default_ram_regions
 from emu.commands.decode import parse_hex
-from emu.cpu import DeviceAccess
 from emu.errors import ExitlabError
 from emu.exits import GPR_NAMES
 from emu.generic import emulate_at
@@ -30,54 +28,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cases, one per line ('-' = stdin)")
 
 
-@dataclass(frozen=True)
-class EmulateResult:
-    """One instruction emulated by the generic path: device accesses in order and the registers after."""
-
-    accesses: tuple[DeviceAccess, ...]
-    regs: dict[str, int]
-    next_rip: int
-
-    def to_json(self) -> dict[str, Any]:
-        """The output line of `exitlab emulate --batch`."""
-        return {
-            "accesses": [{"gpa": a.gpa, "size": a.size, "write": a.write, "value": a.value}
-                         for a in self.accesses],
-            "regs": dict(self.regs),
-        }
-
-
-def emulate_one(code: bytes, mode: int = 64, rip: int = 0x1000, regs: dict[str, int] | None = None,
-                mmio: tuple[int, int] = (0xFEB00000, 0x1000), read_value: int = 0) -> EmulateResult:
-    """Emulate the instruction `code` at `rip` against one MMIO window; never touches Unicorn.
-
-    Registers not named are 0 (RFLAGS 0x2); the bytes sit in RAM at `rip`; every device read
-    returns `read_value`."""
-    mmio_base, mmio_size = (int(v) for v in mmio)
-    state = {k: int(v) for k, v in dict(regs or {}).items()}
-    state["rip"] = rip
-    state.setdefault("rflags", 0x2)
-    cpu = BatchCpu(mode, state, (mmio_base, mmio_size), read_value,
+def run_case(case: dict[str, Any]) -> dict[str, Any]:
+    """One case in, one result out; never touches Unicorn."""
+    code = parse_hex(str(case["bytes"]))
+    mode = int(case.get("mode", 64))
+    rip = int(case.get("rip", 0x1000))
+    mmio_base, mmio_size = (int(v) for v in case["mmio"])
+    regs = {k: int(v) for k, v in dict(case.get("regs", {})).items()}
+    regs["rip"] = rip
+    regs.setdefault("rflags", 0x2)
+    cpu = BatchCpu(mode, regs, (mmio_base, mmio_size), int(case.get("read_value", 0)),
                    default_ram_regions(rip, (mmio_base, mmio_size)))
     if len(cpu.read_mem(rip, len(code))) != len(code):
         raise ExitlabError(f"rip {rip:#x} is not in RAM")
     cpu.write_mem(rip, code)
     out = emulate_at(cpu, rip, mode)
     cpu.set("rip", out.next_rip)
-    return EmulateResult(out.accesses, {name: cpu.get(name) for name in (*GPR_NAMES, "rip", "rflags")},
-                         out.next_rip)
-
-
-def run_case(case: dict[str, Any]) -> dict[str, Any]:
-    """One case in, one result out; never touches Unicorn."""
-    return emulate_one(
-        parse_hex(str(case["bytes"])),
-        mode=int(case.get("mode", 64)),
-        rip=int(case.get("rip", 0x1000)),
-        regs={k: int(v) for k, v in dict(case.get("regs", {})).items()},
-        mmio=tuple(int(v) for v in case["mmio"]),  # type: ignore[arg-type]
-        read_value=int(case.get("read_value", 0)),
-    ).to_json()
+    return {
+        "accesses": [{"gpa": a.gpa, "size": a.size, "write": a.write, "value": a.value}
+                     for a in out.accesses],
+        "regs": {name: cpu.get(name) for name in (*GPR_NAMES, "rip", "rflags")},
+    }
 
 
 def run_stream(lines: TextIO, out: TextIO) -> int:

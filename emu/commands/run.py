@@ -178,7 +178,12 @@ def run_image(
 def run(args: argparse.Namespace) -> int:
     image = resolve_guest(args.guest, args.mode)
     echo = None if args.json else _echo
-    board = make_board(args.devices, args.pci_offers, console_echo=echo)
+    if args.devices is None:
+        board = default_board(console_echo=echo)
+    else:
+        from emu.pciboard import pci_board
+
+        board = pci_board(args.devices, offers=args.pci_offers, console_echo=echo)
     if args.engine == "kvm" and args.path != "inplace":
         raise ExitlabError(
             f"--path {args.path} does not apply to --engine kvm: the kernel decodes every MMIO "
@@ -188,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
     trace = None
     if args.trace:
         trace = TraceWriter(args.trace, guest=image.name, mode=image.mode, path=trace_path)
+    result: RunResult
     try:
         result = run_image(image, board, args.engine, args.path, args.max_insns, args.timeout, trace)
     finally:

@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from emu.errors import ExitlabError
 from fastpath.fuzz.atheris_target import case_from_input
 from fastpath.fuzz.case import Case
 from fastpath.fuzz.oracles import CLASSES, Checker, Finding
@@ -131,26 +130,33 @@ def summary_text(result: FuzzResult, paths: list[Path] | None = None) -> str:
     return "\n".join(lines)
 
 
+def libfuzzer_input(path: str | Path) -> bytes | None:
+    """The bytes of `path` when it is a raw input of the libFuzzer harness atheris_target (a crash
+    file from `make fuzz-atheris`, ClusterFuzzLite or OSS-Fuzz), None when it is meant as JSON: a
+    *.json name, or contents that parse as JSON. Such an input replays as the same case."""
+    p = Path(path)
+    if p.suffix == ".json" or not p.is_file() or p.stat().st_size > 1 << 20:
+        return None
+    data = p.read_bytes()
+    try:
+        json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return data
+    return None
+
+
 def replay(
     path: str | Path, checker: Checker | None = None
 ) -> tuple[Case, list[Finding], list[tuple[str, str]]]:
-    """Re-run a reproducer (or case) file: the case, its findings now, and every oracle's outcome.
-
-    A file that is not JSON (and not named *.json) is read as a raw input of the libFuzzer harness
-    `atheris_target` (a crash file from `make fuzz-atheris`, ClusterFuzzLite or OSS-Fuzz)."""
-    data = Path(path).read_bytes()
-    try:
-        raw = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        if Path(path).suffix == ".json":
-            raise ExitlabError(f"{path}: not a JSON reproducer ({exc})") from None
-        raw = {}
-        case = case_from_input(data)
-    else:
-        if not isinstance(raw, dict):
-            raise ExitlabError(f"{path}: a reproducer is a JSON object, not {type(raw).__name__}")
-        case = Case.from_json(raw)
-    plant = raw.get("plant")
+    """Re-run a reproducer (or case) file: the case, its findings now, and every oracle's outcome."""
+    crash = libfuzzer_input(path)
+    if crash is not None:  # a raw libFuzzer input of atheris_target
+        case = case_from_input(crash)
+        result = (checker or Checker()).check(case)
+        return case, list(result.findings), list(result.outcomes)
+    raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    case = Case.from_json(raw)
+    plant = raw.get("plant") if isinstance(raw, dict) else None
     checker = checker or Checker(plant=plant)
     result = checker.check(case)
     return case, list(result.findings), list(result.outcomes)
