@@ -31,10 +31,25 @@ CFLAGS="${CFLAGS:-} $EXTRA_CFLAGS" CXXFLAGS="${CXXFLAGS:-} $EXTRA_CFLAGS" pip3 i
 # PyInstaller bundles each harness with what it imports; the unicorn/capstone/iced wheels carry
 # shared libraries and exitlab carries data files (guest sources, the contract JSON).
 for h in "${HARNESSES[@]}"; do
-  compile_python_fuzzer "$h" \
+  compile_python_fuzzer "$h" --runtime-hook .clusterfuzzlite/pyi_rth_binutils.py \
     --collect-all unicorn --collect-all capstone --collect-all iced_x86 \
     --collect-submodules emu --collect-submodules fastpath \
     --collect-data emu --collect-data fastpath
+done
+
+# Guests are assembled at fuzz time (the stream harness) and the runner image has no binutils:
+# ship as/ld and the libraries they load (not the C library) next to the fuzzers; the runtime
+# hook above puts the directory on PATH and LD_LIBRARY_PATH.
+mkdir -p "$OUT/binutils"
+for tool in as ld; do
+  bin=$(command -v "$tool") || { echo "build.sh: GNU $tool not found (install binutils)" >&2; exit 1; }
+  cp "$bin" "$OUT/binutils/$tool"
+  for lib in $(ldd "$bin" | awk '$3 ~ /^\// {print $3}'); do
+    case "$(basename "$lib")" in
+      libc.so.*|libm.so.*|libdl.so.*|libpthread.so.*|librt.so.*|ld-linux*) ;;
+      *) cp -L "$lib" "$OUT/binutils/" ;;
+    esac
+  done
 done
 
 # Seed corpora from the committed test data, and the x86 dictionary for every fuzzer.

@@ -48,6 +48,10 @@ for name in "${fuzzers[@]}"; do
     [ -s "$OUTDIR/$need" ] || { echo "check_build: $need missing for $name" >&2; exit 1; }
   done
 done
+# The shipped binutils must run on their own libraries (as they will in the runner image).
+echo '.text' > "$TMP/work/probe.s"
+LD_LIBRARY_PATH="$OUTDIR/binutils" "$OUTDIR/binutils/as" --64 -o "$TMP/work/probe.o" "$TMP/work/probe.s" \
+  || { echo "check_build: the shipped binutils/as does not run" >&2; exit 1; }
 echo "check_build: ${#fuzzers[@]} fuzzers: ${fuzzers[*]}"
 
 [ "$RUNS" -gt 0 ] || exit 0

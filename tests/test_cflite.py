@@ -58,6 +58,8 @@ def test_build_sh_produces_launchers_corpora_and_dicts(tmp_path: Path) -> None:
             names = z.namelist()
             assert len(names) > 20 and all(len(z.read(n)) > 0 for n in names), name
         assert (out / f"{name}.dict").read_text() == (ROOT / ".clusterfuzzlite" / "x86.dict").read_text()
+    # the stream harness assembles at fuzz time: binutils ship next to the fuzzers (runner has none)
+    assert (out / "binutils" / "as").is_file() and (out / "binutils" / "ld").is_file()
 
 
 def test_build_sh_fails_loudly_without_a_harness(tmp_path: Path) -> None:
