@@ -1,8 +1,9 @@
 #!/bin/bash
 # `make fuzz-build-check`: run build.sh as ClusterFuzzLite would, without Docker, then (RUNS > 0)
-# run every fuzzer it produced for RUNS iterations on its seed corpus.
+# run every fuzzer it produced for RUNS iterations (or SECONDS, whichever ends first) on its seed
+# corpus.
 #
-#   .clusterfuzzlite/check_build.sh PYTHON [RUNS]
+#   .clusterfuzzlite/check_build.sh PYTHON [RUNS [SECONDS]]
 #
 # $SRC/$OUT/$WORK are temporary directories (OUT=DIR keeps the outputs there instead; SRC_TREE=DIR
 # builds another copy of the tree). Shims stand in for the base image: `compile_python_fuzzer`
@@ -13,6 +14,7 @@ set -euo pipefail
 
 PY=${1:?usage: check_build.sh PYTHON [RUNS]}
 RUNS=${2:-0}
+SECONDS_EACH=${3:-30}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TREE=${SRC_TREE:-$ROOT}
 TMP=$(mktemp -d)
@@ -62,6 +64,6 @@ for name in "${fuzzers[@]}"; do
     "$OUTDIR/${name}_seed_corpus.zip" "$corpus"
   echo "check_build: running $name for $RUNS iterations"
   (cd "$TMP/work" && "$OUTDIR/$name" "$corpus" -dict="$OUTDIR/$name.dict" -atheris_runs="$RUNS" \
-      -max_total_time=120 -print_final_stats=1 2>&1 | tail -n 12)
+      -max_total_time="$SECONDS_EACH" -print_final_stats=1 2>&1 | tail -n 12)
 done
 echo "check_build: every fuzzer built and ran"
