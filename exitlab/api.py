@@ -19,14 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from emu import guests
 from emu.access import Access
-from emu.assemble import GuestImage, assemble, load_guest, source_mode
+from emu.assemble import GuestImage, assemble, source_mode
 from emu.board import Board
 from emu.commands._version import version_info as _version_info
 from emu.commands.decode import parse_hex
 from emu.commands.emulate import run_case
-from emu.commands.run import make_board, run_image
+from emu.commands.run import make_board, resolve_guest, run_image
 from emu.cpu import DeviceAccess
 from emu.decode import decode as _decode
 from emu.errors import ExitlabError
@@ -82,16 +81,9 @@ def load(guest: Guest, mode: int | None = None) -> GuestImage:
         return guest
     if isinstance(guest, str) and "\n" in guest:
         return assemble(guest, mode=mode or source_mode(guest) or 64, name="source.S")
-    p = Path(guest)
-    if not p.exists():
-        found = guests.builtin(str(guest))
-        if found is None:
-            raise ExitlabError(
-                f"{guest}: no such file, and no built-in guest of that name "
-                f"(built-ins: {', '.join(guests.names())})"
-            )
-        p = found
-    return load_guest(p, mode=mode)
+    if str(guest) == "-":
+        raise ExitlabError("'-' (stdin) is the CLI's; pass the assembly text itself")
+    return resolve_guest(str(guest), mode)
 
 
 def run(
