@@ -25,12 +25,29 @@ def _command_modules() -> list[ModuleType]:
     return mods
 
 
+class _VersionAction(argparse.Action):
+    """Like argparse's "version" action, but the text is computed only when asked for."""
+
+    def __init__(
+        self, option_strings: list[str], dest: str = argparse.SUPPRESS, help: str | None = None
+    ) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from emu.commands._version import version_text
+
+        print(version_text())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="exitlab",
         description="Run x86 guest code under Unicorn, trap its VM exits (MMIO, port I/O, hypercalls) "
         "and measure and check every way a host can handle them.",
     )
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print the version, git commit, Unicorn/Capstone versions, C extension status")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for mod in _command_modules():
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))

@@ -16,6 +16,7 @@ from emu.errors import OutputError
 from emu.inputs import loads_strict, read_file
 from emu.limits import CASE_FILE_MAX
 from emu.outfile import write_text_atomic
+from fastpath.fuzz.atheris_target import case_from_input
 from fastpath.fuzz.case import Case, CaseFormatError
 from fastpath.fuzz.oracles import CLASSES, PLANTS, Checker, Finding
 from fastpath.fuzz.runner import FuzzResult, Reported
@@ -143,10 +144,32 @@ def summary_text(result: FuzzResult, paths: list[Path] | None = None) -> str:
     return "\n".join(lines)
 
 
+def libfuzzer_input(path: str | Path) -> bytes | None:
+    """The bytes of `path` when it is a raw input of the libFuzzer harness atheris_target (a crash
+    file from `make fuzz-atheris`, ClusterFuzzLite or OSS-Fuzz), None when it is meant as JSON: a
+    *.json name, or contents that parse as JSON. Such an input replays as the same case."""
+    p = Path(path)
+    if p.suffix == ".json" or not p.is_file() or p.stat().st_size > CASE_FILE_MAX:
+        return None
+    data = p.read_bytes()
+    if data.lstrip()[:1] in (b"{", b"["):  # meant as JSON: a broken reproducer is an error, not bytes
+        return None
+    try:
+        json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return data
+    return None
+
+
 def replay(
     path: str | Path, checker: Checker | None = None
 ) -> tuple[Case, list[Finding], list[tuple[str, str]]]:
     """Re-run a reproducer (or case) file: the case, its findings now, and every oracle's outcome."""
+    crash = libfuzzer_input(path)
+    if crash is not None:  # a raw libFuzzer input of atheris_target
+        case = case_from_input(crash)
+        result = (checker or Checker()).check(case)
+        return case, list(result.findings), list(result.outcomes)
     data = read_file(path, CASE_FILE_MAX, "reproducer")
     try:
         raw = loads_strict(data)
