@@ -16,7 +16,6 @@ length is taken (same C loop, offsets given) and compared.  *wrong*: both decode
 from __future__ import annotations
 
 import json
-import os
 import re
 import struct
 import sysconfig
@@ -70,11 +69,11 @@ def elf_text(path: str | Path) -> TextSection:
         raise ExitlabError(f"{p}: not an x86 ELF (e_machine {machine}, class {cls})")
     mode = 64 if cls == 2 else 32
     if cls == 2:
-        shoff, = struct.unpack_from("<Q", raw, 0x28)
+        (shoff,) = struct.unpack_from("<Q", raw, 0x28)
         shentsize, shnum, shstrndx = struct.unpack_from("<HHH", raw, 0x3A)
         fmt = "<IIQQQQIIQQ"
     else:
-        shoff, = struct.unpack_from("<I", raw, 0x20)
+        (shoff,) = struct.unpack_from("<I", raw, 0x20)
         shentsize, shnum, shstrndx = struct.unpack_from("<HHH", raw, 0x2E)
         fmt = "<IIIIIIIIII"
     if shoff == 0 or shnum == 0 or shstrndx >= shnum or shoff + shnum * shentsize > len(raw):
@@ -109,8 +108,13 @@ def default_binaries() -> tuple[list[Path], list[str]]:
     found: list[Path] = []
     notes: list[str] = []
     libc = _mapped("libc.so") or next(
-        (p for p in map(Path, ("/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib64/libc.so.6", "/lib64/libc.so.6"))
-         if p.is_file()),
+        (
+            p
+            for p in map(
+                Path, ("/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib64/libc.so.6", "/lib64/libc.so.6")
+            )
+            if p.is_file()
+        ),
         None,
     )
     if libc is None:
@@ -255,7 +259,9 @@ def c_sweep(decoder: str, data: bytes, mode: int, repeat: int) -> tuple[int, int
     return int(best or 0), int(res.insns)
 
 
-def compare(ref: Reference, got: list[int], data: bytes, subset: bool = False) -> tuple[int, int, int, list[str]]:
+def compare(
+    ref: Reference, got: list[int], data: bytes, subset: bool = False
+) -> tuple[int, int, int, list[str]]:
     """(wrong, declined, false accepts, examples) of `got` (lengths at ref.offsets) against iced."""
     wrong = declined = fa = 0
     ex: list[str] = []
@@ -288,7 +294,8 @@ def run(
 ) -> list[DecoderResult]:
     """All five decoders over all sections; figures are summed over the sections."""
     tot: dict[str, dict[str, Any]] = {
-        n: {"ns": 0, "insns": 0, "bytes": 0, "wrong": 0, "declined": 0, "fa": 0, "ex": []} for n in DECODER_NAMES
+        n: {"ns": 0, "insns": 0, "bytes": 0, "wrong": 0, "declined": 0, "fa": 0, "ex": []}
+        for n in DECODER_NAMES
     }
     for sec in sections:
         if progress:
@@ -391,7 +398,9 @@ def to_json(results: list[DecoderResult], sections: list[TextSection], notes: li
     }
 
 
-def write_json(results: list[DecoderResult], sections: list[TextSection], notes: list[str], path: str) -> None:
+def write_json(
+    results: list[DecoderResult], sections: list[TextSection], notes: list[str], path: str
+) -> None:
     Path(path).write_text(json.dumps(to_json(results, sections, notes), indent=2) + "\n")
 
 
@@ -406,15 +415,25 @@ def plot(results: list[DecoderResult], path: str) -> None:
     fig, axes = plt.subplots(2, 1, figsize=(9, 5.6))
     y = range(len(results))
     colors = ["#1f77b4" if n.startswith("exitlab") else "#9e9e9e" for n in names]
-    for ax, key, label in ((axes[0], "mib_s", "MiB/s (log)"), (axes[1], "ns_per_insn", "ns per instruction (log)")):
+    for ax, key, label in (
+        (axes[0], "mib_s", "MiB/s (log)"),
+        (axes[1], "ns_per_insn", "ns per instruction (log)"),
+    ):
         vals = [getattr(r, key) for r in results]
         ax.barh(y, vals, color=colors)
         for i, r in enumerate(results):
-            tag = "reference" if r.name == "iced-python" else (
-                f"wrong {r.wrong}, declined {r.declined}, false acc {r.false_accepts}"
+            tag = (
+                "reference"
+                if r.name == "iced-python"
+                else (f"wrong {r.wrong}, declined {r.declined}, false acc {r.false_accepts}")
             )
-            ax.text(vals[i], i, f" {vals[i]:.1f}  ({tag})" if key == "mib_s" else f" {vals[i]:.1f}",
-                    va="center", fontsize=7)
+            ax.text(
+                vals[i],
+                i,
+                f" {vals[i]:.1f}  ({tag})" if key == "mib_s" else f" {vals[i]:.1f}",
+                va="center",
+                fontsize=7,
+            )
         ax.set_yticks(list(y), names)
         ax.invert_yaxis()
         ax.set_xscale("log")
@@ -423,4 +442,3 @@ def plot(results: list[DecoderResult], path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
