@@ -399,6 +399,30 @@ def evex_table(mode: int, rng: random.Random, table_rules: dict) -> dict[tuple[i
     return table
 
 
+# ------------------------------------------------------------------------ 0F 01 and 0F A6/A7 (mod 3)
+# Register forms whose ModRM byte is the instruction (group 7, VIA PadLock), per mode and
+# mandatory prefix (none, 66, F3, F2, as the length function picks it:
+# F2/F3 over 66): bit (modrm - 0xC0).
+
+PFX = (b"", b"\x66", b"\xf3", b"\xf2")
+
+
+def regform_mask(mode: int, op: int, pfx: bytes) -> int:
+    codes = [pfx + bytes([0x0F, op, m]) for m in range(0xC0, 0x100)]
+    mask = 0
+    for k, g in enumerate(decode_many(mode, codes)):
+        if g > 0:
+            if g != len(pfx) + 3:
+                sys.exit(f"length model wrong for {codes[k].hex(' ')} (mode {mode}): iced {g}")
+            mask |= 1 << k
+    # memory forms of 0F A6/A7 must not exist (the length function says -1 for them)
+    if op != 0x01 and any(
+        g > 0 for g in decode_many(mode, [pfx + bytes([0x0F, op, m]) for m in range(0xC0)])
+    ):
+        sys.exit(f"0F {op:02X} has memory forms in mode {mode}")
+    return mask
+
+
 # ---------------------------------------------------------------------------------------- output
 
 
@@ -488,6 +512,9 @@ def main() -> None:
         [(r >> (20 * f)) & 0xFFFFF for r in erows for f in range(32)],
         8,
     )
+    # regform_ok_tab[(mode index (16, 32, 64) * 3 + (0F 01, 0F A6, 0F A7)) * 4 + prefix]
+    rf = [regform_mask(mode, op, pf) for mode in (16, 32, 64) for op in (0x01, 0xA6, 0xA7) for pf in PFX]
+    emit_array("regform_ok_tab", "uint64_t", "[3 * 3 * 4]", rf, 4)
     # distinct-register rules: (mode64, 0 VEX / 1 EVEX, map, op, pp, L-or-0, W) -> bits
     print("struct xl_vex_rule { uint8_t mode64, evex, map, op, pp, l, w, rules; };")
     rl = []

@@ -324,7 +324,7 @@ static const uint16_t len_map1[256] = {
     [0x78] = L_SPEC, [0x79] = L_SPEC, [0x7A] = L_INV, [0x7B] = L_INV, [0x7C ... 0x7F] = M,
     [0x80 ... 0x8F] = L_IZ | L_REL,
     [0x90 ... 0x9F] = M,
-    [0xA3] = M, [0xA4] = M | L_I8, [0xA5] = M, [0xA6] = L_INV, [0xA7] = L_INV,
+    [0xA3] = M, [0xA4] = M | L_I8, [0xA5] = M, [0xA6] = L_SPEC, [0xA7] = L_SPEC,
     [0xAB] = M | L_LK, [0xAC] = M | L_I8, [0xAD] = M, [0xAE] = M, [0xAF] = M,
     [0xB0] = M | L_LK, [0xB1] = M | L_LK, [0xB2] = M | L_MEMONLY, [0xB3] = M | L_LK,
     [0xB4] = M | L_MEMONLY, [0xB5] = M | L_MEMONLY, [0xB6] = M, [0xB7] = M,
@@ -412,23 +412,6 @@ static int map3_ok(int map38, uint8_t op, const struct pfx *x, int mod)
     return 1;
 }
 
-/* 0F 01 with mod == 3: the encodings that exist (bit per low byte C0..FF). */
-static int grp7_reg_ok(uint8_t m, int mode)
-{
-    switch (m) {
-    case 0xC1: case 0xC2: case 0xC3: case 0xC4: case 0xC5: case 0xC6: case 0xC8: case 0xC9: case 0xCA: case 0xCB:
-    case 0xCF: case 0xD0: case 0xD1: case 0xD4: case 0xD5: case 0xD6: case 0xD7:
-    case 0xD8: case 0xD9: case 0xDA: case 0xDB: case 0xDC: case 0xDD: case 0xDE: case 0xDF:
-    case 0xE8: case 0xEE: case 0xEF:
-    case 0xF9: case 0xFA: case 0xFB: case 0xFC: case 0xFD: case 0xFF:
-        return 1;
-    case 0xF8:
-        return mode == 64;  /* swapgs */
-    default:
-        return (m >= 0xE0 && m <= 0xE7) || (m >= 0xF0 && m <= 0xF7);  /* smsw r / lmsw r */
-    }
-}
-
 /* x87 (D8-DF): the reserved encodings, which are #UD (found by exitlab fuzz; iced-x86 agrees).
  * Memory forms D9 /1, DB /4, DB /6, DD /5; the register forms listed per opcode. */
 static int x87_ok(uint8_t op, uint8_t m)
@@ -459,17 +442,12 @@ static int grp15_ok(const struct pfx *x, int mod, int regf, int mode)
     return (ok[mode == 64][pf] >> (regf * 2 + (mod == 3))) & 1;
 }
 
-/* Group 7 register forms (0F 01, mod 3) under a 66/F3/F2 prefix: bit (m - 0xC0) set when iced-x86
- * decodes the form with that prefix (most of them are NP; found by exitlab fuzz: `66 0f 01 c1`). */
-static int grp7_prefixed_ok(const struct pfx *x, uint8_t m, int mode)
+/* 0F 01 / 0F A6 / 0F A7 register forms (the ModRM byte names the instruction): which exist, per
+ * mode and mandatory prefix, read off iced-x86 (regform_ok in vex_pp.h). */
+static int regform_ok(int which, const struct pfx *x, uint8_t m, int mode)
 {
-    static const uint32_t ok[2][3][2] = {
-        {{0xff001000u, 0x12ff00ffu}, {0xff000000u, 0x16ff05ffu}, {0xff000000u, 0x92ff03ffu}},
-        {{0xff00f000u, 0x13ff00ffu}, {0xff000440u, 0xf7fff5ffu}, {0xff000440u, 0xd3ff03ffu}}
-    };
-    int pf = x->rep == 0xF3 ? 1 : x->rep == 0xF2 ? 2 : 0;
-    int k = m - 0xC0;
-    return (ok[mode == 64][pf][k / 32] >> (k % 32)) & 1;
+    int pf = x->rep == 0xF3 ? 2 : x->rep == 0xF2 ? 3 : x->p66 ? 1 : 0;
+    return (regform_ok_tab[((mode == 64 ? 2 : mode == 32) * 3 + which) * 4 + pf] >> (m - 0xC0)) & 1;
 }
 
 /* ModRM (+SIB +disp) starting at p[i]; returns the index after it or -1. */
@@ -589,14 +567,13 @@ static int vex_len(const uint8_t *p, size_t lim, size_t i, int asize, const stru
         return -1;
     uint8_t m = p[i];
     int mod = m >> 6, reg3 = (m >> 3) & 7, rm3 = m & 7;
-    if (mod != 3 && asize == 2)
-        return -1;  /* 16-bit addressing with VEX/EVEX: not covered */
-    int kind = mod == 3 ? (rm3 != 0) : (rm3 == 4 ? 3 : 2);
+    /* 16-bit addressing has no SIB: rm 4 is [si], a memory form without SIB */
+    int kind = mod == 3 ? (rm3 != 0) : (rm3 == 4 && asize != 2 ? 3 : 2);
     int form = reg3 * 4 + kind;
     int other = -1;
     if (kind <= 1)
         other = rm3 | ((m64 && !bbar) << 3);
-    else if (kind == 3) {
+    else if (kind == 3) {  /* VSIB index */
         if (i + 1 >= lim) return -1;
         other = ((p[i + 1] >> 3) & 7) | ((m64 && !xbar) << 3);
     }
@@ -753,7 +730,7 @@ int xl_insn_length(const uint8_t *p, size_t n, int mode)
             case 0x01:
                 if (mod == 3) {
                     if (x.lock) return -1;
-                    if (x.p66 || x.rep ? !grp7_prefixed_ok(&x, m, mode) : !grp7_reg_ok(m, mode)) return -1;
+                    if (!regform_ok(0, &x, m, mode)) return -1;
                     return finish(i + 1, lim);
                 }
                 if (regf == 5) return -1;
@@ -770,6 +747,9 @@ int xl_insn_length(const uint8_t *p, size_t n, int mode)
                 if (r < 0 || (size_t)r >= lim || !ok3dnow[p[r]] || x.lock) return -1;
                 return finish((size_t)r + 1, lim);
             }
+            case 0xA6: case 0xA7:  /* VIA PadLock: register forms only */
+                if (mod != 3 || x.lock || !regform_ok(op - 0xA5, &x, m, mode)) return -1;
+                return finish(i + 1, lim);
             case 0x71: case 0x72: case 0x73:
                 if (mod != 3) return -1;
                 f = L_M | L_I8;
