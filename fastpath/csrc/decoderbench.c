@@ -6,6 +6,7 @@
 
 #include <capstone/capstone.h>
 
+#include "insn_length.h"
 #include "insn_subset.h"
 
 static uint64_t now_ns(void)
@@ -75,16 +76,25 @@ int xl_bench_sweep(int decoder, const uint8_t *buf, size_t n, int mode, struct x
     uint64_t insns = 0, bad = 0, t0 = now_ns();
     size_t pos = 0;
     if (decoder == XL_DEC_LENGTH) {
-        while (pos < n) {  /* the hot case, without the switch */
-            int len = xl_insn_length(buf + pos, n - pos, mode);
-            if (len > 0) {
-                insns++;
-                pos += (size_t)len;
-            } else {
-                bad++;
-                pos++;
-            }
-        }
+        /* one loop per mode, the fast path inlined and specialised (insn_length.h) */
+#define XL_SWEEP(MI)                                                       \
+    while (pos < n) {                                                      \
+        int len = xl_insn_length_mi(buf + pos, n - pos, MI);               \
+        if (len > 0) {                                                     \
+            insns++;                                                       \
+            pos += (size_t)len;                                            \
+        } else {                                                           \
+            bad++;                                                         \
+            pos++;                                                         \
+        }                                                                  \
+    }
+        if (mode == 64)
+            XL_SWEEP(2)
+        else if (mode == 32)
+            XL_SWEEP(1)
+        else
+            XL_SWEEP(0)
+#undef XL_SWEEP
     } else if (decoder == XL_DEC_SUBSET) {
         struct xl_insn d;
         while (pos < n) {

@@ -5,6 +5,7 @@
  * immediates as the flags say.  No state, no allocation.
  */
 #include "insn_subset.h"
+#include "insn_length.h"
 #include "vex_pp.h"
 
 #define XL_MAXLEN 15
@@ -621,7 +622,7 @@ static int vex_len(const uint8_t *p, size_t lim, size_t i, int asize, const stru
     return finish((size_t)rr + (vex_has_imm8(map, op) && map <= 3 ? 1 : 0), lim);
 }
 
-int xl_insn_length(const uint8_t *p, size_t n, int mode)
+int xl_insn_length_slow(const uint8_t *p, size_t n, int mode)
 {
     struct pfx x;
     if (mode != 16 && mode != 32 && mode != 64)
@@ -825,4 +826,150 @@ int xl_insn_length(const uint8_t *p, size_t n, int mode)
     if (f & L_IV) imm += opsize;
     if (f & L_MOFFS) imm += asize;
     return finish(i + (size_t)imm, lim);
+}
+
+/* ---------------------------------------------------------------- fast-path tables (insn_length.h) */
+
+uint8_t xl_len_pfx[3][256];
+uint8_t xl_len_class[4][3][2][256];
+uint8_t xl_len_modrm[2][256];
+uint8_t xl_len_grp[4][3][XL_NGRP][32];
+
+/* Opcodes whose ModRM (reg, mod, sometimes rm) select the form or its validity: the immediate
+ * size per (mod, reg) comes from xl_len_grp, probed from the full walk at load time. */
+static const struct { uint8_t map, op; } fast_groups[] = {
+    {0, 0x8C}, {0, 0x8D}, {0, 0x8E}, {0, 0x8F}, {0, 0xC6}, {0, 0xC7}, {0, 0xF6}, {0, 0xF7},
+    {0, 0xFE}, {0, 0xFF}, {0, 0xD8}, {0, 0xD9}, {0, 0xDA}, {0, 0xDB}, {0, 0xDC}, {0, 0xDD},
+    {0, 0xDE}, {0, 0xDF}, {1, 0x00}, {1, 0x01}, {1, 0xAE}, {1, 0xB2}, {1, 0xB4}, {1, 0xB5},
+    {1, 0xBA}, {1, 0xC3}, {1, 0xC7}, {1, 0x71}, {1, 0x72}, {1, 0x73},
+};
+#define N_FAST_GROUPS ((int)(sizeof fast_groups / sizeof fast_groups[0]))
+_Static_assert(sizeof fast_groups / sizeof fast_groups[0] <= XL_NGRP, "group index has 5 bits");
+
+static const uint8_t ctx_prefix[4] = {0, 0x66, 0xF3, 0xF2};
+
+static int is_legacy_prefix(int b)
+{
+    return b == 0x66 || b == 0x67 || b == 0x26 || b == 0x2E || b == 0x36 || b == 0x3E || b == 0x64 ||
+           b == 0x65 || b == 0xF0 || b == 0xF2 || b == 0xF3;
+}
+
+static uint8_t prefix_class(int mode, int b)
+{
+    switch (b) {
+    case 0x26: case 0x2E: case 0x36: case 0x3E: case 0x64: case 0x65: return XL_P_SEG;
+    case 0x66: return XL_P_66;
+    case 0xF3: return XL_P_F3;
+    case 0xF2: return XL_P_F2;
+    case 0x67: case 0xF0: return XL_P_SLOW;
+    default: return mode == 64 && (b & 0xF0) == 0x40 ? XL_P_REX : XL_P_OP;
+    }
+}
+
+/* Class of an opcode after the prefix context ctx (none, 66, F3, F2; REX allowed): its immediate
+ * size and ModRM, or "slow" where the full walk applies a rule these tables do not express. */
+static uint8_t fast_class(int ctx, int mode, int map, int op)
+{
+    uint16_t f = map ? len_map1[op] : len_map0[op];
+    for (int g = 0; g < N_FAST_GROUPS; g++)
+        if (fast_groups[g].map == map && fast_groups[g].op == op)
+            return (uint8_t)(XL_F_GRP | (g & 0xF) | ((g & 0x10) ? XL_F_IV : 0));
+    if (map == 0) {
+        if (mode == 64 && (op & 0xF0) == 0x40)
+            return XL_C_REX;
+        if (op == 0x0F)
+            return XL_C_ESC;
+        if (is_legacy_prefix(op))
+            return XL_C_PREFIX;
+    }
+    if (f & (L_INV | L_SPEC | L_MEMONLY | L_NOMOD) || ((f & L_INV64) && mode == 64))
+        return XL_F_SLOW;
+    if (map == 1) {
+        static const uint8_t mp[4] = {P_N, P_66, P_F3, P_F2};
+        uint8_t s = sse_pfx[op];
+        if (s && (!(s & mp[ctx]) || (s & (P_MEM | P_REG))))
+            return XL_F_SLOW;  /* mandatory prefix or ModRM form rules */
+        if (s && ((ctx == 1 && (op == 0x12 || op == 0x16)) || (ctx != 1 && op == 0xD6)))
+            return XL_F_SLOW;  /* per-prefix ModRM forms (sse_ok) */
+    }
+    int opsize = ctx == 1 ? (mode == 16 ? 4 : 2) : (mode == 16 ? 2 : 4);
+    if ((f & L_IV) && ctx == 1 && mode == 64)
+        return XL_F_SLOW;
+    int imm = 0;
+    if (f & L_I8) imm += 1;
+    if (f & L_I16) imm += 2;
+    if (f & L_IZ) imm += (f & L_REL) && mode == 64 ? 4 : opsize;
+    if (f & L_IV) imm += opsize;
+    if (f & L_MOFFS) imm += mode / 8;
+    uint8_t e = (uint8_t)imm;
+    if (f & L_M) e |= XL_F_MODRM;
+    if ((f & L_IV) && mode == 64) e |= XL_F_IV;
+    return e;
+}
+
+/* Immediate bytes of group g after prefix context ctx, ModRM mod/reg, mode: the same for every rm
+ * (else slow), read off the full walk. */
+static uint8_t fast_group(int ctx, int mode, int g, int modreg)
+{
+    int map = fast_groups[g].map, imm = -1;
+    for (int rm = 0; rm < 8; rm++) {
+        uint8_t buf[16] = {0};
+        int k = 0;
+        if (ctx)
+            buf[k++] = ctx_prefix[ctx];
+        if (map)
+            buf[k++] = 0x0F;
+        buf[k++] = fast_groups[g].op;
+        uint8_t m = (uint8_t)(modreg << 3 | rm);
+        buf[k] = m;
+        int len = xl_insn_length_slow(buf, sizeof buf, mode);
+        int base = k + (xl_len_modrm[mode == 16][m] & 0xF);
+        if (len < 0 || len - base < 0 || len - base > 4 || (imm >= 0 && len - base != imm))
+            return XL_F_SLOW;
+        imm = len - base;
+    }
+    return (uint8_t)imm;
+}
+
+__attribute__((constructor)) static void build_fast_tables(void)
+{
+    for (int m = 0; m < 256; m++) {
+        int mod = m >> 6, rm = m & 7;
+        uint8_t l32 = 1, l16 = 1;
+        if (mod != 3) {
+            if (rm == 4) {
+                l32 += 1;
+                if (mod == 0) l32 |= XL_M_SIB5;
+            }
+            if (mod == 1) l32 += 1;
+            else if (mod == 2 || (mod == 0 && rm == 5)) l32 += 4;
+            if (mod == 1) l16 += 1;
+            else if (mod == 2 || (mod == 0 && rm == 6)) l16 += 2;
+        }
+        xl_len_modrm[0][m] = l32;
+        xl_len_modrm[1][m] = l16;
+    }
+    for (int mi = 0; mi < 3; mi++) {
+        for (int b = 0; b < 256; b++)
+            xl_len_pfx[mi][b] = prefix_class(16 << mi, b);
+        for (int ctx = 0; ctx < 4; ctx++) {
+            for (int map = 0; map < 2; map++)
+                for (int op = 0; op < 256; op++)
+                    xl_len_class[ctx][mi][map][op] = fast_class(ctx, 16 << mi, map, op);
+            for (int g = 0; g < N_FAST_GROUPS; g++)
+                for (int mr = 0; mr < 32; mr++)
+                    xl_len_grp[ctx][mi][g][mr] = fast_group(ctx, 16 << mi, g, mr);
+        }
+    }
+}
+
+/* Out of line: prefixed instructions are the minority, and the hot loop stays small. */
+int xl_len_prefixed(const uint8_t *p, size_t n, int mi)
+{
+    return xl_len_prefixed_inl(p, n, mi);
+}
+
+int xl_insn_length(const uint8_t *p, size_t n, int mode)
+{
+    return xl_insn_length_inline(p, n, mode);
 }
