@@ -129,6 +129,7 @@ void xl_ctx_close(struct xl_ctx *ctx);
 void xl_ctx_reset_counts(struct xl_ctx *ctx);
 int xl_decode_subset(const uint8_t *p, size_t n, int mode, struct xl_insn *out);
 int xl_insn_length(const uint8_t *p, size_t n, int mode);
+int xl_insn_length_slow(const uint8_t *p, size_t n, int mode);
 int xl_replay(struct xl_ctx *ctx, int path, const struct xl_record *recs, size_t n,
               struct xl_result *results, struct xl_replay_stats *stats);
 uint32_t xl_replay_one(struct xl_ctx *ctx, int path, const struct xl_record *rec, struct xl_result *res,
@@ -172,7 +173,8 @@ def _ffibuilder(sanitize: bool = False) -> FFI:
     ffi.cdef(CDEF)
     ffi.set_source(
         "fastpath._exitlab_c",
-        '#include "paths.h"\n#include "insn_subset.h"\n#include "replay.h"\n#include "live.h"\n#include "decoderbench.h"\n',
+        '#include "paths.h"\n#include "insn_subset.h"\n#include "replay.h"\n#include "live.h"\n'
+        '#include "decoderbench.h"\n',
         sources=[str(CSRC / s) if sanitize else _source(s) for s in SOURCES],
         include_dirs=[str(CSRC), str(uc_dir / "include"), str(cs_dir / "include")],
         extra_compile_args=CFLAGS + (SANITIZE_FLAGS if sanitize else []),

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,38 @@ def test_subset_on_libc_against_iced() -> None:
     assert declined <= sum(ref.subset) * 1e-3, examples
 
 
+PREFIXY = bytes.fromhex("66 f3 f2 2e 64 65 26 36 3e 48 41 4c 0f f0 67 40")
+
+
+@pytest.mark.parametrize("mode", [16, 32, 64])
+def test_fast_path_equals_full_walk(mode: int) -> None:
+    """xl_insn_length (fast path, insn_length.h) == xl_insn_length_slow (the full walk) on random
+    prefix-heavy bytes and on every byte offset of a slice of libc."""
+    from fastpath._exitlab_c import lib
+
+    rng = random.Random(1500 + mode)
+    diff = []
+    for _ in range(60_000):
+        b = bytearray(rng.getrandbits(8) for _ in range(15))
+        for k in range(rng.randrange(5)):
+            b[k] = rng.choice(PREFIXY)
+        code = bytes(b)
+        for n in (15, rng.randrange(16)):
+            fast, slow = lib.xl_insn_length(code, n, mode), lib.xl_insn_length_slow(code, n, mode)
+            if fast != slow:
+                diff.append(f"{code[:n].hex(' ')}: fast {fast}, full {slow}")
+    libc = _libc()
+    if libc is not None:
+        data = db.elf_text(libc).data[: 1 << 16]
+        for off in range(len(data)):
+            code = data[off : off + 15]
+            fast = lib.xl_insn_length(code, len(code), mode)
+            slow = lib.xl_insn_length_slow(code, len(code), mode)
+            if fast != slow:
+                diff.append(f"libc +{off:#x} {code.hex(' ')}: fast {fast}, full {slow}")
+    assert not diff, diff[:10]
+
+
 def _fingerprint_in_header() -> str:
     for line in (CSRC / "vex_pp.h").read_text().splitlines()[:5]:
         if line.startswith("/* fingerprint "):
@@ -76,7 +109,7 @@ def test_generated_tables_fingerprint() -> None:
     )
 
 
-@pytest.mark.skipif(not os.environ.get("EXITLAB_REGEN_CHECK"), reason="set EXITLAB_REGEN_CHECK=1 (about 1 min)")
+@pytest.mark.skipif(not os.environ.get("EXITLAB_REGEN_CHECK"), reason="EXITLAB_REGEN_CHECK=1: about 1 min")
 def test_generated_tables_regenerate_identically() -> None:
     out = subprocess.run(
         [sys.executable, str(CSRC / "gen_vex_pp.py")], capture_output=True, text=True, check=True

@@ -109,7 +109,9 @@ static inline int xl_len_prefixed_inl(const uint8_t *p, size_t n, int mi)
  * to the full walk. */
 static inline int xl_insn_length_mi(const uint8_t *p, size_t n, int mi)
 {
-    if (__builtin_expect(n < 24, 0))  /* the fast paths read at most 20 bytes */
+    /* the fast paths read at most p[8] and measure at most 15 bytes: with 15 bytes available
+     * neither reading nor a length can run past the buffer */
+    if (__builtin_expect(n < 15, 0))
         return xl_insn_length_slow(p, n, 16 << mi);
     /* Branches, not conditional moves: the walk is one serial chain (the next instruction starts
      * where this one ends), and predicted branches let the CPU run ahead on it. */

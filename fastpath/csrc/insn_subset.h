@@ -55,7 +55,9 @@ struct xl_insn {
  * or 0 if the bytes are outside the subset (including LOCK, register-only forms and truncation). */
 int xl_decode_subset(const uint8_t *p, size_t n, int mode, struct xl_insn *out);
 
-/* Length of the instruction at p[0..n), or -1. */
+/* Length of the instruction at p[0..n), or -1.  A fast path for the common cases (insn_length.h,
+ * inlinable there) in front of the full walk, xl_insn_length_slow(), which gives the same answer. */
 int xl_insn_length(const uint8_t *p, size_t n, int mode);
+int xl_insn_length_slow(const uint8_t *p, size_t n, int mode);
 
 #endif
