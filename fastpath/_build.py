@@ -136,7 +136,7 @@ uint32_t xl_replay_one(struct xl_ctx *ctx, int path, const struct xl_record *rec
                        uint64_t *regs_out);
 int xl_live_run(struct xl_ctx *ctx, void *uc, const struct xl_live_cfg *cfg, struct xl_live_result *out);
 struct xl_sweep {
-    uint64_t insns, bad, bytes, ns;
+    uint64_t insns, bad, bytes, ns, wall_ns;
 };
 int xl_bench_sweep(int decoder, const uint8_t *buf, size_t n, int mode, struct xl_sweep *out);
 int xl_bench_lengths_at(int decoder, const uint8_t *buf, size_t n, int mode, const uint32_t *offs, size_t k,

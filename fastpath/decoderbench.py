@@ -5,7 +5,8 @@ binaries, with exactness counts against iced-x86 as the reference.
 Speed: every C-side decoder walks the whole buffer in one cffi call (fastpath/csrc/decoderbench.c),
 so what is timed is the decoder, not the call; an invalid position advances one byte.  iced-x86 runs
 through its Python binding (one object per instruction), so its figure is labelled `iced-python`
-and is not iced's native speed.
+and is not iced's native speed.  Times are the walking thread's CPU time (best of `repeat` walks for
+the C side, one walk for iced): on a shared machine wall time mostly measures the neighbours.
 
 Exactness: iced-x86 decodes the buffer once; at each of its instruction boundaries every decoder's
 length is taken (same C loop, offsets given) and compared.  *wrong*: both decode, lengths differ;
@@ -152,7 +153,7 @@ class Reference:
     offsets: list[int]
     lengths: list[int]
     subset: list[bool]
-    ns: int  # time of the walk (the iced-python figure)
+    ns: int  # thread CPU time of the walk (the iced-python figure)
 
     @property
     def valid(self) -> int:
@@ -182,7 +183,7 @@ def iced_reference(data: bytes, mode: int) -> Reference:
     lengths: list[int] = []
     subset: list[bool] = []
     invalid = Code.INVALID
-    t0 = time.perf_counter_ns()
+    t0 = time.thread_time_ns()
     while dec.can_decode:
         off = dec.position
         dec.decode_out(insn)
@@ -190,7 +191,7 @@ def iced_reference(data: bytes, mode: int) -> Reference:
         code = insn.code
         lengths.append(-1 if code == invalid else insn.len)
         subset.append(code in codes)
-    ns = time.perf_counter_ns() - t0
+    ns = time.thread_time_ns() - t0
     # memory forms only, no LOCK, F2/F3 only on MOVS/STOS, never both F2 and F3
     for j, off in enumerate(offsets):
         if not subset[j]:
@@ -372,6 +373,7 @@ def table(results: list[DecoderResult], sections: list[TextSection], notes: list
         + ", ".join(f"{s.path} ({len(s.data) / (1 << 20):.1f} MiB, {s.mode}-bit)" for s in sections)
     )
     lines.extend(f"{r.name}: {r.note}" for r in results)
+    lines.append("times: thread CPU time of one walk over the .text (C: best of the repeats).")
     lines.append(
         "wrong / declined / false acc: against iced-x86 at its instruction boundaries (subset: against the "
         "MOV-family memory instructions iced finds)."
@@ -393,6 +395,7 @@ def to_json(results: list[DecoderResult], sections: list[TextSection], notes: li
             for r in results
         ],
         "binaries": [{"path": s.path, "mode": s.mode, "text_bytes": len(s.data)} for s in sections],
+        "timing": "thread CPU time (CLOCK_THREAD_CPUTIME_ID / time.thread_time_ns), C: best of the repeats",
         "notes": notes,
         "environment": environment(),
     }

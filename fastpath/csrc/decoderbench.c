@@ -9,10 +9,10 @@
 #include "insn_length.h"
 #include "insn_subset.h"
 
-static uint64_t now_ns(void)
+static uint64_t now_ns(clockid_t clk)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clk, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
@@ -73,7 +73,7 @@ int xl_bench_sweep(int decoder, const uint8_t *buf, size_t n, int mode, struct x
     cs_insn *ci;
     if (decoder < XL_DEC_LENGTH || decoder > XL_DEC_CAPSTONE_DETAIL || cs_setup(decoder, mode, &h, &ci) < 0)
         return -1;
-    uint64_t insns = 0, bad = 0, t0 = now_ns();
+    uint64_t insns = 0, bad = 0, w0 = now_ns(CLOCK_MONOTONIC), t0 = now_ns(CLOCK_THREAD_CPUTIME_ID);
     size_t pos = 0;
     if (decoder == XL_DEC_LENGTH) {
         /* one loop per mode, the fast path inlined and specialised (insn_length.h) */
@@ -122,7 +122,8 @@ int xl_bench_sweep(int decoder, const uint8_t *buf, size_t n, int mode, struct x
             }
         }
     }
-    out->ns = now_ns() - t0;
+    out->ns = now_ns(CLOCK_THREAD_CPUTIME_ID) - t0;
+    out->wall_ns = now_ns(CLOCK_MONOTONIC) - w0;
     out->insns = insns;
     out->bad = bad;
     out->bytes = n;

@@ -21,7 +21,8 @@ struct xl_sweep {
     uint64_t insns;  /* instructions decoded */
     uint64_t bad;    /* positions skipped (invalid / not mine), one byte each */
     uint64_t bytes;
-    uint64_t ns;     /* wall time of the walk (CLOCK_MONOTONIC) */
+    uint64_t ns;     /* CPU time of the walk (CLOCK_THREAD_CPUTIME_ID): robust on a shared machine */
+    uint64_t wall_ns; /* wall time of the walk (CLOCK_MONOTONIC) */
 };
 
 /* 0, or -1 for an unknown decoder / a Capstone handle that cannot be opened. */
