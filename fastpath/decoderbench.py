@@ -440,6 +440,7 @@ def plot(results: list[DecoderResult], path: str) -> None:
         ax.set_yticks(list(y), names)
         ax.invert_yaxis()
         ax.set_xscale("log")
+        ax.set_xlim(right=max(vals) * (12 if key == "mib_s" else 2))  # room for the labels
         ax.set_xlabel(label)
     fig.suptitle("exitlab: instruction decoders on real .text (exactness vs iced-x86)")
     fig.tight_layout()
