@@ -831,7 +831,9 @@ int xl_insn_length_slow(const uint8_t *p, size_t n, int mode)
 /* ---------------------------------------------------------------- fast-path tables (insn_length.h) */
 
 uint8_t xl_len_pfx[3][256];
-uint8_t xl_len_class[4][3][2][256];
+uint16_t xl_len_class[4][3][2][256];
+uint32_t xl_len_formok[XL_NFORMROWS];
+static int n_formrows;
 uint8_t xl_len_modrm[2][256];
 uint8_t xl_len_grp[4][3][XL_NGRP][32];
 
@@ -868,12 +870,44 @@ static uint8_t prefix_class(int mode, int b)
 
 /* Class of an opcode after the prefix context ctx (none, 66, F3, F2; REX allowed): its immediate
  * size and ModRM, or "slow" where the full walk applies a rule these tables do not express. */
-static uint8_t fast_class(int ctx, int mode, int map, int op)
+static uint8_t fast_group(int ctx, int mode, int g, int modreg);
+
+/* Row of xl_len_formok holding mask (rows are shared; row 0 is all forms). */
+static uint16_t form_row(uint32_t mask)
+{
+    for (int r = 0; r < n_formrows; r++)
+        if (xl_len_formok[r] == mask)
+            return (uint16_t)r;
+    if (n_formrows == XL_NFORMROWS)
+        return 0xFFFF;
+    xl_len_formok[n_formrows] = mask;
+    return (uint16_t)n_formrows++;
+}
+
+static uint16_t fast_class(int ctx, int mode, int map, int op)
 {
     uint16_t f = map ? len_map1[op] : len_map0[op];
-    for (int g = 0; g < N_FAST_GROUPS; g++)
-        if (fast_groups[g].map == map && fast_groups[g].op == op)
-            return (uint8_t)(XL_F_GRP | (g & 0xF) | ((g & 0x10) ? XL_F_IV : 0));
+    for (int g = 0; g < N_FAST_GROUPS; g++) {
+        if (fast_groups[g].map != map || fast_groups[g].op != op)
+            continue;
+        /* one immediate size over every existing (mod, reg) form: a plain class with the forms as
+         * a row of xl_len_formok; else the group table decides per form */
+        uint32_t mask = 0;
+        int imm = -1, uniform = 1;
+        for (int mr = 0; mr < 32; mr++) {
+            uint8_t v = fast_group(ctx, mode, g, mr);
+            if (v & XL_F_SLOW)
+                continue;
+            mask |= 1u << mr;
+            if (imm >= 0 && v != imm)
+                uniform = 0;
+            imm = v;
+        }
+        uint16_t row = mask ? form_row(mask) : 0xFFFF;
+        if (!mask || !uniform || row == 0xFFFF)
+            return (uint16_t)(XL_F_GRP | (g & 0xF) | ((g & 0x10) ? XL_F_IV : 0));
+        return (uint16_t)(XL_F_MODRM | imm | (row << XL_F_ROW_SHIFT));
+    }
     if (map == 0) {
         if (mode == 64 && (op & 0xF0) == 0x40)
             return XL_C_REX;
@@ -901,7 +935,7 @@ static uint8_t fast_class(int ctx, int mode, int map, int op)
     if (f & L_IZ) imm += (f & L_REL) && mode == 64 ? 4 : opsize;
     if (f & L_IV) imm += opsize;
     if (f & L_MOFFS) imm += mode / 8;
-    uint8_t e = (uint8_t)imm;
+    uint16_t e = (uint16_t)imm;
     if (f & L_M) e |= XL_F_MODRM;
     if ((f & L_IV) && mode == 64) e |= XL_F_IV;
     return e;
@@ -933,6 +967,8 @@ static uint8_t fast_group(int ctx, int mode, int g, int modreg)
 
 __attribute__((constructor)) static void build_fast_tables(void)
 {
+    n_formrows = 0;
+    form_row(0xFFFFFFFFu);  /* row 0 */
     for (int m = 0; m < 256; m++) {
         int mod = m >> 6, rm = m & 7;
         uint8_t l32 = 1, l16 = 1;
