@@ -5,8 +5,9 @@
  * MOVSXD (63 with REX.W), MOVS/STOS A4/A5/AA/AB with REP.  Everything else is "not mine" (0).
  *
  * xl_insn_length() returns the length of any instruction of the legacy, 0F, 0F38 and 0F3A maps
- * (with prefixes and REX) and of VEX/EVEX-encoded ones (maps 1-3), or -1 (invalid, or a class it
- * does not cover: 3DNow!, XOP, EVEX maps 5/6, some reserved encodings).  It never guesses.
+ * (with prefixes and REX, 3DNow! included) and of VEX (maps 1-3) and EVEX (maps 1-3, 5, 6) ones, or
+ * -1: invalid as iced-x86 decodes it (the VEX/EVEX validity is generated from iced-x86, see
+ * gen_vex_pp.py), or a class it does not cover (XOP, AMD SSE4a EXTRQ/INSERTQ).  It never guesses.
  */
 #ifndef XL_INSN_SUBSET_H
 #define XL_INSN_SUBSET_H
