@@ -126,11 +126,11 @@ def default_binaries() -> tuple[list[Path], list[str]]:
     m = _mapped("libpython")
     if m:
         cands.append(m)
-    libdir = sysconfig.get_config_var("LIBDIR")
-    for var in ("INSTSONAME", "LDLIBRARY"):
+    libdir = sysconfig.get_config_var("LIBDIR") or "/usr/lib"
+    for var in ("INSTSONAME", "LDLIBRARY"):  # a static build names libpython3.X.a: not a candidate
         name = sysconfig.get_config_var(var)
-        if libdir and name and str(name).endswith((".so", ".so.1.0")) or (name and ".so" in str(name)):
-            cands.append(Path(libdir or "/usr/lib") / str(name))
+        if name and ".so" in str(name):
+            cands.append(Path(libdir) / str(name))
     ver = sysconfig.get_python_version()
     for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/local/lib", "/usr/lib"):
         cands.append(Path(d) / f"libpython{ver}.so.1.0")

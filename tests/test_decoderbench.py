@@ -59,6 +59,11 @@ def test_cli_binary_needs_decoders(capsys) -> None:
     assert "--binary goes with --decoders" in capsys.readouterr().err
 
 
+def test_cli_decoders_rejects_exit_cost_options(capsys) -> None:
+    assert main(["bench", "--decoders", "--exits", "10", "--binary", str(EXT)]) == 1
+    assert "--decoders" in capsys.readouterr().err
+
+
 def test_cli_decoders_bad_binary(capsys, tmp_path: Path) -> None:
     bad = tmp_path / "x.bin"
     bad.write_bytes(b"\x7fELF" + bytes(60))

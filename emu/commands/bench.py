@@ -100,6 +100,8 @@ def run_decoders(args: argparse.Namespace) -> int:
     """`--decoders`: fastpath.decoderbench over the given (or default) binaries' .text."""
     from fastpath import decoderbench as db
 
+    if args.exits is not None or args.mechanism:
+        raise ExitlabError("--exits and --mechanism belong to the exit-cost table, not to --decoders")
     notes: list[str] = []
     if args.binary:
         paths = list(args.binary)
