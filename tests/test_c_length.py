@@ -97,6 +97,10 @@ def test_length_matches_iced(mode: int) -> None:
         ("62 f1 7c 58 58 00", 64, 6),  # vaddps zmm0, zmm0, dword bcst [rax]
         ("62 e1 74 00 58 c2", 64, 6),  # vaddps xmm16, xmm17, xmm2 (V'=0)
         ("62 f1 7c 78 58 c1", 64, 6),  # vaddps zmm0, zmm0, zmm1, {rz-sae}
+        ("66 0f 78 c0 01 02", 64, 6),  # extrq xmm0, 1, 2 (AMD SSE4a)
+        ("f2 0f 78 c1 01 02", 32, 6),  # insertq xmm0, xmm1, 1, 2
+        ("66 0f 79 c1", 64, 4),  # extrq xmm0, xmm1
+        ("f2 0f 79 c1", 16, 4),  # insertq xmm0, xmm1
     ],
 )
 def test_length_examples(hexcode: str, mode: int, length: int) -> None:
@@ -129,6 +133,9 @@ def test_length_examples(hexcode: str, mode: int, length: int) -> None:
         ("62 f1 7c 88 28 c1", 64),  # zeroing without a mask register
         ("62 f1 7c 89 29 00", 64),  # zeroing with a memory destination
         ("f0 80 38 01", 64),  # LOCK CMP
+        ("66 0f 78 c8 01 02", 64),  # extrq takes /0 only
+        ("66 0f 79 00", 64),  # SSE4a: registers only
+        ("f3 0f 78 c0 01 02", 64),
     ],
 )
 def test_length_invalid_or_truncated(hexcode: str, mode: int) -> None:

@@ -756,8 +756,12 @@ int xl_insn_length_slow(const uint8_t *p, size_t n, int mode)
                 f = L_M | L_I8;
                 break;
             case 0x78: case 0x79:
-                if (x.p66 || x.rep) return -1;  /* AMD SSE4a EXTRQ/INSERTQ: not covered */
-                f = L_M;
+                if (x.rep == 0xF3) return -1;
+                if (x.rep == 0xF2 || x.p66) {  /* AMD SSE4a INSERTQ (F2) / EXTRQ (66): registers only */
+                    if (mod != 3 || x.lock || (op == 0x78 && x.rep != 0xF2 && regf != 0)) return -1;
+                    return finish(i + 1 + (op == 0x78 ? 2 : 0), lim);  /* 0F 78: imm8, imm8 */
+                }
+                f = L_M;  /* VMREAD / VMWRITE */
                 break;
             case 0xB8:
                 if (x.rep != 0xF3) return -1;  /* JMPE */

@@ -7,7 +7,7 @@
  * xl_insn_length() returns the length of any instruction of the legacy, 0F, 0F38 and 0F3A maps
  * (with prefixes and REX, 3DNow! included) and of VEX (maps 1-3) and EVEX (maps 1-3, 5, 6) ones, or
  * -1: invalid as iced-x86 decodes it (the VEX/EVEX validity is generated from iced-x86, see
- * gen_vex_pp.py), or a class it does not cover (XOP, AMD SSE4a EXTRQ/INSERTQ).  It never guesses.
+ * gen_vex_pp.py), or a class it does not cover (AMD XOP).  It never guesses.
  */
 #ifndef XL_INSN_SUBSET_H
 #define XL_INSN_SUBSET_H
