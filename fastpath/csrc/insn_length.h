@@ -3,11 +3,14 @@
  *
  * Most real instructions have no legacy prefix, at most a REX, and an opcode of the one-byte or 0F
  * map whose length is ModRM/SIB/displacement plus an immediate fixed by the opcode.  For those, one
- * 256-entry class table (per mode and map) and one 256-entry ModRM table give the length in two or
- * three dependent loads.  Everything else -- prefixes, opcodes with validity rules (groups, x87,
- * SSE mandatory prefixes, VEX/EVEX...), short buffers -- has the "slow" bit and goes through the full
- * walk, xl_insn_length_slow().  The tables are derived at load time from the full walk's own
- * opcode tables (insn_subset.c), so the two cannot drift; tests and the ASan driver compare them.
+ * opcode-class table (per prefix context, mode and map) and one 256-entry ModRM table give the length;
+ * opcodes whose forms differ (groups) carry a row of the (mod, reg) forms that exist, or, when the
+ * immediate depends on the form (F6/F7), a per-form group table.  Segment prefixes and one of
+ * 66 / F3 / F2 go through a 256-entry prefix-class table to the same tables.  Everything else --
+ * LOCK, 67, VEX/EVEX, 0F38/0F3A, mandatory-prefix and ModRM-form rules, short buffers -- takes the
+ * full walk, xl_insn_length_slow().  The tables are derived at load time from the full walk's own
+ * tables (insn_subset.c; group rows by probing the full walk), so the two cannot drift; the ASan
+ * driver and tests/test_c_length_real.py check that they agree.
  */
 #ifndef XL_INSN_LENGTH_H
 #define XL_INSN_LENGTH_H
