@@ -41,9 +41,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--plot", metavar="FILE.png", help="write a bar chart (trap and tax stacked, seed ratios marked)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--decoders",
+        action="store_true",
+        help="instead: the instruction-decoder benchmark (exitlab length and subset, Capstone, iced-x86) "
+        "on real .text",
+    )
+    p.add_argument(
+        "--binary",
+        action="append",
+        metavar="PATH",
+        help="with --decoders: an x86 ELF whose .text to decode (repeatable; default: this machine's libc "
+        "and libpython)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.decoders:
+        return run_decoders(args)
+    if args.binary:
+        raise ExitlabError("--binary goes with --decoders")
     from fastpath import costs, report
 
     # outputs and the plotting extra are checked before measuring, not after (docs/robustness.md)
@@ -90,5 +107,39 @@ def run(args: argparse.Namespace) -> int:
         image = io.BytesIO()
         report.plot(sweep, image, format=plot_fmt)
         plot_out.write_bytes(image.getvalue())
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def run_decoders(args: argparse.Namespace) -> int:
+    """`--decoders`: fastpath.decoderbench over the given (or default) binaries' .text."""
+    from fastpath import decoderbench as db
+
+    if args.exits is not None or args.mechanism:
+        raise ExitlabError("--exits and --mechanism belong to the exit-cost table, not to --decoders")
+    notes: list[str] = []
+    if args.binary:
+        paths = list(args.binary)
+    else:
+        found, notes = db.default_binaries()
+        paths = [str(p) for p in found]
+        if not paths:
+            raise ExitlabError("no default binary found (libc, libpython); give --binary PATH")
+    sections = [db.elf_text(p) for p in paths]
+    repeat = args.repeat or (1 if args.quick else 3)
+    if repeat < 1:
+        raise ExitlabError("--repeat must be positive")
+
+    def note(msg: str) -> None:
+        if not args.no_progress and sys.stderr.isatty():
+            print(f"  {msg}", file=sys.stderr)
+
+    results = db.run(sections, repeat=repeat, progress=note)
+    print(db.table(results, sections, notes))
+    if args.json:
+        db.write_json(results, sections, notes, args.json)
+        print(f"wrote {args.json}")
+    if args.plot:
+        db.plot(results, args.plot)
         print(f"wrote {args.plot}")
     return 0
