@@ -552,8 +552,16 @@ class Machine:
             raise EmulationError(f"path {path.name!r} declined the exit and has no fallback", rip, rec.insn)
         if rep is not None:
             self._executed += max(done - 1, 0)  # the code hook counted the first iteration
-            if rep[3] and self.regfile.get("rcx") & rep[1]:
-                return rip  # capped by the budget: an interrupted REP, RIP stays on it (rule 1)
+            if self.regfile.get("rcx") & rep[1]:
+                if rep[3]:
+                    return rip  # capped by the budget: an interrupted REP, RIP stays on it (rule 1)
+            elif done and outcome.next_rip != rip:
+                # QEMU enters a REP instruction once more after its last iteration to find RCX = 0,
+                # and that entry counts (in place it is a code-hook call): count it here too, or
+                # stop in front of it when the budget has no room left, exactly as in place.
+                if self._executed >= self._max_insns:  # type: ignore[operator]
+                    return rip
+                self._executed += 1
         return outcome.next_rip
 
     def _rep_budget(self, rec: ExitRecord) -> tuple[str, int, int, int] | None:
@@ -589,7 +597,9 @@ class Machine:
 
     def run(self, max_insns: int | None = None, timeout: float | None = 10.0) -> RunResult:
         """Run until hlt, the instruction budget, the wall-clock timeout, SIGINT or a fault."""
-        if max_insns is not None and not (isinstance(max_insns, int) and 1 <= max_insns <= MAX_BUDGET):
+        if max_insns is not None and (
+            isinstance(max_insns, bool) or not isinstance(max_insns, int) or not 1 <= max_insns <= MAX_BUDGET
+        ):
             raise ExitlabError(f"the instruction budget must be 1 .. 2**63-1 (got {max_insns!r})")
         try:
             check_timeout(timeout)
