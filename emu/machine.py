@@ -61,8 +61,8 @@ from unicorn.unicorn_py3.unicorn import HOOK_CODE_CFUNC, uclib
 from emu.assemble import GuestImage
 from emu.board import Board, default_board
 from emu.bus import Space
-from emu.codeguard import lock_ud
-from emu.codeguard import scan as scan_lock_ud
+from emu.codeguard import classify
+from emu.codeguard import scan as scan_guarded
 from emu.cpu import Cpu, Outcome
 from emu.errors import EmulationError, ExitlabError, GuestFormatError
 from emu.exits import MAX_INSN_LEN, REG_INDEX, REG_NAMES, ExitKind, ExitRecord
@@ -71,9 +71,11 @@ from emu.interrupt import INTERRUPTED, Watchdog, check_timeout
 from emu.platform import PAGE
 from emu.ram import GuestRam
 from emu.regfile import RegFile
+from emu.sysinsn import system_instruction
 from emu.trace import TraceWriter
 
 _UC_MODE = {16: UC_MODE_16, 32: UC_MODE_32, 64: UC_MODE_64}
+_PLATFORM_CR0 = {64: 0x80000033, 32: 0x33}  # PG|NE|ET|MP|PE in long mode, PE|... in 32-bit (emu/kvm.py)
 _CS_MODE = {16: capstone.CS_MODE_16, 32: capstone.CS_MODE_32, 64: capstone.CS_MODE_64}
 # Mnemonics (last word, so `rep stosb` matches) that access memory without a memory operand.
 _IMPLICIT_MEMORY = frozenset(
@@ -545,7 +547,7 @@ class Machine:
     def _scan_page(self, page: int) -> None:
         lo = max(page - MAX_INSN_LEN, self.ram_base)  # an instruction may start just before the page
         data = self.read_ram(lo, page + PAGE + MAX_INSN_LEN - lo)
-        found = scan_lock_ud(data, lo, self.mode) - self._guard_exits
+        found = scan_guarded(data, lo, self.mode) - self._guard_exits
         if found:
             self._guard_exits |= found
             self.uc.ctl_set_exits(sorted(self._guard_exits))
@@ -668,6 +670,10 @@ class Machine:
         self._executed = 0
         self._install_hooks(budget_hook=max_insns is not None)
         self.init_regs()
+        if self.mode in _PLATFORM_CR0:
+            # CR0 as the platform (and KVM) has it; with the identity TLB of the guard, PG changes
+            # no translation, but `mov rax, cr0; mov cr0, rax` must see PG set (emu/sysinsn.py).
+            self.uc.reg_write(X.UC_X86_REG_CR0, _PLATFORM_CR0[self.mode])
         self._timeout = timeout
         self._external = None
         t0 = time.perf_counter()
@@ -737,9 +743,12 @@ class Machine:
                 return
             rip = self._rip()
             if rip in self._guard_exits:
-                if not self._guard_stop(rip):
-                    continue
-                return
+                next_rip = self._guard_stop(rip)
+                if next_rip is None:
+                    return
+                rip = next_rip
+                self.regfile.set("rip", rip)
+                continue
             self._stop = Stop(StopReason.HLT, (rip - 1) & self._rip_mask, "hlt")
             return
 
@@ -762,27 +771,38 @@ class Machine:
         self.regfile.set("rip", next_rip)
         return next_rip
 
-    def _guard_stop(self, rip: int) -> bool:
-        """Execution reached a guard exit: stop `invalid_insn` if the bytes there still are a LOCK
-        #UD (True); if they were rewritten since the scan, drop the exit and go on (False)."""
+    def _guard_stop(self, rip: int) -> int | None:
+        """Execution reached a guard exit (emu/codeguard.py): judge the instruction there.
+
+        Returns the RIP to continue at (bytes rewritten since the scan: the exit is dropped; or a
+        system instruction the platform allows, carried out here), or None after setting the stop."""
         insn = self.read_ram(rip, MAX_INSN_LEN)
-        if lock_ud(insn, self.mode):
-            if self._max_insns is not None and self._executed >= self._max_insns:
-                budget = self._max_insns
-                self._stop = Stop(StopReason.BUDGET, rip, f"instruction budget of {budget} exhausted")
-            else:
-                self._stop = Stop(
-                    StopReason.INVALID_INSN,
-                    rip,
-                    f"invalid instruction at rip={rip:#x}: {insn[:8].hex(' ')} (#UD: LOCK prefix on an "
-                    "instruction or operand that cannot be locked)",
-                    insn,
-                )
-            return True
-        self._guard_exits.discard(rip)
-        self.uc.ctl_set_exits(sorted(self._guard_exits))
-        self.uc.ctl_remove_cache(rip, rip + 1)
-        return False
+        g = classify(insn, self.mode)
+        if g is None:
+            self._guard_exits.discard(rip)
+            self.uc.ctl_set_exits(sorted(self._guard_exits))
+            self.uc.ctl_remove_cache(rip, rip + 1)
+            return rip
+        if self._max_insns is not None and self._executed >= self._max_insns:
+            budget = self._max_insns
+            self._stop = Stop(StopReason.BUDGET, rip, f"instruction budget of {budget} exhausted", insn)
+            return None
+        if g.kind == "lock_ud":
+            self._stop = Stop(
+                StopReason.INVALID_INSN,
+                rip,
+                f"invalid instruction at rip={rip:#x}: {insn[:8].hex(' ')} (#UD: LOCK prefix on an "
+                "instruction or operand that cannot be locked)",
+                insn,
+            )
+            return None
+        verdict = system_instruction(self, g, rip)
+        if isinstance(verdict, Stop):
+            self._stop = verdict
+            return None
+        if self._max_insns is not None:
+            self._executed += 1
+        return verdict
 
     def _fault_stop(self, err: UcError) -> Stop:
         rip = self._rip()

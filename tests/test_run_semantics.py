@@ -367,3 +367,46 @@ def test_stop_taxonomy_is_the_shared_one() -> None:
         "hlt", "budget", "timeout", "interrupted", "unmapped", "invalid_insn", "triple_fault",
         "emulation_error", "device_error",
     }
+
+
+# -- rule 9: system instructions Unicorn runs as no-ops (W10) --------------------------------------
+
+SYSTEM_FAULTS = [
+    ("syscall", "#UD"),
+    ("sysenter", "#GP"),
+    ("mov ecx, 0x12345678\nwrmsr", "#GP"),
+    ("mov rax, cr0\nand eax, 0x7fffffff\nmov cr0, rax", "#GP"),
+    ("mov rax, cr0\nand eax, 0xfffffffe\nmov cr0, rax", "#GP"),
+    ("xor eax, eax\nltr ax", "#GP"),
+]
+
+
+@pytest.mark.parametrize("style", ["inplace", "generic"])
+@pytest.mark.parametrize(("src", "vector"), SYSTEM_FAULTS)
+def test_system_instruction_faults_like_the_platform(style: str, src: str, vector: str) -> None:
+    result, machine, _ = run_on(style, f"{src}\nmov ebx, 0x77\nhlt\n")
+    assert result.stop.reason is StopReason.TRIPLE_FAULT
+    assert result.stop.message.startswith(vector)
+    assert result.regs["rbx"] == 0  # nothing after it ran
+    assert machine.read_ram(result.stop.rip, 1) in (b"\x0f", b"\x66", b"\x48")
+
+
+@pytest.mark.parametrize(
+    "src",
+    [
+        "mov rax, cr0\nmov cr0, rax",
+        "mov ecx, 0xc0000080\nrdmsr\nwrmsr",
+        "mov ecx, 0xc0000100\nmov eax, 0x1000\nxor edx, edx\nwrmsr\nmov ebx, fs:[0]",
+    ],
+)
+def test_allowed_system_instructions_still_run(src: str) -> None:
+    result, _, _ = run_on("inplace", f"{src}\nmov ebx, 0x77\nhlt\n", max_insns=100)
+    assert result.stop.reason is StopReason.HLT, result.stop.message
+    assert result.regs["rbx"] == 0x77
+
+
+def test_unsupported_system_instruction_is_a_clear_error() -> None:
+    src = "mov ecx, 0xc0000080\nrdmsr\nor eax, 1\nwrmsr\nsyscall\nhlt\n"
+    result, _, _ = run_on("inplace", src)
+    assert result.stop.reason is StopReason.EMULATION_ERROR
+    assert "unsupported by the engine" in result.stop.message
