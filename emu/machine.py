@@ -75,6 +75,7 @@ from emu.sysinsn import system_instruction
 from emu.trace import TraceWriter
 
 _UC_MODE = {16: UC_MODE_16, 32: UC_MODE_32, 64: UC_MODE_64}
+_LEGACY_PREFIXES = frozenset((0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3))
 _PLATFORM_CR0 = {64: 0x80000033, 32: 0x33}  # PG|NE|ET|MP|PE in long mode, PE|... in 32-bit (emu/kvm.py)
 _CS_MODE = {16: capstone.CS_MODE_16, 32: capstone.CS_MODE_32, 64: capstone.CS_MODE_64}
 # Mnemonics (last word, so `rep stosb` matches) that access memory without a memory operand.
@@ -268,6 +269,7 @@ class Machine:
         self._external: str | None = None  # "timeout" / "interrupted", set by the watchdog thread
         self._clean_pages: set[int] = set()  # code pages scanned since their last write (W^X guard)
         self._guard_exits: set[int] = set()  # addresses of LOCK #UD instructions (Unicorn exits)
+        self._ins_port_read = False  # an IN happened since the last INS store (see _ins_dummy)
         self._exit_sites: dict[int, bool] = {}  # address -> may end in an exit (budget hook's cache)
         self._budget_cb: Any = None
         self._cs = capstone.Cs(capstone.CS_ARCH_X86, _CS_MODE[self.mode])
@@ -342,18 +344,65 @@ class Machine:
 
     # -- hooks (each catches its own errors: an exception must never cross Unicorn) ----------------
     def _on_mem_inplace(self, uc: Uc, access: int, addr: int, size: int, value: int, _ud: object) -> None:
+        """The whole guest access, before Unicorn performs it: the device sees it here, once.
+
+        An access that runs off its window into unmapped space reaches no device (rule 6): Unicorn
+        faults on the unmapped part right after this hook. One that crosses from one device's
+        range into the next is one device access per piece, low part first (rule 4, as KVM)."""
         try:
             rip = self._rip()
+            if not self._inplace_mapped(addr, size):
+                return
             bus = self.board.bus
             if access == UC_MEM_WRITE:
-                self._record(ExitKind.MMIO_WRITE, rip, addr, size, value)
-                bus.write(Space.MMIO, addr, size, value)
+                if (value == 0 or self._ins_port_read) and self._ins_dummy(rip):
+                    return
+                for gpa, n, off in self._mmio_pieces(addr, size):
+                    piece = (value >> (8 * off)) & ((1 << (8 * n)) - 1)
+                    self._record(ExitKind.MMIO_WRITE, rip, gpa, n, piece)
+                    bus.write(Space.MMIO, gpa, n, piece)
             else:
-                got = bus.read(Space.MMIO, addr, size)
+                got = 0
+                for gpa, n, off in self._mmio_pieces(addr, size):
+                    piece = bus.read(Space.MMIO, gpa, n)
+                    self._record(ExitKind.MMIO_READ, rip, gpa, n, piece)
+                    got |= piece << (8 * off)
                 self._read_stash = (addr, size, got)
-                self._record(ExitKind.MMIO_READ, rip, addr, size, got)
         except Exception as exc:  # noqa: BLE001 - reported as a stop, never a traceback
             self._halt(StopReason.DEVICE_ERROR, self._rip(), f"device error on MMIO {addr:#x}: {exc}")
+
+    def _inplace_mapped(self, addr: int, size: int) -> bool:
+        """Every byte of [addr, addr+size) is in an MMIO window (windows are merged spans)."""
+        window = self.mmio_window(addr)
+        return window is not None and addr + size <= window[0] + window[1]
+
+    def _mmio_pieces(self, addr: int, size: int) -> list[tuple[int, int, int]]:
+        """(gpa, size, offset in the access) per device range the access touches, low first."""
+        bus = self.board.bus
+        m = bus.find(Space.MMIO, addr)
+        if m is not None and addr + size <= m.end:
+            return [(addr, size, 0)]
+        pieces, off = [], 0
+        bounds = sorted({b for mp in bus.mappings(Space.MMIO) for b in (mp.base, mp.end)})
+        while off < size:
+            gpa = addr + off
+            end = next((b for b in bounds if b > gpa), addr + size)
+            n = min(addr + size, end) - gpa
+            pieces.append((gpa, n, off))
+            off += n
+        return pieces
+
+    def _ins_dummy(self, rip: int) -> bool:
+        """QEMU's INS stores a dummy 0 before each port read (to be restartable); that store is no
+        guest access. True for it: the instruction is INS and no port read happened since its last
+        store."""
+        port_read, self._ins_port_read = self._ins_port_read, False
+        code = self.read_ram(rip, MAX_INSN_LEN)
+        i = 0
+        rex = range(0x40, 0x50) if self.mode == 64 else range(0)
+        while i < len(code) and (code[i] in _LEGACY_PREFIXES or code[i] in rex):
+            i += 1
+        return i < len(code) and code[i] in (0x6C, 0x6D) and not port_read
 
     def _mmio_map_read(self, window_base: int) -> Any:
         def read(uc: Uc, offset: int, size: int, _ud: object) -> int:
@@ -405,6 +454,7 @@ class Machine:
         return False
 
     def _on_in(self, uc: Uc, port: int, size: int, _ud: object) -> int:
+        self._ins_port_read = True
         try:
             value = self.board.bus.read(Space.PIO, port, size)
             self._record(ExitKind.PIO_IN, self._rip(), port, size, value)

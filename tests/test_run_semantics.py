@@ -27,7 +27,11 @@ def run_on(style: str, src: str, **kw: object):  # type: ignore[no-untyped-def]
         "wildcard": WildcardPath(board.bus),
     }[style]
     result, machine = run_asm(
-        src, style="inplace" if style == "inplace" else "exit", path=path, board=board, **kw  # type: ignore[arg-type]
+        src,
+        style="inplace" if style == "inplace" else "exit",
+        path=path,
+        board=board,
+        **kw,  # type: ignore[arg-type]
     )
     return result, machine, board
 
@@ -364,8 +368,15 @@ def test_guard_exit_over_rewritten_bytes_is_dropped() -> None:
 
 def test_stop_taxonomy_is_the_shared_one() -> None:
     assert {r.value for r in StopReason} == {
-        "hlt", "budget", "timeout", "interrupted", "unmapped", "invalid_insn", "triple_fault",
-        "emulation_error", "device_error",
+        "hlt",
+        "budget",
+        "timeout",
+        "interrupted",
+        "unmapped",
+        "invalid_insn",
+        "triple_fault",
+        "emulation_error",
+        "device_error",
     }
 
 
@@ -410,3 +421,53 @@ def test_unsupported_system_instruction_is_a_clear_error() -> None:
     result, _, _ = run_on("inplace", src)
     assert result.stop.reason is StopReason.EMULATION_ERROR
     assert "unsupported by the engine" in result.stop.message
+
+
+# -- in place: rule 6 (window end), rule 4 (device boundary), INS's dummy store -----------------------
+
+
+@pytest.mark.parametrize(
+    "src",
+    [
+        "mov r11, 0xfeb01fff\nmov dword ptr [r11], esi\nhlt",
+        "mov r11, 0xfeb01ffe\nmov eax, dword ptr [r11]\nhlt",
+        "mov rdi, 0xfeb01ffd\nmov ecx, 5\ncld\nrep stosd\nhlt",
+    ],
+)
+def test_inplace_access_off_the_window_end_reaches_no_device(src: str) -> None:
+    result, _, board = run_on("inplace", src)
+    assert result.stop.reason is StopReason.UNMAPPED
+    assert "0xfeb02000" in result.stop.message
+    assert board.regs.state()["reads"] == 0
+    assert board.regs.state()["writes"] == 0
+    assert result.records == []
+
+
+def test_inplace_rep_stops_at_the_element_that_leaves_the_window() -> None:
+    result, _, board = run_on("inplace", "mov rdi, 0xfeb01ff8\nmov ecx, 4\ncld\nrep stosd\nhlt")
+    assert result.stop.reason is StopReason.UNMAPPED
+    assert (result.regs["rcx"], result.regs["rdi"]) == (2, 0xFEB02000)
+    assert board.regs.state()["writes"] == 2
+
+
+def test_inplace_access_across_two_devices_is_split_per_device() -> None:
+    result, _, board = run_on(
+        "inplace", "mov rsi, 0xfeb00fff\nlodsd\nmov rdi, 0xfeb00ffe\nmov qword ptr [rdi], rdi\nhlt"
+    )
+    assert result.stop.reason is StopReason.HLT
+    assert result.regs["rax"] == 0x69786500  # 3 bytes of the register device's ID after 1 notify byte
+    assert [(r.kind.value, r.addr, r.truth_size) for r in result.records] == [
+        ("mmio_read", 0xFEB00FFF, 1),
+        ("mmio_read", 0xFEB01000, 3),
+        ("mmio_write", 0xFEB00FFE, 2),
+        ("mmio_write", 0xFEB01000, 6),
+    ]
+
+
+def test_inplace_ins_dummy_store_is_not_a_device_write() -> None:
+    result, _, board = run_on(
+        "inplace", "mov rdi, 0xfeb0100b\nmov ecx, 3\nmov dx, CONSOLE_PORT+5\ncld\nrep insb\nhlt"
+    )
+    assert result.stop.reason is StopReason.HLT
+    assert board.regs.state()["writes"] == 3
+    assert [r.kind.value for r in result.records] == ["pio_in", "mmio_write"] * 3
