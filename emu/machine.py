@@ -186,6 +186,26 @@ class _Halt(Exception):
     """Raised inside hooks to end the run with a Stop (hooks cannot raise through Unicorn)."""
 
 
+def _path_error_stop(exc: EmulationError) -> Stop:
+    """The stop for a path's refusal. The generic path raises subclasses of EmulationError for an
+    access that leaves its window (`.gpa`: rule 6 -> `unmapped`) and for an architectural fault
+    (`.vector`: no IDT -> `triple_fault`); they are recognised by those attributes."""
+    rip = exc.rip or 0
+    gpa = getattr(exc, "gpa", None)
+    if isinstance(gpa, int):
+        what = "write" if getattr(exc, "write", False) else "read"
+        message = f"{what} at unmapped address {gpa:#x} by the instruction at rip={rip:#x}"
+        return Stop(StopReason.UNMAPPED, rip, message, exc.insn)
+    vector = getattr(exc, "vector", None)
+    if isinstance(vector, int):
+        if vector == 6:  # #UD: the taxonomy's invalid_insn, as for an opcode Unicorn rejects
+            message = f"invalid instruction at rip={rip:#x}: {exc.reason}"
+            return Stop(StopReason.INVALID_INSN, rip, message, exc.insn)
+        message = f"{exc.reason} at rip={rip:#x}; the platform has no IDT, so a real CPU would triple-fault"
+        return Stop(StopReason.TRIPLE_FAULT, rip, message, exc.insn)
+    return Stop(StopReason.EMULATION_ERROR, rip, str(exc), exc.insn)
+
+
 class UnicornCpu:
     """`Cpu` over the live engine: registers through Unicorn, RAM straight from the host buffer,
     device accesses through the bus."""
@@ -214,6 +234,11 @@ class UnicornCpu:
 
     def is_mmio(self, gpa: int) -> bool:
         return self.m.mmio_window(gpa) is not None
+
+    def mmio_region(self, gpa: int) -> tuple[int, int] | None:
+        """The device range holding `gpa` (an access crossing its end is split there, rule 4)."""
+        m = self.m.board.bus.find(Space.MMIO, gpa)
+        return (m.base, m.size) if m is not None else self.m.mmio_window(gpa)
 
     def mmio_read(self, gpa: int, size: int) -> int:
         return self.m.board.bus.read(Space.MMIO, gpa, size)
@@ -807,7 +832,7 @@ class Machine:
         try:
             next_rip = self._handle_exit_style()
         except EmulationError as exc:
-            self._stop = Stop(StopReason.EMULATION_ERROR, exc.rip or 0, str(exc), exc.insn)
+            self._stop = _path_error_stop(exc)
             return None
         except Exception as exc:  # noqa: BLE001
             r = self._rip()

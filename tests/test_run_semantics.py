@@ -471,3 +471,26 @@ def test_inplace_ins_dummy_store_is_not_a_device_write() -> None:
     assert result.stop.reason is StopReason.HLT
     assert board.regs.state()["writes"] == 3
     assert [r.kind.value for r in result.records] == ["pio_in", "mmio_write"] * 3
+
+
+def test_path_errors_map_to_the_taxonomy() -> None:
+    """The generic path signals rule 6 and architectural faults by EmulationError subclasses with
+    `.gpa` / `.vector`; the run loop turns them into `unmapped`, `invalid_insn`, `triple_fault`."""
+    from emu.errors import EmulationError
+    from emu.machine import _path_error_stop
+
+    class Unmapped(EmulationError):
+        def __init__(self) -> None:
+            super().__init__("write to unmapped address 0xfeb02000", 0x8000, b"\x89\x01")
+            self.gpa, self.write = 0xFEB02000, True
+
+    class Fault(EmulationError):
+        def __init__(self, vector: int) -> None:
+            super().__init__("#X fault: why", 0x8000, b"\xf7\xf1")
+            self.vector = vector
+
+    assert _path_error_stop(Unmapped()).reason is StopReason.UNMAPPED
+    assert _path_error_stop(Fault(0)).reason is StopReason.TRIPLE_FAULT
+    assert _path_error_stop(Fault(13)).reason is StopReason.TRIPLE_FAULT
+    assert _path_error_stop(Fault(6)).reason is StopReason.INVALID_INSN
+    assert _path_error_stop(EmulationError("no", 0x8000)).reason is StopReason.EMULATION_ERROR
