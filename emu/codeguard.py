@@ -95,20 +95,32 @@ class Guarded:
     rex: int = 0
 
 
+# Stores Unicorn performs in a helper and reports, when they fault, at a *later* RIP and an address
+# inside the operand (measured: tests/test_run_semantics.py::test_late_rip_store_*). Exit style only:
+# opcode (after 0F for two-byte opcodes) -> ModRM.reg of the form, 0x66 prefix required or not.
+_LATE_RIP_ONE = {0xD9: 6, 0xDD: 6, 0xDB: 7, 0xDF: 6}  # FNSTENV, FNSAVE, FSTP m80, FBSTP (memory forms)
+_LATE_RIP_FXSAVE = (0xAE, 0)  # 0F AE /0 FXSAVE (memory form)
+_LATE_RIP_MASKMOV = 0xF7  # 0F F7 MASKMOVQ, 66 0F F7 MASKMOVDQU (register form, store to [rDI])
+
 # 0F xx system instructions Unicorn gets wrong, with the ModRM.reg they need (None: no ModRM).
 _SYSTEM = {0x05: ("syscall", None), 0x34: ("sysenter", None), 0x30: ("wrmsr", None),
            0x22: ("mov_cr0", 0), 0x00: ("ltr", 3)}
 
 
-def classify(code: bytes, mode: int) -> Guarded | None:
-    """What the instruction at code[0] is, if the run loop must judge it; else None."""
+def classify(code: bytes, mode: int, late_rip: bool = False) -> Guarded | None:
+    """What the instruction at code[0] is, if the run loop must judge it; else None. With
+    `late_rip`, also the helper stores Unicorn reports at a later RIP (kind "late_rip")."""
     if lock_ud(code, mode):
         return Guarded("lock_ud", 0)
     i, rex = 0, 0
     while i < len(code) and _is_prefix(code[i], mode):
         rex = code[i] if 0x40 <= code[i] <= 0x4F and mode == 64 else 0
         i += 1
-    if i + 1 >= len(code) or i >= MAX_INSN_LEN or code[i] != 0x0F or code[i + 1] not in _SYSTEM:
+    if i + 1 >= len(code) or i >= MAX_INSN_LEN:
+        return None
+    if late_rip and _late_rip(code, i):
+        return Guarded("late_rip", 0)
+    if code[i] != 0x0F or code[i + 1] not in _SYSTEM:
         return None
     kind, reg = _SYSTEM[code[i + 1]]
     if reg is None:
@@ -121,21 +133,35 @@ def classify(code: bytes, mode: int) -> Guarded | None:
     return Guarded(kind, i + 3, modrm, rex)
 
 
-def scan(data: bytes, base: int, mode: int, start: int = 0) -> set[int]:
+def _late_rip(code: bytes, i: int) -> bool:
+    op = code[i]
+    if op in _LATE_RIP_ONE:
+        modrm = code[i + 1]
+        return modrm >> 6 != 3 and (modrm >> 3) & 7 == _LATE_RIP_ONE[op]
+    if op != 0x0F or i + 2 >= len(code):
+        return False
+    op2, modrm = code[i + 1], code[i + 2]
+    if op2 == _LATE_RIP_FXSAVE[0]:
+        return modrm >> 6 != 3 and (modrm >> 3) & 7 == _LATE_RIP_FXSAVE[1]
+    return op2 == _LATE_RIP_MASKMOV and modrm >> 6 == 3
+
+
+def scan(data: bytes, base: int, mode: int, start: int = 0, late_rip: bool = False) -> set[int]:
     """Addresses `base + k` (k >= start) where an instruction starting at data[k] is guarded.
 
     Every LOCK and 0F byte is examined together with the run of prefixes (and REX) before it,
     because an instruction may start at any byte of that run."""
     found: set[int] = set()
-    for anchor in (LOCK, 0x0F):
+    anchors = (LOCK, 0x0F, *_LATE_RIP_ONE) if late_rip else (LOCK, 0x0F)
+    for anchor in anchors:
         k = data.find(anchor, start)
         while k >= 0:
-            if anchor == LOCK or (k + 1 < len(data) and data[k + 1] in _SYSTEM):
+            if anchor != 0x0F or (k + 1 < len(data) and (data[k + 1] in _SYSTEM or late_rip)):
                 first = k
                 while first > start and _is_prefix(data[first - 1], mode):
                     first -= 1
                 for s in range(first, k + 1):
-                    if classify(data[s : s + MAX_INSN_LEN], mode) is not None:
+                    if classify(data[s : s + MAX_INSN_LEN], mode, late_rip) is not None:
                         found.add(base + s)
             k = data.find(anchor, k + 1)
     return found

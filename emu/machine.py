@@ -295,6 +295,7 @@ class Machine:
         self._clean_pages: set[int] = set()  # code pages scanned since their last write (W^X guard)
         self._guard_exits: set[int] = set()  # addresses of LOCK #UD instructions (Unicorn exits)
         self._ins_port_read = False  # an IN happened since the last INS store (see _ins_dummy)
+        self._late_rip_guard = self.mmio_style is MmioStyle.EXIT  # emu/codeguard.py "late_rip"
         self._exit_sites: dict[int, bool] = {}  # address -> may end in an exit (budget hook's cache)
         self._budget_cb: Any = None
         self._cs = capstone.Cs(capstone.CS_ARCH_X86, _CS_MODE[self.mode])
@@ -622,7 +623,7 @@ class Machine:
     def _scan_page(self, page: int) -> None:
         lo = max(page - MAX_INSN_LEN, self.ram_base)  # an instruction may start just before the page
         data = self.read_ram(lo, page + PAGE + MAX_INSN_LEN - lo)
-        found = scan_guarded(data, lo, self.mode) - self._guard_exits
+        found = scan_guarded(data, lo, self.mode, late_rip=self._late_rip_guard) - self._guard_exits
         if found:
             self._guard_exits |= found
             self.uc.ctl_set_exits(sorted(self._guard_exits))
@@ -852,7 +853,7 @@ class Machine:
         Returns the RIP to continue at (bytes rewritten since the scan: the exit is dropped; or a
         system instruction the platform allows, carried out here), or None after setting the stop."""
         insn = self.read_ram(rip, MAX_INSN_LEN)
-        g = classify(insn, self.mode)
+        g = classify(insn, self.mode, self._late_rip_guard)
         if g is None:
             self._guard_exits.discard(rip)
             self.uc.ctl_set_exits(sorted(self._guard_exits))
@@ -871,6 +872,8 @@ class Machine:
                 insn,
             )
             return None
+        if g.kind == "late_rip":
+            return self._step_late_rip(rip, insn)
         verdict = system_instruction(self, g, rip)
         if isinstance(verdict, Stop):
             self._stop = verdict
@@ -878,6 +881,48 @@ class Machine:
         if self._max_insns is not None:
             self._executed += 1
         return verdict
+
+    def _step_late_rip(self, rip: int, insn: bytes) -> int | None:
+        """Run one helper store (FXSAVE, FNSAVE, MASKMOVDQU...) alone, between two exits, so that a
+        fault is known to be its own. Unicorn would report that fault at a later RIP and an address
+        inside the operand, and a path would then "handle" the wrong instruction (rule 7). No path
+        emulates these instructions, so a fault on an MMIO window is an `emulation_error`."""
+        decoded = next(self._cs.disasm_lite(insn, rip, 1), None)
+        if decoded is None:
+            self._stop = Stop(StopReason.INVALID_INSN, rip, f"invalid instruction at rip={rip:#x}", insn)
+            return None
+        length, text = decoded[1], f"{decoded[2]} {decoded[3]}".strip()
+        after = (rip + length) & self._rip_mask
+        uc = self.uc
+        self._guard_exits.discard(rip)
+        uc.ctl_set_exits(sorted(self._guard_exits | {after}))
+        uc.ctl_remove_cache(rip, rip + 1)
+        try:
+            uc.emu_start(rip, 0)
+        except UcError as err:
+            if self._stop is not None or self._external_stop():
+                return None
+            self._repair_flags(rip)
+            if self._pending is not None:
+                _, gpa, _, _ = self._pending
+                self._pending = None
+                self._stop = Stop(
+                    StopReason.EMULATION_ERROR,
+                    rip,
+                    f"'{text}' at rip={rip:#x} accesses MMIO at {gpa:#x}; no path emulates it (Unicorn "
+                    f"would report this exit at a later RIP) bytes={insn[:length].hex(' ')}",
+                    insn,
+                )
+            else:
+                self._stop = self._fault_stop(err)
+            return None
+        finally:
+            self._guard_exits.add(rip)
+            uc.ctl_set_exits(sorted(self._guard_exits))
+            uc.ctl_remove_cache(rip, rip + 1)
+        if self._stop is not None or self._external_stop():
+            return None
+        return self._rip()
 
     def _fault_stop(self, err: UcError) -> Stop:
         rip = self._rip()

@@ -494,3 +494,35 @@ def test_path_errors_map_to_the_taxonomy() -> None:
     assert _path_error_stop(Fault(13)).reason is StopReason.TRIPLE_FAULT
     assert _path_error_stop(Fault(6)).reason is StopReason.INVALID_INSN
     assert _path_error_stop(EmulationError("no", 0x8000)).reason is StopReason.EMULATION_ERROR
+
+
+# -- rule 7: stores Unicorn reports at a later RIP (W8) ----------------------------------------------
+
+LATE_RIP = [
+    ("mov rdx, REGS_MMIO\nfxsave [rdx]", "fxsave"),
+    ("mov rdx, NOTIFY_MMIO\nfxsave [rdx]", "fxsave"),  # the next insn's operand holds the reported GPA
+    ("mov rdx, REGS_MMIO\nfnsave [rdx]", "fnsave"),
+    ("mov rdx, REGS_MMIO\nfnstenv [rdx]", "fnstenv"),
+    ("mov rdx, REGS_MMIO\nfstp tbyte ptr [rdx]", "fstp"),
+    ("mov rdx, REGS_MMIO\nfbstp tbyte ptr [rdx]", "fbstp"),
+    ("mov rdi, NOTIFY_MMIO\npcmpeqb xmm1, xmm1\nmaskmovdqu xmm0, xmm1", "maskmovdqu"),
+]
+
+
+@pytest.mark.parametrize("style", ["generic", "fast", "wildcard"])
+@pytest.mark.parametrize(("src", "mnemonic"), LATE_RIP)
+def test_late_rip_store_to_mmio_is_never_handled(style: str, src: str, mnemonic: str) -> None:
+    result, machine, board = run_on(style, f"{src}\nmov word ptr [rdx], ax\nmov eax, 1\nhlt\n")
+    assert result.stop.reason is StopReason.EMULATION_ERROR
+    assert mnemonic in result.stop.message and "MMIO at 0xfeb0" in result.stop.message
+    assert machine.read_ram(result.stop.rip, 3) != bytes.fromhex("66 89 02")  # the store, not the MOV after
+    assert result.regs["rax"] != 1
+    assert kicks(board) == 0 and board.regs.state()["writes"] == 0
+
+
+@pytest.mark.parametrize("style", ["generic", "inplace"])
+def test_late_rip_store_to_ram_still_runs(style: str) -> None:
+    src = "mov rdx, 0x100000\nmov ecx, 3\nl: fxsave [rdx]\nfnstenv [rdx]\ndec ecx\njnz l\nmov eax, 1\nhlt\n"
+    result, _, _ = run_on(style, src, max_insns=100)
+    assert result.stop.reason is StopReason.HLT
+    assert result.regs["rax"] == 1
