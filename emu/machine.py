@@ -295,6 +295,7 @@ class Machine:
         self._clean_pages: set[int] = set()  # code pages scanned since their last write (W^X guard)
         self._guard_exits: set[int] = set()  # addresses of LOCK #UD instructions (Unicorn exits)
         self._ins_port_read = False  # an IN happened since the last INS store (see _ins_dummy)
+        self._identity_tlb = False  # set by _install_guard: CR0.PG then translates nothing
         self._late_rip_guard = self.mmio_style is MmioStyle.EXIT  # emu/codeguard.py "late_rip"
         self._exit_sites: dict[int, bool] = {}  # address -> may end in an exit (budget hook's cache)
         self._budget_cb: Any = None
@@ -654,6 +655,7 @@ class Machine:
         only for HLT and in front of a guard exit; every other stop is requested by this class
         and records its reason first. That is what makes `_run_loop`'s HLT detection exact."""
         uc = self.uc
+        self._identity_tlb = True
         uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)  # type: ignore[attr-defined]  # missing from the binding's stub
         uc.hook_add(UC_HOOK_TLB_FILL, self._on_tlb_fill)
         uc.ctl_exits_enabled(True)
@@ -746,7 +748,7 @@ class Machine:
         self._executed = 0
         self._install_hooks(budget_hook=max_insns is not None)
         self.init_regs()
-        if self.mode in _PLATFORM_CR0:
+        if self._identity_tlb and self.mode in _PLATFORM_CR0:
             # CR0 as the platform (and KVM) has it; with the identity TLB of the guard, PG changes
             # no translation, but `mov rax, cr0; mov cr0, rax` must see PG set (emu/sysinsn.py).
             self.uc.reg_write(X.UC_X86_REG_CR0, _PLATFORM_CR0[self.mode])
