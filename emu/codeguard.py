@@ -107,10 +107,33 @@ _SYSTEM = {0x05: ("syscall", None), 0x34: ("sysenter", None), 0x30: ("wrmsr", No
            0x22: ("mov_cr0", 0), 0x00: ("ltr", 3)}
 
 
+# The LOCK #UD forms Unicorn gets wrong and the guard stops in front of: BT/BTS/BTR/BTC with a
+# register operand (Unicorn aborts the process) and XADD/XCHG with a register destination (Unicorn
+# drops the prefix). Unicorn raises #UD itself for LOCK ADD/INC/NOT/CMPXCHG... on registers and for
+# LOCK NOP/CMP; it runs LOCK MOV, LOCK BT m and the LOCK XOR r,r zeroing idiom as if unprefixed, which
+# stays a documented discrepancy: every guard site inside hot translated code costs a retranslation
+# per engine stop (Unicorn invalidates the code at every exit address when emu_start returns), so a
+# stray F0 byte must not make one (same choice as the C engine).
+_GUARDED_LOCK_TWO_BYTE = frozenset((0xA3, 0xAB, 0xB3, 0xBB, 0xBA, 0xC0, 0xC1))
+_GUARDED_LOCK_ONE_BYTE = frozenset((0x86, 0x87))
+
+
+def _unicorn_misses_lock_ud(code: bytes, mode: int) -> bool:
+    """True for the LOCK #UD forms Unicorn does not fault on itself (all with ModRM.mod == 3)."""
+    i = 0
+    while i < len(code) and _is_prefix(code[i], mode):
+        i += 1
+    if i + 1 < len(code) and code[i] in _GUARDED_LOCK_ONE_BYTE:
+        return code[i + 1] >> 6 == 3
+    if i + 2 < len(code) and code[i] == 0x0F and code[i + 1] in _GUARDED_LOCK_TWO_BYTE:
+        return code[i + 2] >> 6 == 3
+    return False
+
+
 def classify(code: bytes, mode: int, late_rip: bool = False) -> Guarded | None:
     """What the instruction at code[0] is, if the run loop must judge it; else None. With
     `late_rip`, also the helper stores Unicorn reports at a later RIP (kind "late_rip")."""
-    if lock_ud(code, mode):
+    if lock_ud(code, mode) and _unicorn_misses_lock_ud(code, mode):
         return Guarded("lock_ud", 0)
     i, rex = 0, 0
     while i < len(code) and _is_prefix(code[i], mode):

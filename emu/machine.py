@@ -295,6 +295,8 @@ class Machine:
         self._clean_pages: set[int] = set()  # code pages scanned since their last write (W^X guard)
         self._guard_exits: set[int] = set()  # addresses of LOCK #UD instructions (Unicorn exits)
         self._ins_port_read = False  # an IN happened since the last INS store (see _ins_dummy)
+        self._last_insn = -1  # address of the last instruction start the budget hook saw
+        self._smc_insn = -1  # a store that wrote into a code page (see _on_tlb_fill)
         self._identity_tlb = False  # set by _install_guard: CR0.PG then translates nothing
         self._late_rip_guard = self.mmio_style is MmioStyle.EXIT  # emu/codeguard.py "late_rip"
         self._exit_sites: dict[int, bool] = {}  # address -> may end in an exit (budget hook's cache)
@@ -557,6 +559,11 @@ class Machine:
         classify = self._classify_exit_site
 
         def on_code(_h: int, address: int, _size: int, _ud: int) -> None:
+            if self._smc_insn >= 0:
+                smc, self._smc_insn = self._smc_insn, -1
+                if address == smc:
+                    return  # QEMU re-running a store that invalidated its own block: one instruction
+            self._last_insn = address
             if self._executed >= limit:
                 if self._stop is None:
                     self._stop = Stop(StopReason.BUDGET, address, f"instruction budget of {limit} exhausted")
@@ -618,6 +625,9 @@ class Machine:
         elif access in (UC_MEM_WRITE, UC_MEM_WRITE_UNMAPPED) and page in self._clean_pages:
             self._clean_pages.discard(page)
             self._exit_sites.clear()
+            # A store into translated code: if it hit its own block, QEMU runs it again from the
+            # start, and the budget hook must not count it twice.
+            self._smc_insn = self._last_insn
         entry.perms = _PERMS_CODE if page in self._clean_pages else _PERMS_DATA
         return True
 
@@ -657,7 +667,10 @@ class Machine:
         uc = self.uc
         self._identity_tlb = True
         uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)  # type: ignore[attr-defined]  # missing from the binding's stub
-        uc.hook_add(UC_HOOK_TLB_FILL, self._on_tlb_fill)
+        # Bounded to RAM: outside it Unicorn keeps its identity default, so device-window accesses
+        # cost no callback.
+        ram_end = self.ram_base + self.ram_size - 1
+        uc.hook_add(UC_HOOK_TLB_FILL, self._on_tlb_fill, None, self.ram_base, ram_end)
         uc.ctl_exits_enabled(True)
         uc.ctl_set_exits([])
 

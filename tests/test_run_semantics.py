@@ -268,9 +268,10 @@ LOCK_UD = [
     "48 f0 0f ab c8",
     "f0 0f c1 c0",  # lock xadd eax, eax: ran as a plain xadd
     "f0 87 c0",  # lock xchg eax, eax
-    "f0 30 c0",  # lock xor al, al
-    "f0 8b 00",  # lock mov eax, [rax]
-    "f0 0f a3 08",  # lock bt [rax], ecx (BT is never lockable)
+    "f0 86 c8",  # lock xchg al, cl
+    "f0 0f c0 c8",  # lock xadd al, cl
+    "f0 01 c8",  # lock add eax, ecx: Unicorn's own #UD
+    "f0 ff c0",  # lock inc eax: Unicorn's own #UD
 ]
 
 
@@ -345,6 +346,34 @@ def test_lock_ud_written_by_a_path_into_ram_is_caught() -> None:
     result, _, _ = run_on("generic", src)
     assert result.stop.reason is StopReason.INVALID_INSN
     assert result.stop.insn.startswith(bytes.fromhex("f0 0f ab c8"))
+
+
+def test_stray_lock_byte_in_hot_code_makes_no_guard_site() -> None:
+    """A guard site inside translated code costs a retranslation at every engine stop; `jnz -16`
+    (75 F0) followed by HLT is LOCK HLT when read from the F0, but no instruction starts there."""
+    loop = "l: mov word ptr [rdx], ax\n" + "nop\n" * 9 + "dec ecx\njnz l\nhlt\n"
+    src = "mov rdx, NOTIFY_MMIO\nmov ecx, 50\n" + loop
+    result, machine, board = run_on("fast", src)
+    assert machine.read_ram(machine.image.entry + 0x1D, 3) == bytes.fromhex("75 f0 f4")
+    assert result.stop.reason is StopReason.HLT
+    assert kicks(board) == 50
+    assert machine._guard_exits == set()
+
+
+def test_smc_store_counts_once_under_a_budget() -> None:
+    """QEMU re-runs a store that invalidates its own translated block; that is one instruction."""
+    src = """
+        lea rdi, [rip + t]
+        mov dword ptr [rdi], 0xc8ab0ff0
+    t:
+        nop
+        nop
+        nop
+        nop
+        hlt
+    """
+    result, _, _ = run_on("inplace", src, max_insns=3)
+    assert result.stop.reason is StopReason.INVALID_INSN
 
 
 def test_guard_exit_over_rewritten_bytes_is_dropped() -> None:
