@@ -391,6 +391,8 @@ class Machine:
                     self._record(ExitKind.MMIO_WRITE, rip, gpa, n, piece)
                     bus.write(Space.MMIO, gpa, n, piece)
             else:
+                if self._movs_store_faults(rip):
+                    return  # the iteration faults on its store: its load reaches no device either
                 got = 0
                 for gpa, n, off in self._mmio_pieces(addr, size):
                     piece = bus.read(Space.MMIO, gpa, n)
@@ -420,6 +422,42 @@ class Machine:
             pieces.append((gpa, n, off))
             off += n
         return pieces
+
+    def _movs_store_faults(self, rip: int) -> bool:
+        """True when the instruction at `rip` is MOVS and its store will hit unmapped space.
+
+        QEMU performs MOVS's load before its store; when the store then faults (rule 6: registers
+        as before the faulting iteration), the reference, KVM and the exit-style paths leave the
+        source device untouched, so the in-place load is not given to the device either."""
+        if self.mode == 16:
+            return False  # ES may have a base in 16-bit code; the platform's 16-bit guests are flat-free
+        code = self.read_ram(rip, MAX_INSN_LEN)
+        i, opsize, adsize, rex_w = 0, False, False, False
+        while i < len(code):
+            b = code[i]
+            if b in _LEGACY_PREFIXES:
+                opsize |= b == 0x66
+                adsize |= b == 0x67
+                rex_w = False
+            elif self.mode == 64 and 0x40 <= b <= 0x4F:
+                rex_w = bool(b & 8)
+            else:
+                break
+            i += 1
+        if i >= len(code) or code[i] not in (0xA4, 0xA5):
+            return False
+        if code[i] == 0xA4:
+            size = 1
+        elif rex_w:
+            size = 8
+        else:
+            size = 2 if opsize != (self.mode == 16) else 4
+        bits = {64: 32 if adsize else 64, 32: 16 if adsize else 32, 16: 32 if adsize else 16}[self.mode]
+        dest = self.regfile.get("rdi") & ((1 << bits) - 1)
+        return not (self._mapped_byte(dest) and self._mapped_byte(dest + size - 1))
+
+    def _mapped_byte(self, addr: int) -> bool:
+        return self.ram_base <= addr < self.ram_base + self.ram_size or self.mmio_window(addr) is not None
 
     def _ins_dummy(self, rip: int) -> bool:
         """QEMU's INS stores a dummy 0 before each port read (to be restartable); that store is no

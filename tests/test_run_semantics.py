@@ -555,3 +555,21 @@ def test_late_rip_store_to_ram_still_runs(style: str) -> None:
     result, _, _ = run_on(style, src, max_insns=100)
     assert result.stop.reason is StopReason.HLT
     assert result.regs["rax"] == 1
+
+
+@pytest.mark.parametrize(
+    ("src", "rcx", "notify_reads", "regs_writes"),
+    [
+        ("mov rsi, 0xfeb00020\nmov rdi, 0xfeb01ffb\nmov ecx, 5\ncld\nrep movsd\nhlt", 4, 1, 1),
+        ("mov rsi, 0xfeb00020\nxor edi, edi\nmov ecx, 5\ncld\nrep movsd\nhlt", 5, 0, 0),
+    ],
+)
+def test_inplace_movs_whose_store_faults_reads_no_device(
+    src: str, rcx: int, notify_reads: int, regs_writes: int
+) -> None:
+    """Stream fuzzer T3/T6: the faulting iteration of a MOVS leaves the source device untouched."""
+    result, _, board = run_on("inplace", src)
+    assert result.stop.reason is StopReason.UNMAPPED
+    assert result.regs["rcx"] == rcx
+    assert board.notify.state()["reads"] == notify_reads
+    assert board.regs.state()["writes"] == regs_writes
