@@ -573,3 +573,48 @@ def test_inplace_movs_whose_store_faults_reads_no_device(
     assert result.regs["rcx"] == rcx
     assert board.notify.state()["reads"] == notify_reads
     assert board.regs.state()["writes"] == regs_writes
+
+
+# -- rule 8: one exit per trapped REP execution; rule 1 across styles ---------------------------------
+
+
+@pytest.mark.parametrize("style", ["generic", "fast"])
+def test_rep_stos_of_4100_bytes_is_one_exit(style: str) -> None:
+    """Issue 11 (d): NOTIFY_MMIO .. +4100 spans two devices; the path emulates it in one exit."""
+    src = "mov rdi, NOTIFY_MMIO\nmov ecx, 4100\nxor eax, eax\ncld\nrep stosb\nhlt\n"
+    result, _, _ = run_on(style, src)
+    assert result.stop.reason is StopReason.HLT
+    assert result.exits["mmio_write"] == 1
+    assert result.regs["rcx"] == 0
+
+
+MOVS_MMIO = """
+    mov rsi, REGS_MMIO+0x20
+    mov rdi, NOTIFY_MMIO+0x40
+    mov ecx, 4
+    cld
+    rep movsd
+    mov eax, 1
+    hlt
+"""
+
+
+@pytest.mark.parametrize("budget", range(4, 13))
+def test_budgeted_rep_movs_agrees_with_in_place(budget: int) -> None:
+    """Exit-style paths stop at the same RIP, with the same RCX/RSI/RDI and device state, as in place."""
+    runs = {style: run_on(style, MOVS_MMIO, max_insns=budget) for style in ("inplace", "generic", "fast")}
+    seen = {
+        style: (
+            r.stop.reason.value,
+            r.stop.rip,
+            r.regs["rcx"],
+            r.regs["rsi"],
+            r.regs["rdi"],
+            r.regs["rax"],
+            board.notify.state()["writes"],
+            board.regs.state()["reads"],
+        )
+        for style, (r, _, board) in runs.items()
+    }
+    assert seen["generic"] == seen["inplace"]
+    assert seen["fast"] == seen["inplace"]
