@@ -424,11 +424,13 @@ class Machine:
         return pieces
 
     def _movs_store_faults(self, rip: int) -> bool:
-        """True when the instruction at `rip` is MOVS and its store will hit unmapped space.
+        """True when the instruction at `rip` is MOVS or CMPS and one of its accesses will hit
+        unmapped space.
 
-        QEMU performs MOVS's load before its store; when the store then faults (rule 6: registers
-        as before the faulting iteration), the reference, KVM and the exit-style paths leave the
-        source device untouched, so the in-place load is not given to the device either."""
+        QEMU performs MOVS's load before its store, and CMPS's [rDI] load before its [rSI] load;
+        when the other access then faults (rule 6: registers as before the faulting iteration), the
+        reference, KVM and the exit-style paths leave the device untouched, so the in-place load is
+        not given to the device either."""
         if self.mode == 16:
             return False  # ES may have a base in 16-bit code; the platform's 16-bit guests are flat-free
         code = self.read_ram(rip, MAX_INSN_LEN)
@@ -444,17 +446,21 @@ class Machine:
             else:
                 break
             i += 1
-        if i >= len(code) or code[i] not in (0xA4, 0xA5):
+        if i >= len(code) or code[i] not in (0xA4, 0xA5, 0xA6, 0xA7):
             return False
-        if code[i] == 0xA4:
+        if code[i] in (0xA4, 0xA6):
             size = 1
         elif rex_w:
             size = 8
         else:
             size = 2 if opsize != (self.mode == 16) else 4
         bits = {64: 32 if adsize else 64, 32: 16 if adsize else 32, 16: 32 if adsize else 16}[self.mode]
-        dest = self.regfile.get("rdi") & ((1 << bits) - 1)
-        return not (self._mapped_byte(dest) and self._mapped_byte(dest + size - 1))
+        mask = (1 << bits) - 1
+        # MOVS: the store to [rDI]; CMPS: QEMU loads [rDI] before [rSI], either may be the fault.
+        ends = [self.regfile.get("rdi") & mask]
+        if code[i] in (0xA6, 0xA7):
+            ends.append(self.regfile.get("rsi") & mask)
+        return not all(self._mapped_byte(a) and self._mapped_byte(a + size - 1) for a in ends)
 
     def _mapped_byte(self, addr: int) -> bool:
         return self.ram_base <= addr < self.ram_base + self.ram_size or self.mmio_window(addr) is not None

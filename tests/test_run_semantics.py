@@ -618,3 +618,16 @@ def test_budgeted_rep_movs_agrees_with_in_place(budget: int) -> None:
     }
     assert seen["generic"] == seen["inplace"]
     assert seen["fast"] == seen["inplace"]
+
+
+@pytest.mark.parametrize("mode", [64, 32])
+def test_inplace_cmps_with_a_faulting_operand_reads_no_device(mode: int) -> None:
+    """Stream fuzzer (seed 12): QEMU loads CMPS's [rDI] first; with [rSI] unmapped, no device read."""
+    src = "mov edi, 0xfeb01008\nxor esi, esi\ncmpsd\nhlt\n"
+    result, _ = run_asm(src, mode=mode)
+    assert result.stop.reason is StopReason.UNMAPPED
+    assert board_reads(result) == 0
+
+
+def board_reads(result) -> int:  # type: ignore[no-untyped-def]
+    return result.devices["regs"]["reads"] + result.devices["notify"]["reads"]
