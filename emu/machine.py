@@ -85,7 +85,6 @@ _IMPLICIT_MEMORY = frozenset(
     "popfq pusha pushal popa popal call ret retf enter leave xlatb iret iretd iretq maskmovdqu "
     "maskmovq".split()
 )
-HLT = 0xF4
 MAX_BUDGET = (1 << 63) - 1  # --max-insns is 1 .. 2**63-1 (SEMANTICS rule 1)
 _PERMS_CODE = UC_PROT_READ | UC_PROT_EXEC  # a scanned page: executable, not writable (W^X)
 _PERMS_DATA = UC_PROT_READ | UC_PROT_WRITE  # a page written since its scan: no execution until rescanned
@@ -887,10 +886,6 @@ class Machine:
             self.uc.emu_stop()
         except UcError:
             pass
-
-    @property
-    def _timed_out(self) -> bool:
-        return self._external is not None
 
     def _external_stop(self) -> bool:
         reason = self._external
