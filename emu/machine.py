@@ -21,8 +21,6 @@ from typing import Any, Protocol
 import capstone
 from unicorn import (
     UC_ARCH_X86,
-    UC_CTL_IO_WRITE,
-    UC_CTL_TLB_FLUSH,
     UC_ERR_EXCEPTION,
     UC_ERR_FETCH_PROT,
     UC_ERR_FETCH_UNMAPPED,
@@ -38,8 +36,6 @@ from unicorn import (
     UC_HOOK_MEM_READ,
     UC_HOOK_MEM_UNMAPPED,
     UC_HOOK_MEM_WRITE,
-    UC_HOOK_TLB_FILL,
-    UC_MEM_FETCH,
     UC_MEM_FETCH_UNMAPPED,
     UC_MEM_READ_UNMAPPED,
     UC_MEM_WRITE,
@@ -48,10 +44,6 @@ from unicorn import (
     UC_MODE_32,
     UC_MODE_64,
     UC_PROT_ALL,
-    UC_PROT_EXEC,
-    UC_PROT_READ,
-    UC_PROT_WRITE,
-    UC_TLB_VIRTUAL,
     Uc,
     UcError,
 )
@@ -62,10 +54,10 @@ from emu.assemble import GuestImage
 from emu.board import Board, default_board
 from emu.bus import Space
 from emu.codeguard import classify
-from emu.codeguard import scan as scan_guarded
 from emu.cpu import Cpu, Outcome
 from emu.errors import EmulationError, ExitlabError, GuestFormatError
 from emu.exits import MAX_INSN_LEN, REG_INDEX, REG_NAMES, ExitKind, ExitRecord
+from emu.guard import CodeGuard
 from emu.hypercall import HYPERCALL_LEN, hypercall, is_hypercall
 from emu.interrupt import INTERRUPTED, Watchdog, check_timeout
 from emu.platform import PAGE
@@ -86,8 +78,6 @@ _IMPLICIT_MEMORY = frozenset(
     "maskmovq".split()
 )
 MAX_BUDGET = (1 << 63) - 1  # --max-insns is 1 .. 2**63-1 (SEMANTICS rule 1)
-_PERMS_CODE = UC_PROT_READ | UC_PROT_EXEC  # a scanned page: executable, not writable (W^X)
-_PERMS_DATA = UC_PROT_READ | UC_PROT_WRITE  # a page written since its scan: no execution until rescanned
 
 VECTORS = {
     0: "#DE divide error",
@@ -291,13 +281,14 @@ class Machine:
         self._resume: int | None = None  # where to restart after a hypercall
         self._timeout: float | None = None
         self._external: str | None = None  # "timeout" / "interrupted", set by the watchdog thread
-        self._clean_pages: set[int] = set()  # code pages scanned since their last write (W^X guard)
-        self._guard_exits: set[int] = set()  # addresses of LOCK #UD instructions (Unicorn exits)
         self._ins_store_to = -1  # where the pending INS element will be stored (see _ins_dummy)
         self._last_insn = -1  # address of the last instruction start the budget hook saw
         self._smc_insn = -1  # a store that wrote into a code page (see _on_tlb_fill)
         self._identity_tlb = False  # set by _install_guard: CR0.PG then translates nothing
-        self._late_rip_guard = self.mmio_style is MmioStyle.EXIT  # emu/codeguard.py "late_rip"
+        self.guard = CodeGuard(
+            self.uc, self.read_ram, self.ram_base, self.ram_size, self.mode,
+            late_rip=self.mmio_style is MmioStyle.EXIT, on_code_written=self._on_code_written,
+        )
         self._exit_sites: dict[int, bool] = {}  # address -> may end in an exit (budget hook's cache)
         self._string_ops: dict[int, int] = {}  # address -> string opcode or 0 (in-place hook's cache)
         self._budget_cb: Any = None
@@ -335,15 +326,7 @@ class Machine:
         """A host write (a path emulating a store to RAM). Unicorn does not see it, so a code page it
         touches is forgotten here: translated blocks dropped, page rescanned before it runs again."""
         self.ram.write(addr, data)
-        if data and self._clean_pages:
-            first, last = addr & ~(PAGE - 1), (addr + len(data) - 1) & ~(PAGE - 1)
-            hit = [p for p in range(first, last + PAGE, PAGE) if p in self._clean_pages]
-            if hit:
-                self._clean_pages.difference_update(hit)
-                self._exit_sites.clear()
-                self._string_ops.clear()
-                self.uc.ctl_remove_cache(addr, addr + len(data))
-                self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
+        self.guard.host_write(addr, len(data))
 
     # -- exits --------------------------------------------------------------------------------
     def _record(self, kind: ExitKind, rip: int, addr: int, size: int, value: int) -> ExitRecord:
@@ -699,42 +682,13 @@ class Machine:
             self._flags_stash = (-1, 0)
             self.regfile.set("rflags", flags)
 
-    def _on_tlb_fill(self, uc: Uc, vaddr: int, access: int, entry: Any, _ud: object) -> bool:
-        """Identity TLB with W^X pages, so no code reaches Unicorn's translator unscanned.
+    def _on_code_written(self) -> None:
+        """A scanned code page was written (guard): per-address caches are stale, and if the store
+        hit its own translated block QEMU runs it again, which the budget must not count twice."""
+        self._exit_sites.clear()
+        self._string_ops.clear()
+        self._smc_insn = self._last_insn
 
-        Called only on TLB misses. A fetch from a page not scanned since its last write scans it for
-        LOCK #UD instructions (emu/codeguard.py) and registers them as exits, which stop execution
-        in front of them; the page then maps read+exec. A write to a scanned page maps it
-        read+write without exec, so code written at run time is scanned before it can run."""
-        page = vaddr & ~(PAGE - 1)
-        entry.paddr = page
-        ram_page = self.ram_base <= page < self.ram_base + self.ram_size
-        if not ram_page:
-            entry.perms = UC_PROT_ALL
-            return True
-        if access == UC_MEM_FETCH:
-            if page not in self._clean_pages:
-                self._scan_page(page)
-        elif access in (UC_MEM_WRITE, UC_MEM_WRITE_UNMAPPED) and page in self._clean_pages:
-            self._clean_pages.discard(page)
-            self._exit_sites.clear()
-            self._string_ops.clear()
-            # A store into translated code: if it hit its own block, QEMU runs it again from the
-            # start, and the budget hook must not count it twice.
-            self._smc_insn = self._last_insn
-        entry.perms = _PERMS_CODE if page in self._clean_pages else _PERMS_DATA
-        return True
-
-    def _scan_page(self, page: int) -> None:
-        lo = max(page - MAX_INSN_LEN, self.ram_base)  # an instruction may start just before the page
-        data = self.read_ram(lo, page + PAGE + MAX_INSN_LEN - lo)
-        found = scan_guarded(data, lo, self.mode, late_rip=self._late_rip_guard) - self._guard_exits
-        if found:
-            self._guard_exits |= found
-            self.uc.ctl_set_exits(sorted(self._guard_exits))
-        self._clean_pages.add(page)
-
-    # -- running ------------------------------------------------------------------------------
     def _install_hooks(self, budget_hook: bool) -> None:
         uc = self.uc
         if self.mmio_style is MmioStyle.INPLACE:
@@ -753,20 +707,11 @@ class Machine:
             self._install_budget_hook()
 
     def _install_guard(self) -> None:
-        """The LOCK #UD guard (SEMANTICS rule 9): identity TLB filled by `_on_tlb_fill`, exits enabled.
-
-        With exits enabled Unicorn ignores emu_start's `until`, so the engine stops on its own
-        only for HLT and in front of a guard exit; every other stop is requested by this class
-        and records its reason first. That is what makes `_run_loop`'s HLT detection exact."""
-        uc = self.uc
+        """The guard of SEMANTICS rule 9 (emu/guard.py). With it Unicorn's exits are enabled, so the
+        engine stops on its own only for HLT and in front of a guard site; every other stop is
+        requested by this class and records its reason first: `_run_loop`'s HLT detection is exact."""
         self._identity_tlb = True
-        uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)  # type: ignore[attr-defined]  # missing from the binding's stub
-        # Bounded to RAM: outside it Unicorn keeps its identity default, so device-window accesses
-        # cost no callback.
-        ram_end = self.ram_base + self.ram_size - 1
-        uc.hook_add(UC_HOOK_TLB_FILL, self._on_tlb_fill, None, self.ram_base, ram_end)
-        uc.ctl_exits_enabled(True)
-        uc.ctl_set_exits([])
+        self.guard.install()
 
     def init_regs(self) -> None:
         """Entry state: RSP at the stack top, RFLAGS.IF clear, RIP at the entry (public for the C engine)."""
@@ -923,7 +868,7 @@ class Machine:
             if self._stop is not None or self._external_stop():
                 return
             rip = self._rip()
-            if rip in self._guard_exits:
+            if rip in self.guard.exits:
                 next_rip = self._guard_stop(rip)
                 if next_rip is None:
                     return
@@ -958,11 +903,9 @@ class Machine:
         Returns the RIP to continue at (bytes rewritten since the scan: the exit is dropped; or a
         system instruction the platform allows, carried out here), or None after setting the stop."""
         insn = self.read_ram(rip, MAX_INSN_LEN)
-        g = classify(insn, self.mode, self._late_rip_guard)
+        g = classify(insn, self.mode, self.guard.late_rip)
         if g is None:
-            self._guard_exits.discard(rip)
-            self.uc.ctl_set_exits(sorted(self._guard_exits))
-            self.uc.ctl_remove_cache(rip, rip + 1)
+            self.guard.drop(rip)
             return rip
         if self._max_insns is not None and self._executed >= self._max_insns:
             budget = self._max_insns
@@ -998,12 +941,9 @@ class Machine:
             return None
         length, text = decoded[1], f"{decoded[2]} {decoded[3]}".strip()
         after = (rip + length) & self._rip_mask
-        uc = self.uc
-        self._guard_exits.discard(rip)
-        uc.ctl_set_exits(sorted(self._guard_exits | {after}))
-        uc.ctl_remove_cache(rip, rip + 1)
+        self.guard.step_over(rip, after)
         try:
-            uc.emu_start(rip, 0)
+            self.uc.emu_start(rip, 0)
         except UcError as err:
             if self._stop is not None or self._external_stop():
                 return None
@@ -1022,9 +962,7 @@ class Machine:
                 self._stop = self._fault_stop(err)
             return None
         finally:
-            self._guard_exits.add(rip)
-            uc.ctl_set_exits(sorted(self._guard_exits))
-            uc.ctl_remove_cache(rip, rip + 1)
+            self.guard.restore(rip)
         if self._stop is not None or self._external_stop():
             return None
         return self._rip()
