@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 SOURCES_C := $(wildcard fastpath/csrc/*.c fastpath/csrc/*.h) fastpath/_build.py setup.py pyproject.toml
 
-.PHONY: demo test test-py test-asan test-asan-ext lint bench fuzz-atheris clean venv
+.PHONY: demo test test-py test-asan test-asan-ext lint bench fuzz-atheris fuzz-build-check bench-plot clean venv
 
 # Create/refresh the virtualenv and install exitlab with its extras (rebuilds the C extension
 # whenever its sources or the packaging change).
@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(VENV)/bin/exitlab bench --quick --plot demo.png --json demo.json
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check emu fastpath tests bench
+	$(VENV)/bin/ruff check emu fastpath exitlab tests bench
 	$(VENV)/bin/mypy
 
 test-py: $(STAMP)
@@ -73,8 +73,8 @@ test-asan-ext: $(STAMP)
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 && \
 	  $(abspath $(PY)) -c 'import fastpath.cengine, fastpath._exitlab_c as m; assert "asan-ext" in m.__file__, m.__file__' && \
 	  $(abspath $(PY)) -m pytest -p no:cacheprovider -p no:randomly tests/test_c_decoder.py \
-	    tests/test_c_length.py tests/test_c_paths.py tests/test_c_live.py tests/test_c_records.py \
-	    tests/test_c_semantics.py
+	    tests/test_c_length.py tests/test_c_length_real.py tests/test_c_paths.py tests/test_c_live.py \
+	    tests/test_c_records.py tests/test_c_semantics.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info fastpath/*.so fastpath/_exitlab_c.c
@@ -86,3 +86,19 @@ fuzz-atheris: $(STAMP)
 	$(PY) -m pip install -q -e '.[fuzz]'
 	mkdir -p build/fuzz-corpus && cp tests/data/fuzz_corpus/* build/fuzz-corpus/
 	$(PY) -m fastpath.fuzz.atheris_target build/fuzz-corpus -atheris_runs=$(FUZZ_RUNS) -max_total_time=120
+
+# The ClusterFuzzLite build (.clusterfuzzlite/build.sh) run locally without Docker: $$SRC/$$OUT/$$WORK
+# in temporary directories, shims for compile_python_fuzzer and pip3, then every produced fuzzer
+# for FUZZ_CHECK_RUNS iterations or FUZZ_CHECK_SECONDS, whichever ends first, on its seed corpus
+# (~50 s here: the stream harness runs ~10 programs/s). Not part of `make test`: it installs the
+# `fuzz` extra (atheris) from PyPI and takes about a minute; tests/test_cflite.py checks the build
+# itself in every `make test`, without atheris.
+FUZZ_CHECK_RUNS ?= 2000
+FUZZ_CHECK_SECONDS ?= 30
+fuzz-build-check: $(STAMP)
+	$(PY) -m pip install -q -e '.[fuzz]'
+	bash .clusterfuzzlite/check_build.sh $(abspath $(PY)) $(FUZZ_CHECK_RUNS) $(FUZZ_CHECK_SECONDS)
+
+# Redraw docs/bench.png from docs/bench.json (no new measurement).
+bench-plot: $(STAMP)
+	$(PY) -c 'from fastpath.report import plot_json; plot_json("docs/bench.json", "docs/bench.png")'

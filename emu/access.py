@@ -146,6 +146,10 @@ class Access:
             out["rep"] = True
         return out
 
+    def to_json(self) -> dict[str, object]:
+        """Same as describe(): the object `exitlab decode --json` prints (without --regs)."""
+        return self.describe()
+
 
 def _subregister_table() -> dict[str, tuple[str, int, int]]:
     """Map every general sub-register name Capstone prints to (64-bit register, bit shift, bytes)."""

@@ -1,4 +1,4 @@
-"""Guest images: Intel-syntax snippets assembled by GNU as + ld, raw binaries and ELF files.
+"""Guest images: Intel-syntax snippets assembled by GNU as + ld, raw binaries, and (via emu.elf) ELF files.
 
 GNU `as` is the reference assembler. The snippet is linked by `ld --oformat binary` at the load
 address, so labels and absolute references resolve (objcopy alone would leave them at 0). The
@@ -10,44 +10,24 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import struct
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
+from emu.elf import load_elf, parse_header, section_headers
 from emu.errors import AssemblyError, GuestFormatError, ToolMissingError
+from emu.image import CodeRegion, GuestImage, Segment
+from emu.inputs import read_file
+from emu.limits import GUEST_FILE_MAX
 from emu.platform import DEFAULT_SYMBOLS, LOAD_ADDR
+
+__all__ = ["MODES", "CodeRegion", "GuestImage", "Segment", "assemble", "load_elf", "load_guest", "load_raw",
+           "source_mode"]
 
 MODES = (16, 32, 64)
 _AS_FLAGS = {16: ["--32"], 32: ["--32"], 64: ["--64"]}
 _LD_EMUL = {16: "elf_i386", 32: "elf_i386", 64: "elf_x86_64"}
 _CODE_DIRECTIVE = {16: ".code16", 32: ".code32", 64: ".code64"}
-
-
-@dataclass(frozen=True, slots=True)
-class Segment:
-    addr: int
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class GuestImage:
-    """Bytes to place in guest RAM and where to start. `code` ranges are what static tools scan."""
-
-    name: str
-    mode: int
-    entry: int
-    segments: tuple[Segment, ...]
-
-    @property
-    def load_addr(self) -> int:
-        return self.segments[0].addr if self.segments else self.entry
-
-    @property
-    def code(self) -> bytes:
-        """The first segment's bytes (for snippets and raw binaries, the whole image)."""
-        return self.segments[0].data if self.segments else b""
 
 
 def _tool(name: str) -> str:
@@ -131,9 +111,25 @@ def assemble(
         if proc.returncode != 0:
             raise _diagnostics(proc.stderr, base)
         data = out.read_bytes()
+        text = _text_size(obj.read_bytes(), load_addr)
     if not data:
         raise AssemblyError(f"{base}: the snippet assembled to no bytes", file=base)
-    return GuestImage(name=base, mode=mode, entry=load_addr, segments=(Segment(load_addr, data),))
+    code = (CodeRegion(".text", load_addr, data[:text]),) if 0 < text < len(data) else None
+    return GuestImage(name=base, mode=mode, entry=load_addr, segments=(Segment(load_addr, data),),
+                      executable=code)
+
+
+def _text_size(obj: bytes, load_addr: int) -> int:
+    """How many bytes of the linked snippet are its .text sections (the link script puts them first,
+    in input order, each at its alignment; .rodata/.data/.bss follow), so static tools do not sweep
+    a snippet's data as code."""
+    hdr = parse_header(obj, "guest.o")
+    end = load_addr
+    for s in section_headers(obj, hdr, "guest.o"):
+        if s.name == ".text" or s.name.startswith(".text."):
+            align = max(s.addralign, 1)
+            end = (end + align - 1) // align * align + s.size
+    return end - load_addr
 
 
 def load_raw(data: bytes, mode: int = 64, name: str = "raw", load_addr: int = LOAD_ADDR) -> GuestImage:
@@ -141,49 +137,6 @@ def load_raw(data: bytes, mode: int = 64, name: str = "raw", load_addr: int = LO
     if not data:
         raise GuestFormatError(f"{name}: empty guest image")
     return GuestImage(name=name, mode=mode, entry=load_addr, segments=(Segment(load_addr, bytes(data)),))
-
-
-def load_elf(data: bytes, name: str = "guest.elf", mode: int | None = None) -> GuestImage:
-    """Load PT_LOAD segments at their physical addresses; the mode follows ELFCLASS unless given."""
-    if data[:4] != b"\x7fELF" or len(data) < 52:
-        raise GuestFormatError(f"{name}: not an ELF file")
-    cls, endian = data[4], data[5]
-    if endian != 1:
-        raise GuestFormatError(f"{name}: big-endian ELF is not x86")
-    try:
-        if cls == 2:
-            (e_machine,) = struct.unpack_from("<H", data, 18)
-            e_entry, e_phoff = struct.unpack_from("<QQ", data, 24)
-            e_phentsize, e_phnum = struct.unpack_from("<HH", data, 54)
-            ph_fmt, elf_mode = "<IIQQQQQQ", 64
-        elif cls == 1:
-            (e_machine,) = struct.unpack_from("<H", data, 18)
-            e_entry, e_phoff = struct.unpack_from("<II", data, 24)
-            e_phentsize, e_phnum = struct.unpack_from("<HH", data, 42)
-            ph_fmt, elf_mode = "<IIIIIIII", 32
-        else:
-            raise GuestFormatError(f"{name}: unknown ELF class {cls}")
-        if e_machine not in (3, 62):
-            raise GuestFormatError(f"{name}: ELF machine {e_machine} is not x86 (3) or x86-64 (62)")
-        segs = []
-        for i in range(e_phnum):
-            off = e_phoff + i * e_phentsize
-            f = struct.unpack_from(ph_fmt, data, off)
-            if cls == 2:
-                p_type, _flags, p_offset, _vaddr, p_paddr, p_filesz, p_memsz, _align = f
-            else:
-                p_type, p_offset, _vaddr, p_paddr, p_filesz, p_memsz, _flags, _align = f
-            if p_type != 1 or p_memsz == 0:
-                continue
-            if p_offset + p_filesz > len(data):
-                raise GuestFormatError(f"{name}: segment {i} runs past the end of the file")
-            body = data[p_offset : p_offset + p_filesz] + bytes(p_memsz - p_filesz)
-            segs.append(Segment(p_paddr, body))
-    except struct.error as exc:
-        raise GuestFormatError(f"{name}: truncated ELF header ({exc})") from None
-    if not segs:
-        raise GuestFormatError(f"{name}: no loadable segments")
-    return GuestImage(name=name, mode=mode or elf_mode, entry=e_entry, segments=tuple(segs))
 
 
 _MODE_MAGIC = re.compile(r"^\s*[#;]\s*exitlab:\s*mode\s*=\s*(16|32|64)\b", re.MULTILINE)
@@ -198,10 +151,7 @@ def source_mode(text: str) -> int | None:
 def load_guest(path: str | Path, mode: int | None = None, load_addr: int = LOAD_ADDR) -> GuestImage:
     """Pick the loader by content: ELF magic, else an assembly source by suffix, else raw bytes."""
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise GuestFormatError(f"{p}: cannot read guest ({exc.strerror})") from None
+    data = read_file(p, GUEST_FILE_MAX, "guest")  # bounded: `run /dev/zero` is an error, not a hang
     if data[:4] == b"\x7fELF":
         return load_elf(data, name=p.name, mode=mode)
     if p.suffix in (".S", ".s", ".asm"):

@@ -13,7 +13,7 @@ import sys
 from types import ModuleType
 
 from emu import commands
-from emu.errors import ExitlabError
+from emu.boundary import guard
 
 
 def _command_modules() -> list[ModuleType]:
@@ -25,12 +25,29 @@ def _command_modules() -> list[ModuleType]:
     return mods
 
 
+class _VersionAction(argparse.Action):
+    """Like argparse's "version" action, but the text is computed only when asked for."""
+
+    def __init__(
+        self, option_strings: list[str], dest: str = argparse.SUPPRESS, help: str | None = None
+    ) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from emu.commands._version import version_text
+
+        print(version_text())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="exitlab",
         description="Run x86 guest code under Unicorn, trap its VM exits (MMIO, port I/O, hypercalls) "
         "and measure and check every way a host can handle them.",
     )
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print the version, git commit, Unicorn/Capstone versions, C extension status")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for mod in _command_modules():
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
@@ -40,18 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
+    """Parse and run one subcommand inside the error boundary (emu/boundary.py: exit statuses)."""
+    holder: dict[str, argparse.Namespace] = {}
+
+    def body() -> int:
+        args = holder["args"] = build_parser().parse_args(argv)
         return int(args._run(args))
-    except ExitlabError as exc:
-        print(f"exitlab {args.command}: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"exitlab {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 0
+
+    def prog() -> str:
+        args = holder.get("args")
+        return f"exitlab {args.command}" if args is not None else "exitlab"
+
+    return guard(prog, body)
 
 
 if __name__ == "__main__":

@@ -41,3 +41,15 @@ class EmulationError(ExitlabError):
         self.reason = message
         self.rip = rip
         self.insn = insn
+
+
+class UsageError(ExitlabError):
+    """A command-line option out of its documented range; the CLI exits with status 2, like argparse."""
+
+
+class InputError(ExitlabError):
+    """An input file or stream exitlab cannot accept: missing, a directory, too large, not text."""
+
+
+class OutputError(ExitlabError):
+    """A file or stream exitlab writes cannot be written; names the path and the host's reason."""

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import ctypes
 import enum
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import capstone
 from unicorn import (
     UC_ARCH_X86,
     UC_ERR_EXCEPTION,
@@ -38,7 +38,6 @@ from unicorn import (
     UC_HOOK_MEM_WRITE,
     UC_MEM_FETCH_UNMAPPED,
     UC_MEM_READ_UNMAPPED,
-    UC_MEM_WRITE,
     UC_MEM_WRITE_UNMAPPED,
     UC_MODE_16,
     UC_MODE_32,
@@ -48,22 +47,36 @@ from unicorn import (
     UcError,
 )
 from unicorn import x86_const as X
+from unicorn.unicorn_py3.unicorn import HOOK_CODE_CFUNC, uclib
 
 from emu.assemble import GuestImage
 from emu.board import Board, default_board
 from emu.bus import Space
+from emu.codeguard import classify
 from emu.cpu import Cpu, Outcome
 from emu.errors import EmulationError, ExitlabError, GuestFormatError
 from emu.exits import MAX_INSN_LEN, REG_INDEX, REG_NAMES, ExitKind, ExitRecord
+from emu.guard import CodeGuard
 from emu.hypercall import HYPERCALL_LEN, hypercall, is_hypercall
+from emu.inplace import InplaceMmio
+from emu.interrupt import INTERRUPTED, Watchdog, check_timeout
 from emu.platform import PAGE
 from emu.ram import GuestRam
 from emu.regfile import RegFile
+from emu.sysinsn import system_instruction
 from emu.trace import TraceWriter
 
 _UC_MODE = {16: UC_MODE_16, 32: UC_MODE_32, 64: UC_MODE_64}
-_UNTIL = (1 << 64) - 1  # never reached: a run ends by hlt, budget, timeout or a fault
-HLT = 0xF4
+_PLATFORM_CR0 = {64: 0x80000033, 32: 0x33}  # PG|NE|ET|MP|PE in long mode, PE|... in 32-bit (emu/kvm.py)
+_CS_MODE = {16: capstone.CS_MODE_16, 32: capstone.CS_MODE_32, 64: capstone.CS_MODE_64}
+# Mnemonics (last word, so `rep stosb` matches) that access memory without a memory operand.
+_IMPLICIT_MEMORY = frozenset(
+    "movsb movsw movsd movsq stosb stosw stosd stosq lodsb lodsw lodsd lodsq cmpsb cmpsw cmpsd cmpsq "
+    "scasb scasw scasd scasq insb insw insd outsb outsw outsd push pop pushf pushfd pushfq popf popfd "
+    "popfq pusha pushal popa popal call ret retf enter leave xlatb iret iretd iretq maskmovdqu "
+    "maskmovq".split()
+)
+MAX_BUDGET = (1 << 63) - 1  # --max-insns is 1 .. 2**63-1 (SEMANTICS rule 1)
 
 VECTORS = {
     0: "#DE divide error",
@@ -109,6 +122,11 @@ class Stop:
     @property
     def is_error(self) -> bool:
         return self.reason is not StopReason.HLT
+
+    @property
+    def interrupted(self) -> bool:
+        """The user asked to stop (SIGINT); the CLI exits 130."""
+        return self.reason is StopReason.INTERRUPTED
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -156,6 +174,26 @@ class _Halt(Exception):
     """Raised inside hooks to end the run with a Stop (hooks cannot raise through Unicorn)."""
 
 
+def _path_error_stop(exc: EmulationError) -> Stop:
+    """The stop for a path's refusal. The generic path raises subclasses of EmulationError for an
+    access that leaves its window (`.gpa`: rule 6 -> `unmapped`) and for an architectural fault
+    (`.vector`: no IDT -> `triple_fault`); they are recognised by those attributes."""
+    rip = exc.rip or 0
+    gpa = getattr(exc, "gpa", None)
+    if isinstance(gpa, int):
+        what = "write" if getattr(exc, "write", False) else "read"
+        message = f"{what} at unmapped address {gpa:#x} by the instruction at rip={rip:#x}"
+        return Stop(StopReason.UNMAPPED, rip, message, exc.insn)
+    vector = getattr(exc, "vector", None)
+    if isinstance(vector, int):
+        if vector == 6:  # #UD: the taxonomy's invalid_insn, as for an opcode Unicorn rejects
+            message = f"invalid instruction at rip={rip:#x}: {exc.reason}"
+            return Stop(StopReason.INVALID_INSN, rip, message, exc.insn)
+        message = f"{exc.reason} at rip={rip:#x}; the platform has no IDT, so a real CPU would triple-fault"
+        return Stop(StopReason.TRIPLE_FAULT, rip, message, exc.insn)
+    return Stop(StopReason.EMULATION_ERROR, rip, str(exc), exc.insn)
+
+
 class UnicornCpu:
     """`Cpu` over the live engine: registers through Unicorn, RAM straight from the host buffer,
     device accesses through the bus."""
@@ -184,6 +222,11 @@ class UnicornCpu:
 
     def is_mmio(self, gpa: int) -> bool:
         return self.m.mmio_window(gpa) is not None
+
+    def mmio_region(self, gpa: int) -> tuple[int, int] | None:
+        """The device range holding `gpa` (an access crossing its end is split there, rule 4)."""
+        m = self.m.board.bus.find(Space.MMIO, gpa)
+        return (m.base, m.size) if m is not None else self.m.mmio_window(gpa)
 
     def mmio_read(self, gpa: int, size: int) -> int:
         return self.m.board.bus.read(Space.MMIO, gpa, size)
@@ -217,6 +260,7 @@ class Machine:
         self.exit_counts: Counter[str] = Counter({k.value: 0 for k in ExitKind})
         self.uc = Uc(UC_ARCH_X86, _UC_MODE[self.mode])
         self.regfile = RegFile(self.uc, self.mode)
+        self._rip_mask = (1 << self.mode) - 1  # RIP/EIP/IP wrap at the mode's width
         self.cpu = UnicornCpu(self)
         spec = self.board.spec
         self.ram_base, self.ram_size = spec.ram.base, spec.ram.size
@@ -228,10 +272,24 @@ class Machine:
         self.windows = self._mmio_windows()
         self._stop: Stop | None = None
         self._pending: tuple[int, int, int, int] | None = None  # access, gpa, size, value
-        self._read_stash: tuple[int, int] = (0, 0)  # (gpa, value) of the last in-place device read
-        self._budget_left = 0
+        self._max_insns: int | None = None
+        self._executed = 0  # instructions executed so far (REP iterations each count), whole run
+        self._flags_stash: tuple[int, int] = (-1, 0)  # (address, RFLAGS) at the last instruction start
+        self._resume: int | None = None  # where to restart after a hypercall
         self._timeout: float | None = None
-        self._timed_out = False
+        self._external: str | None = None  # "timeout" / "interrupted", set by the watchdog thread
+        self._last_insn = -1  # address of the last instruction start the budget hook saw
+        self._smc_insn = -1  # a store that wrote into a code page (see _on_tlb_fill)
+        self._identity_tlb = False  # set by _install_guard: CR0.PG then translates nothing
+        self.inplace = InplaceMmio(self)
+        self.guard = CodeGuard(
+            self.uc, self.read_ram, self.ram_base, self.ram_size, self.mode,
+            late_rip=self.mmio_style is MmioStyle.EXIT, on_code_written=self._on_code_written,
+        )
+        self._exit_sites: dict[int, bool] = {}  # address -> may end in an exit (budget hook's cache)
+        self._budget_cb: Any = None
+        self._cs = capstone.Cs(capstone.CS_ARCH_X86, _CS_MODE[self.mode])
+        self._cs.detail = True
         self.ram.load(image)
 
     # -- memory -------------------------------------------------------------------------------
@@ -261,7 +319,10 @@ class Machine:
         return self.ram.read(addr, size)
 
     def write_ram(self, addr: int, data: bytes) -> None:
+        """A host write (a path emulating a store to RAM). Unicorn does not see it, so a code page it
+        touches is forgotten here: translated blocks dropped, page rescanned before it runs again."""
         self.ram.write(addr, data)
+        self.guard.host_write(addr, len(data))
 
     # -- exits --------------------------------------------------------------------------------
     def _record(self, kind: ExitKind, rip: int, addr: int, size: int, value: int) -> ExitRecord:
@@ -291,35 +352,6 @@ class Machine:
         return self.regfile.get("rip")
 
     # -- hooks (each catches its own errors: an exception must never cross Unicorn) ----------------
-    def _on_mem_inplace(self, uc: Uc, access: int, addr: int, size: int, value: int, _ud: object) -> None:
-        try:
-            rip = self._rip()
-            bus = self.board.bus
-            if access == UC_MEM_WRITE:
-                self._record(ExitKind.MMIO_WRITE, rip, addr, size, value)
-                bus.write(Space.MMIO, addr, size, value)
-            else:
-                got = bus.read(Space.MMIO, addr, size)
-                self._read_stash = (addr, got)
-                self._record(ExitKind.MMIO_READ, rip, addr, size, got)
-        except Exception as exc:  # noqa: BLE001 - reported as a stop, never a traceback
-            self._halt(StopReason.DEVICE_ERROR, self._rip(), f"device error on MMIO {addr:#x}: {exc}")
-
-    def _mmio_map_read(self, window_base: int) -> Any:
-        def read(uc: Uc, offset: int, size: int, _ud: object) -> int:
-            gpa = window_base + offset
-            base, value = self._read_stash
-            shift = gpa - base
-            if 0 <= shift < 16:
-                return (value >> (8 * shift)) & ((1 << (8 * size)) - 1)
-            return 0
-
-        return read
-
-    @staticmethod
-    def _mmio_map_write(uc: Uc, offset: int, size: int, value: int, _ud: object) -> None:
-        return None  # the MEM_WRITE hook already delivered the whole access to the device
-
     def _on_unmapped(self, uc: Uc, access: int, addr: int, size: int, value: int, _ud: object) -> bool:
         try:
             rip = self._rip()
@@ -350,6 +382,7 @@ class Machine:
         return False
 
     def _on_in(self, uc: Uc, port: int, size: int, _ud: object) -> int:
+        self.inplace.note_port_read(self._rip())
         try:
             value = self.board.bus.read(Space.PIO, port, size)
             self._record(ExitKind.PIO_IN, self._rip(), port, size, value)
@@ -367,6 +400,7 @@ class Machine:
 
     def _on_invalid(self, uc: Uc, _ud: object) -> bool:
         rip = self._rip()
+        self._repair_flags(rip)
         insn = self.read_ram(rip, MAX_INSN_LEN)
         if not is_hypercall(insn):
             self._stop = self._stop or Stop(
@@ -386,8 +420,10 @@ class Machine:
                     self.board.bus, self.mode, nr, rf.get("rbx"), rf.get("rcx"), rf.get("rdx"), rf.get("rsi")
                 ),
             )
-            rf.set("rip", rip + HYPERCALL_LEN)
-            return True
+            # Stop here and let the run loop restart at RIP+3 (SEMANTICS rule 3): writing RIP in the
+            # hook and continuing leaves Unicorn's RIP stale for every later exit of the run.
+            self._resume = (rip + HYPERCALL_LEN) & self._rip_mask
+            return False
         except Exception as exc:  # noqa: BLE001
             self._stop = self._stop or Stop(StopReason.DEVICE_ERROR, rip, f"hypercall failed: {exc}", insn)
             return False
@@ -402,27 +438,103 @@ class Machine:
             self.read_ram(rip, MAX_INSN_LEN),
         )
 
-    def _on_code_budget(self, uc: Uc, address: int, size: int, _ud: object) -> None:
-        self._budget_left -= 1
-        if self._budget_left < 0:
-            self._halt(StopReason.BUDGET, address, "instruction budget exhausted")
+    def _install_budget_hook(self) -> None:
+        """The instruction counter of SEMANTICS rule 1, as a raw ctypes UC_HOOK_CODE callback.
 
-    # -- running ------------------------------------------------------------------------------
+        Counts instruction starts (QEMU re-enters a REP instruction once per iteration). Registered
+        through the C API directly: the binding's wrapper costs ~1.3 us per instruction, this one
+        ~0.35 us. It also keeps RFLAGS as they are at the start of every instruction that can end
+        in an exit (memory operand or hypercall): with any UC_HOOK_CODE installed, Unicorn 2.1.4
+        loses CF when the instruction right after a SUB/CMP faults, and `_repair_flags` puts the
+        stashed value back. Reading RFLAGS costs microseconds, hence only at those addresses."""
+        handle = self.uc._uch  # noqa: SLF001 - the C handle, for the raw hook and the raw reads
+        flags = ctypes.c_uint64(0)
+        flags_ref = ctypes.byref(flags)
+        reg_read, emu_stop = uclib.uc_reg_read, uclib.uc_emu_stop
+        eflags_id = X.UC_X86_REG_EFLAGS
+        limit = self._max_insns
+        assert limit is not None
+        sites = self._exit_sites
+        classify = self._classify_exit_site
+
+        def on_code(_h: int, address: int, _size: int, _ud: int) -> None:
+            if self._smc_insn >= 0:
+                smc, self._smc_insn = self._smc_insn, -1
+                if address == smc:
+                    return  # QEMU re-running a store that invalidated its own block: one instruction
+            self._last_insn = address
+            if self._executed >= limit:
+                if self._stop is None:
+                    self._stop = Stop(StopReason.BUDGET, address, f"instruction budget of {limit} exhausted")
+                emu_stop(handle)
+                return
+            self._executed += 1
+            may_exit = sites.get(address)
+            if may_exit is None:
+                may_exit = classify(address)
+            if may_exit:
+                reg_read(handle, eflags_id, flags_ref)
+                self._flags_stash = (address, flags.value)
+
+        self._budget_cb = HOOK_CODE_CFUNC(on_code)  # kept alive as long as the engine
+        hook = ctypes.c_size_t()
+        err = uclib.uc_hook_add(
+            handle, ctypes.byref(hook), UC_HOOK_CODE, ctypes.cast(self._budget_cb, ctypes.c_void_p), None,
+            ctypes.c_uint64(1), ctypes.c_uint64(0),
+        )
+        if err:
+            raise UcError(err)
+
+    def _classify_exit_site(self, address: int) -> bool:
+        """Can the instruction at `address` end in an exit the run loop handles (a memory access that
+        may fault, or a hypercall)? Cached per address until its page is written."""
+        code = self.read_ram(address, MAX_INSN_LEN)
+        may = is_hypercall(code)
+        if not may:
+            insn = next(self._cs.disasm(code, address, 1), None)
+            may = insn is None or insn.mnemonic.split(" ")[-1] in _IMPLICIT_MEMORY or any(
+                op.type == capstone.x86.X86_OP_MEM for op in insn.operands
+            )
+        self._exit_sites[address] = may
+        return may
+
+    def _repair_flags(self, rip: int) -> None:
+        """After a fault at `rip`, restore RFLAGS from the code hook's stash (_install_budget_hook)."""
+        address, flags = self._flags_stash
+        if address == rip:
+            self._flags_stash = (-1, 0)
+            self.regfile.set("rflags", flags)
+
+    def _on_code_written(self) -> None:
+        """A scanned code page was written (guard): per-address caches are stale, and if the store
+        hit its own translated block QEMU runs it again, which the budget must not count twice."""
+        self._exit_sites.clear()
+        self.inplace.forget_code()
+        self._smc_insn = self._last_insn
+
     def _install_hooks(self, budget_hook: bool) -> None:
         uc = self.uc
         if self.mmio_style is MmioStyle.INPLACE:
+            inplace = self.inplace
             for base, size in self.windows:
-                uc.mmio_map(base, size, self._mmio_map_read(base), None, self._mmio_map_write, None)
-                uc.hook_add(
-                    UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._on_mem_inplace, None, base, base + size - 1
-                )
+                uc.mmio_map(base, size, inplace.map_read(base), None, inplace.map_write, None)
+                end = base + size - 1
+                uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, inplace.on_access, None, base, end)
         uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
         uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, X.UC_X86_INS_IN)
         uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, X.UC_X86_INS_OUT)
         uc.hook_add(UC_HOOK_INSN_INVALID, self._on_invalid)
         uc.hook_add(UC_HOOK_INTR, self._on_intr)
+        self._install_guard()
         if budget_hook:
-            uc.hook_add(UC_HOOK_CODE, self._on_code_budget)
+            self._install_budget_hook()
+
+    def _install_guard(self) -> None:
+        """The guard of SEMANTICS rule 9 (emu/guard.py). With it Unicorn's exits are enabled, so the
+        engine stops on its own only for HLT and in front of a guard site; every other stop is
+        requested by this class and records its reason first: `_run_loop`'s HLT detection is exact."""
+        self._identity_tlb = True
+        self.guard.install()
 
     def init_regs(self) -> None:
         """Entry state: RSP at the stack top, RFLAGS.IF clear, RIP at the entry (public for the C engine)."""
@@ -445,37 +557,84 @@ class Machine:
             from emu.generic import GenericPath  # the decode path is the default for exit style
 
             path = self.path = GenericPath()
-        outcome = path.handle(rec, self.cpu)
+        rep = self._rep_budget(rec) if self._max_insns is not None else None
+        try:
+            outcome = path.handle(rec, self.cpu)
+        finally:
+            done = self._rep_settle(rep) if rep is not None else 0
         if outcome is None:
             raise EmulationError(f"path {path.name!r} declined the exit and has no fallback", rip, rec.insn)
+        if rep is not None:
+            self._executed += max(done - 1, 0)  # the code hook counted the first iteration
+            if self.regfile.get("rcx") & rep[1]:
+                if rep[3]:
+                    return rip  # capped by the budget: an interrupted REP, RIP stays on it (rule 1)
+            elif done and outcome.next_rip != rip:
+                # QEMU enters a REP instruction once more after its last iteration to find RCX = 0,
+                # and that entry counts (in place it is a code-hook call): count it here too, or
+                # stop in front of it when the budget has no room left, exactly as in place.
+                if self._executed >= self._max_insns:  # type: ignore[operator]
+                    return rip
+                self._executed += 1
         return outcome.next_rip
 
-    def run(self, max_insns: int | None = None, timeout: float | None = 10.0) -> RunResult:
-        """Run until hlt, the instruction budget, the wall-clock timeout or a fault."""
-        if max_insns is not None and max_insns <= 0:
-            raise ExitlabError("the instruction budget must be positive")
-        exit_style = self.mmio_style is MmioStyle.EXIT
-        # In-place runs are one emu_start, so Unicorn's own counter is the budget; exit-style runs
-        # restart at every exit, so they count with a code hook instead.
-        self._install_hooks(budget_hook=exit_style and max_insns is not None)
-        self._budget_left = max_insns or 0
-        self.init_regs()
-        self._timeout = timeout
-        self._timed_out = False
-        t0 = time.perf_counter()
-        # One watchdog thread per run stops the engine at the deadline. Unicorn's own `timeout`
-        # argument starts a thread per emu_start, which costs milliseconds per exit in exit style.
-        watchdog = None
-        if timeout is not None:
-            watchdog = threading.Timer(timeout, self._on_deadline)
-            watchdog.daemon = True
-            watchdog.start()
-        rip = self.image.entry
+    def _rep_budget(self, rec: ExitRecord) -> tuple[str, int, int, int] | None:
+        """For a REP string instruction under a budget: cap the count register so the path performs at
+        most the iterations the budget has left (SEMANTICS rule 1). Returns (register, mask, count
+        handed to the path, count held back) for `_rep_settle`, or None for anything else."""
+        from emu.access import Op
+        from emu.decode import decode
+
         try:
-            self._run_loop(rip, max_insns if (max_insns and not exit_style) else 0)
-        finally:
-            if watchdog is not None:
-                watchdog.cancel()
+            access = decode(rec.insn, self.mode, rec.rip)
+        except ExitlabError:
+            return None  # the path reports it
+        if not access.rep or access.op not in (Op.MOVS, Op.STOS, Op.LODS):
+            return None
+        mask = (1 << (8 * access.mem.addr_size)) - 1
+        rcx = self.regfile.get("rcx")
+        count = rcx & mask
+        allowed = 1 + self._max_insns - self._executed  # type: ignore[operator]
+        if count <= allowed:
+            return ("rcx", mask, count, 0)
+        self.regfile.set("rcx", (rcx & ~mask) | allowed)
+        return ("rcx", mask, allowed, count - allowed)
+
+    def _rep_settle(self, rep: tuple[str, int, int, int]) -> int:
+        """Give back the held-back count; return how many iterations the path performed."""
+        _, mask, handed, held = rep
+        rcx = self.regfile.get("rcx")
+        left = rcx & mask
+        if held:
+            self.regfile.set("rcx", (rcx & ~mask) | ((left + held) & mask))
+        return handed - left
+
+    def run(self, max_insns: int | None = None, timeout: float | None = 10.0) -> RunResult:
+        """Run until hlt, the instruction budget, the wall-clock timeout, SIGINT or a fault."""
+        if max_insns is not None and (
+            isinstance(max_insns, bool) or not isinstance(max_insns, int) or not 1 <= max_insns <= MAX_BUDGET
+        ):
+            raise ExitlabError(f"the instruction budget must be 1 .. 2**63-1 (got {max_insns!r})")
+        try:
+            check_timeout(timeout)
+        except ValueError as exc:
+            raise ExitlabError(str(exc)) from None
+        self._max_insns = max_insns
+        self._executed = 0
+        self._install_hooks(budget_hook=max_insns is not None)
+        self.init_regs()
+        if self._identity_tlb and self.mode in _PLATFORM_CR0:
+            # CR0 as the platform (and KVM) has it; with the identity TLB of the guard, PG changes
+            # no translation, but `mov rax, cr0; mov cr0, rax` must see PG set (emu/sysinsn.py).
+            self.uc.reg_write(X.UC_X86_REG_CR0, _PLATFORM_CR0[self.mode])
+        self._timeout = timeout
+        self._external = None
+        t0 = time.perf_counter()
+        # One watchdog thread per run stops the engine at the deadline or on SIGINT (emu/interrupt.py).
+        # Unicorn's own `timeout` argument starts a thread per emu_start, which costs milliseconds
+        # per exit in exit style.
+        with Watchdog(self._on_watchdog, timeout):
+            self._run_loop(self.image.entry)
         seconds = time.perf_counter() - t0
         assert self._stop is not None
         return RunResult(
@@ -488,57 +647,148 @@ class Machine:
             seconds=seconds,
         )
 
-    def _on_deadline(self) -> None:
+    def _on_watchdog(self, reason: str) -> None:
         """Runs on the watchdog thread: only raise the flag and ask the engine to stop."""
-        self._timed_out = True
+        self._external = reason
         try:
             self.uc.emu_stop()
         except UcError:
             pass
 
-    def _timeout_stop(self) -> bool:
-        if self._timed_out and self._stop is None:
-            self._stop = Stop(StopReason.TIMEOUT, self._rip(), f"wall-clock timeout of {self._timeout} s")
-        return self._timed_out
+    def _external_stop(self) -> bool:
+        reason = self._external
+        if reason is not None and self._stop is None:
+            if reason == INTERRUPTED:
+                self._stop = Stop(StopReason.INTERRUPTED, self._rip(), "interrupted (SIGINT)")
+            else:
+                self._stop = Stop(StopReason.TIMEOUT, self._rip(), f"wall-clock timeout of {self._timeout} s")
+        return reason is not None
 
-    def _run_loop(self, rip: int, count: int) -> None:
+    def _run_loop(self, rip: int) -> None:
         while True:
-            if self._timeout_stop():
+            if self._stop is not None or self._external_stop():
                 return
+            self._resume = None
             try:
-                self.uc.emu_start(rip, _UNTIL, timeout=0, count=count)
+                self.uc.emu_start(rip, 0)  # `until` is ignored: exits are enabled (_install_guard)
             except UcError as err:
-                if self._stop is not None or self._timeout_stop():
+                if self._stop is not None:
                     return
+                if self._resume is not None:  # a hypercall was handled: restart behind it (rule 3)
+                    rip = self._resume
+                    continue
+                if self._external_stop():
+                    return
+                self._repair_flags(self._rip())
                 if self._pending is not None and err.errno in (UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED):
-                    try:
-                        rip = self._handle_exit_style()
-                    except EmulationError as exc:
-                        self._stop = Stop(StopReason.EMULATION_ERROR, exc.rip or 0, str(exc), exc.insn)
+                    next_rip = self._exit_style_step()
+                    if next_rip is None:
                         return
-                    except Exception as exc:  # noqa: BLE001
-                        r = self._rip()
-                        self._stop = Stop(
-                            StopReason.DEVICE_ERROR,
-                            r,
-                            f"exit handling failed: {exc}",
-                            self.read_ram(r, MAX_INSN_LEN),
-                        )
-                        return
-                    self.regfile.set("rip", rip)
+                    rip = next_rip
                     continue
                 self._stop = self._fault_stop(err)
                 return
-            if self._stop is not None or self._timeout_stop():
+            if self._stop is not None or self._external_stop():
                 return
             rip = self._rip()
-            if self.read_ram(rip - 1, 1) == bytes([HLT]):
-                self._stop = Stop(StopReason.HLT, rip - 1, "hlt")
-            elif count:
-                self._stop = Stop(StopReason.BUDGET, rip, f"instruction budget of {count} exhausted")
-            else:
-                self._stop = Stop(StopReason.HLT, rip, "emulation ended")
+            if rip in self.guard.exits:
+                next_rip = self._guard_stop(rip)
+                if next_rip is None:
+                    return
+                rip = next_rip
+                self.regfile.set("rip", rip)
+                continue
+            self._stop = Stop(StopReason.HLT, (rip - 1) & self._rip_mask, "hlt")
             return
+
+    def _exit_style_step(self) -> int | None:
+        """Handle one exit-style MMIO exit; the RIP to resume at, or None after setting the stop."""
+        try:
+            next_rip = self._handle_exit_style()
+        except EmulationError as exc:
+            self._stop = _path_error_stop(exc)
+            return None
+        except Exception as exc:  # noqa: BLE001
+            r = self._rip()
+            self._stop = Stop(
+                StopReason.DEVICE_ERROR,
+                r,
+                f"exit handling failed: {exc}",
+                self.read_ram(r, MAX_INSN_LEN),
+            )
+            return None
+        self.regfile.set("rip", next_rip)
+        return next_rip
+
+    def _guard_stop(self, rip: int) -> int | None:
+        """Execution reached a guard exit (emu/codeguard.py): judge the instruction there.
+
+        Returns the RIP to continue at (bytes rewritten since the scan: the exit is dropped; or a
+        system instruction the platform allows, carried out here), or None after setting the stop."""
+        insn = self.read_ram(rip, MAX_INSN_LEN)
+        g = classify(insn, self.mode, self.guard.late_rip)
+        if g is None:
+            self.guard.drop(rip)
+            return rip
+        if self._max_insns is not None and self._executed >= self._max_insns:
+            budget = self._max_insns
+            self._stop = Stop(StopReason.BUDGET, rip, f"instruction budget of {budget} exhausted", insn)
+            return None
+        if g.kind == "lock_ud":
+            self._stop = Stop(
+                StopReason.INVALID_INSN,
+                rip,
+                f"invalid instruction at rip={rip:#x}: {insn[:8].hex(' ')} (#UD: LOCK prefix on an "
+                "instruction or operand that cannot be locked)",
+                insn,
+            )
+            return None
+        if g.kind == "late_rip":
+            return self._step_late_rip(rip, insn)
+        verdict = system_instruction(self, g, rip)
+        if isinstance(verdict, Stop):
+            self._stop = verdict
+            return None
+        if self._max_insns is not None:
+            self._executed += 1
+        return verdict
+
+    def _step_late_rip(self, rip: int, insn: bytes) -> int | None:
+        """Run one helper store (FXSAVE, FNSAVE, MASKMOVDQU...) alone, between two exits, so that a
+        fault is known to be its own. Unicorn would report that fault at a later RIP and an address
+        inside the operand, and a path would then "handle" the wrong instruction (rule 7). No path
+        emulates these instructions, so a fault on an MMIO window is an `emulation_error`."""
+        decoded = next(self._cs.disasm_lite(insn, rip, 1), None)
+        if decoded is None:
+            self._stop = Stop(StopReason.INVALID_INSN, rip, f"invalid instruction at rip={rip:#x}", insn)
+            return None
+        length, text = decoded[1], f"{decoded[2]} {decoded[3]}".strip()
+        after = (rip + length) & self._rip_mask
+        self.guard.step_over(rip, after)
+        try:
+            self.uc.emu_start(rip, 0)
+        except UcError as err:
+            if self._stop is not None or self._external_stop():
+                return None
+            self._repair_flags(rip)
+            if self._pending is not None:
+                _, gpa, _, _ = self._pending
+                self._pending = None
+                self._stop = Stop(
+                    StopReason.EMULATION_ERROR,
+                    rip,
+                    f"'{text}' at rip={rip:#x} accesses MMIO at {gpa:#x}; no path emulates it (Unicorn "
+                    f"would report this exit at a later RIP) bytes={insn[:length].hex(' ')}",
+                    insn,
+                )
+            else:
+                self._stop = self._fault_stop(err)
+            return None
+        finally:
+            self.guard.restore(rip)
+        if self._stop is not None or self._external_stop():
+            return None
+        return self._rip()
 
     def _fault_stop(self, err: UcError) -> Stop:
         rip = self._rip()

@@ -15,8 +15,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from emu.errors import ExitlabError
-from emu.exits import REG_NAMES, ExitKind, ExitRecord
+from emu.errors import ExitlabError, InputError, OutputError
+from emu.exits import MAX_INSN_LEN, REG_NAMES, ExitKind, ExitRecord
+from emu.inputs import iter_lines, loads_strict
+from emu.limits import TRACE_LINE_MAX
+from emu.outfile import OutputFile
 
 SCHEMA = "exitlab-trace"
 VERSION = 1
@@ -38,66 +41,163 @@ def record_to_json(rec: ExitRecord) -> dict[str, Any]:
     }
 
 
-def record_from_json(obj: dict[str, Any]) -> ExitRecord:
+_KINDS = {k.value: k for k in ExitKind}
+_PIO = (ExitKind.PIO_IN, ExitKind.PIO_OUT)
+_MMIO = (ExitKind.MMIO_READ, ExitKind.MMIO_WRITE)
+_U64 = (1 << 64) - 1
+_MMIO_SIZE_MAX = 64  # the widest single access (AVX-512 store)
+
+
+def _int(obj: dict[str, Any], key: str, lo: int, hi: int, where: str = "") -> int:
+    value = obj.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{where}{key!r} must be an integer (got {json.dumps(value)})")
+    if not lo <= value <= hi:
+        raise ValueError(f"{where}{key!r} = {value} is out of range {lo}..{hi:#x}")
+    return value
+
+
+def record_from_json(obj: Any) -> ExitRecord:
+    """One exit record, checked against the schema (ValueError says which field and why).
+
+    This is the one gate between a trace file and every consumer (Python paths, the C packer),
+    so nothing downstream has to distrust a size, a mode or a register."""
+    if not isinstance(obj, dict):
+        raise ValueError(f"an exit record must be a JSON object (got {json.dumps(obj)[:40]})")
+    kind = _KINDS.get(obj.get("kind"))  # type: ignore[arg-type]
+    if kind is None:
+        raise ValueError(f"'kind' must be one of {', '.join(_KINDS)} (got {json.dumps(obj.get('kind'))})")
+    rip = _int(obj, "rip", 0, _U64)
+    mode = obj.get("mode")
+    if isinstance(mode, bool) or mode not in (16, 32, 64):
+        raise ValueError(f"'mode' must be 16, 32 or 64 (got {json.dumps(mode)})")
+    addr = _int(obj, "addr", 0, 0xFFFF if kind in _PIO else _U64)
+    insn_text = obj.get("insn", "")
+    if not isinstance(insn_text, str):
+        raise ValueError(f"'insn' must be a hex string (got {json.dumps(insn_text)})")
+    insn = bytes.fromhex(insn_text)
+    if len(insn) > MAX_INSN_LEN:
+        raise ValueError(f"'insn' has {len(insn)} bytes (an instruction has at most {MAX_INSN_LEN})")
     regs = obj.get("regs", {})
+    if not isinstance(regs, dict):
+        raise ValueError(f"'regs' must be an object (got {json.dumps(regs)[:40]})")
     unknown = set(regs) - set(REG_NAMES)
     if unknown:
         raise ValueError(f"unknown registers {sorted(unknown)}")
+    values = tuple(_int(regs, n, 0, _U64, "register ") if n in regs else 0 for n in REG_NAMES)
     truth = obj.get("truth", {})
+    if not isinstance(truth, dict):
+        raise ValueError(f"'truth' must be an object (got {json.dumps(truth)[:40]})")
+    if kind in _PIO:
+        size = _int(truth, "size", 1, 4, "truth ") if "size" in truth else 0
+        if size not in (0, 1, 2, 4):
+            raise ValueError(f"a port I/O size is 1, 2 or 4 bytes (got {size})")
+    elif kind in _MMIO:
+        size = _int(truth, "size", 0, _MMIO_SIZE_MAX, "truth ") if "size" in truth else 0
+    else:
+        size = _int(truth, "size", 0, 8, "truth ") if "size" in truth else 0
+    value = _int(truth, "value", 0, (1 << (8 * max(size, 8))) - 1, "truth ") if "value" in truth else 0
     return ExitRecord(
-        kind=ExitKind(obj["kind"]),
-        rip=int(obj["rip"]),
-        mode=int(obj["mode"]),
-        addr=int(obj["addr"]),
-        insn=bytes.fromhex(obj.get("insn", "")),
-        regs=tuple(int(regs.get(n, 0)) for n in REG_NAMES),
-        truth_size=int(truth.get("size", 0)),
-        truth_value=int(truth.get("value", 0)),
+        kind=kind, rip=rip, mode=mode, addr=addr, insn=insn, regs=values, truth_size=size, truth_value=value
     )
 
 
 class TraceWriter:
-    """Streams records to a file as they happen, so a long run's memory does not grow."""
+    """Streams records to a file as they happen, so a long run's memory does not grow.
 
-    def __init__(self, file: str | Path, **header: Any) -> None:
-        self._fh: IO[str] = open(file, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        self._fh.write(json.dumps({"schema": SCHEMA, "version": VERSION, **header}) + "\n")
+    The file is an `OutputFile` (emu/outfile.py): written beside its final name and renamed by
+    `close()`, so a failed or aborted run leaves nothing half-written. A host write error (disk
+    full) is remembered, not raised: `write` runs inside engine hooks, where an exception would be
+    reported as a guest fault. `close()` then raises `OutputError` naming the file."""
+
+    def __init__(self, file: str | Path | OutputFile, **header: Any) -> None:
+        self.out = file if isinstance(file, OutputFile) else OutputFile(file, "trace")
+        self._fh: IO[str] = self.out.open("w")
         self.count = 0
+        self.error: OSError | None = None
+        self._emit(json.dumps({"schema": SCHEMA, "version": VERSION, **header}) + "\n")
+
+    def _emit(self, line: str) -> None:
+        if self.error is not None:
+            return
+        try:
+            self._fh.write(line)
+        except OSError as exc:
+            self.error = exc
 
     def write(self, rec: ExitRecord) -> None:
-        self._fh.write(json.dumps(record_to_json(rec), separators=(",", ":")) + "\n")
+        self._emit(json.dumps(record_to_json(rec), separators=(",", ":")) + "\n")
         self.count += 1
 
     def close(self) -> None:
-        self._fh.close()
+        """Finish the file and move it into place; `OutputError` if any write failed."""
+        if self.error is not None:
+            self.out.discard()
+            raise OutputError(
+                f"cannot write trace {self.out.path}: {self.error.strerror or self.error} "
+                f"(after {self.count} records"
+                + ("" if self.out.direct else "; nothing was left under that name") + ")"
+            )
+        self.out.commit()
+
+    def abort(self) -> None:
+        """Drop the file (the run failed before it had anything worth keeping)."""
+        self.out.discard()
 
     def __enter__(self) -> TraceWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _check_header(header: Any, path: str | Path) -> None:
+    if not isinstance(header, dict) or header.get("schema") != SCHEMA:
+        raise TraceError(f"{path}:1: not an {SCHEMA} file")
+    version = header.get("version")
+    if type(version) is not int or version != VERSION:
+        raise TraceError(f"{path}:1: trace version {json.dumps(version)} (this exitlab reads {VERSION})")
+    mode = header.get("mode", 64)
+    if isinstance(mode, bool) or mode not in (16, 32, 64):
+        raise TraceError(f"{path}:1: header 'mode' must be 16, 32 or 64 (got {json.dumps(mode)})")
 
 
 def iter_trace(path: str | Path) -> Iterator[ExitRecord]:
-    with open(path, encoding="utf-8") as fh:
-        first = fh.readline()
+    """Records of a trace file, each checked by `record_from_json`; the first bad line is a
+    `TraceError` naming file:line (lines are at most TRACE_LINE_MAX bytes)."""
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed below
+    except IsADirectoryError:
+        raise TraceError(f"{path}: is a directory, not a trace file") from None
+    except OSError as exc:
+        raise TraceError(f"{path}: cannot read trace ({exc.strerror or exc})") from None
+    with fh:
+        seen_header = False
         try:
-            header = json.loads(first)
-        except json.JSONDecodeError:
-            raise TraceError(f"{path}:1: not a JSON trace header") from None
-        if not isinstance(header, dict) or header.get("schema") != SCHEMA:
-            raise TraceError(f"{path}:1: not an {SCHEMA} file")
-        if header.get("version") != VERSION:
-            raise TraceError(
-                f"{path}:1: trace version {header.get('version')} (this exitlab reads {VERSION})"
-            )
-        for lineno, line in enumerate(fh, start=2):
-            if not line.strip():
-                continue
-            try:
-                yield record_from_json(json.loads(line))
-            except (json.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
-                raise TraceError(f"{path}:{lineno}: bad exit record ({exc})") from None
+            for lineno, line in iter_lines(fh, TRACE_LINE_MAX, str(path)):
+                if lineno == 1:
+                    try:
+                        header = loads_strict(line)
+                    except ValueError:
+                        raise TraceError(f"{path}:1: not a JSON trace header") from None
+                    _check_header(header, path)
+                    seen_header = True
+                    continue
+                if not line.strip():
+                    continue
+                try:
+                    yield record_from_json(loads_strict(line))
+                except ValueError as exc:
+                    raise TraceError(f"{path}:{lineno}: bad exit record ({exc})") from None
+        except InputError as exc:
+            raise TraceError(str(exc)) from None
+        except IsADirectoryError:
+            raise TraceError(f"{path}: is a directory, not a trace file") from None
+        if not seen_header:
+            raise TraceError(f"{path}:1: empty file, not a JSON trace header")
 
 
 def read_trace(path: str | Path) -> list[ExitRecord]:

@@ -18,7 +18,7 @@ from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
 CSRC = HERE / "csrc"
-SOURCES = ["insn_subset.c", "paths.c", "replay.c", "live.c", "lockguard.c"]
+SOURCES = ["insn_subset.c", "paths.c", "replay.c", "live.c", "lockguard.c", "decoderbench.c"]
 CFLAGS = ["-O2", "-Wall", "-Wextra", "-Werror", "-std=gnu11", "-fno-strict-aliasing"]
 
 CDEF = """
@@ -139,11 +139,18 @@ void xl_ctx_close(struct xl_ctx *ctx);
 void xl_ctx_reset_counts(struct xl_ctx *ctx);
 int xl_decode_subset(const uint8_t *p, size_t n, int mode, struct xl_insn *out);
 int xl_insn_length(const uint8_t *p, size_t n, int mode);
+int xl_insn_length_slow(const uint8_t *p, size_t n, int mode);
 int xl_replay(struct xl_ctx *ctx, int path, const struct xl_record *recs, size_t n,
               struct xl_result *results, struct xl_replay_stats *stats);
 uint32_t xl_replay_one(struct xl_ctx *ctx, int path, const struct xl_record *rec, struct xl_result *res,
                        uint64_t *regs_out);
 int xl_live_run(struct xl_ctx *ctx, void *uc, const struct xl_live_cfg *cfg, struct xl_live_result *out);
+struct xl_sweep {
+    uint64_t insns, bad, bytes, ns, wall_ns;
+};
+int xl_bench_sweep(int decoder, const uint8_t *buf, size_t n, int mode, struct xl_sweep *out);
+int xl_bench_lengths_at(int decoder, const uint8_t *buf, size_t n, int mode, const uint32_t *offs, size_t k,
+                        int8_t *out);
 """
 
 
@@ -176,7 +183,8 @@ def _ffibuilder(sanitize: bool = False) -> FFI:
     ffi.cdef(CDEF)
     ffi.set_source(
         "fastpath._exitlab_c",
-        '#include "paths.h"\n#include "insn_subset.h"\n#include "replay.h"\n#include "live.h"\n',
+        '#include "paths.h"\n#include "insn_subset.h"\n#include "replay.h"\n#include "live.h"\n'
+        '#include "decoderbench.h"\n',
         sources=[str(CSRC / s) if sanitize else _source(s) for s in SOURCES],
         include_dirs=[str(CSRC), str(uc_dir / "include"), str(cs_dir / "include")],
         extra_compile_args=CFLAGS + (SANITIZE_FLAGS if sanitize else []),

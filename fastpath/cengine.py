@@ -439,6 +439,21 @@ class ReplayResult:
     def results(self) -> list[CResult]:
         return [self.result(i) for i in range(self.n)]
 
+    def to_json(self) -> dict[str, Any]:
+        """The replay's totals as JSON (per-exit results stay in `results()`)."""
+        return {
+            "path": self.path,
+            "exits": self.n,
+            "ns": self.ns,
+            "ns_per_exit": self.ns_per_exit,
+            "ticks": self.ticks,
+            "errors": self.errors,
+            "counts": dict(self.counts),
+            "fallbacks": self.fallbacks,
+            "violations": self.violations,
+            "error": None if self.error is None else self.error.message(),
+        }
+
 
 def replay(
     trace: PackedTrace | Sequence[ExitRecord],

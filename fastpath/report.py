@@ -11,9 +11,10 @@ import os
 import platform
 import subprocess
 import sys
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from fastpath.costs import SEED_PIO_CYCLES, Row, Sweep, seed_ratio
 
@@ -154,47 +155,139 @@ def write_json(sweep: Sweep, path: str | Path) -> None:
     Path(path).write_text(json.dumps(to_json(sweep), indent=2) + "\n")
 
 
-def plot(sweep: Sweep, path: str | Path) -> None:
-    """One panel per (engine, mode): ns/exit per mechanism, trap and tax stacked, log scale, with
-    the seed's ratio to PIO drawn as a marker at seed_ratio x this panel's PIO median."""
+@dataclass(frozen=True)
+class PlotRow:
+    """What the chart needs of one row, from a live sweep or from a saved bench JSON."""
+
+    mechanism: str
+    engine: str
+    mode: str
+    total: float
+    trap: float
+    seed_ratio: float | None
+
+    @property
+    def tax(self) -> float:
+        return self.total - self.trap
+
+
+_ENGINES_MODES = [(e, m) for e in ("python", "c") for m in ("live", "replay")]
+_TRAP, _TAX, _SEED = "#9e9e9e", "#1f77b4", "#d62728"
+_GROUP_STYLE = {
+    ("python", "live"): ("o", "#ff7f0e"),
+    ("python", "replay"): ("s", "#ffbb78"),
+    ("c", "live"): ("D", "#1f77b4"),
+    ("c", "replay"): ("^", "#2ca02c"),
+}
+
+
+def plot(sweep: Sweep, path: str | Path | IO[bytes], format: str | None = None) -> None:
+    """Draw the exit-cost chart of a sweep (see plot_rows); `format` is needed when `path` is a stream."""
+    rows = [PlotRow(r.mechanism.name, r.engine, r.mode, r.median, r.trap, seed_ratio(r.mechanism))
+            for r in sweep.rows]
+    plot_rows(rows, path, f"{sweep.exits} exits, median of {sweep.repeat}", format)
+
+
+def plot_json(json_path: str | Path, path: str | Path) -> None:
+    """Redraw the chart from a saved `exitlab bench --json` document, without measuring again."""
+    doc = json.loads(Path(json_path).read_text())
+    if doc.get("schema") != "exitlab-bench":
+        raise ValueError(f"{json_path}: not an exitlab-bench document")
+    rows = [
+        PlotRow(r["mechanism"], r["engine"], r["mode"], float(r["ns_per_exit"]["median"]),
+                float(r["trap_ns"]["median"]), r["seed"]["ratio_to_pio"])
+        for r in doc["rows"]
+    ]
+    plot_rows(rows, path, f"{doc['exits']} exits, median of {doc['repeat']}")
+
+
+def plot_rows(
+    rows: list[PlotRow], path: str | Path | IO[bytes], subtitle: str = "", format: str | None = None
+) -> None:
+    """One panel per (engine, mode) on a linear axis: trap and tax stacked, so bar lengths are the
+    costs, each bar labelled with its numbers; the seed's ratio to PIO drawn as a marker at
+    seed_ratio x this panel's PIO. A last panel shows the tax alone for every engine and mode, as
+    points on a log axis (taxes span 3 ns to 100 us; points, unlike bars, do not start at the axis
+    minimum), a tax <= 0 drawn hollow at the left edge."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = [(e, m) for e in ("python", "c") for m in ("live", "replay")]
-    groups = [g for g in groups if any((r.engine, r.mode) == g for r in sweep.rows)]
-    fig, axes = plt.subplots(len(groups), 1, figsize=(9, 2.6 * len(groups) + 0.8), squeeze=False)
-    for ax, (engine, mode) in zip(axes[:, 0], groups, strict=True):
-        rows = [r for r in sweep.rows if (r.engine, r.mode) == (engine, mode)]
-        names = [r.mechanism.name for r in rows]
-        y = range(len(rows))
-        traps = [max(min(r.trap, r.median), 0.0) for r in rows]
-        taxes = [max(r.median - t, 0.0) for r, t in zip(rows, traps, strict=True)]
-        ax.barh(y, traps, color="#9e9e9e", label="trap")
-        ax.barh(y, taxes, left=traps, color="#1f77b4", label="tax")
-        pio = next((r for r in rows if r.mechanism.name == "pio"), None)
-        if pio is not None:
-            for i, r in enumerate(rows):
-                sr = seed_ratio(r.mechanism)
-                if sr is not None:
-                    ax.plot(
-                        sr * pio.median,
-                        i,
-                        marker="D",
-                        color="#d62728",
-                        markersize=7,
-                        label="seed ratio x PIO"
-                        if i == 0 or "seed ratio x PIO" not in ax.get_legend_handles_labels()[1]
-                        else None,
-                    )
-        ax.set_yticks(list(y), names)
-        ax.invert_yaxis()
-        ax.set_xscale("log")
-        ax.set_xlabel("ns per exit (log)")
-        ax.set_title(f"{engine} engine, {mode}")
-        ax.legend(loc="lower right", fontsize=8)
-    fig.suptitle(f"exitlab: host cost per notify exit ({sweep.exits} exits, median of {sweep.repeat})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    groups = [g for g in _ENGINES_MODES if any((r.engine, r.mode) == g for r in rows)]
+    mechs = list(dict.fromkeys(r.mechanism for r in rows))
+    ncols = 2 if len(groups) > 1 else 1
+    nrows = (len(groups) + ncols - 1) // ncols
+    fig = plt.figure(figsize=(13, 3.1 * nrows + 3.6))
+    grid = fig.add_gridspec(nrows + 1, ncols, height_ratios=[1.0] * nrows + [1.15])
+    for i, (engine, mode) in enumerate(groups):
+        ax = fig.add_subplot(grid[i // ncols, i % ncols])
+        _cost_panel(ax, [r for r in rows if (r.engine, r.mode) == (engine, mode)], engine, mode)
+    _tax_panel(fig.add_subplot(grid[nrows, :]), rows, mechs, groups)
+    fig.suptitle("exitlab: host cost per notify exit = trap + tax" + (f" ({subtitle})" if subtitle else ""))
+    handles = [
+        matplotlib.patches.Patch(color=_TRAP, label="trap: a count-only exit of the same kind"),
+        matplotlib.patches.Patch(color=_TAX, label="tax: what the path adds"),
+        matplotlib.lines.Line2D([], [], marker="D", color=_SEED, linestyle="none",
+                                label="seed (KVM) ratio to PIO x this panel's PIO"),
+    ]
+    fig.legend(handles=handles, loc="upper center", ncols=3, fontsize=8, bbox_to_anchor=(0.5, 0.965))
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.savefig(path, dpi=110, format=format)
     plt.close(fig)
+
+
+def _cost_panel(ax: Any, rows: list[PlotRow], engine: str, mode: str) -> None:
+    y = list(range(len(rows)))
+    traps = [max(min(r.trap, r.total), 0.0) for r in rows]
+    taxes = [max(r.total - t, 0.0) for r, t in zip(rows, traps, strict=True)]
+    ax.barh(y, traps, color=_TRAP, label="trap (count-only exit)")
+    ax.barh(y, taxes, left=traps, color=_TAX, label="tax (the path)")
+    pio = next((r for r in rows if r.mechanism == "pio"), None)
+    xmax = max((r.total for r in rows), default=1.0)
+    ends = [r.total for r in rows]
+    if pio is not None:
+        for i, r in enumerate(rows):
+            if r.seed_ratio is not None:
+                x = r.seed_ratio * pio.total
+                ax.plot(x, i, marker="D", color=_SEED, markersize=6, linestyle="none",
+                        label="seed ratio x PIO")
+                ends[i] = max(ends[i], x)
+                xmax = max(xmax, x)
+    for i, r in enumerate(rows):
+        sign = "+" if r.tax >= 0 else "-"
+        ax.text(ends[i] + xmax * 0.02, i, f"{_short(r.total)} = {_short(r.trap)} {sign} {_short(abs(r.tax))}",
+                va="center", fontsize=7)
+    ax.set_xlim(0, xmax * 1.4)
+    ax.set_yticks(y, [r.mechanism for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel("ns per exit")
+    ax.set_title(f"{engine} engine, {mode}", fontsize=10)
+
+
+def _tax_panel(ax: Any, rows: list[PlotRow], mechs: list[str], groups: list[tuple[str, str]]) -> None:
+    positive = [r.tax for r in rows if r.tax > 0]
+    floor = min(positive) / 2 if positive else 1.0
+    offsets = {g: (k - (len(groups) - 1) / 2) * 0.18 for k, g in enumerate(groups)}
+    for g in groups:
+        marker, color = _GROUP_STYLE[g]
+        pts = [(mechs.index(r.mechanism) + offsets[g], r.tax) for r in rows if (r.engine, r.mode) == g]
+        pos = [(y, t) for y, t in pts if t > 0]
+        neg = [(y, t) for y, t in pts if t <= 0]
+        ax.plot([t for _, t in pos], [y for y, _ in pos], marker=marker, color=color, linestyle="none",
+                markersize=7, label=f"{g[0]} {g[1]}")
+        if neg:
+            ax.plot([floor] * len(neg), [y for y, _ in neg], marker=marker, markerfacecolor="none",
+                    color=color, linestyle="none", markersize=7)
+    ax.set_xscale("log")
+    ax.set_xlim(left=floor * 0.8)
+    ax.set_yticks(range(len(mechs)), mechs)
+    ax.invert_yaxis()
+    ax.grid(axis="x", which="major", alpha=0.3)
+    ax.set_xlabel("tax: ns per exit added by the path (log; hollow = 0 or below, within noise)")
+    ax.set_title("the tax alone, every engine and mode", fontsize=10)
+    ax.legend(loc="lower right", fontsize=7, ncols=2)
+
+
+def _short(ns: float) -> str:
+    return f"{ns / 1000:.1f}k" if abs(ns) >= 10_000 else f"{ns:.0f}"

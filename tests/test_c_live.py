@@ -6,6 +6,8 @@ each C path; the final registers and the device state must agree exactly.  Stop 
 
 from __future__ import annotations
 
+import importlib.resources
+
 import pytest
 
 from emu.assemble import assemble
@@ -191,8 +193,7 @@ def _rss_kib() -> int:
 
 def test_live_memory_does_not_grow_with_exits() -> None:
     syms = {**DEFAULT_SYMBOLS, "KICKS": 30000}
-    with open("fastpath/workloads/bench_mmio.S") as fh:
-        src = fh.read()
+    src = (importlib.resources.files("fastpath.workloads") / "bench_mmio.S").read_text()  # any cwd
     img = assemble(src, mode=64, symbols=syms)
     m = Machine(img, board=default_board(), mmio_style="exit")
     m.init_regs()

@@ -206,10 +206,14 @@ def test_static_agreed_bytes_in_16_bit_code_are_a_near_miss() -> None:
 def test_report_json_shape() -> None:
     report = validate(resolve_guest("pv_bad_reg", None))
     data = report.to_json()
-    assert set(data) == {"conforming", "violations", "static"}
+    assert set(data) == {"conforming", "violations", "static", "unswept"}
     (v,) = data["violations"]
     assert {"rip", "bytes", "reason", "disasm"} <= set(v) and v["bytes"] == "66 89 4a 04"
-    assert {"rip", "bytes", "disasm", "kind", "reason", "heuristic"} == set(data["static"][0])
+    symbol_fields = {"section", "symbol", "offset", "file", "line"}
+    assert symbol_fields <= set(v) and all(v[k] is None for k in symbol_fields)  # a snippet has no symbols
+    assert {"rip", "bytes", "disasm", "kind", "reason", "heuristic", "relocation"} | symbol_fields == set(
+        data["static"][0]
+    )
     assert not report.passed()
 
 

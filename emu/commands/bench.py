@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import io
 import sys
 
 from emu.errors import ExitlabError
+from emu.extras import plot_format
+from emu.limits import count_arg
+from emu.outfile import OutputFile
 
 NAME = "bench"
 HELP = "measure what each way of notifying a device costs the host (table, JSON, plot)"
@@ -21,10 +26,12 @@ DESCRIPTION = (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="few exits and repeats (what `make demo` runs)")
     p.add_argument(
-        "--exits", type=int, default=None, metavar="N", help="exits per run (default 20000; quick 5000)"
+        "--exits", type=count_arg(10**8), default=None, metavar="N",
+        help="exits per run, 1 .. 10**8 (default 20000; quick 5000)"
     )
     p.add_argument(
-        "--repeat", type=int, default=None, metavar="R", help="interleaved repeats (default 5; quick 3)"
+        "--repeat", type=count_arg(1000), default=None, metavar="R",
+        help="interleaved repeats, 1 .. 1000 (default 5; quick 3)"
     )
     p.add_argument("--engine", choices=("python", "c", "both"), default="both", help="which engine's rows")
     p.add_argument("--mode", choices=("live", "replay", "both"), default="both", help="live, replay, or both")
@@ -34,13 +41,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--plot", metavar="FILE.png", help="write a bar chart (trap and tax stacked, seed ratios marked)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--decoders",
+        action="store_true",
+        help="instead: the instruction-decoder benchmark (exitlab length and subset, Capstone, iced-x86) "
+        "on real .text",
+    )
+    p.add_argument(
+        "--binary",
+        action="append",
+        metavar="PATH",
+        help="with --decoders: an x86 ELF whose .text to decode (repeatable; default: this machine's libc "
+        "and libpython)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.decoders:
+        return run_decoders(args)
+    if args.binary:
+        raise ExitlabError("--binary goes with --decoders")
     from fastpath import costs, report
 
-    exits = args.exits or (5000 if args.quick else 20000)
-    repeat = args.repeat or (3 if args.quick else 5)
+    # outputs and the plotting extra are checked before measuring, not after (docs/robustness.md)
+    json_out = OutputFile(args.json, "--json") if args.json is not None else None
+    plot_out = OutputFile(args.plot, "--plot", inputs=(args.json or "",)) if args.plot is not None else None
+    plot_fmt = plot_format(args.plot) if args.plot is not None else None
+    exits = args.exits if args.exits is not None else (5000 if args.quick else 20000)
+    repeat = args.repeat if args.repeat is not None else (3 if args.quick else 5)
     if exits < 1 or repeat < 1:
         raise ExitlabError("--exits and --repeat must be positive")
     mechs = list(costs.MECHANISMS)
@@ -54,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
     modes = ("live", "replay") if args.mode == "both" else (args.mode,)
     total = repeat * len(costs.plan_rows(mechs, engines, modes))
     bar = None
-    if not args.no_progress and sys.stderr.isatty():
-        from tqdm import tqdm
+    if not args.no_progress and sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None:
+        from tqdm import tqdm  # the `bench` extra; without it, no progress bar (never a crash)
 
         bar = tqdm(total=total, desc="bench", unit="row", file=sys.stderr, leave=False)
 
@@ -70,10 +98,48 @@ def run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     print(report.table(sweep))
+    if json_out is not None:
+        with json_out.writing_path() as tmp:
+            report.write_json(sweep, tmp)
+        print(f"wrote {args.json}")
+    if plot_out is not None:
+        # rendered in memory and written by exitlab: PIL does not report a failed write (/dev/full)
+        image = io.BytesIO()
+        report.plot(sweep, image, format=plot_fmt)
+        plot_out.write_bytes(image.getvalue())
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def run_decoders(args: argparse.Namespace) -> int:
+    """`--decoders`: fastpath.decoderbench over the given (or default) binaries' .text."""
+    from fastpath import decoderbench as db
+
+    if args.exits is not None or args.mechanism:
+        raise ExitlabError("--exits and --mechanism belong to the exit-cost table, not to --decoders")
+    notes: list[str] = []
+    if args.binary:
+        paths = list(args.binary)
+    else:
+        found, notes = db.default_binaries()
+        paths = [str(p) for p in found]
+        if not paths:
+            raise ExitlabError("no default binary found (libc, libpython); give --binary PATH")
+    sections = [db.elf_text(p) for p in paths]
+    repeat = args.repeat or (1 if args.quick else 3)
+    if repeat < 1:
+        raise ExitlabError("--repeat must be positive")
+
+    def note(msg: str) -> None:
+        if not args.no_progress and sys.stderr.isatty():
+            print(f"  {msg}", file=sys.stderr)
+
+    results = db.run(sections, repeat=repeat, progress=note)
+    print(db.table(results, sections, notes))
     if args.json:
-        report.write_json(sweep, args.json)
+        db.write_json(results, sections, notes, args.json)
         print(f"wrote {args.json}")
     if args.plot:
-        report.plot(sweep, args.plot)
+        db.plot(results, args.plot)
         print(f"wrote {args.plot}")
     return 0

@@ -8,6 +8,7 @@ import json
 from emu.decode import decode, effective_address
 from emu.errors import ExitlabError
 from emu.exits import REG_NAMES
+from emu.limits import u64_arg
 
 NAME = "decode"
 HELP = "decode one instruction into the access the generic path would emulate"
@@ -44,7 +45,7 @@ def parse_regs(text: str) -> dict[str, int]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("hex", metavar="HEX", help="instruction bytes, e.g. '66 89 02'")
     parser.add_argument("--mode", type=int, choices=(64, 32), default=64)
-    parser.add_argument("--rip", type=lambda s: int(s, 0), default=0x1000, help="address of the bytes")
+    parser.add_argument("--rip", type=u64_arg, default=0x1000, help="address of the bytes (0 .. 2**64-1)")
     parser.add_argument("--regs", default="", help="register values, e.g. rax=0x1,rdx=0xfeb00000")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 

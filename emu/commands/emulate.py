@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
+from emu.batchcase import CaseError, check_case
 from emu.batchcpu import BatchCpu, default_ram_regions
 from emu.commands.decode import parse_hex
-from emu.errors import ExitlabError
+from emu.errors import ExitlabError, InputError
 from emu.exits import GPR_NAMES
 from emu.generic import emulate_at
+from emu.inputs import binary_stdin, iter_lines, loads_strict
+from emu.limits import BATCH_LINE_MAX
 
 NAME = "emulate"
 HELP = "emulate MMIO instructions with the generic path from a JSONL batch of cases"
@@ -51,25 +55,25 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_stream(lines: TextIO, out: TextIO) -> int:
-    """Process every line; returns the number of error lines."""
+def run_stream(lines: IO[bytes], out: TextIO, name: str = "<stdin>") -> int:
+    """Process every line; returns the number of error lines. A bad line (not UTF-8, not JSON,
+    `Infinity`, nested too deep, outside the schema) gets its own error line and the batch goes on;
+    only a line longer than BATCH_LINE_MAX ends it (InputError, after the lines before it)."""
     errors = 0
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
+    for number, raw in iter_lines(lines, BATCH_LINE_MAX, name):
+        if not raw.strip():
             continue
         try:
-            case = json.loads(line)
-            if not isinstance(case, dict):
-                raise ValueError("a case must be a JSON object")
+            case = check_case(loads_strict(raw))
+        except CaseError as exc:
+            result: dict[str, Any] = {"error": f"line {number}: bad case: {exc}"}
         except ValueError as exc:
-            result: dict[str, Any] = {"error": f"line {number}: bad JSON: {exc}"}
+            result = {"error": f"line {number}: bad JSON: {exc}"}
         else:
             try:
                 result = run_case(case)
             except ExitlabError as exc:
                 result = {"error": f"line {number}: {exc}"}
-            except (KeyError, TypeError, ValueError) as exc:
-                result = {"error": f"line {number}: bad case: {exc!r}"}
         errors += "error" in result
         out.write(json.dumps(result) + "\n")
     return errors
@@ -77,11 +81,14 @@ def run_stream(lines: TextIO, out: TextIO) -> int:
 
 def run(args: argparse.Namespace) -> int:
     if args.batch == "-":
-        run_stream(sys.stdin, sys.stdout)
+        run_stream(binary_stdin(), sys.stdout)
         return 0
+    if os.path.isdir(args.batch):
+        raise InputError(f"{args.batch}: is a directory, not a batch file")
     try:
-        with open(args.batch, encoding="utf-8") as fh:
-            run_stream(fh, sys.stdout)
+        fh = open(args.batch, "rb")  # noqa: SIM115 - closed below
     except OSError as exc:
-        raise ExitlabError(f"cannot read {args.batch}: {exc.strerror}") from exc
+        raise InputError(f"cannot read {args.batch}: {exc.strerror}") from exc
+    with fh:
+        run_stream(fh, sys.stdout, args.batch)
     return 0

@@ -6,6 +6,10 @@ import argparse
 import json
 import sys
 
+from emu.boundary import EXIT_INTERRUPTED
+from emu.limits import count_arg
+from emu.outfile import check_output_dir
+from fastpath.fuzz.corpuscheck import check_corpus
 from fastpath.fuzz.gen import GENERATORS
 
 NAME = "fuzz"
@@ -37,7 +41,8 @@ def _positive(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cases", type=_positive, default=10_000, help="number of cases (default 10000)")
     parser.add_argument("--seed", type=lambda s: int(s, 0), default=0, help="campaign seed (default 0)")
-    parser.add_argument("--jobs", type=_positive, default=1, help="worker processes (default 1)")
+    parser.add_argument("--jobs", type=count_arg(256), default=1,
+                        help="worker processes, 1 .. 256 (default 1)")
     parser.add_argument(
         "--gen",
         type=_gens,
@@ -103,7 +108,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.replay:
+    if args.replay is not None:  # `--replay ""` is a bad file name, not "no replay"
         return _replay(args)
     from pathlib import Path
 
@@ -113,6 +118,9 @@ def run(args: argparse.Namespace) -> int:
     corpus = args.corpus
     if corpus is None and "corpus" in args.gen and Path(DEFAULT_CORPUS).is_dir():
         corpus = DEFAULT_CORPUS
+    check_output_dir(args.out, "--out")
+    if corpus is not None:
+        check_corpus(corpus, "corpus" in args.gen)  # before the campaign: missing dir, corrupt files
     config = FuzzConfig(cases=args.cases, seed=args.seed, jobs=args.jobs, generators=args.gen, corpus=corpus)
     result = run_campaign(config)
     paths = write_reproducers(result, args.out) if result.reported else []
@@ -121,5 +129,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(summary_text(result, paths))
     if result.interrupted:
-        print("exitlab fuzz: interrupted; the summary covers the cases run so far", file=sys.stderr)
+        print(f"exitlab fuzz: interrupted after {result.tally.cases} of {args.cases} cases; "
+              "the summary covers only those", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 1 if result.unexplained else 0

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+
+from emu.limits import count_arg
+from emu.outfile import OutputFile
 
 NAME = "kvm-bench"
 HELP = "measure guest cycles per PIO, MMIO, hypercall and ioeventfd notification on real KVM (/dev/kvm)"
@@ -18,8 +20,10 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--exits", type=int, default=5000, metavar="N", help="transactions per run (default 5000)")
-    p.add_argument("--repeat", type=int, default=5, metavar="R", help="runs per mechanism, median reported")
+    p.add_argument("--exits", type=count_arg(10**8), default=5000, metavar="N",
+                   help="transactions per run, 1 .. 10**8 (default 5000)")
+    p.add_argument("--repeat", type=count_arg(1000), default=5, metavar="R",
+                   help="runs per mechanism, 1 .. 1000, median reported")
     p.add_argument("--only", action="append", metavar="NAME", help="run only this mechanism (repeatable)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
 
@@ -27,8 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from fastpath.kvmcosts import format_table, run_kvm_costs
 
+    json_out = OutputFile(args.json, "--json") if args.json is not None else None  # checked before measuring
     report = run_kvm_costs(exits=args.exits, repeat=args.repeat, names=args.only)
     print(format_table(report))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    if json_out is not None:
+        json_out.write_text(json.dumps(report.to_json(), indent=2) + "\n")
     return 0

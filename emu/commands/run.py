@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from emu import guests
 from emu.assemble import GuestImage, assemble, load_guest, source_mode
-from emu.board import default_board
+from emu.board import Board, default_board
 from emu.errors import ExitlabError
+from emu.hostio import echo_console
+from emu.inputs import decode_text, read_stdin
+from emu.limits import STDIN_SOURCE_MAX, max_insns_arg, timeout_arg
 from emu.machine import Machine, MmioStyle, RunResult
+from emu.outfile import OutputFile
+from emu.runexit import exit_status, finish_trace, interrupted_result
 from emu.trace import TraceWriter
 
 NAME = "run"
@@ -40,8 +45,10 @@ def add_guest_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="CPU mode (default: the snippet's `# exitlab: mode=N` line, ELF class, else 64)",
     )
-    p.add_argument("--max-insns", type=int, default=None, metavar="N", help="instruction budget")
-    p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="wall-clock limit (default 10 s)")
+    p.add_argument("--max-insns", type=max_insns_arg, default=None, metavar="N",
+                   help="instruction budget, 1 .. 2**63-1")
+    p.add_argument("--timeout", type=timeout_arg, default=10.0, metavar="S",
+                   help="wall-clock limit, 0 < S <= 10**6 (default 10 s)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -74,8 +81,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def resolve_guest(arg: str, mode: int | None) -> GuestImage:
     if arg == "-":
-        text = sys.stdin.read()
+        text = decode_text(read_stdin(STDIN_SOURCE_MAX, "assembly source"), "<stdin>")
         return assemble(text, mode=mode or source_mode(text) or 64, name="stdin.S")
+    if not arg:
+        raise ExitlabError("GUEST: empty name (a file, '-' for stdin, or a built-in example)")
     p = Path(arg)
     if not p.exists():
         found = guests.builtin(arg)
@@ -123,11 +132,59 @@ def format_text(result: RunResult) -> str:
 
 
 def _echo(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
+    echo_console(text)  # bytes as the guest wrote them; a host stdout error is never a guest fault
+
+
+def make_board(devices: int | None = None, pci_offers: str = "rotate",
+               console_echo: Callable[[str], None] | None = None) -> Board:
+    """The default board, or a PCI board with `devices` virtio-style devices."""
+    if devices is None:
+        return default_board(console_echo=console_echo)
+    from emu.pciboard import pci_board
+
+    return pci_board(devices, offers=pci_offers, console_echo=console_echo)
+
+
+def run_image(
+    image: GuestImage,
+    board: Board,
+    engine: str = "python",
+    path: str = "inplace",
+    max_insns: int | None = None,
+    timeout: float | None = 10.0,
+    trace: TraceWriter | None = None,
+    keep_records: bool = False,
+) -> RunResult:
+    """Run `image` on `board` with one engine and MMIO path; what `exitlab run` and `exitlab.run` share.
+
+    `keep_records` keeps every ExitRecord in the result (Python engine only: the C loop records none
+    and KVM reports its own)."""
+    if engine not in ("python", "c", "kvm"):
+        raise ExitlabError(f"unknown engine {engine!r} (python, c, kvm)")
+    if path not in PATHS:
+        raise ExitlabError(f"unknown path {path!r} ({', '.join(PATHS)})")
+    if engine == "kvm" and path != "inplace":
+        raise ExitlabError(
+            f"--path {path} does not apply to --engine kvm: the kernel decodes every MMIO "
+            "instruction itself before the exit reaches exitlab"
+        )
+    if engine == "kvm":
+        from emu.kvm import run_machine_kvm
+
+        return run_machine_kvm(image, board, max_insns, timeout, trace)
+    if engine == "c":
+        from fastpath.cengine import run_machine_c
+
+        return run_machine_c(image, board, path=path, max_insns=max_insns, timeout=timeout, trace=trace)
+    style = MmioStyle.INPLACE if path == "inplace" else MmioStyle.EXIT
+    machine = Machine(image, board=board, mmio_style=style, path=make_path(path, board), trace=trace,
+                      keep_records=keep_records)
+    return machine.run(max_insns=max_insns, timeout=timeout)
 
 
 def run(args: argparse.Namespace) -> int:
+    # every output is checked before the guest is assembled or any engine starts (docs/robustness.md)
+    trace_out = OutputFile(args.trace, "--trace", inputs=(args.guest,)) if args.trace is not None else None
     image = resolve_guest(args.guest, args.mode)
     echo = None if args.json else _echo
     if args.devices is None:
@@ -143,32 +200,24 @@ def run(args: argparse.Namespace) -> int:
         )
     trace_path = "kvm" if args.engine == "kvm" else args.path
     trace = None
-    if args.trace:
-        trace = TraceWriter(args.trace, guest=image.name, mode=image.mode, path=trace_path)
+    if trace_out is not None:
+        trace = TraceWriter(trace_out, guest=image.name, mode=image.mode, path=trace_path)
     result: RunResult
     try:
-        if args.engine == "kvm":
-            from emu.kvm import run_machine_kvm
-
-            result = run_machine_kvm(image, board, args.max_insns, args.timeout, trace)
-        elif args.engine == "c":
-            from fastpath.cengine import run_machine_c
-
-            result = run_machine_c(
-                image, board, path=args.path, max_insns=args.max_insns, timeout=args.timeout, trace=trace
-            )
-        else:
-            style = MmioStyle.INPLACE if args.path == "inplace" else MmioStyle.EXIT
-            path = make_path(args.path, board)
-            machine = Machine(image, board=board, mmio_style=style, path=path, trace=trace)
-            result = machine.run(max_insns=args.max_insns, timeout=args.timeout)
-    finally:
+        result = run_image(image, board, args.engine, args.path, args.max_insns, args.timeout, trace)
+    except KeyboardInterrupt:
+        result = interrupted_result(board)  # an engine without the `interrupted` stop (rule 10)
+    except BaseException:
         if trace is not None:
-            trace.close()
+            trace.abort()
+        raise
+    trace_error = finish_trace(trace)
     if args.json:
         print(json.dumps(result.to_json()))
     else:
         if result.console and not result.console.endswith("\n"):
             print()
         print(format_text(result))
-    return 1 if result.stop.is_error else 0
+    if trace_error is not None:
+        raise trace_error
+    return exit_status(result)

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "insn_length.h"
 #include "insn_subset.h"
 #include "lockguard.h"
 #include "paths.h"
@@ -65,6 +66,10 @@ static void run_input(struct xl_ctx *ctx, const uint8_t *data, size_t len)
                 if (b >= 0 && b != a) { fprintf(stderr, "subset/length disagree\n"); abort(); }
             }
             if (b > (int)n || b > 15) { fprintf(stderr, "length %d > available %zu\n", b, n); abort(); }
+            if (b != xl_insn_length_slow(buf, n, modes[m])) {  /* the fast path (insn_length.h) */
+                fprintf(stderr, "fast and full length walks disagree\n");
+                abort();
+            }
             /* the code guard's classifier and page scan on the same exact-size buffer */
             struct xl_guarded g;
             xl_guard_classify(buf, n, modes[m], &g);

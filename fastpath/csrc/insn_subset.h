@@ -5,8 +5,9 @@
  * MOVSXD (63 with REX.W), MOVS/STOS A4/A5/AA/AB with REP.  Everything else is "not mine" (0).
  *
  * xl_insn_length() returns the length of any instruction of the legacy, 0F, 0F38 and 0F3A maps
- * (with prefixes and REX) and of VEX/EVEX-encoded ones (maps 1-3), or -1 (invalid, or a class it
- * does not cover: 3DNow!, XOP, EVEX maps 5/6, some reserved encodings).  It never guesses.
+ * (with prefixes and REX, 3DNow! included) and of VEX (maps 1-3) and EVEX (maps 1-3, 5, 6) ones, or
+ * -1: invalid as iced-x86 decodes it (the VEX/EVEX validity is generated from iced-x86, see
+ * gen_vex_pp.py), or a class it does not cover (AMD XOP).  It never guesses.
  */
 #ifndef XL_INSN_SUBSET_H
 #define XL_INSN_SUBSET_H
@@ -55,7 +56,9 @@ struct xl_insn {
  * or 0 if the bytes are outside the subset (including LOCK, register-only forms and truncation). */
 int xl_decode_subset(const uint8_t *p, size_t n, int mode, struct xl_insn *out);
 
-/* Length of the instruction at p[0..n), or -1. */
+/* Length of the instruction at p[0..n), or -1.  A fast path for the common cases (insn_length.h,
+ * inlinable there) in front of the full walk, xl_insn_length_slow(), which gives the same answer. */
 int xl_insn_length(const uint8_t *p, size_t n, int mode);
+int xl_insn_length_slow(const uint8_t *p, size_t n, int mode);
 
 #endif

@@ -7,18 +7,24 @@ which is also what "fewest nonzero registers" minimizes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from emu.exits import REG_NAMES
+from emu.errors import ExitlabError, UsageError
+from emu.exits import MAX_INSN_LEN, REG_NAMES
+from emu.inputs import loads_strict, read_file
+from emu.limits import CASE_FILE_MAX, check_window
 
 DEFAULT_RIP = 0x1000
 SCHEMA = "exitlab-fuzz-case"
 _M64 = (1 << 64) - 1
 _RFLAGS_FIXED = 0x2
+
+
+class CaseFormatError(ExitlabError, ValueError):
+    """A case or reproducer file that does not follow the schema; names the file and field."""
 
 
 def _canon_regs(regs: Mapping[str, int]) -> tuple[tuple[str, int], ...]:
@@ -111,33 +117,78 @@ class Case:
         }
 
     @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Case:
-        """Read a case (or a reproducer, which embeds one under "case") written by `to_json`."""
+    def from_json(cls, obj: Any) -> Case:
+        """Read a case (or a reproducer, which embeds one under "case") written by `to_json`.
+
+        Every field is checked (CaseFormatError names it): files are user input (`--replay`,
+        `--corpus`), and a bad window size or mode must not reach a generator or an oracle."""
+        if not isinstance(obj, Mapping):
+            raise CaseFormatError("a case must be a JSON object")
         if "case" in obj and isinstance(obj["case"], Mapping):
             obj = obj["case"]
 
-        def num(v: Any) -> int:
-            return int(v, 0) if isinstance(v, str) else int(v)
+        def num(v: Any, what: str, lo: int = 0, hi: int = _M64) -> int:
+            if isinstance(v, str):
+                try:
+                    v = int(v, 0)
+                except ValueError:
+                    raise CaseFormatError(f"{what} is not an integer: {v!r}") from None
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise CaseFormatError(f"{what} must be an integer {lo}..{hi:#x} (got {v!r})")
+            return v
 
-        code = bytes.fromhex(str(obj["bytes"]).replace(" ", ""))
-        regs = {str(k): num(v) for k, v in dict(obj.get("regs", {})).items()}
+        text = obj.get("bytes")
+        if not isinstance(text, str):
+            raise CaseFormatError(f"'bytes' must be a hex string (got {text!r})")
+        try:
+            code = bytes.fromhex(text.replace(" ", ""))
+        except ValueError:
+            raise CaseFormatError(f"'bytes' is not hex: {text[:40]!r}") from None
+        if not 1 <= len(code) <= MAX_INSN_LEN:
+            raise CaseFormatError(f"'bytes' must hold 1..{MAX_INSN_LEN} bytes (got {len(code)})")
+        mode = obj.get("mode", 64)
+        if isinstance(mode, bool) or mode not in (16, 32, 64):
+            raise CaseFormatError(f"'mode' must be 16, 32 or 64 (got {mode!r})")
+        regs = obj.get("regs", {})
+        xmm = obj.get("xmm", {})
         mmio = obj.get("mmio", [0xFEB01000, 0x1000])
-        xmm = {int(k): num(v) for k, v in dict(obj.get("xmm", {})).items()}
+        if not isinstance(regs, Mapping) or not isinstance(xmm, Mapping):
+            raise CaseFormatError("'regs' and 'xmm' must be objects")
+        if not isinstance(mmio, list | tuple) or len(mmio) != 2:
+            raise CaseFormatError(f"'mmio' must be [base, size] (got {mmio!r})")
+        unknown = set(map(str, regs)) - set(REG_NAMES)
+        if unknown:
+            raise CaseFormatError(f"unknown registers {sorted(unknown)} (known: {', '.join(REG_NAMES)})")
+        base, size = num(mmio[0], "mmio base"), num(mmio[1], "mmio size")
+        try:
+            check_window(base, size)
+        except UsageError as exc:
+            raise CaseFormatError(str(exc)) from None
+        index = obj.get("index", -1)
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise CaseFormatError(f"'index' must be an integer (got {index!r})")
         return cls.make(
             code,
-            int(obj.get("mode", 64)),
-            regs,
-            (num(mmio[0]), num(mmio[1])),
-            num(obj.get("read_value", 0)),
-            xmm,
-            num(obj.get("rip", DEFAULT_RIP)),
+            mode,
+            {str(k): num(v, f"register {k}") for k, v in regs.items()},
+            (base, size),
+            num(obj.get("read_value", 0), "'read_value'"),
+            {num(k, "xmm index", 0, 15): num(v, f"xmm{k}", 0, (1 << 128) - 1) for k, v in xmm.items()},
+            num(obj.get("rip", DEFAULT_RIP), "'rip'", 0, _M64 - MAX_INSN_LEN),
             str(obj.get("generator", "")),
-            int(obj.get("index", -1)),
+            index,
         )
 
     @classmethod
     def load(cls, path: str | Path) -> Case:
-        return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+        """A case or reproducer file (at most CASE_FILE_MAX bytes of strict JSON)."""
+        data = read_file(path, CASE_FILE_MAX, "case")
+        try:
+            return cls.from_json(loads_strict(data))
+        except CaseFormatError as exc:
+            raise CaseFormatError(f"{path}: {exc}") from None
+        except ValueError as exc:
+            raise CaseFormatError(f"{path}: not a JSON case ({exc})") from None
 
     def describe(self) -> str:
         regs = " ".join(f"{k}={v:#x}" for k, v in self.regs)

@@ -18,6 +18,9 @@ import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from emu.errors import ExitlabError, InputError
+from emu.inputs import read_file
+from emu.limits import CASE_FILE_MAX
 from fastpath.fuzz.case import Case
 from fastpath.fuzz.state import NOTIFY_WINDOW, solve_state
 
@@ -227,25 +230,32 @@ def mutate_bytes(rng: random.Random, code: bytes) -> bytes:
     return bytes(out[:MAX_LEN])
 
 
-def load_corpus(directory: str | Path | None) -> tuple[Case, ...]:
-    """Cases from a directory: *.json (cases or reproducers) and raw harness inputs (other files)."""
-    if directory is None:
-        return ()
+def scan_corpus(directory: str | Path) -> tuple[tuple[Case, ...], tuple[tuple[Path, str], ...]]:
+    """Cases from a directory: *.json (cases or reproducers) and raw harness inputs (other files),
+    and the files skipped with the reason (a corrupt file never aborts a campaign)."""
     from fastpath.fuzz.atheris_target import case_from_input
 
-    cases: list[Case] = []
     root = Path(directory)
     if not root.is_dir():
-        return ()
+        raise InputError(f"--corpus {directory}: no such directory")
+    cases: list[Case] = []
+    skipped: list[tuple[Path, str]] = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         try:
             if path.suffix == ".json":
                 cases.append(Case.load(path))
             else:
-                cases.append(case_from_input(path.read_bytes()))
-        except (ValueError, KeyError, TypeError, OSError):
-            continue  # a corpus may hold files of other tools; they are not ours to judge
-    return tuple(cases)
+                cases.append(case_from_input(read_file(path, CASE_FILE_MAX, "corpus")))
+        except (ExitlabError, ValueError, KeyError, TypeError, OSError) as exc:
+            skipped.append((path, str(exc).removeprefix(f"{path}: ")))
+    return tuple(cases), tuple(skipped)
+
+
+def load_corpus(directory: str | Path | None) -> tuple[Case, ...]:
+    """The usable cases of a corpus directory (see scan_corpus; the CLI reports what it skipped)."""
+    if directory is None:
+        return ()
+    return scan_corpus(directory)[0]
 
 
 def corpus_generator(cases: Sequence[Case]) -> Generator:

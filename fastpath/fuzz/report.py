@@ -12,8 +12,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fastpath.fuzz.case import Case
-from fastpath.fuzz.oracles import CLASSES, Checker, Finding
+from emu.errors import OutputError
+from emu.inputs import loads_strict, read_file
+from emu.limits import CASE_FILE_MAX
+from emu.outfile import write_text_atomic
+from fastpath.fuzz.atheris_target import case_from_input
+from fastpath.fuzz.case import Case, CaseFormatError
+from fastpath.fuzz.oracles import CLASSES, PLANTS, Checker, Finding
 from fastpath.fuzz.runner import FuzzResult, Reported
 
 REPRO_SCHEMA = "exitlab-fuzz-reproducer"
@@ -45,12 +50,16 @@ def write_reproducers(result: FuzzResult, out_dir: str | Path) -> list[Path]:
     paths: list[Path] = []
     for rep in result.reported:
         if not paths:
-            root.mkdir(parents=True, exist_ok=True)
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                why = exc.strerror or exc
+                raise OutputError(f"--out {root}: cannot create the directory ({why})") from None
         f = rep.finding
         digest = hashlib.sha1(f.signature.encode()).hexdigest()[:8]
         path = root / f"{f.oracle}-{f.cls}-{f.form.lower()}-{digest}.json"
         data = reproducer(rep, result.config.seed, result.config.plant)
-        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(path, json.dumps(data, indent=2) + "\n", "reproducer")
         paths.append(path)
     return paths
 
@@ -95,7 +104,7 @@ def summary_json(result: FuzzResult, paths: list[Path] | None = None) -> dict[st
             }
             for r in result.reported
         ],
-        "clean": not result.unexplained,
+        "clean": not result.unexplained and not result.interrupted,
     }
 
 
@@ -125,17 +134,51 @@ def summary_text(result: FuzzResult, paths: list[Path] | None = None) -> str:
             f"  [{tag}] {d['oracle']} {d['class']} {d['form']} x{d['count']}: "
             f"bytes={d['bytes']} mode={d['mode']}: {d['detail']}{where}"
         )
-    lines.append("result: clean" if s["clean"] else "result: UNEXPLAINED DISAGREEMENTS")
+    if result.unexplained:
+        lines.append("result: UNEXPLAINED DISAGREEMENTS")
+    elif result.interrupted:
+        lines.append(f"result: INTERRUPTED after {s['cases']} of {result.config.cases} cases "
+                     "(no unexplained disagreement among them; not a clean campaign)")
+    else:
+        lines.append("result: clean")
     return "\n".join(lines)
+
+
+def libfuzzer_input(path: str | Path) -> bytes | None:
+    """The bytes of `path` when it is a raw input of the libFuzzer harness atheris_target (a crash
+    file from `make fuzz-atheris`, ClusterFuzzLite or OSS-Fuzz), None when it is meant as JSON: a
+    *.json name, or contents that parse as JSON. Such an input replays as the same case."""
+    p = Path(path)
+    if p.suffix == ".json" or not p.is_file() or p.stat().st_size > CASE_FILE_MAX:
+        return None
+    data = p.read_bytes()
+    if data.lstrip()[:1] in (b"{", b"["):  # meant as JSON: a broken reproducer is an error, not bytes
+        return None
+    try:
+        json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return data
+    return None
 
 
 def replay(
     path: str | Path, checker: Checker | None = None
 ) -> tuple[Case, list[Finding], list[tuple[str, str]]]:
     """Re-run a reproducer (or case) file: the case, its findings now, and every oracle's outcome."""
-    raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    case = Case.from_json(raw)
-    plant = raw.get("plant") if isinstance(raw, dict) else None
+    crash = libfuzzer_input(path)
+    if crash is not None:  # a raw libFuzzer input of atheris_target
+        case = case_from_input(crash)
+        result = (checker or Checker()).check(case)
+        return case, list(result.findings), list(result.outcomes)
+    data = read_file(path, CASE_FILE_MAX, "reproducer")
+    try:
+        raw = loads_strict(data)
+        case = Case.from_json(raw)
+    except ValueError as exc:
+        raise CaseFormatError(f"{path}: not a valid case or reproducer ({exc})") from None
+    plant = raw.get("plant")
+    if plant is not None and plant not in PLANTS:
+        raise CaseFormatError(f"{path}: unknown plant {plant!r} (known: {', '.join(PLANTS)})")
     checker = checker or Checker(plant=plant)
     result = checker.check(case)
     return case, list(result.findings), list(result.outcomes)

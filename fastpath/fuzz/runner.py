@@ -176,6 +176,7 @@ def _run_pool(config: FuzzConfig, tally: Tally, update: Callable[[int], None] | 
     pool = ProcessPoolExecutor(max_workers=config.jobs, initializer=_ignore_sigint,
                                mp_context=multiprocessing.get_context("forkserver"), max_tasks_per_child=8)
     pending: set[Future[Tally]] = set()
+    merged: set[Future[Tally]] = set()
     chunks = _chunks(config)
     try:
         for _ in range(config.jobs * 2):
@@ -186,6 +187,7 @@ def _run_pool(config: FuzzConfig, tally: Tally, update: Callable[[int], None] | 
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
                 part = fut.result()
+                merged.add(fut)
                 tally.merge(part)
                 if update is not None:
                     update(part.cases)
@@ -194,6 +196,11 @@ def _run_pool(config: FuzzConfig, tally: Tally, update: Callable[[int], None] | 
                     pending.add(pool.submit(run_chunk, config, *nxt))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        # Ctrl-C: the chunks already running finished (workers ignore SIGINT); count them, so an
+        # interrupted campaign reports the cases it really ran
+        for fut in pending - merged:
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                tally.merge(fut.result())
 
 
 def _report(config: FuzzConfig, tally: Tally, interrupted: bool) -> tuple[Reported, ...]:

@@ -1,13 +1,15 @@
 """Regenerate ../gcc_mmio_cases.jsonl from accessors.c (needs gcc and objdump; the tests do not).
 
 Every instruction in the objects that dereferences a pointer argument becomes one batch case with
-that pointer set to the MMIO window; run: python tests/data/gcc_mmio/regen.py
+that pointer set to the MMIO window; run: python tests/data/gcc_mmio/regen.py [OUT]
+(OUT defaults to the checked-in file; tests write to a temporary file and compare).
 """
 
 import json
 import pathlib
 import re
 import subprocess
+import sys
 import tempfile
 
 HERE = pathlib.Path(__file__).parent
@@ -42,5 +44,6 @@ def cases(mode: int) -> list[dict]:
 
 if __name__ == "__main__":
     rows = cases(64) + cases(32)
-    (HERE.parent / "gcc_mmio_cases.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else HERE.parent / "gcc_mmio_cases.jsonl"
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
     print(len(rows), "cases")
