@@ -1,8 +1,9 @@
 """BSF, BSR, POPCNT, LZCNT, TZCNT with a memory source.
 
-- BSF/BSR: a zero source sets ZF and leaves the destination unchanged (the SDM says "undefined";
-  AMD documents "unchanged", and Unicorn/QEMU and KVM keep it; in 64-bit mode a 32-bit
-  destination is not even zero-extended then). The other flags are undefined: Unicorn computes
+- BSF/BSR: a zero source sets ZF and leaves the destination's value (the SDM says "undefined";
+  AMD documents "unchanged"); like Unicorn/QEMU the old value is written back at the operand size,
+  so in 64-bit mode a 32-bit destination's upper half is cleared, as for CMOVcc with a false
+  condition (hardware behaviour here is not documented). The other flags are undefined: Unicorn computes
   them as a logical operation on the *source* (SF = its top bit, PF its low byte's parity,
   CF=OF=AF=0) and the generic path does the same.
 - LZCNT/TZCNT (F3 0F BD / F3 0F BC): CF = source is zero, ZF = result is zero; OF SF PF AF undefined
@@ -27,8 +28,9 @@ def _scan(x: Exec) -> None:
     reg = a.reg or ""
     op = a.op
     if op in (Op.BSF, Op.BSR):
-        if v:
-            x.set_reg(reg, (v & -v).bit_length() - 1 if op is Op.BSF else v.bit_length() - 1)
+        # a zero source writes the old value back: a 32-bit destination is zero-extended (Unicorn)
+        r = ((v & -v).bit_length() - 1 if op is Op.BSF else v.bit_length() - 1) if v else x.get_reg(reg)
+        x.set_reg(reg, r)
         x.set_status(logic_flags(v, n))
         return
     if op is Op.POPCNT:
