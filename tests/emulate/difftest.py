@@ -18,6 +18,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+import iced_x86
+
 from emu.access import Op
 from emu.batchcpu import BatchCpu, default_ram_regions
 from emu.cpu import DeviceAccess
@@ -92,8 +94,23 @@ def _cmps_order(truth: tuple[DeviceAccess, ...]) -> tuple[DeviceAccess, ...]:
     return tuple(out)
 
 
+def iced_check(case: Case) -> None:
+    """Length and memory-operand size against iced-x86 (an independent decoder)."""
+    try:
+        access = decode(case.code, case.mode, RIP)
+    except EmulationError:
+        return
+    ins = iced_x86.Decoder(case.mode, case.code, ip=RIP).decode()
+    assert ins.len == access.length, f"{case.where()}: length {access.length} != iced {ins.len}"
+    if access.kind.value == "stack" and access.mem.base in ("rsp", "esp", "rbp", "ebp"):
+        return  # implicit stack operand: iced reports the stack slot's size, checked by the oracle
+    size = iced_x86.MemorySizeExt.size(ins.memory_size)
+    assert size == access.size, f"{case.where()}: size {access.size} != iced {size}"
+
+
 def check(case: Case) -> str:
     """Compare one case; returns 'agree', 'both-fault' or 'known'; AssertionError on a difference."""
+    iced_check(case)
     truth = run_truth(case)
     cpu, out = run_generic(case)
     where = case.where()
