@@ -51,8 +51,8 @@ class Case:
     allow: tuple[str, ...] = ()    # named known deviations (docs/known-discrepancies.md)
 
     def where(self) -> str:
-        return f"bytes={self.code.hex(' ')} mode={self.mode} regs={ {k: hex(v) for k, v in self.regs.items()} } " \
-               f"read_value={self.read_value:#x}"
+        regs = {k: hex(v) for k, v in self.regs.items()}
+        return f"bytes={self.code.hex(' ')} mode={self.mode} regs={regs} read_value={self.read_value:#x}"
 
 
 def run_generic(case: Case) -> tuple[BatchCpu, object]:
@@ -281,7 +281,7 @@ def _modrm_case(rng: random.Random, mode: int, opcode: bytes, reg_field: int, si
     regs["rdx"] = addr
     regs["rflags"] = flags(rng)
     if mode == 32:
-        regs = {k: v & 0xFFFFFFFF for k, v in regs.items() if not k.startswith("r8") and not k.startswith("r9")}
+        regs = {k: v & 0xFFFFFFFF for k, v in regs.items() if k not in ("r8", "r9")}
         regs["rflags"] = regs["rflags"] & 0xFFFFFFFF
     ram: tuple[tuple[int, bytes], ...] = ()
     watch: tuple[tuple[int, int], ...] = ()
@@ -392,7 +392,8 @@ def gen_stack(rng: random.Random) -> Case:
     if kind == 4:
         return _stack_case(rng, mode, b"\xc9")                                  # leave
     if kind == 5:
-        return _stack_case(rng, mode, b"\xe8" + rng.randrange(-0x100, 0x100).to_bytes(4, "little", signed=True))
+        rel = rng.randrange(-0x100, 0x100).to_bytes(4, "little", signed=True)
+        return _stack_case(rng, mode, b"\xe8" + rel)
     if kind == 6:
         return _stack_case(rng, mode, rng.choice([b"\x6a\x85", b"\x68\x11\x22\x33\x84"]))  # push imm
     if kind == 7:

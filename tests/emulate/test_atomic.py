@@ -32,13 +32,14 @@ def test_cmpxchg16b_failure_loads_rdx_rax_and_writes_the_old_value_back_low_qwor
     cpu.set("rdx", W + 0x10)
     out = emulate_at(cpu, RIP, 64)
     # rdx:rax = (W+0x10):5 != 5:5 -> failure: rdx:rax loaded, old value written back
-    assert [(a.gpa - W, a.write) for a in out.accesses] == [(0x10, False), (0x18, False), (0x10, True), (0x18, True)]
+    assert [(a.gpa - W, a.write) for a in out.accesses] == [
+        (0x10, False), (0x18, False), (0x10, True), (0x18, True)]
     assert cpu.get("rax") == 5 and cpu.get("rdx") == 5 and not cpu.get("rflags") & ZF
 
 
 def test_cmpxchg8b_success_keeps_upper_halves_per_sdm() -> None:
-    cpu = batch(bytes.fromhex("0f c7 0e"), regs={"rsi": W, "rax": 0xAAAA_0000_0000_0007, "rdx": 0xBBBB_0000_0000_0000,
-                                                 "rbx": 1, "rcx": 2}, read_value=7)
+    regs = {"rsi": W, "rax": 0xAAAA_0000_0000_0007, "rdx": 0xBBBB_0000_0000_0000, "rbx": 1, "rcx": 2}
+    cpu = batch(bytes.fromhex("0f c7 0e"), regs=regs, read_value=7)
     out = emulate_at(cpu, RIP, 64)
     assert out.accesses[-1] == DeviceAccess(W, 8, True, 2 << 32 | 1) and cpu.get("rflags") & ZF
     assert cpu.get("rax") == 0xAAAA_0000_0000_0007 and cpu.get("rdx") == 0xBBBB_0000_0000_0000
@@ -60,7 +61,8 @@ def test_movdir64b_copies_64_bytes_as_eight_qword_writes() -> None:
     cpu = batch(bytes.fromhex("66 0f 38 f8 0a"), regs={"rcx": W + 0x40, "rdx": 0x100000})
     cpu.write_mem(0x100000, bytes(range(64)))
     out = emulate_at(cpu, RIP, 64)
-    assert [a.gpa - W for a in out.accesses] == list(range(0x40, 0x80, 8)) and all(a.write for a in out.accesses)
+    assert [a.gpa - W for a in out.accesses] == list(range(0x40, 0x80, 8))
+    assert all(a.write for a in out.accesses)
     assert out.accesses[1].value == int.from_bytes(bytes(range(8, 16)), "little")
 
 

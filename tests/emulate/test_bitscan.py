@@ -35,7 +35,7 @@ def test_f3_selects_the_count_forms(hexbytes: str, op: Op) -> None:
     ("f3 0f b8 0a", 0, ZF),                                         # POPCNT: ZF only
 ])
 def test_zero_input(hexbytes: str, rcx: int, flags: int) -> None:
-    cpu = batch(bytes.fromhex(hexbytes), regs={"rdx": W, "rcx": 0x1234_5678_9ABC_DEF0, "rflags": 0x2 | STATUS},
-                read_value=0)
+    regs = {"rdx": W, "rcx": 0x1234_5678_9ABC_DEF0, "rflags": 0x2 | STATUS}
+    cpu = batch(bytes.fromhex(hexbytes), regs=regs, read_value=0)
     emulate_at(cpu, RIP, 64)
     assert cpu.get("rcx") == rcx and cpu.get("rflags") & STATUS == flags

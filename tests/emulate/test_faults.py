@@ -82,7 +82,8 @@ def test_straddling_write_is_split_per_device_low_part_first() -> None:
     cpu = cpu_for(bytes.fromhex("66 89 02"), regs={"rdx": REGS_MMIO - 1, "rax": 0xBBAA},
                   mmio=(NOTIFY_MMIO, 0x2000), regions=regions)
     out = emulate_at(cpu, RIP, 64)
-    assert out.accesses == (DeviceAccess(REGS_MMIO - 1, 1, True, 0xAA), DeviceAccess(REGS_MMIO, 1, True, 0xBB))
+    assert out.accesses == (DeviceAccess(REGS_MMIO - 1, 1, True, 0xAA),
+                            DeviceAccess(REGS_MMIO, 1, True, 0xBB))
 
 
 def test_straddling_read_is_split_and_reassembled() -> None:

@@ -1,4 +1,4 @@
-"""PUSH/POP (reg, imm, m), CALL/JMP through memory, RET, LEAVE, ENTER with the stack or the pointer in MMIO."""
+"""PUSH/POP (reg, imm, m), CALL/JMP through memory, RET, LEAVE, ENTER; stack or pointer in MMIO."""
 
 from __future__ import annotations
 
@@ -50,8 +50,10 @@ def test_pop_m_addresses_with_the_incremented_rsp() -> None:
 def test_enter_with_nesting_copies_frame_pointers() -> None:
     cpu = batch(b"\xc8\x10\x00\x02", regs={"rsp": W + 0x100, "rbp": W + 0x200}, read_value=0x77)
     out = emulate_at(cpu, RIP, 64)
-    assert out.accesses == (DeviceAccess(W + 0xF8, 8, True, W + 0x200), DeviceAccess(W + 0x1F8, 8, False, 0x77),
-                            DeviceAccess(W + 0xF0, 8, True, 0x77), DeviceAccess(W + 0xE8, 8, True, W + 0xF8))
+    assert out.accesses == (DeviceAccess(W + 0xF8, 8, True, W + 0x200),
+                            DeviceAccess(W + 0x1F8, 8, False, 0x77),
+                            DeviceAccess(W + 0xF0, 8, True, 0x77),
+                            DeviceAccess(W + 0xE8, 8, True, W + 0xF8))
     assert cpu.get("rbp") == W + 0xF8 and cpu.get("rsp") == W + 0xF8 - 0x10 - 16
 
 
