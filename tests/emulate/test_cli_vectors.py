@@ -45,7 +45,8 @@ def test_bad_vector_values_are_line_errors() -> None:
     bad = run({"bytes": "89 02", "regs": {"xmm1": 5}, "mmio": MMIO},
               {"bytes": "89 02", "regs": {"xmm1": "0x" + "f" * 33}, "mmio": MMIO},
               {"bytes": "89 02", "regs": {"xmm1": "zz"}, "mmio": MMIO})
-    assert [("error" in b and "line" in str(b["error"]) and "xmm1" in str(b["error"])) for b in bad] == [True] * 3
+    for b in bad:
+        assert "line" in str(b["error"]) and "xmm1" in str(b["error"])
 
 
 def test_unmapped_is_a_line_error_naming_the_address() -> None:
