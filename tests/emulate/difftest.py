@@ -380,7 +380,17 @@ def _stack_case(rng: random.Random, mode: int, code: bytes, span: int = 16) -> C
 @family("stack")
 def gen_stack(rng: random.Random) -> Case:
     mode = _mode(rng)
-    kind = rng.randrange(10)
+    kind = rng.randrange(11)
+    if kind == 10:  # 16-bit operand size: push/pop r16, push imm16, leave, push/pop m16 at [disp32]
+        disp = (0x100100).to_bytes(4, "little")
+        mem16 = {64: (b"\x66\xff\x34\x25" + disp, b"\x66\x8f\x04\x25" + disp),
+                 32: (b"\x66\xff\x35" + disp, b"\x66\x8f\x05" + disp)}[mode]
+        code = rng.choice([bytes([0x66, 0x50 + rng.randrange(8)]), bytes([0x66, 0x58 + rng.randrange(8)]),
+                           b"\x66\x6a\x80", b"\x66\x68\x34\x92", b"\x66\xc9", *mem16])
+        case = _stack_case(rng, mode, code)
+        case.ram_data += ((0x100000, bytes(rng.getrandbits(8) for _ in range(0x200))),)
+        case.watch += ((0x100000, 0x200),)
+        return case
     if kind == 0:
         return _stack_case(rng, mode, bytes([0x50 + rng.randrange(8)]))        # push r
     if kind == 1:
