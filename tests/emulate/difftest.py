@@ -428,15 +428,17 @@ def gen_stack(rng: random.Random) -> Case:
 def gen_atomic(rng: random.Random) -> Case:
     mode = _mode(rng)
     kind = rng.randrange(3)
+    lock = b"\xf0" if rng.random() < 0.3 else b""
     if kind == 0 or (kind == 1 and mode == 32):
-        case = _modrm_case(rng, mode, b"\x0f\xc7", 1, 8)
+        case = _modrm_case(rng, mode, b"\x0f\xc7", 1, 8, lock)
         if rng.random() < 0.5:
             case.regs["rax"] = case.read_value & 0xFFFFFFFF
             case.regs["rdx"] = case.read_value & 0xFFFFFFFF if rng.random() < 0.5 else case.regs["rdx"]
         case.allow = ("upper-acc-zero-extended",)
         return case
     if kind == 1:
-        case = _modrm_case(rng, mode, b"\x0f\xc7", 1, 16, b"\x48", align=16 if rng.random() < 0.8 else 1)
+        align = 16 if rng.random() < 0.8 else 1
+        case = _modrm_case(rng, mode, b"\x0f\xc7", 1, 16, lock + b"\x48", align=align)
         return case
     pre, size = size_prefix(rng, mode)
     return _modrm_case(rng, mode, rng.choice([b"\x0f\x38\xf0", b"\x0f\x38\xf1"]), rng.randrange(8), size, pre)
