@@ -143,7 +143,9 @@ class Exec:
 
     # vector registers -----------------------------------------------------------------------
     def get_vec(self, name: str) -> int:
-        """xmmN (128 bits) or ymmN (256 bits)."""
+        """xmmN (128 bits), ymmN (256 bits) or mmN (64 bits, MMX)."""
+        if name.startswith("mm"):
+            return self._optional("get_mm", "MMX")(int(name[2:]))
         index = int(name[3:])
         if name.startswith("ymm"):
             return self._ymm("get_ymm")(index)
@@ -151,7 +153,10 @@ class Exec:
 
     def set_vec(self, name: str, value: int, vex: bool) -> None:
         """Write xmmN/ymmN. A VEX-encoded write zeroes the register above its width (to bit 255);
-        a legacy SSE write to xmmN keeps bits 255:128 (SDM vol. 1 14.1.2)."""
+        a legacy SSE write to xmmN keeps bits 255:128 (SDM vol. 1 14.1.2). mmN: 64 bits."""
+        if name.startswith("mm"):
+            self._optional("set_mm", "MMX")(int(name[2:]), value & mask(8))
+            return
         index = int(name[3:])
         if name.startswith("ymm") or vex:
             self._ymm("set_ymm")(index, value & mask(32))
@@ -159,9 +164,12 @@ class Exec:
             self.cpu.set_xmm(index, value & mask(16))
 
     def _ymm(self, method: str) -> Callable[..., int]:
+        return self._optional(method, "YMM")
+
+    def _optional(self, method: str, what: str) -> Callable[..., int]:
         fn = getattr(self.cpu, method, None)
         if fn is None:
-            raise self.fail("this guest state has no YMM registers")
+            raise self.fail(f"this guest state has no {what} registers")
         return fn  # type: ignore[no-any-return]
 
     # memory ----------------------------------------------------------------------------------
