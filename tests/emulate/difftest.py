@@ -45,6 +45,7 @@ class Case:
     xmm: dict[int, int] | None = None
     ymm: dict[int, int] | None = None
     mm: dict[int, int] | None = None
+    cr0: int = 0x11  # unicorn's CR0 in its 32- and 64-bit modes (SMSW)
     ram_data: tuple[tuple[int, bytes], ...] = ()
     watch: tuple[tuple[int, int], ...] = ()
     mmio: tuple[int, int] = MMIO
@@ -59,7 +60,8 @@ class Case:
 def run_generic(case: Case) -> tuple[BatchCpu, object]:
     """(cpu after, Outcome or the exception raised)."""
     ram = default_ram_regions(RIP, case.mmio)
-    cpu = BatchCpu(case.mode, {**case.regs, "rip": RIP}, case.mmio, case.read_value, ram, case.xmm, case.ymm)
+    cpu = BatchCpu(case.mode, {**case.regs, "rip": RIP}, case.mmio, case.read_value, ram, case.xmm, case.ymm,
+                   cr0=case.cr0)
     cpu.write_mem(RIP, case.code)
     for addr, data in case.ram_data:
         cpu.write_mem(addr, data)
@@ -491,6 +493,8 @@ def gen_misc(rng: random.Random) -> Case:
             regs["rbx"] &= 0xFFFFFFFF
         ram = () if in_mmio else (ram_bytes(rng, addr, 0x100),)
         return Case(code, mode, regs, rv, ram_data=ram)
+    if rng.random() < 0.3:  # SMSW m16 (any operand-size prefix: always a 2-byte store)
+        return _modrm_case(rng, mode, b"\x0f\x01", 4, 2, rng.choice([b"", b"\x66"]))
     # MOVSXD r32/r64 (64-bit mode only); the r16 form is covered in test_misc (unicorn reads 4 bytes)
     return _modrm_case(rng, 64, b"\x63", rng.randrange(8), 4, rng.choice([b"", b"\x48"]))
 
