@@ -266,12 +266,16 @@ def gen_string(rng: random.Random) -> Case:
     return Case(code, mode, regs, rv, ram_data=ram, watch=watch)
 
 
+_BASES = {2: "rdx", 3: "rbx"}
+
+
 def _modrm_case(rng: random.Random, mode: int, opcode: bytes, reg_field: int, size: int,
-                prefix: bytes = b"", imm: bytes = b"", align: int = 1, mem_span: int | None = None) -> Case:
-    """opcode with ModRM [rdx] (mod=00, rm=010) or [rdx+disp8]; registers random."""
+                prefix: bytes = b"", imm: bytes = b"", align: int = 1, mem_span: int | None = None,
+                base: int = 2) -> Case:
+    """opcode with ModRM [base] (mod=00; rdx or rbx) or [base+disp8]; registers random."""
     addr, in_mmio = operand(rng, mem_span or size, align)
     disp = b""
-    modrm = (reg_field & 7) << 3 | 2
+    modrm = (reg_field & 7) << 3 | base
     if rng.random() < 0.3:
         modrm |= 0x40
         d = rng.randrange(-0x40, 0x40) & ~(align - 1) if align > 1 else rng.randrange(-0x40, 0x40)
@@ -285,7 +289,8 @@ def _modrm_case(rng: random.Random, mode: int, opcode: bytes, reg_field: int, si
     code = prefix + (bytes([rex]) if rex else b"") + opcode + bytes([modrm]) + disp + imm
     rv = value(rng, 64)
     regs = {n: value(rng) for n in ("rax", "rbx", "rcx", "rsi", "rdi", "rbp", "r8", "r9")}
-    regs["rdx"] = addr
+    regs["rdx"] = value(rng)
+    regs[_BASES[base]] = addr
     regs["rflags"] = flags(rng)
     if mode == 32:
         regs = {k: v & 0xFFFFFFFF for k, v in regs.items() if k not in ("r8", "r9")}
@@ -305,10 +310,11 @@ def gen_muldiv(rng: random.Random) -> Case:
     if kind == 0:  # MUL/IMUL/DIV/IDIV r/m8
         return _modrm_case(rng, mode, b"\xf6", rng.randrange(4, 8), 1)
     pre, size = size_prefix(rng, mode)
-    if kind == 1:
-        case = _modrm_case(rng, mode, b"\xf7", rng.randrange(4, 8), size, pre)
-        if rng.random() < 0.5:  # small high half: DIV quotients that fit
-            case.regs["rdx"] = case.regs["rdx"]  # the operand address lives in rdx: use [rbx] instead
+    if kind == 1:  # [rbx]: rdx is the dividend's high half, sometimes small enough for DIV to fit
+        case = _modrm_case(rng, mode, b"\xf7", rng.randrange(4, 8), size, pre, base=3)
+        if rng.random() < 0.5:
+            case.regs["rdx"] = rng.randrange(0, 4)
+            case.read_value |= 1 << rng.randrange(8 * size - 8, 8 * size)
         return case
     if kind == 2:
         return _modrm_case(rng, mode, b"\x0f\xaf", rng.randrange(0, 8 if mode == 32 else 16), size, pre)
