@@ -33,6 +33,7 @@ class Form:
     `align`: the memory operand must be aligned to this many bytes (#GP otherwise); 0 = none,
     -1 = aligned to its own size (VEX aligned moves: 16 or 32). `sized`: for 2/4/8-byte operands
     the size comes from the raw prefixes (66, REX.W), as the CPU does (see `_operand_size`).
+    `np`: no 66/F2/F3 allowed (#UD).
     """
 
     op: Op
@@ -40,6 +41,7 @@ class Form:
     align16: bool = False
     align: int = 0
     sized: bool = False
+    np: bool = False  # "NP" in the SDM: a 66/F2/F3 prefix makes it #UD
 
 
 _ALU = {
@@ -65,8 +67,8 @@ FORMS: dict[int, Form] = {
     # -- mov family
     X.X86_INS_MOV: _sized(Op.MOV),
     X.X86_INS_MOVABS: _sized(Op.MOV),
-    X.X86_INS_MOVNTI: Form(Op.MOV),
-    X.X86_INS_MOVDIRI: Form(Op.MOV),
+    X.X86_INS_MOVNTI: Form(Op.MOV, sized=True, np=True),
+    X.X86_INS_MOVDIRI: Form(Op.MOV, sized=True, np=True),
     X.X86_INS_MOVZX: Form(Op.MOVZX),
     X.X86_INS_MOVSX: Form(Op.MOVSX),
     X.X86_INS_MOVSXD: Form(Op.MOVSX),
@@ -258,12 +260,6 @@ def _operand_size(code: bytes, mode: int) -> int:
     return 2 if has66 else 4
 
 
-_SIZED_BY_PREFIXES = frozenset(
-    {Op.MOV, Op.ADD, Op.OR, Op.ADC, Op.SBB, Op.AND, Op.SUB, Op.XOR, Op.CMP, Op.TEST, Op.INC, Op.DEC,
-     Op.NOT, Op.NEG, Op.XCHG, Op.XADD, Op.CMPXCHG, Op.BT, Op.BTS, Op.BTR, Op.BTC}
-)
-# "NP" in the SDM: 66/F2/F3 make it #UD
-_NO_MANDATORY_PREFIX = frozenset({X.X86_INS_MOVNTI, X.X86_INS_MOVDIRI})
 _NEVER_LOCKED = _STACK_OPS | {Op.JMP, Op.XLAT, Op.SMSW, Op.MOVDIR64B}
 _NO_66 = frozenset({Op.CALL, Op.JMP, Op.RET, Op.ENTER})  # 16-bit IP/frame forms: refused
 
@@ -333,9 +329,9 @@ def decode(code: bytes, mode: int, rip: int = 0) -> Access:
     reg_size = regs[0].size if regs else 0
     reg2 = reg_names[1] if len(reg_names) > 1 else None
     size = mem_op.size
-    if (form.sized or op in _SIZED_BY_PREFIXES) and size in (2, 4, 8):
+    if form.sized and size in (2, 4, 8):
         size = _operand_size(raw, mode)
-    if insn.id in _NO_MANDATORY_PREFIX and any(b in (0x66, 0xF2, 0xF3) for b in _legacy_prefixes(raw, mode)):
+    if form.np and any(b in (0x66, 0xF2, 0xF3) for b in _legacy_prefixes(raw, mode)):
         raise _fail(f"'{name}' does not allow a 66/F2/F3 prefix (#UD)", rip, raw)
     if insn.id == X.X86_INS_MOVSXD and reg_size == 2:
         size = 2  # Intel SDM: 66 63 /r is MOVSXD r16, r/m16 (docs/known-discrepancies.md)
