@@ -35,6 +35,28 @@ def _int(value: Any, what: str, lo: int, hi: int) -> int:
     return value
 
 
+def _vector_bytes(name: str) -> int:
+    """The width in bytes of vector register `name` (xmm0-15: 16, ymm0-15: 32, mm0-7: 8), else 0."""
+    for kind, count, width in (("xmm", 16, 16), ("ymm", 16, 32), ("mm", 8, 8)):
+        digits = name[len(kind):]
+        if name.startswith(kind) and digits.isdigit() and digits == str(int(digits)) and int(digits) < count:
+            return width
+    return 0
+
+
+def _vector(name: str, value: Any, width: int) -> str:
+    """A vector register value: a hex string of at most `width` bytes (kept as text for run_case)."""
+    if not isinstance(value, str):
+        raise CaseError(f"register {name} must be a hex string (got {value!r})")
+    try:
+        v = int(value, 16)
+    except ValueError:
+        raise CaseError(f"register {name}: not a hex string: {value!r}") from None
+    if v < 0 or v >> (8 * width):
+        raise CaseError(f"register {name}: {value!r} does not fit {8 * width} bits")
+    return value
+
+
 def check_case(case: Any) -> dict[str, Any]:
     """The case with every field checked and normalized (ints, a 2-item mmio list); CaseError if not.
 
@@ -66,10 +88,15 @@ def check_case(case: Any) -> dict[str, Any]:
     regs = case.get("regs", {})
     if not isinstance(regs, dict):
         raise CaseError(f"'regs' must be an object (got {regs!r})")
-    bad = sorted(set(regs) - set(REG_NAMES))
+    vectors = {k: v for k, v in regs.items() if _vector_bytes(k)}
+    bad = sorted(set(regs) - set(REG_NAMES) - set(vectors))
     if bad:
-        raise CaseError(f"unknown register(s) {', '.join(bad)} (known: {', '.join(REG_NAMES)})")
-    clean_regs = {k: _int(v, f"register {k}", -(2**63), 2**64 - 1) & (2**64 - 1) for k, v in regs.items()}
+        raise CaseError(f"unknown register(s) {', '.join(bad)} (known: {', '.join(REG_NAMES)}, "
+                        "xmm0-xmm15, ymm0-ymm15, mm0-mm7)")
+    clean_regs: dict[str, Any] = {k: _int(v, f"register {k}", -(2**63), 2**64 - 1) & (2**64 - 1)
+                                  for k, v in regs.items() if k not in vectors}
+    for k, v in vectors.items():
+        clean_regs[k] = _vector(k, v, _vector_bytes(k))
     read_value = _int(case.get("read_value", 0), "'read_value'", 0, 2**128 - 1)
     try:
         decode(code, mode, rip)  # the bytes alone must hold one whole instruction (as `exitlab decode`)
@@ -77,5 +104,8 @@ def check_case(case: Any) -> dict[str, Any]:
         if "truncated" in exc.reason or "invalid" in exc.reason:
             raise CaseError(f"'bytes' {code.hex(' ')}: {exc.reason}") from None
         # unsupported or no memory operand: emulate_at reports it in its own words
-    return {"bytes": code.hex(" "), "mode": mode, "rip": rip, "mmio": [base, size], "regs": clean_regs,
-            "read_value": read_value}
+    out = {"bytes": code.hex(" "), "mode": mode, "rip": rip, "mmio": [base, size], "regs": clean_regs,
+           "read_value": read_value}
+    if "cr0" in case:
+        out["cr0"] = _int(case["cr0"], "'cr0'", 0, 2**64 - 1)
+    return out

@@ -50,6 +50,8 @@ _REG32 = {
     "rflags": X.UC_X86_REG_EFLAGS,
 }
 XMM = [getattr(X, f"UC_X86_REG_XMM{i}") for i in range(16)]
+YMM = [getattr(X, f"UC_X86_REG_YMM{i}") for i in range(16)]
+FP = [getattr(X, f"UC_X86_REG_FP{i}") for i in range(8)]  # MMX mmN = the mantissa of x87 register N
 
 
 def reg_ids(mode: int) -> dict[str, int]:
@@ -101,3 +103,18 @@ class RegFile:
 
     def set_xmm(self, index: int, value: int) -> None:
         self.uc.reg_write(XMM[index], value & ((1 << 128) - 1))
+
+    def get_ymm(self, index: int) -> int:
+        return int(self.uc.reg_read(YMM[index]))
+
+    def set_ymm(self, index: int, value: int) -> None:
+        self.uc.reg_write(YMM[index], value & ((1 << 256) - 1))
+
+    def get_mm(self, index: int) -> int:
+        return int(self.uc.reg_read(FP[index])[0])
+
+    def set_mm(self, index: int, value: int) -> None:
+        self.uc.reg_write(FP[index], (value & ((1 << 64) - 1), 0xFFFF))
+
+    def get_cr0(self) -> int:
+        return int(self.uc.reg_read(X.UC_X86_REG_CR0))

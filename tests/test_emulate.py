@@ -57,10 +57,18 @@ def compare(code: bytes, mode: int, regs: dict[str, int], mmio: tuple[int, int],
     try:
         out = emulate_at(cpu, rip, mode)
     except EmulationError as exc:
+        if truth.fault is None and "write through a CS override" in str(exc) and mode == 32:
+            return  # known unicorn 2.1.4 deviation (docs): it writes through a CS override
         assert truth.fault is not None, f"{where}: we refused ({exc}) but unicorn ran it"
         return
-    assert truth.fault is None, f"{where}: unicorn faulted ({truth.fault}) but we emulated {out}"
     access = decode(code, mode, rip)
+    if access.op in (Op.SHLD, Op.SHRD) and access.imm is not None and access.mem.rip_relative:
+        # Known unicorn 2.1.4 deviation (docs): SHLD/SHRD r/m, r, imm8 with a RIP-relative operand
+        # leave the imm8 out of the RIP-relative base, so unicorn accesses one byte lower.
+        assert truth.fault or all(t.gpa + 1 == o.gpa for t, o in zip(truth.accesses, out.accesses,
+                                                                      strict=True)), where
+        return
+    assert truth.fault is None, f"{where}: unicorn faulted ({truth.fault}) but we emulated {out}"
     expected = truth.accesses
     if access.op is Op.NEG and access.lock and truth.accesses:
         # Known unicorn 2.1.4 artifact (docs/known-discrepancies.md): LOCK NEG is a load plus a
@@ -219,6 +227,8 @@ class Form:
 
 
 ALU = ["add", "or", "adc", "sbb", "and", "sub", "xor", "cmp"]
+MULDIV = ["mul", "imul", "div", "idiv"]
+SHIFTS = ["rol", "ror", "rcl", "rcr", "shl", "shr", "sal", "sar"]
 FORMS: list[Form] = [
     Form("mov 88", b"\x88", None, sizes="b"), Form("mov 89", b"\x89", None),
     Form("mov 8a", b"\x8a", None, sizes="b"), Form("mov 8b", b"\x8b", None),
@@ -263,6 +273,24 @@ FORMS: list[Form] = [
     Form("movups load", b"\x0f\x10", None, sizes="x"), Form("movups store", b"\x0f\x11", None, sizes="x"),
     Form("movupd load", b"\x0f\x10", None, sizes="x", mandatory=b"\x66"),
     Form("movupd store", b"\x0f\x11", None, sizes="x", mandatory=b"\x66"),
+    # issue 14 families with every addressing form (tests/emulate/ has their semantic corner cases)
+    *[Form(f"{n} f6", b"\xf6", i + 4, sizes="b") for i, n in enumerate(MULDIV)],
+    *[Form(f"{n} f7", b"\xf7", i + 4) for i, n in enumerate(MULDIV)],
+    Form("imul af", b"\x0f\xaf", None), Form("imul 6b", b"\x6b", None, "b"),
+    Form("imul 69", b"\x69", None, "z"),
+    *[Form(f"{n} c0", b"\xc0", i, "b", sizes="b") for i, n in enumerate(SHIFTS)],
+    *[Form(f"{n} c1", b"\xc1", i, "b") for i, n in enumerate(SHIFTS)],
+    *[Form(f"{n} d1", b"\xd1", i) for i, n in enumerate(SHIFTS)],
+    *[Form(f"{n} d2", b"\xd2", i, sizes="b") for i, n in enumerate(SHIFTS)],
+    *[Form(f"{n} d3", b"\xd3", i) for i, n in enumerate(SHIFTS)],
+    Form("shld a4", b"\x0f\xa4", None, "b"), Form("shld a5", b"\x0f\xa5", None),
+    Form("shrd ac", b"\x0f\xac", None, "b"), Form("shrd ad", b"\x0f\xad", None),
+    Form("bsf bc", b"\x0f\xbc", None), Form("bsr bd", b"\x0f\xbd", None),
+    Form("tzcnt", b"\x0f\xbc", None, mandatory=b"\xf3"), Form("lzcnt", b"\x0f\xbd", None, mandatory=b"\xf3"),
+    Form("popcnt", b"\x0f\xb8", None, mandatory=b"\xf3"),
+    *[Form(f"cmov {cc:x}", bytes([0x0F, 0x40 + cc]), None) for cc in range(16)],
+    *[Form(f"set {cc:x}", bytes([0x0F, 0x90 + cc]), 0, sizes="b") for cc in range(16)],
+    Form("movbe load", b"\x0f\x38\xf0", None),
 ]
 _BT_REG = {"bt a3", "bts ab", "btr b3", "btc bb"}
 
@@ -491,7 +519,7 @@ def test_32bit_write_zero_extends_and_8bit_merges() -> None:
 
 def test_rep_budget_leaves_rip_on_instruction(monkeypatch: pytest.MonkeyPatch) -> None:
     """A huge REP count is done in slices: RIP stays on the instruction, like an interrupted REP."""
-    from emu import emulate as em
+    from emu.semantics import string as em  # REP_BUDGET lives with the string family now
     monkeypatch.setattr(em, "REP_BUDGET", 10)
     mmio = (HIGH_MMIO, 0x1000)
     cpu = BatchCpu(64, {"rcx": 15, "rdi": HIGH_MMIO}, mmio, 0, default_ram_regions(RIP, mmio))
