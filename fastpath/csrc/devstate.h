@@ -125,6 +125,9 @@ struct xl_cpu {
     uint64_t mem_base, mem_size;
     uint32_t flags;            /* XL_CPU_ONE_ELEMENT: Unicorn runs REP itself (in-place style) */
     uint32_t pad;
+    /* XMM register idx as v[0] (low 64 bits), v[1] (high): read (write = 0) or write; returns 0, or -1
+     * when there is no such register.  NULL: the view has no vector registers (replay records). */
+    int (*vec)(struct xl_cpu *cpu, int idx, int write, uint64_t v[2]);
 };
 #define XL_CPU_ONE_ELEMENT 1u
 

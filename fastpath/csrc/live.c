@@ -97,6 +97,16 @@ static void live_fill(struct xl_cpu *c, int i)
     c->regs[i] = v;
 }
 
+/* XMM registers for the SSE forms of the Capstone path (sem_sse.c); only XMM0-7 outside 64-bit mode. */
+static int live_vec(struct xl_cpu *c, int idx, int write, uint64_t v[2])
+{
+    struct live *L = (struct live *)c->opaque;
+    if (idx < 0 || idx >= (c->mode == 64 ? 16 : 8))
+        return -1;
+    uc_err e = write ? uc_reg_write(L->uc, UC_X86_REG_XMM0 + idx, v) : uc_reg_read(L->uc, UC_X86_REG_XMM0 + idx, v);
+    return e == UC_ERR_OK ? 0 : -1;
+}
+
 static uint64_t mono_ns(void)
 {
     struct timespec ts;
@@ -350,6 +360,7 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
     L.ids = cfg->mode == 64 ? ids64 : ids32;
     L.cpu.mode = cfg->mode;
     L.cpu.fill = live_fill;
+    L.cpu.vec = live_vec;
     L.cpu.opaque = &L;
     L.cpu.mem = (const uint8_t *)(uintptr_t)cfg->ram;
     L.cpu.wmem = (uint8_t *)(uintptr_t)cfg->ram;

@@ -7,6 +7,7 @@
 
 #include "insn_subset.h"
 #include "paths.h"
+#include "sem.h"
 
 /* ---------------------------------------------------------------- devices */
 
@@ -574,6 +575,10 @@ static uint32_t path_capstone(struct xl_ctx *ctx, const struct xl_exit *ex, stru
     uint64_t addr = rip;
     if (!cs_disasm_iter((csh)ctx->cs_handle[k], &code, &left, &addr, insn))
         return XL_E_DECODE;
+    /* the forms beyond the MOV family and MOVS/STOS: ALU, XCHG*, BT*, SSE moves, LODS (sem.c) */
+    uint32_t sem = xl_sem_exec(ctx, ex, c, r, insn, p, n, rip);
+    if (sem != XL_NOT_MINE)
+        return sem;
     const cs_x86 *x = &insn->detail->x86;
     struct xl_insn d;
     memset(&d, 0, sizeof(d));
