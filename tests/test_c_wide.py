@@ -48,7 +48,7 @@ TALLY: Counter[str] = Counter()
 def _tally() -> Iterator[None]:
     """`pytest -s` prints how many cases agreed, were refused by both, or were skipped."""
     yield
-    print(f"\ntest_c_wide tally: {dict(TALLY)}")
+    print(f"\ntest_c_wide tally: {dict(sorted(TALLY.items()))}")
 
 
 def _exit_addr(code: bytes, mode: int, regs: dict[str, int], window: tuple[int, int]) -> int:
@@ -148,7 +148,7 @@ def test_c_path_equals_python_generic(form: Form, mode: int, monkeypatch: pytest
     @given(wide_case(form, mode))
     def run(case: tuple) -> None:
         code, regs, window, content, m = case
-        TALLY[agree(code, m, regs, window, content)] += 1
+        TALLY[f"{form.name.split()[0]}:{agree(code, m, regs, window, content)}"] += 1
 
     run()
 
@@ -275,7 +275,7 @@ def test_c_path_equals_unicorn(form: Form, mode: int, monkeypatch: pytest.Monkey
                     and truth.reg("rflags") & ZF):
                 continue  # unicorn 2.1.4 zero-extends RAX on success (docs/known-discrepancies.md)
             assert ours & wmask == value, f"{where}: {name} {ours:#x} != {value:#x}"
-        TALLY["unicorn-ok"] += 1
+        TALLY[f"{form.name.split()[0]}:unicorn-ok"] += 1
 
     run()
 
