@@ -63,6 +63,9 @@ uint32_t xs_lods(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c,
     int size = s->size, asz = s->m.addr_size;
     uint64_t next = (rip + s->m.len) & (c->mode == 64 ? ~0ull : 0xFFFFFFFFull);
     uint64_t count = s->rep ? xs_get_reg(c, 1, 0, asz) : 1;
+#ifdef XL_STOP_POLL
+    c->iters = 0;
+#endif
     if (count == 0) {
         r->next_rip = next;
         return XL_OK;
@@ -73,24 +76,43 @@ uint32_t xs_lods(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c,
     if (ex->addr - xs_ea(c, s, rip, 0) >= (uint64_t)size)
         return XL_E_MISMATCH;
     uint64_t step = (xl_cpu_get(c, XL_RFLAGS) & XS_FLAG_DF) ? (uint64_t)-(int64_t)size : (uint64_t)size;
-    uint64_t done = 0;
-    while (count) {
-        if (done == XS_REP_BUDGET) {
-            r->next_rip = rip;
-            return XL_OK;
-        }
+#ifdef XL_STOP_POLL
+    /* The engine with per-exit REP budgets (SEMANTICS rules 1 and 8, exec_string in paths.c): at
+     * most c->max_iter iterations, a look at the stop flag every XL_STOP_POLL, and c->iters the
+     * REP entries as the budget counts them (one more for the entry that finds rCX = 0). */
+    uint64_t n = c->max_iter && count > c->max_iter ? c->max_iter : count;
+#else
+    uint64_t n = count < XS_REP_BUDGET ? count : XS_REP_BUDGET;
+#endif
+    uint64_t k;
+    uint32_t st = XL_OK;
+    for (k = 0; k < n; k++) {
+#ifdef XL_STOP_POLL
+        if ((k & (XL_STOP_POLL - 1)) == XL_STOP_POLL - 1 && c->stop_flag && *c->stop_flag)
+            break;
+#endif
         uint64_t v;
-        uint32_t st = lods_read(ctx, ex, c, r, xs_ea(c, s, rip, 0), size, &v);
+        st = lods_read(ctx, ex, c, r, xs_ea(c, s, rip, 0), size, &v);
         if (st != XL_OK)
-            return st;  /* earlier iterations stay done */
+            break;  /* earlier iterations stay done */
         xs_set_reg(c, 0, 0, size, v);
         r->wb = xl_cpu_get(c, 0);
         xs_set_reg(c, 6, 0, asz, xs_get_reg(c, 6, 0, asz) + step);
-        done++;
-        count--;
         if (s->rep)
-            xs_set_reg(c, 1, 0, asz, count);
+            xs_set_reg(c, 1, 0, asz, count - k - 1);
     }
-    r->next_rip = next;
+    int done = k == count;
+#ifdef XL_STOP_POLL
+    c->iters = k;
+    if (done && s->rep) {
+        if (c->max_iter && c->max_iter <= k)
+            done = 0;
+        else
+            c->iters = k + 1;
+    }
+#endif
+    if (st != XL_OK)
+        return st;
+    r->next_rip = done ? next : rip;
     return XL_OK;
 }
