@@ -52,6 +52,7 @@ STATUS_NAMES: tuple[str, ...] = (
     "mode",
     "unmapped",
     "record",
+    "gp",
 )
 # Stop reasons use the Python machine's names (emu.machine.StopReason) where one exists.
 STOP_NAMES: tuple[str, ...] = (

@@ -67,6 +67,7 @@ enum xl_status {
     XL_E_MODE = 9,          /* unsupported CPU mode */
     XL_E_UNMAPPED = 10,     /* the access runs into unmapped space: #PF, ctx->fault_addr = first byte */
     XL_E_RECORD = 11,       /* replay: malformed record (size, mode, length), rejected before any effect */
+    XL_E_GP = 12,           /* #GP found by the path (a write through CS in 32-bit code), before any effect */
 };
 
 struct xl_devstate {
@@ -132,6 +133,9 @@ struct xl_cpu {
 
     uint32_t flags;            /* XL_CPU_ONE_ELEMENT: Unicorn runs REP itself (in-place style) */
     uint32_t pad;
+    /* XMM register idx as v[0] (low 64 bits), v[1] (high): read (write = 0) or write; returns 0, or -1
+     * when there is no such register.  NULL: the view has no vector registers (replay records). */
+    int (*vec)(struct xl_cpu *cpu, int idx, int write, uint64_t v[2]);
 };
 #define XL_CPU_ONE_ELEMENT 1u
 

@@ -223,6 +223,16 @@ static void live_fill(struct xl_cpu *c, int i)
     c->regs[i] = v;
 }
 
+/* XMM registers for the SSE forms of the Capstone path (sem_sse.c); only XMM0-7 outside 64-bit mode. */
+static int live_vec(struct xl_cpu *c, int idx, int write, uint64_t v[2])
+{
+    struct live *L = (struct live *)c->opaque;
+    if (idx < 0 || idx >= (c->mode == 64 ? 16 : 8))
+        return -1;
+    uc_err e = write ? uc_reg_write(L->uc, UC_X86_REG_XMM0 + idx, v) : uc_reg_read(L->uc, UC_X86_REG_XMM0 + idx, v);
+    return e == UC_ERR_OK ? 0 : -1;
+}
+
 static uint64_t mono_ns(void)
 {
     struct timespec ts;
@@ -663,6 +673,9 @@ static void hook_mem_inplace(uc_engine *uc, uc_mem_type type, uint64_t addr, int
             L->stop = XL_STOP_UNMAPPED;
             L->out->addr = L->ctx->fault_addr;
             L->out->access = type == UC_MEM_WRITE ? UC_MEM_WRITE_UNMAPPED : UC_MEM_READ_UNMAPPED;
+        } else if (st == XL_E_GP) {
+            L->stop = XL_STOP_EXCEPTION;
+            L->out->addr = 13;
         } else {
             L->stop = XL_STOP_EMULATION_ERROR;
             L->out->status = st;
@@ -769,6 +782,10 @@ static int handle_pending(struct live *L, uint64_t *rip)
         record_bytes(L, xl_cpu_get(c, XL_RIP));
         return -1;
     }
+    if (st == XL_E_GP) {  /* no IDT: the exception ends the run, as Unicorn's own faults do */
+        guard_fault(L, xl_cpu_get(c, XL_RIP), 13);
+        return -1;
+    }
     if (st != XL_OK) {
         L->stop = XL_STOP_EMULATION_ERROR;
         L->out->status = st;
@@ -806,6 +823,7 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
     L.ids = cfg->mode == 64 ? ids64 : ids32;
     L.cpu.mode = cfg->mode;
     L.cpu.fill = live_fill;
+    L.cpu.vec = live_vec;
     L.cpu.opaque = &L;
     L.cpu.mem = (const uint8_t *)(uintptr_t)cfg->ram;
     L.cpu.wmem = (uint8_t *)(uintptr_t)cfg->ram;

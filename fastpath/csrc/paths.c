@@ -7,6 +7,7 @@
 
 #include "insn_subset.h"
 #include "paths.h"
+#include "sem.h"
 
 /* ---------------------------------------------------------------- devices */
 
@@ -253,6 +254,11 @@ static uint32_t mmio(struct xl_ctx *ctx, struct xl_result *r, uint64_t gpa, int 
     if (!write)
         ctx->last_read = val;
     return XL_OK;
+}
+
+uint32_t xl_mmio_access(struct xl_ctx *ctx, struct xl_result *r, uint64_t gpa, int size, int write, uint64_t *v)
+{
+    return mmio(ctx, r, gpa, size, write, v);
 }
 
 /* Guest bytes at linear address `addr` from the CPU's view (no copy). */
@@ -777,6 +783,24 @@ static uint32_t path_capstone(struct xl_ctx *ctx, const struct xl_exit *ex, stru
     uint64_t addr = rip;
     if (!cs_disasm_iter((csh)ctx->cs_handle[k], &code, &left, &addr, insn))
         return XL_E_DECODE;
+    /* outside 64-bit mode code segments are not writable: a store through a CS override is #GP
+     * (emu/semantics: GuestFault 13), decided before any access */
+    if (c->mode != 64) {
+        const cs_x86 *xs = &insn->detail->x86;
+        int mov = insn->id == X86_INS_MOV || insn->id == X86_INS_MOVABS;
+        /* the destination is operand 0 (Capstone's access flags miss CMPXCHG, MOVNTI, SETcc...);
+         * the read-only forms are emu/emulate.py's _READ_ONLY */
+        if ((mov || xl_sem_known(insn->id)) && xs->op_count > 0 && xs->operands[0].type == X86_OP_MEM &&
+            xs->operands[0].mem.segment == X86_REG_CS && insn->id != X86_INS_CMP && insn->id != X86_INS_TEST &&
+            insn->id != X86_INS_BT && insn->id != X86_INS_PUSH)
+            return XL_E_GP;
+    }
+    /* the forms beyond the MOV family and MOVS/STOS: ALU, XCHG*, BT*, SSE moves, LODS (sem.c) */
+    uint32_t sem = xl_sem_exec(ctx, ex, c, r, insn, p, n, rip);
+    if (sem == XL_E_UNSUPPORTED)  /* still a precise #PF when the operand runs off the window */
+        return unsupported_or_fault(ctx, ex, c, &insn->detail->x86, rip, insn->size);
+    if (sem != XL_NOT_MINE)
+        return sem;
     const cs_x86 *x = &insn->detail->x86;
     struct xl_insn d;
     memset(&d, 0, sizeof(d));
@@ -820,6 +844,8 @@ static uint32_t path_capstone(struct xl_ctx *ctx, const struct xl_exit *ex, stru
             return XL_E_UNSUPPORTED;
         d.size = o[1].size;
         d.dst_size = o[0].size;
+        if (insn->id == X86_INS_MOVSXD && d.dst_size == 2)
+            d.size = 2;  /* MOVSXD r16, m16 reads 16 bits (Intel SDM; emu/semantics, known-discrepancies) */
         d.kind = insn->id == X86_INS_MOVZX ? XL_K_READ_ZX : XL_K_READ_SX;
         if (d.size >= d.dst_size)
             d.kind = XL_K_READ;

@@ -34,6 +34,9 @@ uint64_t xl_pio(struct xl_ctx *ctx, uint64_t port, int size, int write, uint64_t
 int xl_dev_claims(const struct xl_ctx *ctx, uint64_t gpa);
 /* 1 if every byte of [gpa, gpa+size) is in a device window, else 0 with *bad = the first that is not. */
 int xl_dev_span(const struct xl_ctx *ctx, uint64_t gpa, int size, uint64_t *bad);
+/* One guest access through the devices: split per device where it crosses two (rule 4); the caller
+ * has checked the span (xl_dev_span), so XL_E_UNMAPPED cannot happen after a piece was done. */
+uint32_t xl_mmio_access(struct xl_ctx *ctx, struct xl_result *r, uint64_t gpa, int size, int write, uint64_t *v);
 uint64_t xl_dev_mmio(struct xl_ctx *ctx, uint64_t gpa, int size, int write, uint64_t value);
 
 /* Fold one access into a result's hash (also done in Python to compare). */

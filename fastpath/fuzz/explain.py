@@ -374,7 +374,7 @@ def explain(e: Evidence) -> str | None:
     """The name of the rule that explains this disagreement, or None (a bug until shown otherwise)."""
     if e.oracle == "c-subset-decoder":
         return "unicorn-ud-on-rex-r-mov-imm" if _unicorn_rex_r_group(e) else None
-    if e.oracle != "generic":
+    if e.oracle not in ("generic", "c-capstone"):  # c-capstone does the generic path's forms exactly
         return None
     for name, rule in RULES:
         if rule(e):

@@ -1,0 +1,379 @@
+/* The forms table of the full-decode C path and its decode/check/dispatch (see sem.h).
+ *
+ * The table mirrors FORMS in emu/decode.py row for row; decode applies the same refusals in the
+ * same spirit (no memory operand, MMX/AVX/x87 registers, LOCK where #UD, 66/F2/F3 on MOVNTI,
+ * 16-bit mode, which the Python generic path does not decode) and sizes GPR operations from the
+ * raw prefixes as the CPU does (Capstone mis-sizes some 66+F2/F3 forms). */
+#include <string.h>
+
+#include "paths.h"
+#include "sem.h"
+
+struct xs_form {
+    unsigned id;          /* Capstone instruction id */
+    uint8_t op;           /* enum xl_sem_op */
+    uint8_t lockable;     /* LOCK allowed with a memory destination */
+    uint8_t align16;      /* 16-byte operand must be 16-byte aligned (#GP) */
+    uint8_t by_prefix;    /* operand size from 66/REX.W (emu/decode.py _SIZED_BY_PREFIXES) */
+};
+
+static const struct xs_form forms[] = {
+    {X86_INS_ADD, XS_ADD, 1, 0, 1},       {X86_INS_OR, XS_OR, 1, 0, 1},
+    {X86_INS_ADC, XS_ADC, 1, 0, 1},       {X86_INS_SBB, XS_SBB, 1, 0, 1},
+    {X86_INS_AND, XS_AND, 1, 0, 1},       {X86_INS_SUB, XS_SUB, 1, 0, 1},
+    {X86_INS_XOR, XS_XOR, 1, 0, 1},       {X86_INS_CMP, XS_CMP, 0, 0, 1},
+    {X86_INS_TEST, XS_TEST, 0, 0, 1},     {X86_INS_INC, XS_INC, 1, 0, 1},
+    {X86_INS_DEC, XS_DEC, 1, 0, 1},       {X86_INS_NOT, XS_NOT, 1, 0, 1},
+    {X86_INS_NEG, XS_NEG, 1, 0, 1},       {X86_INS_XCHG, XS_XCHG, 1, 0, 1},
+    {X86_INS_XADD, XS_XADD, 1, 0, 1},     {X86_INS_CMPXCHG, XS_CMPXCHG, 1, 0, 1},
+    {X86_INS_BT, XS_BT, 0, 0, 1},         {X86_INS_BTS, XS_BTS, 1, 0, 1},
+    {X86_INS_BTR, XS_BTR, 1, 0, 1},       {X86_INS_BTC, XS_BTC, 1, 0, 1},
+    {X86_INS_MOVNTI, XS_MOVNTI, 0, 0, 1},
+    {X86_INS_MOVD, XS_SSE, 0, 0, 0},      {X86_INS_MOVQ, XS_SSE, 0, 0, 0},
+    {X86_INS_MOVDQU, XS_SSE, 0, 0, 0},    {X86_INS_MOVUPS, XS_SSE, 0, 0, 0},
+    {X86_INS_MOVUPD, XS_SSE, 0, 0, 0},    {X86_INS_MOVDQA, XS_SSE, 0, 1, 0},
+    {X86_INS_MOVAPS, XS_SSE, 0, 1, 0},    {X86_INS_MOVAPD, XS_SSE, 0, 1, 0},
+    {X86_INS_MOVNTDQ, XS_SSE, 0, 1, 0},   {X86_INS_MOVNTPS, XS_SSE, 0, 1, 0},
+    {X86_INS_MOVNTPD, XS_SSE, 0, 1, 0},
+    {X86_INS_LODSB, XS_LODS, 0, 0, 0},    {X86_INS_LODSW, XS_LODS, 0, 0, 0},
+    {X86_INS_LODSD, XS_LODS, 0, 0, 0},    {X86_INS_LODSQ, XS_LODS, 0, 0, 0},
+};
+
+/* The row for a Capstone id, or NULL.  Called on every exit of the path (MOV exits included), so
+ * ids outside the table are turned away by one switch, not a scan.  The switch lists the table's
+ * ids again: a row missing here is a form the C path refuses, which tests/test_c_wide.py catches. */
+static const struct xs_form *find_form(unsigned id)
+{
+    switch (id) {
+    case X86_INS_ADD: case X86_INS_OR: case X86_INS_ADC: case X86_INS_SBB: case X86_INS_AND:
+    case X86_INS_SUB: case X86_INS_XOR: case X86_INS_CMP: case X86_INS_TEST: case X86_INS_INC:
+    case X86_INS_DEC: case X86_INS_NOT: case X86_INS_NEG: case X86_INS_XCHG: case X86_INS_XADD:
+    case X86_INS_CMPXCHG: case X86_INS_BT: case X86_INS_BTS: case X86_INS_BTR: case X86_INS_BTC:
+    case X86_INS_MOVNTI: case X86_INS_MOVD: case X86_INS_MOVQ: case X86_INS_MOVDQU: case X86_INS_MOVUPS:
+    case X86_INS_MOVUPD: case X86_INS_MOVDQA: case X86_INS_MOVAPS: case X86_INS_MOVAPD:
+    case X86_INS_MOVNTDQ: case X86_INS_MOVNTPS: case X86_INS_MOVNTPD: case X86_INS_LODSB:
+    case X86_INS_LODSW: case X86_INS_LODSD: case X86_INS_LODSQ:
+        break;
+    default:
+        return NULL;
+    }
+    for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++)
+        if (forms[i].id == id)
+            return &forms[i];
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- shared helpers */
+
+uint64_t xs_dev(struct xl_ctx *ctx, struct xl_result *r, uint64_t gpa, int size, int write, uint64_t value)
+{
+    /* the operand's span was checked by xs_span before the first access, so this cannot fault */
+    (void)xl_mmio_access(ctx, r, gpa, size, write, &value);
+    return value;
+}
+
+uint32_t xs_span(struct xl_ctx *ctx, uint64_t a, int size)
+{
+    uint64_t bad;
+    if (!xl_dev_claims(ctx, a) || xl_dev_span(ctx, a, size, &bad))
+        return XL_OK;  /* unclaimed start: one unclaimed bus access, as paths.c mmio() */
+    ctx->fault_addr = bad;  /* SEMANTICS rule 6: a precise #PF-like stop, nothing done */
+    return XL_E_UNMAPPED;
+}
+
+uint64_t xs_get_reg(struct xl_cpu *c, int num, int hi8, int size)
+{
+    return (xl_cpu_get(c, num) >> (hi8 ? 8 : 0)) & xs_mask(size);
+}
+
+void xs_set_reg(struct xl_cpu *c, int num, int hi8, int size, uint64_t v)
+{
+    uint64_t old = xl_cpu_get(c, num);
+    switch (size) {
+    case 1:
+        v = hi8 ? (old & ~0xFF00ull) | ((v & 0xFF) << 8) : (old & ~0xFFull) | (v & 0xFF);
+        break;
+    case 2:
+        v = (old & ~0xFFFFull) | (v & 0xFFFF);
+        break;
+    case 4:
+        v &= 0xFFFFFFFFull;
+        break;
+    default:
+        break;
+    }
+    xl_cpu_set(c, num, v);
+}
+
+void xs_set_status(struct xl_cpu *c, uint64_t flags, uint64_t keep)
+{
+    uint64_t repl = XS_STATUS & ~keep;
+    uint64_t rf = xl_cpu_get(c, XL_RFLAGS);
+    xl_cpu_set(c, XL_RFLAGS, (rf & ~repl) | (flags & repl));
+}
+
+static inline uint64_t amask(int asize)
+{
+    return asize == 2 ? 0xFFFFull : (asize == 4 ? 0xFFFFFFFFull : ~0ull);
+}
+
+uint64_t xs_ea(struct xl_cpu *c, const struct xl_sem *s, uint64_t rip, uint64_t extra)
+{
+    const struct xl_insn *m = &s->m;
+    uint64_t off = (uint64_t)m->disp + extra;
+    if (m->base == XL_BASE_RIP)
+        off += (rip + m->len) & (c->mode == 64 ? ~0ull : 0xFFFFFFFFull);
+    else if (m->base != XL_NOREG)
+        off += xl_cpu_get(c, m->base);
+    if (m->index != XL_NOREG)
+        off += xl_cpu_get(c, m->index) * m->scale;
+    off &= amask(m->addr_size);
+    if (m->seg == XL_SEG_FS)
+        off += xl_cpu_get(c, XL_FS_BASE);
+    else if (m->seg == XL_SEG_GS)
+        off += xl_cpu_get(c, XL_GS_BASE);
+    return c->mode == 64 ? off : (off & 0xFFFFFFFFull);
+}
+
+int xs_xmm(struct xl_cpu *c, int idx, int write, uint64_t *lo, uint64_t *hi)
+{
+    uint64_t v[2] = {*lo, *hi};
+    if (!c->vec || c->vec(c, idx, write, v) < 0)
+        return -1;
+    *lo = v[0];
+    *hi = v[1];
+    return 0;
+}
+
+/* ---------------------------------------------------------------- decode */
+
+/* Capstone register -> GPR number (AH..BH: 0-3 with hi8), or -1. */
+static int gpr(unsigned reg, uint8_t *num, uint8_t *hi8)
+{
+    static const unsigned tab[4][16] = {
+        {X86_REG_RAX, X86_REG_RCX, X86_REG_RDX, X86_REG_RBX, X86_REG_RSP, X86_REG_RBP, X86_REG_RSI, X86_REG_RDI,
+         X86_REG_R8, X86_REG_R9, X86_REG_R10, X86_REG_R11, X86_REG_R12, X86_REG_R13, X86_REG_R14, X86_REG_R15},
+        {X86_REG_EAX, X86_REG_ECX, X86_REG_EDX, X86_REG_EBX, X86_REG_ESP, X86_REG_EBP, X86_REG_ESI, X86_REG_EDI,
+         X86_REG_R8D, X86_REG_R9D, X86_REG_R10D, X86_REG_R11D, X86_REG_R12D, X86_REG_R13D, X86_REG_R14D,
+         X86_REG_R15D},
+        {X86_REG_AX, X86_REG_CX, X86_REG_DX, X86_REG_BX, X86_REG_SP, X86_REG_BP, X86_REG_SI, X86_REG_DI,
+         X86_REG_R8W, X86_REG_R9W, X86_REG_R10W, X86_REG_R11W, X86_REG_R12W, X86_REG_R13W, X86_REG_R14W,
+         X86_REG_R15W},
+        {X86_REG_AL, X86_REG_CL, X86_REG_DL, X86_REG_BL, X86_REG_SPL, X86_REG_BPL, X86_REG_SIL, X86_REG_DIL,
+         X86_REG_R8B, X86_REG_R9B, X86_REG_R10B, X86_REG_R11B, X86_REG_R12B, X86_REG_R13B, X86_REG_R14B,
+         X86_REG_R15B},
+    };
+    static const unsigned hi[4] = {X86_REG_AH, X86_REG_CH, X86_REG_DH, X86_REG_BH};
+    *hi8 = 0;
+    for (int w = 0; w < 4; w++)
+        for (int i = 0; i < 16; i++)
+            if (reg == tab[w][i]) {
+                *num = (uint8_t)i;
+                return 0;
+            }
+    for (int i = 0; i < 4; i++)
+        if (reg == hi[i]) {
+            *num = (uint8_t)i;
+            *hi8 = 1;
+            return 0;
+        }
+    return -1;
+}
+
+static int xmm_index(unsigned reg)
+{
+    if (reg >= X86_REG_XMM0 && reg <= X86_REG_XMM15)
+        return (int)(reg - X86_REG_XMM0);
+    return -1;
+}
+
+static int mem_operand(const cs_x86_op *op, struct xl_insn *d)
+{
+    const x86_op_mem *m = &op->mem;
+    uint8_t h;
+    d->disp = m->disp;
+    d->scale = (uint8_t)(m->scale ? m->scale : 1);
+    d->base = XL_NOREG;
+    d->index = XL_NOREG;
+    if (m->base == X86_REG_RIP || m->base == X86_REG_EIP)
+        d->base = XL_BASE_RIP;
+    else if (m->base != X86_REG_INVALID && gpr(m->base, &d->base, &h) < 0)
+        return -1;
+    if (m->index != X86_REG_INVALID && m->index != X86_REG_RIZ && m->index != X86_REG_EIZ &&
+        gpr(m->index, &d->index, &h) < 0)
+        return -1;
+    if (d->index == XL_NOREG)
+        d->scale = 1;
+    d->seg = m->segment == X86_REG_FS ? XL_SEG_FS : (m->segment == X86_REG_GS ? XL_SEG_GS : XL_SEG_NONE);
+    return 0;
+}
+
+static inline int legacy_prefix(uint8_t b)
+{
+    return b == 0xF0 || b == 0xF2 || b == 0xF3 || b == 0x2E || b == 0x36 || b == 0x3E || b == 0x26 ||
+           b == 0x64 || b == 0x65 || b == 0x66 || b == 0x67;
+}
+
+/* Raw prefix scan (emu/decode.py _prefixes/_operand_size/_legacy_prefixes). */
+struct prefixes {
+    uint8_t lock, rep, has66, has_f2f3, opsize;
+};
+
+static void scan_prefixes(const uint8_t *p, size_t n, int mode, struct prefixes *pf)
+{
+    uint8_t rex = 0;
+    memset(pf, 0, sizeof(*pf));
+    for (size_t i = 0; i < n && i < XL_MAX_INSN; i++) {
+        uint8_t b = p[i];
+        if (legacy_prefix(b)) {
+            pf->lock |= b == 0xF0;
+            pf->rep |= b == 0xF2 || b == 0xF3;
+            pf->has_f2f3 |= b == 0xF2 || b == 0xF3;
+            pf->has66 |= b == 0x66;
+            rex = 0;
+        } else if (mode == 64 && (b & 0xF0) == 0x40) {
+            rex = b;
+        } else {
+            break;
+        }
+    }
+    pf->opsize = (rex & 0x8) ? 8 : (pf->has66 ? 2 : 4);
+}
+
+static int is_other_vector_reg(unsigned reg)
+{
+    return (reg >= X86_REG_MM0 && reg <= X86_REG_MM7) || (reg >= X86_REG_YMM0 && reg <= X86_REG_YMM31) ||
+           (reg >= X86_REG_ZMM0 && reg <= X86_REG_ZMM31) || (reg >= X86_REG_K0 && reg <= X86_REG_K7) ||
+           (reg >= X86_REG_ST0 && reg <= X86_REG_ST7) || reg == X86_REG_FP0 || reg == X86_REG_FP1 ||
+           reg == X86_REG_FP2 || reg == X86_REG_FP3 || reg == X86_REG_FP4 || reg == X86_REG_FP5 ||
+           reg == X86_REG_FP6 || reg == X86_REG_FP7 || (reg >= X86_REG_XMM16 && reg <= X86_REG_XMM31);
+}
+
+int xl_sem_known(unsigned id)
+{
+    return find_form(id) != NULL;
+}
+
+/* ---------------------------------------------------------------- entry */
+
+uint32_t xl_sem_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,
+                     const cs_insn *insn, const uint8_t *p, size_t n, uint64_t rip)
+{
+    const struct xs_form *f = find_form(insn->id);
+    if (!f)
+        return XL_NOT_MINE;
+    /* emu/decode.py decodes 32- and 64-bit code only; the in-place hook (one element per call,
+     * Unicorn doing the rest) cannot carry a read-modify-write: refuse both, as before. */
+    if ((c->mode != 64 && c->mode != 32) || (c->flags & XL_CPU_ONE_ELEMENT))
+        return XL_E_UNSUPPORTED;
+    const cs_x86 *x = &insn->detail->x86;
+    const cs_x86_op *o = x->operands;
+    struct xl_sem s;
+    memset(&s, 0, sizeof(s));
+    s.op = f->op;
+    s.m.len = (uint8_t)insn->size;
+    s.m.addr_size = x->addr_size;
+    size_t raw_n = insn->size < n ? insn->size : n;
+    struct prefixes pf;
+    scan_prefixes(p, raw_n, c->mode, &pf);
+    int nmem = 0, mem_i = -1, reg_i = -1;
+    for (int i = 0; i < x->op_count; i++) {
+        if (o[i].type == X86_OP_MEM) {
+            nmem++;
+            if (mem_i < 0)
+                mem_i = i;
+        } else if (o[i].type == X86_OP_REG) {
+            if (is_other_vector_reg(o[i].reg))
+                return XL_E_UNSUPPORTED;  /* MMX/AVX/x87 register */
+            if (reg_i < 0)
+                reg_i = i;
+        } else if (o[i].type == X86_OP_IMM && !s.has_imm) {
+            s.has_imm = 1;
+            s.imm = (uint64_t)o[i].imm;
+        }
+    }
+    if (nmem != 1)
+        return XL_E_UNSUPPORTED;  /* no memory operand (or two: not a form of the table) */
+    if (mem_operand(&o[mem_i], &s.m) < 0)
+        return XL_E_UNSUPPORTED;
+    if (s.op == XS_LODS) {
+        if (pf.lock)
+            return XL_E_UNSUPPORTED;  /* LOCK LODS is #UD */
+        s.size = o[mem_i].size;
+        s.rep = pf.rep;
+        if (ex->kind != XL_MMIO_READ && ex->kind != XL_MMIO_WRITE)
+            return XL_E_KIND;
+        return xs_lods(ctx, ex, c, r, &s, rip);
+    }
+    s.mem_is_dest = mem_i == 0;
+    s.size = o[mem_i].size;
+    if (f->by_prefix && (s.size == 2 || s.size == 4 || s.size == 8))
+        s.size = pf.opsize;
+    if (s.op == XS_MOVNTI && (pf.has66 || pf.has_f2f3))
+        return XL_E_UNSUPPORTED;  /* NP: 66/F2/F3 make MOVNTI #UD */
+    if (s.has_imm)
+        s.imm &= (s.op >= XS_BT && s.op <= XS_BTC) ? 0xFF : xs_mask(s.size);
+    if (reg_i >= 0) {
+        s.has_reg = 1;
+        s.reg_size = o[reg_i].size;
+        int xi = xmm_index(o[reg_i].reg);
+        if (xi >= 0) {
+            s.xmm = 1;
+            s.reg = (uint8_t)xi;
+        } else if (gpr(o[reg_i].reg, &s.reg, &s.hi8) < 0) {
+            return XL_E_UNSUPPORTED;  /* e.g. a segment register */
+        }
+    }
+    if (s.op == XS_SSE ? !(s.has_reg && s.xmm) : s.xmm)
+        return XL_E_UNSUPPORTED;
+    if (pf.lock && !(f->lockable && s.mem_is_dest))
+        return XL_E_UNSUPPORTED;  /* LOCK is #UD here */
+    if ((s.op == XS_XCHG || s.op == XS_XADD || s.op == XS_CMPXCHG || s.op == XS_MOVNTI ||
+         (s.op >= XS_BT && s.op <= XS_BTC && !s.has_imm)) && !s.has_reg)
+        return XL_E_UNSUPPORTED;
+    if ((s.op == XS_NOT || s.op == XS_NEG || s.op == XS_INC || s.op == XS_DEC) && !s.mem_is_dest)
+        return XL_E_UNSUPPORTED;
+    if (s.op >= XS_ADD && s.op <= XS_TEST && !s.has_imm && !s.has_reg)
+        return XL_E_UNSUPPORTED;
+    s.align16 = f->align16 && s.size == 16;
+    if (ex->kind != XL_MMIO_READ && ex->kind != XL_MMIO_WRITE)
+        return XL_E_KIND;
+
+    /* The decoded operand must be the one that exited (emu/generic.py _check_address); BT* with a
+     * register offset moves the operand, checked by xs_bit at the moved address. */
+    uint64_t a = xs_ea(c, &s, rip, 0);
+    int span = s.size ? s.size : 1;
+    int bit_reg = s.op >= XS_BT && s.op <= XS_BTC && !s.has_imm;
+    if (!bit_reg && ex->addr - a >= (uint64_t)span)
+        return XL_E_MISMATCH;
+    if (s.align16 && (a & 15))
+        return XL_E_UNSUPPORTED;  /* #GP: misaligned 16-byte operand */
+    /* an operand running off its window into unmapped space faults before any access (rule 6);
+     * one crossing into a neighbouring device is split per device by xs_dev (rule 4) */
+    if (!bit_reg && xs_span(ctx, a, span) != XL_OK)
+        return XL_E_UNMAPPED;
+    if (s.size > 8 && s.size != 16)
+        return XL_E_UNSUPPORTED;
+
+    uint32_t st;
+    switch (s.op) {
+    case XS_INC: case XS_DEC: case XS_NOT: case XS_NEG:
+        st = xs_unary(ctx, c, r, &s, a);
+        break;
+    case XS_XCHG: case XS_XADD: case XS_CMPXCHG:
+        st = xs_xchg(ctx, c, r, &s, a);
+        break;
+    case XS_BT: case XS_BTS: case XS_BTR: case XS_BTC:
+        st = xs_bit(ctx, ex, c, r, &s, rip);
+        break;
+    case XS_MOVNTI: case XS_SSE:
+        st = xs_sse(ctx, c, r, &s, a);
+        break;
+    default:
+        st = xs_binary(ctx, c, r, &s, a);
+        break;
+    }
+    if (st == XL_OK)
+        r->next_rip = (rip + s.m.len) & (c->mode == 64 ? ~0ull : 0xFFFFFFFFull);
+    return st;
+}

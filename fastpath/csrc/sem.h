@@ -1,0 +1,105 @@
+/* Semantics of the full-decode (Capstone) C path beyond the MOV family and MOVS/STOS.
+ *
+ * Mirrors emu/decode.py + emu/emulate.py (the reference): the same forms, the same refusals, the
+ * same device accesses in the same order, the same registers, RFLAGS and next RIP.  The forms
+ * live in one table (sem.c, `forms`), keyed by Capstone instruction id, as FORMS in emu/decode.py;
+ * each operation class has one executor (sem_alu.c, sem_xchg.c, sem_bit.c, sem_sse.c) and each
+ * flags class one helper (xl_add_flags, xl_sub_flags, xl_logic_flags).
+ *
+ * Every refusal (XL_E_UNSUPPORTED / XL_E_MISMATCH) happens before any device access and leaves
+ * the CPU untouched (SEMANTICS rule 5).  Nothing is allocated per exit. */
+#ifndef XL_SEM_H
+#define XL_SEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <capstone/capstone.h>
+
+#include "devstate.h"
+#include "insn_subset.h"
+#include "paths.h"
+
+/* Handle the decoded instruction `insn` (bytes p[0..n) at rip) if its Capstone id is one of the
+ * table's forms; XL_NOT_MINE for every other id (the caller's own switch handles those). */
+uint32_t xl_sem_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,
+                     const cs_insn *insn, const uint8_t *p, size_t n, uint64_t rip);
+
+/* ---- internal to sem*.c */
+
+enum xl_sem_op {
+    XS_NONE = 0,
+    XS_ADD, XS_OR, XS_ADC, XS_SBB, XS_AND, XS_SUB, XS_XOR, XS_CMP, XS_TEST,  /* binary (sem_alu.c) */
+    XS_INC, XS_DEC, XS_NOT, XS_NEG,                                          /* unary (sem_alu.c) */
+    XS_XCHG, XS_XADD, XS_CMPXCHG,                                            /* sem_xchg.c */
+    XS_BT, XS_BTS, XS_BTR, XS_BTC,                                           /* sem_bit.c */
+    XS_MOVNTI,                                                               /* sem_sse.c */
+    XS_SSE,                                                                  /* MOVD/MOVQ/16-byte moves */
+    XS_LODS,                                                                 /* sem_sse.c */
+};
+
+#define XS_FLAG_CF 0x1ull
+#define XS_FLAG_PF 0x4ull
+#define XS_FLAG_AF 0x10ull
+#define XS_FLAG_ZF 0x40ull
+#define XS_FLAG_SF 0x80ull
+#define XS_FLAG_DF 0x400ull
+#define XS_FLAG_OF 0x800ull
+#define XS_STATUS (XS_FLAG_CF | XS_FLAG_PF | XS_FLAG_AF | XS_FLAG_ZF | XS_FLAG_SF | XS_FLAG_OF)
+
+/* One decoded form: the memory operand (in the struct xl_insn fields the MOV family uses) plus
+ * what the table and the operands say. */
+struct xl_sem {
+    struct xl_insn m;     /* disp, base, index, scale, seg, addr_size, len; size = operand size */
+    uint64_t imm;         /* masked to the operand size (BT*: the low 8 bits) */
+    uint8_t op;           /* enum xl_sem_op */
+    uint8_t size;         /* operand size in bytes: 1, 2, 4, 8 or 16 */
+    uint8_t mem_is_dest;  /* the memory operand is operand 0 */
+    uint8_t has_imm;
+    uint8_t has_reg;
+    uint8_t reg;          /* GPR number (AH..BH: 0-3 with hi8) or XMM index */
+    uint8_t hi8;
+    uint8_t reg_size;     /* width of the register operand in bytes */
+    uint8_t xmm;          /* the register operand is an XMM register */
+    uint8_t rep;
+    uint8_t align16;
+};
+
+/* Executors: all checks that can refuse are done by the caller; these only act. */
+uint32_t xs_binary(struct xl_ctx *ctx, struct xl_cpu *c, struct xl_result *r, const struct xl_sem *s, uint64_t a);
+uint32_t xs_unary(struct xl_ctx *ctx, struct xl_cpu *c, struct xl_result *r, const struct xl_sem *s, uint64_t a);
+uint32_t xs_xchg(struct xl_ctx *ctx, struct xl_cpu *c, struct xl_result *r, const struct xl_sem *s, uint64_t a);
+/* BT*: a register offset moves the operand; the moved operand must cover the exit's address. */
+uint32_t xs_bit(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,
+                const struct xl_sem *s, uint64_t rip);
+uint32_t xs_sse(struct xl_ctx *ctx, struct xl_cpu *c, struct xl_result *r, const struct xl_sem *s, uint64_t a);
+uint32_t xs_lods(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,
+                 const struct xl_sem *s, uint64_t rip);
+
+/* Flags helpers, one per class (emu/emulate.py add_flags / sub_flags / logic_flags). */
+uint64_t xl_add_flags(uint64_t a, uint64_t b, uint64_t carry, int size, uint64_t *flags);
+uint64_t xl_sub_flags(uint64_t a, uint64_t b, uint64_t borrow, int size, uint64_t *flags);
+uint64_t xl_logic_flags(uint64_t r, int size);
+
+/* Shared helpers (sem.c). */
+static inline uint64_t xs_mask(int size)
+{
+    return size >= 8 ? ~0ull : ((1ull << (8 * size)) - 1);
+}
+/* One device access of at most 8 bytes (recorded in the result's access hash); reads return the value. */
+uint64_t xs_dev(struct xl_ctx *ctx, struct xl_result *r, uint64_t gpa, int size, int write, uint64_t value);
+/* XL_OK when devices claim every byte of [a, a+size); else XL_E_UNMAPPED with ctx->fault_addr set. */
+uint32_t xs_span(struct xl_ctx *ctx, uint64_t a, int size);
+/* 1 when the Capstone instruction id is one of sem.c's forms */
+int xl_sem_known(unsigned id);
+uint64_t xs_get_reg(struct xl_cpu *c, int num, int hi8, int size);
+/* 8/16-bit writes merge, 32-bit writes zero-extend (emu/emulate.py _Exec.set_reg). */
+void xs_set_reg(struct xl_cpu *c, int num, int hi8, int size, uint64_t v);
+/* Replace the status flags except `keep`. */
+void xs_set_status(struct xl_cpu *c, uint64_t flags, uint64_t keep);
+/* Linear address of the memory operand with `extra` added to the displacement. */
+uint64_t xs_ea(struct xl_cpu *c, const struct xl_sem *s, uint64_t rip, uint64_t extra);
+/* XMM access: 0 on success, -1 when the CPU view has no vector registers (replay records). */
+int xs_xmm(struct xl_cpu *c, int idx, int write, uint64_t *lo, uint64_t *hi);
+
+#endif
