@@ -202,7 +202,8 @@ def _ffibuilder(sanitize: bool = False) -> FFI:
     ffi.cdef(CDEF)
     ffi.set_source(
         "fastpath._exitlab_c",
-        '#include "paths.h"\n#include "insn_subset.h"\n#include "replay.h"\n#include "live.h"\n' + FUZZ_INCLUDES,
+        '#include "paths.h"\n#include "insn_subset.h"\n#include "replay.h"\n#include "live.h"\n'
+        + FUZZ_INCLUDES,
         sources=[str(CSRC / s) if sanitize else _source(s) for s in SOURCES],
         include_dirs=[str(CSRC), str(uc_dir / "include"), str(cs_dir / "include")],
         extra_compile_args=CFLAGS + (SANITIZE_FLAGS if sanitize else []),

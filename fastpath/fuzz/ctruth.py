@@ -68,7 +68,8 @@ def fault_text(kind: int, code: int) -> str | None:
 def unpack_truth(t: Any, mode: int) -> OracleResult:
     n = min(int(t.n_acc), MAX_ACC)
     accs = tuple(
-        DeviceAccess(int(a.gpa), int(a.size), bool(a.write), int(a.value)) for a in (t.acc[i] for i in range(n))
+        DeviceAccess(int(a.gpa), int(a.size), bool(a.write), int(a.value))
+        for a in (t.acc[i] for i in range(n))
     )
     ngpr = 16 if mode == 64 else 8
     regs = [(GPR_NAMES[i], int(t.regs[i])) for i in range(ngpr)]

@@ -18,6 +18,7 @@ predicate for it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -73,6 +74,15 @@ _CODE_NAME: dict[int, str] = {v: k for k, v in vars(iced.Code).items() if isinst
 _FAULT_WORDS = ("(#GP)", "(#UD)", "unmapped memory")
 
 GenericFn = Callable[[Cpu, int, int], Outcome]
+# the memory map of a (rip, window): computed page by page (~1 ms), and a campaign has a handful
+_ram_regions = functools.lru_cache(maxsize=64)(default_ram_regions)
+
+
+def _run_one(case: Case) -> OracleResult:
+    """The truth by emu.oracle.run_one (a fresh engine per case): without the C extension."""
+    ram = _ram_regions(case.rip, case.mmio)
+    return run_one(case.code, case.mode, case.rip, case.reg_dict(), case.mmio, case.read_value, ram,
+                   case.xmm_dict())
 
 
 def _movsx_zero_extends(cpu: Cpu, rip: int, mode: int) -> Outcome:
@@ -145,7 +155,7 @@ def _classify_accesses(want: tuple[DeviceAccess, ...], got: tuple[DeviceAccess, 
 class Checker:
     """Holds what is expensive to create (C context, Capstone handles) across many cases."""
 
-    def __init__(self, plant: str | None = None, use_c: bool = True) -> None:
+    def __init__(self, plant: str | None = None, use_c: bool = True, c_truth: bool = True) -> None:
         if plant is not None and plant not in PLANTS:
             raise ValueError(f"unknown plant {plant!r} (known: {', '.join(PLANTS)})")
         self.plant = plant
@@ -162,30 +172,36 @@ class Checker:
                 self.c = cengine
             except Exception as exc:  # noqa: BLE001 - any import/build failure just skips the C oracles
                 self.c_status = f"skipped: C extension not importable ({type(exc).__name__}: {exc})"
+        # the truth: run_one's answer, from one reused engine per layout when the C core is there
+        self.truth: Callable[[Case], OracleResult] = _run_one
+        if use_c and c_truth and self.c is not None:
+            from fastpath.fuzz.ctruth import CTruth
+
+            self.truth = CTruth().run
 
     # ------------------------------------------------------------------------------------------
-    def check(self, case: Case) -> CaseResult:
+    def check(self, case: Case, python: bool = True) -> CaseResult:
+        """All oracles on one case; `python=False` leaves out the two Python paths (generic, fast),
+        which are most of the time once the truth runs in C (fastrun checks them every Nth case)."""
         if may_modify_own_code(case):
             return CaseResult((("truth", "skipped-self-modifying"),), (), "self-modifying", False)
         if rep_too_long(case):
             return CaseResult((("truth", "skipped-long-rep"),), (), "long-rep", False)
         if unicorn_would_abort(case):
             return CaseResult((("truth", "skipped-unicorn-aborts"),), (), "lock-no-memory", False)
-        ram = default_ram_regions(case.rip, case.mmio)
-        regs = case.reg_dict()
-        truth = run_one(
-            case.code, case.mode, case.rip, regs, case.mmio, case.read_value, ram, case.xmm_dict()
-        )
+        truth = self.truth(case)
         ins = decode_iced(case.code, case.mode, case.rip)
         executed = decode_iced(case.code, case.mode, case.rip, padded=True)  # what the CPU fetches
         form = _CODE_NAME.get(executed.code, "invalid") if executed.code != iced.Code.INVALID else "invalid"
-        run = _Run(self, case, truth, ins, form, ram)
+        run = _Run(self, case, truth, ins, form)
         run.length()
-        run.generic()
+        if python:
+            run.generic()
         if self.c is not None:
             run.c_decoder()
             run.c_paths()
-        run.fast()
+        if python:
+            run.fast()
         return CaseResult(tuple(run.outcomes), tuple(run.findings), form, bool(truth.accesses))
 
 
@@ -199,19 +215,30 @@ class _Run:
         truth: OracleResult,
         ins: iced.Instruction,
         form: str,
-        ram: tuple[tuple[int, int], ...],
     ) -> None:
-        self.chk, self.case, self.truth, self.ins, self.form, self.ram = chk, case, truth, ins, form, ram
+        self.chk, self.case, self.truth, self.ins, self.form = chk, case, truth, ins, form
         self.fault = fault_kind(truth.fault)
         self.wmask = (1 << case.mode) - 1
         self.truth_regs = dict(truth.regs)
         self.outcomes: list[tuple[str, str]] = []
         self.findings: list[Finding] = []
-        self.access: Access | None = None
-        try:
-            self.access = decode(case.code + bytes(MAX_INSN_LEN), case.mode, case.rip)  # what the CPU fetches
-        except EmulationError:
-            self.access = None
+        self._access: Access | None = None
+        self._decoded = False
+
+    @property
+    def ram(self) -> tuple[tuple[int, int], ...]:
+        return _ram_regions(self.case.rip, self.case.mmio)
+
+    @property
+    def access(self) -> Access | None:
+        """The generic decode of what the CPU fetches (None: it refuses); decoded on first use."""
+        if not self._decoded:
+            self._decoded = True
+            try:
+                self._access = decode(self.case.code + bytes(MAX_INSN_LEN), self.case.mode, self.case.rip)
+            except EmulationError:
+                self._access = None
+        return self._access
 
     def out(self, oracle: str, outcome: str) -> None:
         self.outcomes.append((oracle, outcome))
