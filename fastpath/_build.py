@@ -170,6 +170,20 @@ struct xl_fz_engine;
 struct xl_fz_engine *xl_fz_open(int mode, uint64_t rip, uint64_t mmio_base, uint64_t mmio_size, int *err);
 void xl_fz_close(struct xl_fz_engine *e);
 int xl_fz_run(struct xl_fz_engine *e, const struct xl_fz_case *c, struct xl_fz_truth *t);
+struct xl_fz_stats {
+    uint64_t cases[4], ns[4], flagged[4], skipped[4];
+    uint64_t outcomes[5][7];
+    uint64_t mmio[4];
+};
+struct xl_fz_out {
+    uint8_t suspect, skip, gen, touched;
+};
+struct xl_fz_batch;
+struct xl_fz_batch *xl_fz_batch_new(void);
+void xl_fz_batch_free(struct xl_fz_batch *b);
+int xl_fz_batch_run(struct xl_fz_batch *b, uint64_t seed, uint64_t start, size_t n, const uint8_t *gens,
+                    size_t ngens, const struct xl_fz_case *corpus, size_t ncorpus, struct xl_fz_case *cases,
+                    struct xl_fz_out *out, struct xl_fz_stats *st);
 """
 
 

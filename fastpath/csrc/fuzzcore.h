@@ -58,3 +58,37 @@ void xl_fz_close(struct xl_fz_engine *e);
 int xl_fz_run(struct xl_fz_engine *e, const struct xl_fz_case *c, struct xl_fz_truth *t);
 
 #endif
+
+/* ------------------------------------------------------------------ the batch runner (fastrun) */
+#include "paths.h"
+
+enum xl_fz_gen { XL_FZ_STRUCTURED = 0, XL_FZ_HAVOC = 1, XL_FZ_CONTRACT = 2, XL_FZ_CORPUS = 3, XL_FZ_NGEN = 4 };
+/* The C oracles a batch compares, and what each can say about a case that is not flagged. */
+enum xl_fz_oracle { XL_FZ_O_LENGTH = 0, XL_FZ_O_DECODER, XL_FZ_O_SUBSET, XL_FZ_O_CAPSTONE, XL_FZ_O_PVFAST,
+                    XL_FZ_NORACLE };
+enum xl_fz_outcome { XL_FZ_AGREE = 0, XL_FZ_DECLINED, XL_FZ_STATUS, XL_FZ_SUSPECT, XL_FZ_BOTH_INVALID,
+                     XL_FZ_NOT_COMPARED, XL_FZ_ACCEPTED, XL_FZ_NOUTCOME };
+enum xl_fz_skip { XL_FZ_RUN = 0, XL_FZ_SKIP_SMC = 1, XL_FZ_SKIP_REP = 2, XL_FZ_SKIP_LOCK = 3, XL_FZ_SKIP_LAYOUT = 4 };
+
+struct xl_fz_stats {
+    uint64_t cases[XL_FZ_NGEN], ns[XL_FZ_NGEN], flagged[XL_FZ_NGEN], skipped[XL_FZ_NGEN];
+    uint64_t outcomes[XL_FZ_NORACLE][XL_FZ_NOUTCOME];
+    uint64_t mmio[XL_FZ_NGEN];          /* cases whose truth touched the window */
+};
+
+/* Per case: which oracles look wrong (bit per enum xl_fz_oracle: the case goes to the Python
+ * Checker, which classifies it exactly), or why it was skipped. */
+struct xl_fz_out {
+    uint8_t suspect, skip, gen, touched;
+};
+
+struct xl_fz_batch;
+/* A batch runner: its C context (paths, Capstone handles) and its Unicorn engines.  NULL: no memory. */
+struct xl_fz_batch *xl_fz_batch_new(void);
+void xl_fz_batch_free(struct xl_fz_batch *b);
+/* Cases [start, start+n) of campaign `seed`: case i from generator gens[i % ngens] with a random
+ * stream of its own (splitmix64 of seed and i); corpus cases from `corpus`.  Fills cases[] and
+ * out[] (n each) and adds to *st.  Returns 0, or -1 when Capstone cannot be opened. */
+int xl_fz_batch_run(struct xl_fz_batch *b, uint64_t seed, uint64_t start, size_t n, const uint8_t *gens,
+                    size_t ngens, const struct xl_fz_case *corpus, size_t ncorpus, struct xl_fz_case *cases,
+                    struct xl_fz_out *out, struct xl_fz_stats *st);
