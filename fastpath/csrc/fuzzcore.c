@@ -787,6 +787,21 @@ static void aim(struct fz_rng *r, const cs_x86_op *op, uint64_t *regs, uint64_t 
     set_sub(regs, ii, is, (want / scale) & amask);
 }
 
+/* LOCK and REP among the leading prefix bytes (and REX), as the CPU sees them. */
+static void lead_prefixes(const uint8_t *code, int len, int mode, int *lock, int *rep)
+{
+    *lock = *rep = 0;
+    for (int i = 0; i < len; i++) {
+        uint8_t v = code[i];
+        int is_pfx = v == 0xF0 || v == 0xF2 || v == 0xF3 || v == 0x2E || v == 0x36 || v == 0x3E || v == 0x26 ||
+                     v == 0x64 || v == 0x65 || v == 0x66 || v == 0x67 || (mode == 64 && (v & 0xF0) == 0x40);
+        if (!is_pfx)
+            break;
+        *lock |= v == 0xF0;
+        *rep |= v == 0xF2 || v == 0xF3;
+    }
+}
+
 static void solve_state(struct xl_fz_batch *b, struct fz_rng *r, const uint8_t *code, int len, int mode,
                         int force_notify, struct xl_fz_case *c)
 {
@@ -803,8 +818,10 @@ static void solve_state(struct xl_fz_batch *b, struct fz_rng *r, const uint8_t *
     memcpy(pad, code, (size_t)len);
     const cs_insn *in = cs_decode(b, pad, (size_t)len + 15, mode);
     const cs_x86 *x = in ? &in->detail->x86 : NULL;
-    if (x && (x->prefix[0] == X86_PREFIX_REP || x->prefix[0] == X86_PREFIX_REPNE))
-        c->regs[1] = below(r, 8);
+    int lock, rep;
+    lead_prefixes(code, len, mode, &lock, &rep);
+    if (rep || (x && (x->prefix[0] == X86_PREFIX_REP || x->prefix[0] == X86_PREFIX_REPNE)))
+        c->regs[1] = below(r, 8); /* a REP string runs RCX iterations in the one-step truth */
     int uses16 = x && x->addr_size == 2, size = 0;
     for (int i = 0; x && i < x->op_count; i++)
         if (x->operands[i].type == X86_OP_MEM && !size)
@@ -909,17 +926,8 @@ static int skip_reason(struct xl_fz_batch *b, const struct xl_fz_case *c)
     const cs_insn *in = cs_decode(b, pad, (size_t)c->len + 15, c->mode);
     const cs_x86 *x = in ? &in->detail->x86 : NULL;
     uint64_t rip = c->regs[16], am = c->mode == 64 ? ~0ull : 0xFFFFFFFFull;
-    /* leading prefixes (and REX): LOCK and REP as the CPU sees them */
-    int lock = 0, rep = 0;
-    for (int i = 0; i < c->len; i++) {
-        uint8_t v = c->code[i];
-        int is_pfx = v == 0xF0 || v == 0xF2 || v == 0xF3 || v == 0x2E || v == 0x36 || v == 0x3E || v == 0x26 ||
-                     v == 0x64 || v == 0x65 || v == 0x66 || v == 0x67 || (c->mode == 64 && (v & 0xF0) == 0x40);
-        if (!is_pfx)
-            break;
-        lock |= v == 0xF0;
-        rep |= v == 0xF2 || v == 0xF3;
-    }
+    int lock, rep;
+    lead_prefixes(c->code, c->len, c->mode, &lock, &rep);
     int has_mem = 0, span = 0x1000;
     for (int i = 0; x && i < x->op_count; i++)
         if (x->operands[i].type == X86_OP_MEM) {
