@@ -120,7 +120,7 @@ def run_range(config: Any, start: int, stop: int, tally: Any, update: Any = None
                 tally.counts[f.signature] += 1
                 if f.signature not in tally.findings or index < tally.findings[f.signature][0]:
                     tally.findings[f.signature] = (index, f, case)
-            tally.gen_seconds[case.gen] += time.perf_counter() - t0
+            tally.spent(case.gen, time.perf_counter() - t0)
         if update is not None:
             update(n)
 
@@ -131,7 +131,7 @@ def _absorb_stats(tally: Any, st: Any) -> None:
         if n:
             tally.cases += n
             tally.generators[name] += n
-            tally.gen_seconds[name] += int(st.ns[g]) / 1e9
+            tally.spent(name, int(st.ns[g]) / 1e9)
             tally.outcomes[("runner", "flagged-by-c")] += int(st.flagged[g])
     for o, oracle in enumerate(C_ORACLES):
         for code in range(len(_OUTCOMES)):

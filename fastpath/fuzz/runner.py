@@ -57,14 +57,17 @@ class Tally:
     findings: dict[str, tuple[int, Finding, Case]] = field(default_factory=dict)  # signature -> first
     counts: Counter[str] = field(default_factory=Counter)  # signature -> n
     c_status: str = ""
-    gen_seconds: Counter[str] = field(default_factory=Counter)  # generator -> seconds spent on its cases
+    gen_seconds: dict[str, float] = field(default_factory=dict)  # generator -> seconds spent on its cases
+
+    def spent(self, gen: str, seconds: float) -> None:
+        self.gen_seconds[gen] = self.gen_seconds.get(gen, 0.0) + seconds
 
     def run(self, seed: int, index: int, generators: tuple, checker: Checker) -> None:
         """Generate case `index` and check it, timing both for the per-generator rate."""
         t0 = time.perf_counter()
         case = case_at(seed, index, generators)
         self.add(case, checker)
-        self.gen_seconds[case.gen] += time.perf_counter() - t0
+        self.spent(case.gen, time.perf_counter() - t0)
 
     def add(self, case: Case, checker: Checker) -> None:
         result = checker.check(case)
@@ -86,7 +89,8 @@ class Tally:
         self.forms.update(other.forms)
         self.mmio_forms |= other.mmio_forms
         self.counts.update(other.counts)
-        self.gen_seconds.update(other.gen_seconds)
+        for gen, seconds in other.gen_seconds.items():
+            self.spent(gen, seconds)
         for sig, item in other.findings.items():
             if sig not in self.findings or item[0] < self.findings[sig][0]:
                 self.findings[sig] = item
@@ -123,7 +127,8 @@ class FuzzResult:
         """Cases per second of each generator: its cases over the time spent generating and
         checking them (per process; the campaign's wall-clock rate is cases_per_second)."""
         t = self.tally
-        return {g: (n / t.gen_seconds[g] if t.gen_seconds[g] > 0 else 0.0) for g, n in t.generators.items()}
+        return {g: (n / t.gen_seconds[g] if t.gen_seconds.get(g, 0.0) > 0 else 0.0)
+                for g, n in t.generators.items()}
 
 
 @functools.lru_cache(maxsize=4)
