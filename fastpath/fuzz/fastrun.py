@@ -6,8 +6,8 @@ fastpath/csrc/fuzzcore.c (`xl_fz_batch_run`): generators, the register-state sol
 truth on a reused engine, and the C oracles (length, subset decoder, subset / Capstone / pv-fast
 paths). C only *flags* a case that looks wrong; the Python `Checker` then re-runs it and decides,
 so classes, the allow-list of known deviations (explain.py), minimization and reproducers mean
-exactly what they mean in the full runner. Every `python_every`-th case also goes through the
-whole Checker (the generic and fast Python paths), and a case the Checker finds wrong that C did
+exactly what they mean in the full runner. Every `python_every`-th case of each generator also
+goes through the whole Checker (the generic and fast Python paths), and a case the Checker finds wrong that C did
 not flag is counted under ("runner", "missed-by-c") — a bug of this module's comparisons.
 
 Case i depends only on (seed, i) (a splitmix64 stream per case in C), whatever the chunking or
@@ -99,7 +99,9 @@ def run_range(config: Any, start: int, stop: int, tally: Any, update: Any = None
         for k in range(n):
             o = w.out[k]
             index = lo + k
-            full = every > 0 and index % every == 0
+            # every Nth case *of each generator* (they take turns: index % N alone would give the
+            # Python paths one generator's cases whenever N is a multiple of their number)
+            full = every > 0 and (index // len(w.gens)) % every == 0
             if o.skip:
                 tally.outcomes[("truth", _SKIPS.get(int(o.skip), "skipped"))] += 1
                 continue
