@@ -7,8 +7,9 @@ truth on a reused engine, and the C oracles (length, subset decoder, subset / Ca
 paths). C only *flags* a case that looks wrong; the Python `Checker` then re-runs it and decides,
 so classes, the allow-list of known deviations (explain.py), minimization and reproducers mean
 exactly what they mean in the full runner. Every `python_every`-th case of each generator also
-goes through the whole Checker (the generic and fast Python paths), and a case the Checker finds wrong that C did
-not flag is counted under ("runner", "missed-by-c") — a bug of this module's comparisons.
+goes through the whole Checker (the generic and fast Python paths), and a case the Checker finds
+wrong that C did not flag is counted under ("runner", "missed-by-c") — a bug of fuzzcore's
+comparisons.
 
 Case i depends only on (seed, i) (a splitmix64 stream per case in C), whatever the chunking or
 the number of processes; it is not the case i of the full runner (a different generator stream).

@@ -472,7 +472,13 @@ class _Run:
         for mem in (a.mem, a.src_mem):
             if mem is not None:
                 ea = effective_address(mem, lambda n: get(n, 0), self.case.rip + a.length, self.case.mode)
-                spans.append((ea, max(a.size, 1)))
+                size = max(a.size, 1)
+                count = get("rcx", 0) & ((1 << (8 * mem.addr_size)) - 1) if a.rep else 1
+                if count > 1:  # REP: every element, down when DF is set (the truth stops at the edge)
+                    if get("rflags", 0) & DF:
+                        ea -= (count - 1) * size
+                    size *= count
+                spans.append((ea, size))
         # the C world has no unmapped physical addresses: whatever no device claims is an exit
         # too (reads all-ones, writes dropped), so a byte outside the window is a difference
         return any(not base <= addr < base + size for ea, n in spans for addr in (ea, ea + n - 1))
