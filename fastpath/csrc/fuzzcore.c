@@ -9,6 +9,7 @@
 #define FZ_PAGE 0x1000ull
 #define FZ_RAM_BASE 0x1000ull
 #define FZ_RAM_END 0x400000ull
+#define XL_FZ_TCG_BUFFER (8u << 20)
 
 struct xl_fz_engine {
     uc_engine *uc;
@@ -144,6 +145,11 @@ struct xl_fz_engine *xl_fz_open(int mode, uint64_t rip, uint64_t mmio_base, uint
     e->base = mmio_base;
     e->size = mmio_size;
     r = uc_open(UC_ARCH_X86, mode == 64 ? UC_MODE_64 : UC_MODE_32, &e->uc);
+    if (r != UC_ERR_OK)
+        goto fail;
+    /* A small translation buffer, reused when full: every case translates new code, and in the
+     * default 1 GiB buffer each block lands on a page the kernel must zero first (~10% of the time) */
+    r = uc_ctl_set_tcg_buffer_size(e->uc, XL_FZ_TCG_BUFFER);
     if (r != UC_ERR_OK)
         goto fail;
     /* default_ram_regions: the platform RAM plus the code pages, minus the window; contiguous runs.
