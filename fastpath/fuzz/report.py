@@ -113,12 +113,13 @@ def summary_json(result: FuzzResult, paths: list[Path] | None = None) -> dict[st
 
 def summary_text(result: FuzzResult, paths: list[Path] | None = None) -> str:
     s = summary_json(result, paths)
+    every = s["python_every"]
+    python = "on every case" if every == 1 else f"on every {every}th case" if every else "never"
     lines = [
         f"exitlab fuzz: {s['cases']} cases in {s['seconds']:.1f} s ({s['cases_per_s']:.0f} cases/s), "
         f"seed {s['seed']}, {s['jobs']} job(s){' — INTERRUPTED' if s['interrupted'] else ''}",
         f"generators: {', '.join(f'{k} {v}' for k, v in s['generators'].items())}",
-        f"cases/s per generator ({s['runner']} runner, Python paths on every "
-        f"{s['python_every'] or 'no'} case(s)): "
+        f"cases/s per generator ({s['runner']} runner, Python paths {python}): "
         f"{', '.join(f'{k} {v:.0f}' for k, v in s['generator_cases_per_s'].items())}",
         f"C extension: {s['c_extension']}",
         f"coverage: {s['coverage']['iced_forms']} instruction forms (iced-x86 codes) exercised, "
