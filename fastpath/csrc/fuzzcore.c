@@ -311,7 +311,7 @@ int xl_fz_run(struct xl_fz_engine *e, const struct xl_fz_case *c, struct xl_fz_t
         ids[n] = UC_X86_REG_GS_BASE;
         vals[n++] = (void *)&c->regs[19];
     }
-    for (int i = 0; i < c->n_xmm && i < 16; i++) {
+    for (int i = 0; i < c->n_xmm && i < ngpr; i++) { /* XMM8-15 exist in 64-bit mode only */
         xmmv[i][0] = c->xmm[i][0];
         xmmv[i][1] = c->xmm[i][1];
         ids[n] = UC_X86_REG_XMM0 + i;
