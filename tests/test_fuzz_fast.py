@@ -94,6 +94,15 @@ def test_fast_campaign_is_deterministic() -> None:
     assert run() == run()
 
 
+def test_fast_campaign_is_the_same_over_two_jobs() -> None:
+    def run(jobs: int) -> tuple[dict[Any, int], list[str], int]:
+        r = run_campaign(FuzzConfig(cases=12000, seed=3, jobs=jobs, fast=True, python_every=50,
+                                    corpus=str(CORPUS)), progress=False)
+        return dict(r.tally.outcomes), sorted(r.tally.findings), r.tally.cases
+
+    assert run(1) == run(2)
+
+
 def test_c_flags_every_case_the_checker_finds_wrong() -> None:
     """The C comparisons only decide which cases the Python Checker sees: a case the Checker finds
     wrong on a C oracle and C did not flag would be a finding the fast runner misses."""
