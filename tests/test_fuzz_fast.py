@@ -59,6 +59,34 @@ def test_c_truth_is_run_one() -> None:
     assert compared > 300
 
 
+@pytest.mark.parametrize("rip,mmio", [
+    (0x1000, (0xA000, 0x1000)),         # the window cuts RAM in two
+    (0x7FF8, (0x9000, 0x2000)),         # code over two pages, the window right after them
+    (0x40000FF8, (0xFEB01000, 0x1000)), # code far above RAM, over two pages
+    (0x3FF000, (0x400000, 0x1000)),     # code on the last RAM page, window right after RAM
+])
+def test_c_truth_memory_map_is_run_ones(rip: int, mmio: tuple[int, int]) -> None:
+    """Loads from around every edge of the map: mapped, unmapped or window, as run_one has it."""
+    truth = CTruth()
+    probes = {0x0, 0xFF8, 0x1000, 0x3FFFF8, 0x400000, mmio[0] - 8, mmio[0], mmio[0] + mmio[1] - 4,
+              mmio[0] + mmio[1], rip & ~0xFFF, (rip & ~0xFFF) - 8, ((rip + 15) | 0xFFF) + 1}
+    for addr in sorted(probes):
+        case = Case.make(bytes.fromhex("48 8b 03"), 64, {"rbx": addr}, mmio, 0x55, rip=rip)
+        want = run_one(case.code, 64, rip, case.reg_dict(), mmio, 0x55, ram_regions(rip, mmio))
+        assert truth.run(case) == want, hex(addr)
+
+
+def test_c_truth_stops_the_block_before_a_window_after_the_code() -> None:
+    """Code ending right before the window: run_one's block goes on decoding the zeros after the
+    instruction into the window and reports a fetch fault; the C truth ends the block after the
+    instruction, which then does what the CPU does (here: load from an unmapped address)."""
+    mmio = (0x8000, 0x2000)
+    case = Case.make(bytes.fromhex("48 8b 03"), 64, {"rbx": 0}, mmio, 0, rip=0x7FF0)
+    assert CTruth().run(case).fault == "Invalid memory read (UC_ERR_READ_UNMAPPED)"
+    slow = run_one(case.code, 64, case.rip, case.reg_dict(), mmio, 0, ram_regions(case.rip, mmio))
+    assert slow.fault == "Fetch from non-executable memory (UC_ERR_FETCH_PROT)"
+
+
 def test_c_truth_resets_ram_between_cases() -> None:
     """A RAM write of one case is gone in the next (the dirty page is zeroed)."""
     truth = CTruth()

@@ -119,18 +119,6 @@ static void on_intr(uc_engine *uc, uint32_t intno, void *ud)
     uc_emu_stop(uc);
 }
 
-static int in_window(const struct xl_fz_engine *e, uint64_t page)
-{
-    return page >= (e->base & ~(FZ_PAGE - 1)) && page < e->base + e->size;
-}
-
-static int is_ram_page(const struct xl_fz_engine *e, uint64_t page)
-{
-    int ram = (page >= FZ_RAM_BASE && page < FZ_RAM_END) ||
-              (page >= (e->rip & ~(FZ_PAGE - 1)) && page <= ((e->rip + 15) & ~(FZ_PAGE - 1)));
-    return ram && !in_window(e, page);
-}
-
 struct xl_fz_engine *xl_fz_open(int mode, uint64_t rip, uint64_t mmio_base, uint64_t mmio_size, int *err)
 {
     struct xl_fz_engine *e = calloc(1, sizeof *e);
@@ -152,41 +140,33 @@ struct xl_fz_engine *xl_fz_open(int mode, uint64_t rip, uint64_t mmio_base, uint
     r = uc_ctl_set_tcg_buffer_size(e->uc, XL_FZ_TCG_BUFFER);
     if (r != UC_ERR_OK)
         goto fail;
-    /* default_ram_regions: the platform RAM plus the code pages, minus the window; contiguous runs.
-     * The page set is ordered: RAM pages, then code pages above or below them. */
+    /* emu.batchcpu.default_ram_regions: the platform RAM plus the code pages, minus the window's
+     * pages, as maximal runs.  Two ranges sorted and merged, then the window cut out of each. */
     {
-        uint64_t pages[2][2] = {{FZ_RAM_BASE, FZ_RAM_END},
-                                {rip & ~(FZ_PAGE - 1), ((rip + 15) & ~(FZ_PAGE - 1)) + FZ_PAGE}};
-        uint64_t lo = 0, hi = 0;
-        int open_run = 0;
-        /* walk candidate pages in ascending order: the union of the two ranges */
-        uint64_t starts[2] = {pages[0][0], pages[1][0]};
-        int first = starts[1] < starts[0];
-        for (int k = 0; k < 2; k++) {
-            int w = k == 0 ? first : !first;
-            for (uint64_t p = pages[w][0]; p < pages[w][1]; p += FZ_PAGE) {
-                if (!is_ram_page(e, p))
-                    continue;
-                if (open_run && p < hi)
-                    continue; /* already covered by the other range */
-                if (open_run && p == hi) {
-                    hi += FZ_PAGE;
-                    continue;
-                }
-                if (open_run) {
-                    if (e->n_runs >= 8) { r = UC_ERR_ARG; goto fail; }
-                    e->ram_lo[e->n_runs] = lo;
-                    e->ram_hi[e->n_runs++] = hi;
-                }
-                lo = p;
-                hi = p + FZ_PAGE;
-                open_run = 1;
-            }
+        uint64_t wlo = mmio_base & ~(FZ_PAGE - 1), whi = (mmio_base + mmio_size + FZ_PAGE - 1) & ~(FZ_PAGE - 1);
+        uint64_t rng[2][2] = {{FZ_RAM_BASE, FZ_RAM_END},
+                              {rip & ~(FZ_PAGE - 1), ((rip + 15) & ~(FZ_PAGE - 1)) + FZ_PAGE}};
+        if (rng[1][0] < rng[0][0]) {
+            uint64_t t0 = rng[0][0], t1 = rng[0][1];
+            rng[0][0] = rng[1][0], rng[0][1] = rng[1][1];
+            rng[1][0] = t0, rng[1][1] = t1;
         }
-        if (open_run) {
-            if (e->n_runs >= 8) { r = UC_ERR_ARG; goto fail; }
-            e->ram_lo[e->n_runs] = lo;
-            e->ram_hi[e->n_runs++] = hi;
+        int nr = 2;
+        if (rng[1][0] <= rng[0][1]) { /* overlapping or adjacent: one range */
+            rng[0][1] = rng[1][1] > rng[0][1] ? rng[1][1] : rng[0][1];
+            nr = 1;
+        }
+        for (int i = 0; i < nr; i++) {
+            uint64_t lo = rng[i][0], hi = rng[i][1];
+            uint64_t cut_lo = wlo > lo ? wlo : lo, cut_hi = whi < hi ? whi : hi;
+            if (cut_lo >= cut_hi) { /* the window misses this range */
+                e->ram_lo[e->n_runs] = lo, e->ram_hi[e->n_runs++] = hi;
+                continue;
+            }
+            if (lo < cut_lo)
+                e->ram_lo[e->n_runs] = lo, e->ram_hi[e->n_runs++] = cut_lo;
+            if (cut_hi < hi)
+                e->ram_lo[e->n_runs] = cut_hi, e->ram_hi[e->n_runs++] = hi;
         }
         for (int i = 0; i < e->n_runs; i++) {
             r = uc_mem_map(e->uc, e->ram_lo[i], e->ram_hi[i] - e->ram_lo[i], UC_PROT_ALL);
@@ -287,10 +267,19 @@ int xl_fz_run(struct xl_fz_engine *e, const struct xl_fz_case *c, struct xl_fz_t
     e->intr = 0;
     /* memory: what the previous case wrote back to zero, then the bytes (and zeros after them) */
     reset_ram(e);
+    /* the bytes, then zeros over what the last case's bytes were, within the RAM run at rip (the
+     * window may start right after the code: a write into it would fail as a whole) */
     uint8_t code[32] = {0};
     memcpy(code, c->code, c->len);
-    uc_mem_write(uc, rip, code, sizeof code);
-    uc_ctl_remove_cache(uc, rip, rip + sizeof code);
+    uint64_t room = 0;
+    for (int i = 0; i < e->n_runs; i++)
+        if (rip >= e->ram_lo[i] && rip < e->ram_hi[i])
+            room = e->ram_hi[i] - rip;
+    if (room < c->len)
+        return -1; /* code not in RAM: run_one's mem_write fails too; the caller uses run_one */
+    size_t n_code = room < sizeof code ? (size_t)room : sizeof code;
+    uc_mem_write(uc, rip, code, n_code);
+    uc_ctl_remove_cache(uc, rip, rip + n_code);
     uc_context_restore(uc, e->ctx);
     /* registers in one batch */
     int ids[40];
