@@ -155,6 +155,56 @@ int xl_bench_lengths_at(int decoder, const uint8_t *buf, size_t n, int mode, con
 """
 
 
+# issue 15: the fuzzer core (fastpath/csrc/fuzzcore.c, helper `fuzzspeed`); appended, self-contained
+SOURCES.append("fuzzcore.c")
+FUZZ_INCLUDES = '#include "fuzzcore.h"\n'
+CDEF += """
+struct xl_fz_case {
+    uint64_t regs[20];
+    uint64_t xmm[16][2];
+    uint64_t mmio_base, mmio_size, read_value;
+    uint8_t code[15];
+    uint8_t len;
+    uint8_t mode;
+    uint8_t gen;
+    uint8_t n_xmm;
+    uint8_t pad[5];
+};
+struct xl_fz_acc {
+    uint64_t gpa, value;
+    uint32_t size, write;
+};
+struct xl_fz_truth {
+    uint64_t regs[18];
+    uint64_t xmm[16][2];
+    uint64_t next_rip;
+    int32_t fault;
+    int32_t fault_code;
+    uint32_t n_acc;
+    uint32_t pad;
+    struct xl_fz_acc acc[64];
+};
+struct xl_fz_engine;
+struct xl_fz_engine *xl_fz_open(int mode, uint64_t rip, uint64_t mmio_base, uint64_t mmio_size, int *err);
+void xl_fz_close(struct xl_fz_engine *e);
+int xl_fz_run(struct xl_fz_engine *e, const struct xl_fz_case *c, struct xl_fz_truth *t);
+struct xl_fz_stats {
+    uint64_t cases[4], ns[4], flagged[4], skipped[4];
+    uint64_t outcomes[5][7];
+    uint64_t mmio[4];
+};
+struct xl_fz_out {
+    uint8_t suspect, skip, gen, touched;
+};
+struct xl_fz_batch;
+struct xl_fz_batch *xl_fz_batch_new(void);
+void xl_fz_batch_free(struct xl_fz_batch *b);
+int xl_fz_batch_run(struct xl_fz_batch *b, uint64_t seed, uint64_t start, size_t n, const uint8_t *gens,
+                    size_t ngens, const struct xl_fz_case *corpus, size_t ncorpus, struct xl_fz_case *cases,
+                    struct xl_fz_out *out, struct xl_fz_stats *st);
+"""
+
+
 def _pkg_dir(mod: object) -> Path:
     return Path(os.path.dirname(mod.__file__))  # type: ignore[attr-defined]
 
@@ -185,7 +235,7 @@ def _ffibuilder(sanitize: bool = False) -> FFI:
     ffi.set_source(
         "fastpath._exitlab_c",
         '#include "paths.h"\n#include "insn_subset.h"\n#include "replay.h"\n#include "live.h"\n'
-        '#include "decoderbench.h"\n',
+        '#include "decoderbench.h"\n' + FUZZ_INCLUDES,
         sources=[str(CSRC / s) if sanitize else _source(s) for s in SOURCES],
         include_dirs=[str(CSRC), str(uc_dir / "include"), str(cs_dir / "include")],
         extra_compile_args=CFLAGS + (SANITIZE_FLAGS if sanitize else []),

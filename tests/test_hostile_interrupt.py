@@ -101,13 +101,14 @@ def test_interrupted_fuzz_is_not_clean(capsys: Cap, tmp_path: Path, monkeypatch:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(runner.Tally, "add", add_then_interrupt)
-    rc, out, err = main(capsys, "fuzz", "--cases", "50", "--gen", "structured", "--json",
+    rc, out, err = main(capsys, "fuzz", "--cases", "50", "--gen", "structured", "--json", "--full",
                         "--out", str(tmp_path))
     summary = json.loads(out)
     assert rc == 130
     assert summary["interrupted"] is True and summary["clean"] is False and summary["cases"] == 7
     assert "interrupted after 7 of 50 cases" in err
-    rc, out, _ = main(capsys, "fuzz", "--cases", "50", "--gen", "structured", "--out", str(tmp_path))
+    rc, out, _ = main(capsys, "fuzz", "--cases", "50", "--gen", "structured", "--full",
+                      "--out", str(tmp_path))
     assert rc == 130 and "result: clean" not in out and "INTERRUPTED after 7 of 50" in out
 
 

@@ -7,6 +7,7 @@ import json
 import sys
 
 from emu.boundary import EXIT_INTERRUPTED
+from emu.errors import UsageError
 from emu.limits import count_arg
 from emu.outfile import check_output_dir
 from fastpath.fuzz.corpuscheck import check_corpus
@@ -66,6 +67,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--json", action="store_true", help="print one JSON object instead of the text summary"
     )
     parser.add_argument("--replay", metavar="FILE", help="re-run one reproducer file and exit")
+    # issue 15: the fast runner (fastpath/fuzz/fastrun.py) is the default when the C extension is there
+    parser.add_argument("--python-every", type=lambda s: int(s, 0), default=100, metavar="N",
+                        help="fast runner: also run the Python generic and fast paths on every Nth case "
+                        "(0: never; default 100)")
+    parser.add_argument("--full", action="store_true",
+                        help="check every case through every oracle in Python (the reference runner, "
+                        "~30x slower); the default is the fast runner when the C extension is built")
+
+
+def _fast_available() -> bool:
+    try:
+        from fastpath.fuzz import fastrun
+    except Exception:  # noqa: BLE001 - no C extension: the full runner (which says why in c_extension)
+        return False
+    return fastrun.available()
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -121,7 +137,10 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(args.out, "--out")
     if corpus is not None:
         check_corpus(corpus, "corpus" in args.gen)  # before the campaign: missing dir, corrupt files
-    config = FuzzConfig(cases=args.cases, seed=args.seed, jobs=args.jobs, generators=args.gen, corpus=corpus)
+    if args.python_every < 0:
+        raise UsageError(f"--python-every must be 0 or more (got {args.python_every})")
+    config = FuzzConfig(cases=args.cases, seed=args.seed, jobs=args.jobs, generators=args.gen, corpus=corpus,
+                        fast=not args.full and _fast_available(), python_every=args.python_every)
     result = run_campaign(config)
     paths = write_reproducers(result, args.out) if result.reported else []
     if args.json:

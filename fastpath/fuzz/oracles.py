@@ -18,6 +18,7 @@ predicate for it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -46,6 +47,15 @@ from fastpath.fuzz.state import (
     unicorn_would_abort,
 )
 
+# What the C capstone path emulates (fastpath/csrc/paths.c MOV family + sem.c); the Python generic
+# path's newer families (MUL/DIV, shifts, bit scans, CMOV/SETcc, stack, ...) are not in C yet, so a
+# C refusal of those is a coverage gap, not a finding.
+C_CAPSTONE_OPS = frozenset({
+    Op.MOV, Op.MOVZX, Op.MOVSX, Op.ADD, Op.OR, Op.ADC, Op.SBB, Op.AND, Op.SUB, Op.XOR, Op.CMP, Op.TEST,
+    Op.INC, Op.DEC, Op.NOT, Op.NEG, Op.XCHG, Op.XADD, Op.CMPXCHG, Op.BT, Op.BTS, Op.BTR, Op.BTC,
+    Op.MOVS, Op.STOS, Op.LODS,
+})
+
 CLASSES = (
     "length",
     "access-size",
@@ -73,6 +83,15 @@ _CODE_NAME: dict[int, str] = {v: k for k, v in vars(iced.Code).items() if isinst
 _FAULT_WORDS = ("(#GP)", "(#UD)", "unmapped memory")
 
 GenericFn = Callable[[Cpu, int, int], Outcome]
+# the memory map of a (rip, window): computed page by page (~1 ms), and a campaign has a handful
+_ram_regions = functools.lru_cache(maxsize=64)(default_ram_regions)
+
+
+def _run_one(case: Case) -> OracleResult:
+    """The truth by emu.oracle.run_one (a fresh engine per case): without the C extension."""
+    ram = _ram_regions(case.rip, case.mmio)
+    return run_one(case.code, case.mode, case.rip, case.reg_dict(), case.mmio, case.read_value, ram,
+                   case.xmm_dict())
 
 
 def _movsx_zero_extends(cpu: Cpu, rip: int, mode: int) -> Outcome:
@@ -145,7 +164,7 @@ def _classify_accesses(want: tuple[DeviceAccess, ...], got: tuple[DeviceAccess, 
 class Checker:
     """Holds what is expensive to create (C context, Capstone handles) across many cases."""
 
-    def __init__(self, plant: str | None = None, use_c: bool = True) -> None:
+    def __init__(self, plant: str | None = None, use_c: bool = True, c_truth: bool = True) -> None:
         if plant is not None and plant not in PLANTS:
             raise ValueError(f"unknown plant {plant!r} (known: {', '.join(PLANTS)})")
         self.plant = plant
@@ -162,30 +181,36 @@ class Checker:
                 self.c = cengine
             except Exception as exc:  # noqa: BLE001 - any import/build failure just skips the C oracles
                 self.c_status = f"skipped: C extension not importable ({type(exc).__name__}: {exc})"
+        # the truth: run_one's answer, from one reused engine per layout when the C core is there
+        self.truth: Callable[[Case], OracleResult] = _run_one
+        if use_c and c_truth and self.c is not None:
+            from fastpath.fuzz.ctruth import CTruth
+
+            self.truth = CTruth().run
 
     # ------------------------------------------------------------------------------------------
-    def check(self, case: Case) -> CaseResult:
+    def check(self, case: Case, python: bool = True) -> CaseResult:
+        """All oracles on one case; `python=False` leaves out the two Python paths (generic, fast),
+        which are most of the time once the truth runs in C (fastrun checks them every Nth case)."""
         if may_modify_own_code(case):
             return CaseResult((("truth", "skipped-self-modifying"),), (), "self-modifying", False)
         if rep_too_long(case):
             return CaseResult((("truth", "skipped-long-rep"),), (), "long-rep", False)
         if unicorn_would_abort(case):
             return CaseResult((("truth", "skipped-unicorn-aborts"),), (), "lock-no-memory", False)
-        ram = default_ram_regions(case.rip, case.mmio)
-        regs = case.reg_dict()
-        truth = run_one(
-            case.code, case.mode, case.rip, regs, case.mmio, case.read_value, ram, case.xmm_dict()
-        )
+        truth = self.truth(case)
         ins = decode_iced(case.code, case.mode, case.rip)
         executed = decode_iced(case.code, case.mode, case.rip, padded=True)  # what the CPU fetches
         form = _CODE_NAME.get(executed.code, "invalid") if executed.code != iced.Code.INVALID else "invalid"
-        run = _Run(self, case, truth, ins, form, ram)
+        run = _Run(self, case, truth, ins, form)
         run.length()
-        run.generic()
+        if python:
+            run.generic()
         if self.c is not None:
             run.c_decoder()
             run.c_paths()
-        run.fast()
+        if python:
+            run.fast()
         return CaseResult(tuple(run.outcomes), tuple(run.findings), form, bool(truth.accesses))
 
 
@@ -199,19 +224,30 @@ class _Run:
         truth: OracleResult,
         ins: iced.Instruction,
         form: str,
-        ram: tuple[tuple[int, int], ...],
     ) -> None:
-        self.chk, self.case, self.truth, self.ins, self.form, self.ram = chk, case, truth, ins, form, ram
+        self.chk, self.case, self.truth, self.ins, self.form = chk, case, truth, ins, form
         self.fault = fault_kind(truth.fault)
         self.wmask = (1 << case.mode) - 1
         self.truth_regs = dict(truth.regs)
         self.outcomes: list[tuple[str, str]] = []
         self.findings: list[Finding] = []
-        self.access: Access | None = None
-        try:
-            self.access = decode(case.code + bytes(MAX_INSN_LEN), case.mode, case.rip)  # what the CPU fetches
-        except EmulationError:
-            self.access = None
+        self._access: Access | None = None
+        self._decoded = False
+
+    @property
+    def ram(self) -> tuple[tuple[int, int], ...]:
+        return _ram_regions(self.case.rip, self.case.mmio)
+
+    @property
+    def access(self) -> Access | None:
+        """The generic decode of what the CPU fetches (None: it refuses); decoded on first use."""
+        if not self._decoded:
+            self._decoded = True
+            try:
+                self._access = decode(self.case.code + bytes(MAX_INSN_LEN), self.case.mode, self.case.rip)
+            except EmulationError:
+                self._access = None
+        return self._access
 
     def out(self, oracle: str, outcome: str) -> None:
         self.outcomes.append((oracle, outcome))
@@ -439,16 +475,22 @@ class _Run:
         a = self.access
         if a is None:
             return True
-        base, size = self.case.mmio
+        base, window = self.case.mmio
         get = self.case.reg_dict().get
         spans = []
         for mem in (a.mem, a.src_mem):
             if mem is not None:
                 ea = effective_address(mem, lambda n: get(n, 0), self.case.rip + a.length, self.case.mode)
-                spans.append((ea, max(a.size, 1)))
+                size = max(a.size, 1)
+                count = get("rcx", 0) & ((1 << (8 * mem.addr_size)) - 1) if a.rep else 1
+                if count > 1:  # REP: every element, down when DF is set (the truth stops at the edge)
+                    if get("rflags", 0) & DF:
+                        ea -= (count - 1) * size
+                    size *= count
+                spans.append((ea, size))
         # the C world has no unmapped physical addresses: whatever no device claims is an exit
         # too (reads all-ones, writes dropped), so a byte outside the window is a difference
-        return any(not base <= addr < base + size for ea, n in spans for addr in (ea, ea + n - 1))
+        return any(not base <= addr < base + window for ea, n in spans for addr in (ea, ea + n - 1))
 
     def c_paths(self) -> None:
         rec = self._exit()
@@ -491,15 +533,15 @@ class _Run:
             self._compare_c(oracle, res, regs_after, values_known)
 
     def _c_should_have_run(self, status: str) -> bool:
-        """The C capstone path covers the generic path's forms: a refusal where the generic path
-        agreed with Unicorn is a finding -- except SSE (a record carries no XMM registers), "nomem"
-        (no RAM for a REP string's later elements) and bytes shorter than the instruction (the
-        generic path and Unicorn read the rest from RAM; a record has only the case's bytes)."""
+        """The C capstone path covers the generic path's older forms (C_CAPSTONE_OPS): a refusal there,
+        where the generic path agreed with Unicorn, is a finding -- except SSE (a record carries no
+        XMM registers), "nomem" (no RAM for a REP string's later elements) and bytes shorter than the
+        instruction (the generic path and Unicorn read the rest from RAM; a record has only the case's bytes)."""
         a = self.access
         return (
             ("generic", "agree") in self.outcomes
             and a is not None
-            and a.op not in (Op.SSE_LOAD, Op.SSE_STORE)
+            and a.op in C_CAPSTONE_OPS
             and a.length <= len(self.case.code)
             and status != "nomem"
         )

@@ -80,6 +80,9 @@ def summary_json(result: FuzzResult, paths: list[Path] | None = None) -> dict[st
         "seed": result.config.seed,
         "jobs": result.config.jobs,
         "generators": dict(t.generators),
+        "generator_cases_per_s": {g: round(v, 1) for g, v in result.generator_rates().items()},
+        "runner": "fast" if result.config.fast else "full",
+        "python_every": result.config.python_every if result.config.fast else 1,
         "plant": result.config.plant,
         "interrupted": result.interrupted,
         "c_extension": t.c_status or "unknown",
@@ -110,10 +113,14 @@ def summary_json(result: FuzzResult, paths: list[Path] | None = None) -> dict[st
 
 def summary_text(result: FuzzResult, paths: list[Path] | None = None) -> str:
     s = summary_json(result, paths)
+    every = s["python_every"]
+    python = "on every case" if every == 1 else f"on every {every}th case" if every else "never"
     lines = [
         f"exitlab fuzz: {s['cases']} cases in {s['seconds']:.1f} s ({s['cases_per_s']:.0f} cases/s), "
         f"seed {s['seed']}, {s['jobs']} job(s){' — INTERRUPTED' if s['interrupted'] else ''}",
         f"generators: {', '.join(f'{k} {v}' for k, v in s['generators'].items())}",
+        f"cases/s per generator ({s['runner']} runner, Python paths {python}): "
+        f"{', '.join(f'{k} {v:.0f}' for k, v in s['generator_cases_per_s'].items())}",
         f"C extension: {s['c_extension']}",
         f"coverage: {s['coverage']['iced_forms']} instruction forms (iced-x86 codes) exercised, "
         f"{s['coverage']['iced_forms_with_mmio']} of them with an MMIO access; "

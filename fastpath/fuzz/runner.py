@@ -26,6 +26,7 @@ from fastpath.fuzz.minimize import minimize, still_fails
 from fastpath.fuzz.oracles import Checker, Finding
 
 DEFAULT_CORPUS = "tests/data/fuzz_corpus"
+FAST_CHUNK = 5000  # fast cases per pool task (a few hundred ms of work)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,10 @@ class FuzzConfig:
     plant: str | None = None  # tests only: a deliberately wrong generic path (oracles.PLANTS)
     minimize_budget: int = 300
     chunk: int = 250
+    # fastrun.py: generation, truth and C oracles in C, the Python Checker on flagged cases and on
+    # every `python_every`-th case (0: never); False is the full runner (every case in Python)
+    fast: bool = False
+    python_every: int = 100
 
 
 @dataclass
@@ -52,6 +57,17 @@ class Tally:
     findings: dict[str, tuple[int, Finding, Case]] = field(default_factory=dict)  # signature -> first
     counts: Counter[str] = field(default_factory=Counter)  # signature -> n
     c_status: str = ""
+    gen_seconds: dict[str, float] = field(default_factory=dict)  # generator -> seconds spent on its cases
+
+    def spent(self, gen: str, seconds: float) -> None:
+        self.gen_seconds[gen] = self.gen_seconds.get(gen, 0.0) + seconds
+
+    def run(self, seed: int, index: int, generators: tuple, checker: Checker) -> None:
+        """Generate case `index` and check it, timing both for the per-generator rate."""
+        t0 = time.perf_counter()
+        case = case_at(seed, index, generators)
+        self.add(case, checker)
+        self.spent(case.gen, time.perf_counter() - t0)
 
     def add(self, case: Case, checker: Checker) -> None:
         result = checker.check(case)
@@ -73,6 +89,8 @@ class Tally:
         self.forms.update(other.forms)
         self.mmio_forms |= other.mmio_forms
         self.counts.update(other.counts)
+        for gen, seconds in other.gen_seconds.items():
+            self.spent(gen, seconds)
         for sig, item in other.findings.items():
             if sig not in self.findings or item[0] < self.findings[sig][0]:
                 self.findings[sig] = item
@@ -105,6 +123,13 @@ class FuzzResult:
     def cases_per_second(self) -> float:
         return self.tally.cases / self.seconds if self.seconds > 0 else 0.0
 
+    def generator_rates(self) -> dict[str, float]:
+        """Cases per second of each generator: its cases over the time spent generating and
+        checking them (per process; the campaign's wall-clock rate is cases_per_second)."""
+        t = self.tally
+        return {g: (n / t.gen_seconds[g] if t.gen_seconds.get(g, 0.0) > 0 else 0.0)
+                for g, n in t.generators.items()}
+
 
 @functools.lru_cache(maxsize=4)
 def _worker(plant: str | None, corpus: str | None, gens: tuple[str, ...]) -> tuple[Checker, tuple]:
@@ -113,10 +138,16 @@ def _worker(plant: str | None, corpus: str | None, gens: tuple[str, ...]) -> tup
 
 
 def run_chunk(config: FuzzConfig, start: int, stop: int) -> Tally:
+    if config.fast:
+        from fastpath.fuzz import fastrun
+
+        tally = Tally()
+        fastrun.run_range(config, start, stop, tally)
+        return tally
     checker, generators = _worker(config.plant, config.corpus, config.generators)
     tally = Tally(c_status=checker.c_status)
     for i in range(start, stop):
-        tally.add(case_at(config.seed, i, generators), checker)
+        tally.run(config.seed, i, generators, checker)
     return tally
 
 
@@ -125,8 +156,9 @@ def _ignore_sigint() -> None:
 
 
 def _chunks(config: FuzzConfig) -> Iterator[tuple[int, int]]:
-    for start in range(0, config.cases, config.chunk):
-        yield start, min(start + config.chunk, config.cases)
+    step = max(config.chunk, FAST_CHUNK) if config.fast else config.chunk
+    for start in range(0, config.cases, step):
+        yield start, min(start + step, config.cases)
 
 
 def _progress(total: int, enabled: bool) -> Callable[[int], None] | None:
@@ -149,11 +181,16 @@ def run_campaign(config: FuzzConfig, progress: bool | None = None) -> FuzzResult
     t0 = time.perf_counter()
     interrupted = False
     try:
-        if config.jobs <= 1:
+        if config.jobs <= 1 and config.fast:
+            from fastpath.fuzz import fastrun
+
+            for start, stop in _chunks(config):
+                fastrun.run_range(config, start, stop, tally, update)
+        elif config.jobs <= 1:
             checker, generators = _worker(config.plant, config.corpus, config.generators)
             tally.c_status = checker.c_status
             for i in range(config.cases):
-                tally.add(case_at(config.seed, i, generators), checker)
+                tally.run(config.seed, i, generators, checker)
                 if update is not None and i % 50 == 49:
                     update(50)
         else:
