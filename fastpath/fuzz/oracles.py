@@ -536,7 +536,8 @@ class _Run:
         """The C capstone path covers the generic path's older forms (C_CAPSTONE_OPS): a refusal there,
         where the generic path agreed with Unicorn, is a finding -- except SSE (a record carries no
         XMM registers), "nomem" (no RAM for a REP string's later elements) and bytes shorter than the
-        instruction (the generic path and Unicorn read the rest from RAM; a record has only the case's bytes)."""
+        instruction (the generic path and Unicorn read the rest from RAM; a record has only the
+        case's bytes)."""
         a = self.access
         return (
             ("generic", "agree") in self.outcomes
