@@ -61,6 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--json", action="store_true", help="print one JSON object instead of the text summary"
     )
     parser.add_argument("--replay", metavar="FILE", help="re-run one reproducer file and exit")
+    parser.add_argument(
+        "--streams",
+        action="store_true",
+        help="fuzz whole guest programs through every engine x path (and KVM when usable) against an "
+        "independent reference instead of single instructions (docs/fuzzing-streams.md)",
+    )
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -103,6 +109,10 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "streams", False):
+        from fastpath.fuzz.streams_cli import run_streams
+
+        return run_streams(args)
     if args.replay:
         return _replay(args)
     from pathlib import Path
