@@ -28,7 +28,7 @@ from emu.errors import ExitlabError
 from fastpath.fuzz.streams_compare import Comparator, ProgramResult, Verdict
 from fastpath.fuzz.streams_gen import Program, generate, parse_program
 from fastpath.fuzz.streams_minimize import minimize
-from fastpath.fuzz.streams_run import ALL_CONFIGS, Runner, runners
+from fastpath.fuzz.streams_run import ALL_CONFIGS, Runner, c_aliases, runners
 
 KINDS = ("agree", "decline", "n/a", "disagree")
 
@@ -95,13 +95,13 @@ def check_program(comparator: Comparator, program: Program, configs: tuple[str, 
 
 @functools.lru_cache(maxsize=2)
 def _comparator(configs: tuple[str, ...]) -> Comparator:
-    return Comparator(runners(configs))
+    return Comparator(runners(configs), c_aliases(configs))
 
 
 def make_comparator(config: StreamsConfig) -> Comparator:
     if config.plant is None:
         return _comparator(config.configs)
-    return Comparator(config.plant(runners(config.configs)))
+    return Comparator(config.plant(runners(config.configs)))  # no aliases: a plant may wrap one
 
 
 def run_chunk(config: StreamsConfig, start: int, stop: int) -> Tally:
@@ -227,12 +227,18 @@ def still_fails(comparator: Comparator, signature: str) -> Callable[[Program], b
 def _report(config: StreamsConfig, tally: Tally, do_minimize: bool) -> list[Reported]:
     out = []
     comparator = make_comparator(config) if tally.first else None
+    done: dict[int, list[Program]] = {}  # program index -> programs minimized from it
     for sig in sorted(tally.first, key=lambda s: (tally.first[s][0], s)):
         index, program, verdict = tally.first[sig]
         small = program
         if do_minimize and comparator is not None:
+            fails = still_fails(comparator, sig)
             try:
-                small = minimize(program, still_fails(comparator, sig), config.minimize_budget)
+                # the same root cause usually shows in several configurations: start from a program
+                # already minimized from the same original when it shows this class too
+                start = next((p for p in done.get(index, []) if fails(p)), program)
+                small = minimize(start, fails, config.minimize_budget)
+                done.setdefault(index, []).append(small)
             except KeyboardInterrupt:
                 do_minimize = False
         out.append(Reported(sig, verdict.tier, tally.classes[sig], index, program, small, verdict))
@@ -240,12 +246,12 @@ def _report(config: StreamsConfig, tally: Tally, do_minimize: bool) -> list[Repo
 
 
 # -------------------------------------------------------------------------------- reproducers
-def repro_header(rep: Reported, limit: int = 8) -> list[str]:
-    v = rep.verdict
+def repro_header(rep: Reported, now: Verdict | None = None, limit: int = 10) -> list[str]:
+    v = now if now is not None and now.kind == "disagree" else rep.verdict
     head = [
         f"exitlab fuzz --streams reproducer: configuration {v.config} disagrees with the reference",
         f"class: {v.cls}   tier: {rep.tier}   seen in {rep.count} program(s); first: {rep.original.origin}",
-        "difference (field: reference -> configuration), in the original program:",
+        "difference in this program (field: reference -> configuration):",
     ]
     for name, a, b in v.diff[:limit]:
         head.append(f"  {name}: {_short(a)} -> {_short(b)}")
@@ -273,7 +279,8 @@ def write_reproducers(result: CampaignResult, out_dir: str) -> list[str]:
         result.reported[n - 1] = rep
         config = rep.verdict.config
         again = check_program(comparator, rep.minimized, (config,))
-        path.write_text(rep.minimized.source(header=repro_header(rep)))
+        now = again.verdicts.get(config)
+        path.write_text(rep.minimized.source(header=repro_header(rep, now)))
         doc = {
             "signature": rep.signature,
             "config": config,
@@ -285,7 +292,8 @@ def write_reproducers(result: CampaignResult, out_dir: str) -> list[str]:
             "max_insns": rep.minimized.max_insns,
             "source": rep.minimized.source(),
             "original_source": rep.original.source(),
-            "diff": [[k, _jsonable(a), _jsonable(b)] for k, a, b in rep.verdict.diff],
+            "diff": [[k, _jsonable(a), _jsonable(b)] for k, a, b in (now or rep.verdict).diff],
+            "original_diff": [[k, _jsonable(a), _jsonable(b)] for k, a, b in rep.verdict.diff],
             "reference": again.reference.to_json(),
             "got": again.outcomes[config].to_json() if config in again.outcomes else None,
             "verdict_now": again.verdicts[config].kind if config in again.verdicts else None,

@@ -117,16 +117,25 @@ def applies(config: str, program: Program) -> bool:
 class Comparator:
     """Runs the reference and the configurations of one program and gives verdicts."""
 
-    def __init__(self, runners: dict[str, Runner]) -> None:
+    def __init__(self, runners: dict[str, Runner], aliases: dict[str, str] | None = None) -> None:
         self.runners = runners
+        self.aliases = aliases or {}  # config -> an earlier config that runs exactly the same thing
+        self._at: dict[tuple[int, int, bool], Outcome] = {}  # (rip, n, wildcard) -> reference state
 
     def check(self, program: Program, image: GuestImage, configs: tuple[str, ...] | None = None) -> ProgramResult:
         ref, refrun = reference(image, program.max_insns)
+        self._at = {}
         result = ProgramResult(program, ref)
         names = configs or tuple(self.runners)
         for name in names:
             if not applies(name, program):
                 result.verdicts[name] = Verdict(name, "n/a")
+                continue
+            same = self.aliases.get(name)
+            if same is not None and same in result.outcomes:
+                got: Outcome | None = replace(result.outcomes[same], config=name)
+                result.outcomes[name] = got  # type: ignore[assignment]
+                result.verdicts[name] = replace(result.verdicts[same], config=name)
                 continue
             try:
                 got = self.runners[name](image, program.max_insns)
@@ -146,17 +155,25 @@ class Comparator:
         if not diff:
             return Verdict(name, "agree")
         if got.stop == "emulation_error" and ref.stop != "emulation_error":
-            why = self._decline(image, program, got)
+            why = self._decline(image, program, got, wildcard=name in WILDCARD)
             if why is None:
                 return Verdict(name, "decline")
-            return Verdict(name, "disagree", "bad-decline:" + why[0], diff=tuple(why[1]))
+            groups = sorted({_group(k) for k, _, _ in why[1] if k != "stop"})
+            return Verdict(name, "disagree", f"bad-decline-{why[0]}:" + ",".join(groups), diff=tuple(why[1]))
         return Verdict(name, "disagree", classify(ref, got, diff), diff=tuple(diff))
 
-    def _decline(self, image: GuestImage, program: Program, got: Outcome) -> tuple[str, list[Any]] | None:
+    def _decline(self, image: GuestImage, program: Program, got: Outcome,
+                 wildcard: bool = False) -> tuple[str, list[Any]] | None:
         """None when the decline is clean; else (reason, the closest state difference)."""
         best: list[Any] | None = None
         for n in range(1, MAX_DECLINE_ARRIVALS + 1):
-            at, _ = reference(image, program.max_insns, stop_at=(got.rip, n))
+            key = (got.rip, n, wildcard)
+            at = self._at.get(key)
+            if at is None:
+                at, run = reference(image, program.max_insns, stop_at=(got.rip, n))
+                if wildcard:
+                    at = wildcard_expected(at, run)
+                self._at[key] = at
             if at.stop != "stop_at":
                 break
             diff = diff_fields(at, got, skip_stop=True)

@@ -144,15 +144,18 @@ class Reference:
             if not write and a < REGS_MMIO:  # the notify device reads as zero
                 ctypes.memset(ctypes.addressof(self._win) + (a - WIN_BASE), 0, n)
             v = (value >> (8 * (a - addr))) & ((1 << (8 * n)) - 1) if write else 0
+            if write and self.pending and self.pending[-1][:3] == (True, a, n):
+                # QEMU's INS stores a dummy 0 before the port read (to fault restartably) and then
+                # the data: one guest access, the last store wins
+                self.pending[-1] = (write, a, n, v)
+                continue
             self.pending.append((write, a, n, v))
 
     def _on_in(self, uc: Uc, port: int, size: int, _ud: object) -> int:
-        self._commit()
         self.pio["pio_in"] += 1
         return self.board.bus.read(Space.PIO, port, size)
 
     def _on_out(self, uc: Uc, port: int, size: int, value: int, _ud: object) -> None:
-        self._commit()
         self.pio["pio_out"] += 1
         self.board.bus.write(Space.PIO, port, size, value)
 

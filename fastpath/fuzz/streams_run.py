@@ -245,6 +245,25 @@ def kvm_usable() -> bool:
 Runner = Callable[[GuestImage, int | None], Outcome | None]
 
 
+def c_aliases(configs: tuple[str, ...] = ALL_CONFIGS) -> dict[str, str]:
+    """C configurations that drive exactly the same C path and style as an earlier one (today the
+    CLI names generic = capstone and fast = pv-fast): their outcome is reused, not recomputed."""
+    from fastpath.cengine import CLI_PATHS
+
+    seen: dict[tuple[str, str], str] = {}
+    out: dict[str, str] = {}
+    for name in configs:
+        if not name.startswith("c-"):
+            continue
+        p = name[2:]
+        key = CLI_PATHS.get(p, (p, "exit"))
+        if key in seen:
+            out[name] = seen[key]
+        else:
+            seen[key] = name
+    return out
+
+
 def runners(configs: tuple[str, ...] = ALL_CONFIGS) -> dict[str, Runner]:
     """Callables per configuration name (kvm only when /dev/kvm is usable)."""
     out: dict[str, Runner] = {}
