@@ -136,13 +136,17 @@ def _xmm(regfile: Any) -> tuple[int, ...]:
     return tuple(regfile.get_xmm(i) for i in range(4))
 
 
-def run_python(image: GuestImage, path_name: str, max_insns: int | None) -> Outcome:
+def run_python(image: GuestImage, path_name: str, max_insns: int | None,
+               path: Callable[[Board], Any] | None = None) -> Outcome:
+    """The Python engine as `exitlab run --path NAME` drives it; `path` builds a replacement path
+    object from the board (tests plant deliberately wrong paths this way)."""
     from emu.commands.run import make_path
     from emu.machine import Machine, MmioStyle
 
     board = default_board()
-    style = MmioStyle.INPLACE if path_name == "inplace" else MmioStyle.EXIT
-    m = Machine(image, board=board, mmio_style=style, path=make_path(path_name, board))
+    style = MmioStyle.INPLACE if path_name == "inplace" and path is None else MmioStyle.EXIT
+    obj = path(board) if path is not None else make_path(path_name, board)
+    m = Machine(image, board=board, mmio_style=style, path=obj)
     res = m.run(max_insns=max_insns, timeout=RUN_TIMEOUT)
     return Outcome(
         config=f"py-{path_name}",
