@@ -110,24 +110,33 @@ def test_generated_programs_assemble_terminate_and_stay_on_the_map() -> None:
 
 def test_reference_gets_issue_rows_right() -> None:
     """Row 1 (misaligned read), row 3 (one access per MOVS element), row 15 (REP into the end)."""
-    row1 = parse_program(SMALL.replace("0x1234", "0x44332211").replace(
-        "mov eax, dword ptr [r14+8]", "mov dword ptr [r14+0xc], 0x88776655\nmov eax, dword ptr [r14+0xb]"))
+    row1 = parse_program(
+        SMALL.replace("0x1234", "0x44332211").replace(
+            "mov eax, dword ptr [r14+8]", "mov dword ptr [r14+0xc], 0x88776655\nmov eax, dword ptr [r14+0xb]"
+        )
+    )
     ref, _ = reference(image_of(row1))
     assert ref.regs["rax"] == 0x77665544 and ref.devices["regs.reads"] == 1
-    row3 = parse_program("# exitlab: mode=32\nmov esi, 0xfeb01020\nmov edi, 0xfeb0003c\nmov ecx, 5\ncld\n"
-                         "rep movsb\nhlt\n")
+    row3 = parse_program(
+        "# exitlab: mode=32\nmov esi, 0xfeb01020\nmov edi, 0xfeb0003c\nmov ecx, 5\ncld\nrep movsb\nhlt\n"
+    )
     ref, _ = reference(image_of(row3))
     assert ref.devices["notify.writes"] == 5 and ref.devices["regs.reads"] == 5
     row15 = parse_program("mov rsi, 0x100000\nmov rdi, REGS_MMIO+0xff8\nmov ecx, 4\ncld\nrep movsd\nhlt\n")
     ref, _ = reference(image_of(row15))
     assert (ref.stop, ref.regs["rcx"], ref.regs["rdi"], ref.devices["regs.writes"]) == (
-        "unmapped", 2, 0xFEB02000, 2)
+        "unmapped",
+        2,
+        0xFEB02000,
+        2,
+    )
 
 
 def test_comparator_catches_a_corrupted_register() -> None:
     p = parse_program(SMALL)
-    comp = Comparator({"py-generic": lambda img, n: run_python(img, "generic", n),
-                       "planted": planted(CorruptingPath)})
+    comp = Comparator(
+        {"py-generic": lambda img, n: run_python(img, "generic", n), "planted": planted(CorruptingPath)}
+    )
     res = comp.check(p, image_of(p))
     assert res.verdicts["py-generic"].kind == "agree"
     v = res.verdicts["planted"]
@@ -189,8 +198,13 @@ def test_minimizer_drops_a_budget_that_no_longer_matters() -> None:
 
 
 def test_planted_campaign_writes_replayable_reproducers(tmp_path: Path) -> None:
-    config = StreamsConfig(cases=6, seed=2, configs=("planted",),
-                           plant=lambda r: {"planted": planted(CorruptingPath)}, minimize_budget=60)
+    config = StreamsConfig(
+        cases=6,
+        seed=2,
+        configs=("planted",),
+        plant=lambda r: {"planted": planted(CorruptingPath)},
+        minimize_budget=60,
+    )
     result = run_campaign(config, progress=False)
     assert result.tally.kinds["planted"]["disagree"] > 0 and result.reported
     paths = write_reproducers(result, str(tmp_path))
@@ -207,7 +221,9 @@ def test_planted_campaign_writes_replayable_reproducers(tmp_path: Path) -> None:
 def test_seeded_campaign_shows_only_known_open_disagreements() -> None:
     """The allow-list (fastpath/fuzz/streams_known.py) names every class still open; configurations
     with no entry must be clean. Remove entries as engines are fixed."""
-    result = run_campaign(StreamsConfig(cases=TEST_CASES, seed=TEST_SEED), progress=False, minimize_found=False)
+    result = run_campaign(
+        StreamsConfig(cases=TEST_CASES, seed=TEST_SEED), progress=False, minimize_found=False
+    )
     assert result.tally.errors == 0, result.tally.error_examples
     unknown = [s for s in result.tally.classes if not is_known_open(*s.split("|", 1))]
     assert not unknown, unknown
@@ -236,8 +252,9 @@ def test_ctrl_c_reports_the_programs_run_so_far(monkeypatch: pytest.MonkeyPatch)
 
     from fastpath.fuzz import streams_campaign
 
-    monkeypatch.setattr(streams_campaign, "make_comparator",
-                        lambda config: Interrupting({"py-generic": interrupting}))
+    monkeypatch.setattr(
+        streams_campaign, "make_comparator", lambda config: Interrupting({"py-generic": interrupting})
+    )
     result = run_campaign(StreamsConfig(cases=10, seed=1), progress=False)
     assert result.interrupted and result.tally.programs == 2 and not result.clean
     assert "INTERRUPTED" in summary_text(result, [])
@@ -256,7 +273,9 @@ def test_cli_replay(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_cli_campaign_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    status = main(["fuzz", "--streams", "--cases", "2", "--seed", "4", "--json", "--out", str(tmp_path / "o")])
+    status = main(
+        ["fuzz", "--streams", "--cases", "2", "--seed", "4", "--json", "--out", str(tmp_path / "o")]
+    )
     doc = json.loads(capsys.readouterr().out)
     assert status == (0 if doc["clean"] else 1)
     assert doc["programs"] == 2 and {r["config"] for r in doc["configs"]} <= set(ALL_CONFIGS)

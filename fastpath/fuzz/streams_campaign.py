@@ -24,7 +24,6 @@ from typing import Any
 
 from emu.assemble import GuestImage, assemble
 from emu.errors import ExitlabError
-
 from fastpath.fuzz.streams_compare import Comparator, ProgramResult, Verdict
 from fastpath.fuzz.streams_gen import Program, generate, parse_program
 from fastpath.fuzz.streams_minimize import minimize
@@ -83,7 +82,9 @@ class Tally:
         self.error_examples += other.error_examples[: max(0, 5 - len(self.error_examples))]
 
 
-def check_program(comparator: Comparator, program: Program, configs: tuple[str, ...] | None = None) -> ProgramResult:
+def check_program(
+    comparator: Comparator, program: Program, configs: tuple[str, ...] | None = None
+) -> ProgramResult:
     try:
         image = image_of(program)
     except ExitlabError as exc:
@@ -191,8 +192,12 @@ def _ignore_sigint() -> None:
 
 
 def _run_pool(config: StreamsConfig, tally: Tally, update: Callable[[int], None]) -> None:
-    pool = ProcessPoolExecutor(max_workers=config.jobs, initializer=_ignore_sigint,
-                               mp_context=multiprocessing.get_context("forkserver"), max_tasks_per_child=8)
+    pool = ProcessPoolExecutor(
+        max_workers=config.jobs,
+        initializer=_ignore_sigint,
+        mp_context=multiprocessing.get_context("forkserver"),
+        max_tasks_per_child=8,
+    )
     chunks = iter([(s, min(s + config.chunk, config.cases)) for s in range(0, config.cases, config.chunk)])
     pending: set[Future[Tally]] = set()
     try:
@@ -317,17 +322,21 @@ def table(tally: Tally) -> list[dict[str, Any]]:
     for name in [c for c in ALL_CONFIGS if c in tally.kinds] + sorted(set(tally.kinds) - set(ALL_CONFIGS)):
         k = tally.kinds[name]
         ran = k["agree"] + k["decline"] + k["disagree"]
-        classes = {sig.split("|", 1)[1]: n for sig, n in tally.classes.items() if sig.split("|", 1)[0] == name}
-        rows.append({
-            "config": name,
-            "programs": ran,
-            "agree": k["agree"],
-            "declines": k["decline"],
-            "decline_rate": k["decline"] / ran if ran else 0.0,
-            "not_applicable": k["n/a"],
-            "disagree": k["disagree"],
-            "classes": classes,
-        })
+        classes = {
+            sig.split("|", 1)[1]: n for sig, n in tally.classes.items() if sig.split("|", 1)[0] == name
+        }
+        rows.append(
+            {
+                "config": name,
+                "programs": ran,
+                "agree": k["agree"],
+                "declines": k["decline"],
+                "decline_rate": k["decline"] / ran if ran else 0.0,
+                "not_applicable": k["n/a"],
+                "disagree": k["disagree"],
+                "classes": classes,
+            }
+        )
     return rows
 
 
@@ -365,7 +374,8 @@ def summary_text(result: CampaignResult, paths: list[str]) -> str:
         f"{result.seconds:.1f} s ({result.rate:.1f} programs/s)"
         + ("  [INTERRUPTED: partial]" if result.interrupted else ""),
         "",
-        f"{'configuration':13} {'programs':>8} {'agree':>7} {'declines':>9} {'rate':>6} {'n/a':>6} {'disagree':>8}",
+        f"{'configuration':13} {'programs':>8} {'agree':>7} {'declines':>9} {'rate':>6} {'n/a':>6} "
+        f"{'disagree':>8}",
     ]
     for row in table(t):
         lines.append(
@@ -381,7 +391,9 @@ def summary_text(result: CampaignResult, paths: list[str]) -> str:
         for i, r in enumerate(result.reported):
             where = paths[i] if i < len(paths) else ""
             lines.append(f"  {r.signature}  [{r.tier}] x{r.count}  {len(r.minimized.lines)} lines  {where}")
-    verdict = "clean" if result.clean else ("partial (interrupted)" if result.interrupted else "DISAGREEMENTS")
+    verdict = (
+        "clean" if result.clean else ("partial (interrupted)" if result.interrupted else "DISAGREEMENTS")
+    )
     lines += ["", f"result: {verdict}"]
     return "\n".join(lines)
 

@@ -20,7 +20,6 @@ from typing import Any
 
 from emu.assemble import GuestImage
 from emu.platform import NOTIFY_MMIO
-
 from fastpath.fuzz.streams_gen import Program
 from fastpath.fuzz.streams_ref import Reference, reference
 from fastpath.fuzz.streams_run import KVM_CONFIG, WILDCARD, Outcome, Runner, norm_kicks
@@ -80,8 +79,11 @@ def diff_fields(ref: Outcome, got: Outcome, skip_stop: bool = False) -> list[tup
 
 def classify(ref: Outcome, got: Outcome, diff: list[tuple[str, Any, Any]]) -> str:
     groups = sorted({_group(k) for k, _, _ in diff if k != "stop"})
-    stop = f"{ref.stop}->{got.stop}" if ref.stop != got.stop else (
-        f"{ref.stop}@rip" if ref.rip != got.rip else ref.stop)
+    stop = (
+        f"{ref.stop}->{got.stop}"
+        if ref.stop != got.stop
+        else (f"{ref.stop}@rip" if ref.rip != got.rip else ref.stop)
+    )
     return stop + (":" + ",".join(groups) if groups else "")
 
 
@@ -90,7 +92,7 @@ def wildcard_expected(ref: Outcome, refrun: Reference) -> Outcome:
     window is a kick of the queue registered at its offset (4*q), or unmatched; no data."""
     kicks: dict[int, int] = dict(refrun.board.notify.kicks)
     unmatched = ref.devices.get("notify.unmatched", 0)
-    for source, write, gpa, size, value in refrun.log:
+    for source, write, gpa, _size, value in refrun.log:
         if source != "mmio" or not write or not (NOTIFY_MMIO <= gpa < NOTIFY_MMIO + 0x1000):
             continue
         kicks[value] = kicks.get(value, 0) - 1  # the data-carrying kick the reference counted
@@ -122,7 +124,9 @@ class Comparator:
         self.aliases = aliases or {}  # config -> an earlier config that runs exactly the same thing
         self._at: dict[tuple[int, int, bool], Outcome] = {}  # (rip, n, wildcard) -> reference state
 
-    def check(self, program: Program, image: GuestImage, configs: tuple[str, ...] | None = None) -> ProgramResult:
+    def check(
+        self, program: Program, image: GuestImage, configs: tuple[str, ...] | None = None
+    ) -> ProgramResult:
         ref, refrun = reference(image, program.max_insns)
         self._at = {}
         result = ProgramResult(program, ref)
@@ -162,8 +166,9 @@ class Comparator:
             return Verdict(name, "disagree", f"bad-decline-{why[0]}:" + ",".join(groups), diff=tuple(why[1]))
         return Verdict(name, "disagree", classify(ref, got, diff), diff=tuple(diff))
 
-    def _decline(self, image: GuestImage, program: Program, got: Outcome,
-                 wildcard: bool = False) -> tuple[str, list[Any]] | None:
+    def _decline(
+        self, image: GuestImage, program: Program, got: Outcome, wildcard: bool = False
+    ) -> tuple[str, list[Any]] | None:
         """None when the decline is clean; else (reason, the closest state difference)."""
         best: list[Any] | None = None
         for n in range(1, MAX_DECLINE_ARRIVALS + 1):

@@ -264,8 +264,13 @@ class Gen:
         if k == 8:
             return Item((f"push {self.full(a)}", f"pop {self.full(b)}"))
         if k == 9:
-            return Item((f"movq xmm{ch.randint(0, 3)}, {a}" if self.mode == 64
-                         else f"movd xmm{ch.randint(0, 3)}, {self.rn(a, 4)}",))
+            return Item(
+                (
+                    f"movq xmm{ch.randint(0, 3)}, {a}"
+                    if self.mode == 64
+                    else f"movd xmm{ch.randint(0, 3)}, {self.rn(a, 4)}",
+                )
+            )
         # RAM load/store/RMW
         setup, op, used = self.operand(SCRATCH + ch.randint(0, 0x100), avoid=[a])
         form = pick(ch, ("mov {m}, {r}", "mov {r}, {m}", "add {m}, {r}", "xor {r}, {m}", "cmp {m}, {r}"))
@@ -317,8 +322,10 @@ class Gen:
             if kk == 1 and w >= 4:
                 return Item((*setup, f"movnti {PTR[w]} {op}, {rd}"), frozenset(tags))
             if kk == 2:
-                return Item((*setup, f"set{pick(ch, ('z', 'nz', 'c', 'b'))} byte ptr {op}"),
-                            frozenset({"wild-unsafe"} if unsafe else set()))
+                return Item(
+                    (*setup, f"set{pick(ch, ('z', 'nz', 'c', 'b'))} byte ptr {op}"),
+                    frozenset({"wild-unsafe"} if unsafe else set()),
+                )
             if kk == 3 and w != 1:
                 return Item((*setup, f"cmpxchg {mem}, {rd}"), frozenset(tags))
             if kk == 4:
@@ -354,10 +361,16 @@ class Gen:
             region, addr, conforming = self.target(w, allow_edges=False)
             acc = reg("rax", w)
             if chance(ch, 0.5):
-                return Item((f"movabs {acc}, {PTR[w]} [{addr:#x}]",),
-                            frozenset({"wild-unsafe"} if region == "notify" else set()))
-            return Item((f"mov eax, {(addr - NOTIFY_MMIO) // 4 if conforming else 7}",
-                         f"movabs {PTR[w]} [{addr:#x}], {acc}"))
+                return Item(
+                    (f"movabs {acc}, {PTR[w]} [{addr:#x}]",),
+                    frozenset({"wild-unsafe"} if region == "notify" else set()),
+                )
+            return Item(
+                (
+                    f"mov eax, {(addr - NOTIFY_MMIO) // 4 if conforming else 7}",
+                    f"movabs {PTR[w]} [{addr:#x}], {acc}",
+                )
+            )
         return self.pv()
 
     def pv(self) -> Item:
@@ -399,11 +412,29 @@ class Gen:
         tags = frozenset({"wild-unsafe"})
         k = ch.randint(0, 5)
         if k <= 1:
-            return Item((f"mov {si}, {src[1]:#x}", f"mov {di}, {dst[1]:#x}", f"mov {cx}, {n}", d,
-                         f"rep movs{sfx}" if k == 0 else f"movs{sfx}", "cld"), tags)
+            return Item(
+                (
+                    f"mov {si}, {src[1]:#x}",
+                    f"mov {di}, {dst[1]:#x}",
+                    f"mov {cx}, {n}",
+                    d,
+                    f"rep movs{sfx}" if k == 0 else f"movs{sfx}",
+                    "cld",
+                ),
+                tags,
+            )
         if k <= 3:
-            return Item((f"mov {di}, {dst[1]:#x}", f"mov {cx}, {n}", f"mov eax, {self.imm(4)}", d,
-                         f"rep stos{sfx}" if k == 2 else f"stos{sfx}", "cld"), tags)
+            return Item(
+                (
+                    f"mov {di}, {dst[1]:#x}",
+                    f"mov {cx}, {n}",
+                    f"mov eax, {self.imm(4)}",
+                    d,
+                    f"rep stos{sfx}" if k == 2 else f"stos{sfx}",
+                    "cld",
+                ),
+                tags,
+            )
         if k == 4:
             return Item((f"mov {si}, {src[1]:#x}", d, f"lods{sfx}", "cld"), tags)
         return Item((f"mov {si}, {src[1]:#x}", f"mov {di}, {dst[1]:#x}", d, f"cmps{sfx}", "cld"), tags)
@@ -420,17 +451,41 @@ class Gen:
             q = ch.randint(0, 15)
             return Item(("mov dx, NOTIFY_PORT", f"mov eax, {q}", "out dx, ax"))
         if k == 4:
-            return Item((f"mov {si}, {SCRATCH + ch.randint(0, 0x40):#x}", "mov dx, CONSOLE_PORT",
-                         f"mov {cx}, {ch.randint(0, 5)}", "rep outsb"))
+            return Item(
+                (
+                    f"mov {si}, {SCRATCH + ch.randint(0, 0x40):#x}",
+                    "mov dx, CONSOLE_PORT",
+                    f"mov {cx}, {ch.randint(0, 5)}",
+                    "rep outsb",
+                )
+            )
         if k == 5:
-            return Item((f"mov {di}, {SCRATCH + ch.randint(0, 0x40):#x}", "mov dx, CONSOLE_PORT+5",
-                         f"mov {cx}, {ch.randint(0, 5)}", "rep insb"))
+            return Item(
+                (
+                    f"mov {di}, {SCRATCH + ch.randint(0, 0x40):#x}",
+                    "mov dx, CONSOLE_PORT+5",
+                    f"mov {cx}, {ch.randint(0, 5)}",
+                    "rep insb",
+                )
+            )
         # string PIO with an MMIO side (rare in drivers, a corner of every path)
         if chance(ch, 0.5):
-            return Item((f"mov {si}, {REGS_MMIO + ch.randint(0, 0x20):#x}", "mov dx, CONSOLE_PORT",
-                         f"mov {cx}, {ch.randint(1, 3)}", "rep outsb"))
-        return Item((f"mov {di}, {REGS_MMIO + 8 + ch.randint(0, 0x20):#x}", "mov dx, CONSOLE_PORT+5",
-                     f"mov {cx}, {ch.randint(1, 3)}", "rep insb"))
+            return Item(
+                (
+                    f"mov {si}, {REGS_MMIO + ch.randint(0, 0x20):#x}",
+                    "mov dx, CONSOLE_PORT",
+                    f"mov {cx}, {ch.randint(1, 3)}",
+                    "rep outsb",
+                )
+            )
+        return Item(
+            (
+                f"mov {di}, {REGS_MMIO + 8 + ch.randint(0, 0x20):#x}",
+                "mov dx, CONSOLE_PORT+5",
+                f"mov {cx}, {ch.randint(1, 3)}",
+                "rep insb",
+            )
+        )
 
     def hypercall(self) -> Item:
         ch = self.ch
@@ -442,8 +497,9 @@ class Gen:
         region, addr, conforming = self.target(max(1, min(size, 8)))
         value = (addr - NOTIFY_MMIO) // 4 if conforming else self.imm(4)
         bx = self.full("rbx")
-        return Item(("mov eax, HC_MMIO_WRITE", f"mov {bx}, {addr:#x}", f"mov ecx, {size}",
-                     f"mov edx, {value}", insn))
+        return Item(
+            ("mov eax, HC_MMIO_WRITE", f"mov {bx}, {addr:#x}", f"mov ecx, {size}", f"mov edx, {value}", insn)
+        )
 
     def simple(self) -> Item:
         ch = self.ch

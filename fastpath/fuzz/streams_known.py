@@ -33,10 +33,19 @@ KNOWN_OPEN: tuple[tuple[str, str, str], ...] = (
     ("c-inplace", "hlt:dev.regs_mem,regs-dev-count", "item b / S11"),
     ("c-inplace", "hlt:regs-dev-count", "rows 2/3: pieces re-read, MMIO->MMIO MOVS doubled"),
     ("c-inplace", "unmapped:regs-dev-count", "row 17 / S8-S10"),
-    *[(c, cls, why) for c in ("c-capstone", "c-subset", "c-pv-fast", "c-generic", "c-fast")
-      for cls, why in (("hlt:dev.regs_mem,regs-dev-count", "item b / S11"),
-                       ("unmapped->hlt:flags,regs,regs-dev-count", "row 14: access off the window end completes"))],
-    ("kvm", "unmapped:regs-dev-count", "S8-S10: emu/kvm.py lets an access off the window end reach the device"),
+    *[
+        (c, cls, why)
+        for c in ("c-capstone", "c-subset", "c-pv-fast", "c-generic", "c-fast")
+        for cls, why in (
+            ("hlt:dev.regs_mem,regs-dev-count", "item b / S11"),
+            ("unmapped->hlt:flags,regs,regs-dev-count", "row 14: access off the window end completes"),
+        )
+    ],
+    (
+        "kvm",
+        "unmapped:regs-dev-count",
+        "S8-S10: emu/kvm.py lets an access off the window end reach the device",
+    ),
 )
 TEST_SEED = 11
 TEST_CASES = 40

@@ -52,7 +52,6 @@ from emu.devices import RegisterDevice
 from emu.hypercall import HYPERCALL_LEN, hypercall, is_hypercall
 from emu.platform import NOTIFY_MMIO, NOTIFY_MMIO_SIZE, REGS_MMIO, REGS_MMIO_SIZE, PlatformSpec
 from emu.regfile import RegFile
-
 from fastpath.fuzz.streams_run import Outcome, norm_regs, py_devices, ram_hash
 
 RUNAWAY = 200_000  # instructions; generated programs execute a few hundred at most
@@ -70,8 +69,9 @@ class Reference:
     """One run. `stop_at=(rip, n)` stops before the n-th execution of the instruction at `rip`
     (used to get the reference state at a path's decline)."""
 
-    def __init__(self, image: GuestImage, max_insns: int | None = None,
-                 stop_at: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self, image: GuestImage, max_insns: int | None = None, stop_at: tuple[int, int] | None = None
+    ) -> None:
         self.image = image
         self.mode = image.mode
         self.max_insns = max_insns
@@ -84,8 +84,9 @@ class Reference:
         self.ram_base = spec.ram.base
         self.uc.mem_map_ptr(spec.ram.base, spec.ram.size, UC_PROT_ALL, ctypes.addressof(self._ram))
         self._win = ctypes.create_string_buffer(WIN_SIZE)
-        ctypes.memmove(ctypes.addressof(self._win) + NOTIFY_MMIO_SIZE, bytes(RegisterDevice().mem),
-                       REGS_MMIO_SIZE)
+        ctypes.memmove(
+            ctypes.addressof(self._win) + NOTIFY_MMIO_SIZE, bytes(RegisterDevice().mem), REGS_MMIO_SIZE
+        )
         self.uc.mem_map_ptr(WIN_BASE, WIN_SIZE, UC_PROT_ALL, ctypes.addressof(self._win))
         for seg in image.segments:
             off = seg.addr - self.ram_base
@@ -168,8 +169,18 @@ class Reference:
         self.pio["hypercall"] += 1
         rf = self.rf
         before = self.board.notify.writes + self.board.regs.writes
-        rf.set("rax", hypercall(self.board.bus, self.mode, rf.get("rax"), rf.get("rbx"), rf.get("rcx"),
-                                rf.get("rdx"), rf.get("rsi")))
+        rf.set(
+            "rax",
+            hypercall(
+                self.board.bus,
+                self.mode,
+                rf.get("rax"),
+                rf.get("rbx"),
+                rf.get("rcx"),
+                rf.get("rdx"),
+                rf.get("rsi"),
+            ),
+        )
         if self.board.notify.writes + self.board.regs.writes != before:
             self.log.append(("hypercall", True, rf.get("rbx"), rf.get("rcx"), rf.get("rdx")))
             self._sync_window_from_devices()
@@ -179,8 +190,9 @@ class Reference:
 
     def _sync_window_from_devices(self) -> None:
         """HC_MMIO_WRITE writes the device directly; keep the RAM copy of the registers equal."""
-        ctypes.memmove(ctypes.addressof(self._win) + NOTIFY_MMIO_SIZE, bytes(self.board.regs.mem),
-                       REGS_MMIO_SIZE)
+        ctypes.memmove(
+            ctypes.addressof(self._win) + NOTIFY_MMIO_SIZE, bytes(self.board.regs.mem), REGS_MMIO_SIZE
+        )
 
     def _on_intr(self, uc: Uc, intno: int, _ud: object) -> None:
         self._halt("triple_fault", self.current, f"exception vector {intno}")
@@ -198,7 +210,9 @@ class Reference:
     def run(self) -> Outcome:
         uc = self.uc
         uc.hook_add(UC_HOOK_CODE, self._on_code)
-        uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._on_mem, None, WIN_BASE, WIN_BASE + WIN_SIZE - 1)
+        uc.hook_add(
+            UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._on_mem, None, WIN_BASE, WIN_BASE + WIN_SIZE - 1
+        )
         uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, X.UC_X86_INS_IN)
         uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, X.UC_X86_INS_OUT)
         uc.hook_add(UC_HOOK_INSN_INVALID, self._on_invalid)
@@ -269,7 +283,8 @@ class Reference:
         return [{"source": s, "write": w, "gpa": g, "size": n, "value": v} for s, w, g, n, v in self.log]
 
 
-def reference(image: GuestImage, max_insns: int | None = None,
-              stop_at: tuple[int, int] | None = None) -> tuple[Outcome, Reference]:
+def reference(
+    image: GuestImage, max_insns: int | None = None, stop_at: tuple[int, int] | None = None
+) -> tuple[Outcome, Reference]:
     ref = Reference(image, max_insns=max_insns, stop_at=stop_at)
     return ref.run(), ref

@@ -18,6 +18,7 @@ Python engine, the C engine, KVM and the independent reference (streams_ref):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +28,6 @@ from emu.assemble import GuestImage
 from emu.board import Board, default_board
 from emu.exits import GPR_NAMES
 from emu.platform import LOAD_ADDR, PAGE
-
 from fastpath.fuzz.streams_gen import SCRATCH, SCRATCH_SIZE
 
 ARITH_FLAGS = 0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x400 | 0x800  # CF PF AF ZF SF DF OF
@@ -136,8 +136,9 @@ def _xmm(regfile: Any) -> tuple[int, ...]:
     return tuple(regfile.get_xmm(i) for i in range(4))
 
 
-def run_python(image: GuestImage, path_name: str, max_insns: int | None,
-               path: Callable[[Board], Any] | None = None) -> Outcome:
+def run_python(
+    image: GuestImage, path_name: str, max_insns: int | None, path: Callable[[Board], Any] | None = None
+) -> Outcome:
     """The Python engine as `exitlab run --path NAME` drives it; `path` builds a replacement path
     object from the board (tests plant deliberately wrong paths this way)."""
     from emu.commands.run import make_path
@@ -167,16 +168,18 @@ def run_c(image: GuestImage, path_name: str, max_insns: int | None) -> Outcome:
     """The C engine as `exitlab run --engine c --path NAME` drives it, keeping the machine so RAM
     and XMM can be read afterwards."""
     from emu.machine import Machine
-
     from fastpath.cengine import CLI_PATHS, KIND_CODES, CContext, run_live
 
     cpath, style = CLI_PATHS.get(path_name, (path_name, "exit"))
     ctx = CContext()
     m = Machine(image, board=default_board(), mmio_style=style)
     m.init_regs()
-    res = run_live(m, path=cpath, style=style, max_insns=max_insns, timeout=RUN_TIMEOUT, ctx=ctx,
-                   start_rip=image.entry)
-    reason = {"max_exits": "budget", "uc_error": "triple_fault", "none": "triple_fault"}.get(res.stop, res.stop)
+    res = run_live(
+        m, path=cpath, style=style, max_insns=max_insns, timeout=RUN_TIMEOUT, ctx=ctx, start_rip=image.entry
+    )
+    reason = {"max_exits": "budget", "uc_error": "triple_fault", "none": "triple_fault"}.get(
+        res.stop, res.stop
+    )
     st = ctx.state()
     nt = st["notify"]
     kinds = {k.value: res.kind_counts[i] for i, k in enumerate(KIND_CODES)}
@@ -249,6 +252,14 @@ def kvm_usable() -> bool:
 Runner = Callable[[GuestImage, int | None], Outcome | None]
 
 
+def _py(path_name: str, image: GuestImage, max_insns: int | None) -> Outcome:
+    return run_python(image, path_name, max_insns)
+
+
+def _c(path_name: str, image: GuestImage, max_insns: int | None) -> Outcome:
+    return run_c(image, path_name, max_insns)
+
+
 def c_aliases(configs: tuple[str, ...] = ALL_CONFIGS) -> dict[str, str]:
     """C configurations that drive exactly the same C path and style as an earlier one (today the
     CLI names generic = capstone and fast = pv-fast): their outcome is reused, not recomputed."""
@@ -273,9 +284,9 @@ def runners(configs: tuple[str, ...] = ALL_CONFIGS) -> dict[str, Runner]:
     out: dict[str, Runner] = {}
     for name in configs:
         if name.startswith("py-"):
-            out[name] = lambda img, n, p=name[3:]: run_python(img, p, n)
+            out[name] = functools.partial(_py, name[3:])
         elif name.startswith("c-"):
-            out[name] = lambda img, n, p=name[2:]: run_c(img, p, n)
+            out[name] = functools.partial(_c, name[2:])
         elif name == KVM_CONFIG and kvm_usable():
             out[name] = run_kvm
     return out
