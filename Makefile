@@ -72,7 +72,8 @@ test-asan-ext: $(STAMP)
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 && \
 	  $(abspath $(PY)) -c 'import fastpath.cengine, fastpath._exitlab_c as m; assert "asan-ext" in m.__file__, m.__file__' && \
 	  $(abspath $(PY)) -m pytest -p no:cacheprovider -p no:randomly tests/test_c_decoder.py \
-	    tests/test_c_length.py tests/test_c_paths.py tests/test_c_live.py
+	    tests/test_c_length.py tests/test_c_paths.py tests/test_c_live.py tests/test_c_records.py \
+	    tests/test_c_semantics.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info fastpath/*.so fastpath/_exitlab_c.c

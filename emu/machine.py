@@ -91,6 +91,7 @@ class StopReason(enum.Enum):
     HLT = "hlt"
     BUDGET = "budget"
     TIMEOUT = "timeout"
+    INTERRUPTED = "interrupted"
     UNMAPPED = "unmapped"
     INVALID_INSN = "invalid_insn"
     TRIPLE_FAULT = "triple_fault"

@@ -63,6 +63,8 @@ struct xl_ctx {
     uint64_t violations;
     uint64_t errors;
     struct xl_err err;
+    uint64_t fault_addr;
+    uint64_t last_read;
     uint64_t cs_handle[3];
     void *cs_insn[3];
     uint32_t trap_len;
@@ -92,6 +94,7 @@ struct xl_replay_stats {
     uint64_t ticks;
     uint64_t errors;
 };
+struct xl_live_ctl;
 struct xl_live_cfg {
     uint64_t ram;
     uint64_t ram_base;
@@ -99,12 +102,13 @@ struct xl_live_cfg {
     uint64_t start_rip;
     uint64_t until;
     uint64_t max_insns;
-    uint64_t timeout_us;
+    uint64_t timeout_ns;
     uint64_t max_exits;
     int32_t mode;
     int32_t path;
     int32_t style;
     int32_t pad;
+    struct xl_live_ctl *ctl;
 };
 struct xl_live_result {
     uint64_t rip;
@@ -134,6 +138,10 @@ int xl_replay(struct xl_ctx *ctx, int path, const struct xl_record *recs, size_t
 uint32_t xl_replay_one(struct xl_ctx *ctx, int path, const struct xl_record *rec, struct xl_result *res,
                        uint64_t *regs_out);
 int xl_live_run(struct xl_ctx *ctx, void *uc, const struct xl_live_cfg *cfg, struct xl_live_result *out);
+struct xl_live_ctl *xl_live_ctl_new(void);
+void xl_live_ctl_free(struct xl_live_ctl *ctl);
+void xl_live_ctl_reset(struct xl_live_ctl *ctl);
+int xl_live_request_stop(struct xl_live_ctl *ctl, uint32_t reason);
 """
 
 

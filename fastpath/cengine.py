@@ -8,6 +8,7 @@ libunicorn.so.2 / libcapstone.so.5 by SONAME from the libraries those wheels alr
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,8 @@ STATUS_NAMES: tuple[str, ...] = (
     "length",
     "kind",
     "mode",
+    "unmapped",
+    "record",
 )
 # Stop reasons use the Python machine's names (emu.machine.StopReason) where one exists.
 STOP_NAMES: tuple[str, ...] = (
@@ -62,7 +65,9 @@ STOP_NAMES: tuple[str, ...] = (
     "emulation_error",
     "max_exits",
     "uc_error",
+    "interrupted",
 )
+STOP_CODES: dict[str, int] = {name: i for i, name in enumerate(STOP_NAMES)}
 SUBSET_KINDS: tuple[str, ...] = ("none", "write", "write_imm", "read", "read_zx", "read_sx", "movs", "stos")
 SEGMENTS: tuple[str, ...] = ("", "es", "cs", "ss", "ds", "fs", "gs")
 NREGS = len(REG_NAMES)
@@ -246,24 +251,57 @@ class CContext:
 
 
 # ------------------------------------------------------------------------------------- records
-def _pack_into(buf: bytearray, off: int, rec: ExitRecord) -> None:
-    insn = rec.insn[:MAX_INSN_LEN]
+class RecordError(ValueError):
+    """An exit record that cannot enter C (the C side rejects it too, as status "record")."""
+
+
+_PIO_SIZES = (1, 2, 4)
+_MODES = (16, 32, 64)
+
+
+def check_record(rec: ExitRecord, index: int = 0) -> None:
+    """Every record entering C: a known kind, mode 16/32/64, at most 15 instruction bytes and, for
+    port I/O, an access size of 1, 2 or 4 bytes.  RecordError names the record's index."""
+
+    def bad(what: str) -> RecordError:
+        return RecordError(f"exit record {index}: {what}")
+
+    if rec.kind not in KIND_CODES:
+        raise bad(f"unknown exit kind {rec.kind!r}")
+    if isinstance(rec.mode, bool) or rec.mode not in _MODES:
+        raise bad(f"mode {rec.mode!r} (must be 16, 32 or 64)")
+    if len(rec.insn) > MAX_INSN_LEN:
+        raise bad(f"{len(rec.insn)} instruction bytes (at most {MAX_INSN_LEN})")
+    if rec.kind in (ExitKind.PIO_OUT, ExitKind.PIO_IN) and (
+        isinstance(rec.truth_size, bool) or rec.truth_size not in _PIO_SIZES
+    ):
+        raise bad(f"port I/O size {rec.truth_size!r} (must be 1, 2 or 4)")
+    if len(rec.regs) != NREGS:
+        raise bad(f"{len(rec.regs)} registers (expected {NREGS})")
+
+
+def _pack_into(buf: bytearray, off: int, rec: ExitRecord, index: int = 0) -> None:
+    check_record(rec, index)
+    insn = rec.insn
     pio = rec.kind in (ExitKind.PIO_OUT, ExitKind.PIO_IN)
-    regs = [r & _M64 for r in rec.regs]
-    regs[16] = rec.rip & _M64  # the record's rip is authoritative
-    RECORD.pack_into(
-        buf,
-        off,
-        KIND_CODES[rec.kind],
-        rec.mode,
-        rec.truth_size if pio else 0,
-        len(insn),
-        insn,
-        rec.rip & _M64,
-        rec.addr & _M64,
-        (rec.truth_value & _M64) if pio else 0,
-        *regs,
-    )
+    try:
+        regs = [r & _M64 for r in rec.regs]
+        regs[16] = rec.rip & _M64  # the record's rip is authoritative
+        RECORD.pack_into(
+            buf,
+            off,
+            KIND_CODES[rec.kind],
+            rec.mode,
+            rec.truth_size if pio else 0,
+            len(insn),
+            insn,
+            rec.rip & _M64,
+            rec.addr & _M64,
+            (rec.truth_value & _M64) if pio else 0,
+            *regs,
+        )
+    except (TypeError, struct.error) as exc:
+        raise RecordError(f"exit record {index}: {exc}") from None
 
 
 class PackedTrace:
@@ -279,13 +317,21 @@ class PackedTrace:
         if isinstance(records, Sequence):
             base = len(self._buf)
             self._buf.extend(bytes(size * len(records)))
-            for i, rec in enumerate(records):
-                _pack_into(self._buf, base + i * size, rec)
+            try:
+                for i, rec in enumerate(records):
+                    _pack_into(self._buf, base + i * size, rec, self.n + i)
+            except RecordError:
+                del self._buf[base:]
+                raise
             self.n += len(records)
             return
         for rec in records:
             self._buf.extend(bytes(size))
-            _pack_into(self._buf, self.n * size, rec)
+            try:
+                _pack_into(self._buf, self.n * size, rec, self.n)
+            except RecordError:
+                del self._buf[self.n * size :]
+                raise
             self.n += 1
 
     def head(self, n: int) -> PackedTrace:
@@ -353,7 +399,7 @@ def handle_one(rec: ExitRecord, path: str, ctx: CContext | None = None) -> tuple
     """Handle one record by a C path; returns the result and the register file afterwards."""
     ctx = ctx or CContext()
     buf = bytearray(RECORD.size)
-    _pack_into(buf, 0, rec)
+    _pack_into(buf, 0, rec, 0)
     res = ffi.new("struct xl_result *")
     regs = ffi.new("uint64_t[]", NREGS)
     lib.xl_replay_one(
@@ -457,6 +503,57 @@ class LiveResult:
         return self.stop not in ("hlt", "max_exits")
 
 
+MAX_BUDGET = (1 << 63) - 1
+MAX_TIMEOUT = 1e6
+UNTIL_NEVER = (1 << 64) - 1  # uc_emu_start's `until`: never executed (rip 0 is a fault, not an end)
+
+
+def check_limits(max_insns: int | None, timeout: float | None) -> None:
+    """The engine's side of the shared limits (SEMANTICS rules 1 and 11; the CLI validates first):
+    a budget is 1 .. 2**63-1 instructions, a timeout finite and 0 < T <= 10**6 seconds; None: none."""
+    if max_insns is not None and (
+        isinstance(max_insns, bool) or not isinstance(max_insns, int) or not 1 <= max_insns <= MAX_BUDGET
+    ):
+        raise ValueError(f"max_insns must be an integer in 1 .. 2**63-1 (got {max_insns!r})")
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not math.isfinite(timeout)
+        or not 0 < timeout <= MAX_TIMEOUT
+    ):
+        raise ValueError(f"timeout must be finite seconds in (0, 1e6] (got {timeout!r})")
+
+
+def _timeout_ns(timeout: float | None) -> int:
+    # never 0 for a limit: a tiny timeout is a tiny limit, not "no limit"
+    return 0 if timeout is None else max(1, math.ceil(timeout * 1e9))
+
+
+class LiveControl:
+    """Stops a C live run from another thread: `request_stop()` is thread-safe and returns at once;
+    the run ends within about a millisecond with stop reason "interrupted" (or the one given).
+    Pass it to run_live/run_live_uc/run_machine_c as `control`.  A request made before the run
+    starts stops it at once; `reset()` clears it."""
+
+    def __init__(self) -> None:
+        ctl = lib.xl_live_ctl_new()
+        if ctl == ffi.NULL:
+            raise MemoryError("xl_live_ctl_new failed")
+        self._ctl = ffi.gc(ctl, lib.xl_live_ctl_free)
+
+    @property
+    def cdata(self) -> Any:
+        return self._ctl
+
+    def request_stop(self, reason: str = "interrupted") -> None:
+        if reason not in ("interrupted", "timeout"):
+            raise ValueError(f"stop reason must be 'interrupted' or 'timeout' (got {reason!r})")
+        lib.xl_live_request_stop(self._ctl, STOP_CODES[reason])
+
+    def reset(self) -> None:
+        lib.xl_live_ctl_reset(self._ctl)
+
+
 def run_live_uc(
     uc: Any,
     *,
@@ -467,16 +564,22 @@ def run_live_uc(
     start_rip: int,
     path: str = "subset",
     style: str = "exit",
-    max_insns: int = 0,
-    timeout: float = 0.0,
+    max_insns: int | None = None,
+    timeout: float | None = None,
     max_exits: int = 0,
-    until: int = 0,
+    until: int = UNTIL_NEVER,
     ctx: CContext | None = None,
     reset: bool = True,
+    control: LiveControl | None = None,
 ) -> LiveResult:
-    """Run a Unicorn engine with C hooks until a stop; `uc` is a unicorn.Uc (or its raw handle)."""
+    """Run a Unicorn engine with C hooks until a stop; `uc` is a unicorn.Uc (or its raw handle).
+
+    max_insns: None (no budget) or 1 .. 2**63-1 for the whole run; timeout: None or seconds."""
     if style not in ("exit", "inplace"):
         raise ValueError(f"style must be 'exit' or 'inplace' (got {style!r})")
+    if mode not in _MODES:
+        raise ValueError(f"mode must be 16, 32 or 64 (got {mode!r})")
+    check_limits(max_insns, timeout)
     ctx = ctx or CContext()
     if reset:
         ctx.reset_counts()
@@ -485,8 +588,9 @@ def run_live_uc(
     cfg = ffi.new("struct xl_live_cfg *")
     cfg.ram, cfg.ram_base, cfg.ram_size = ram_ptr, ram_base, ram_size
     cfg.start_rip, cfg.until = start_rip, until
-    cfg.max_insns, cfg.timeout_us, cfg.max_exits = max_insns, int(timeout * 1e6), max_exits
+    cfg.max_insns, cfg.timeout_ns, cfg.max_exits = max_insns or 0, _timeout_ns(timeout), max_exits
     cfg.mode, cfg.path, cfg.style = mode, path_id(path), 0 if style == "exit" else 1
+    cfg.ctl = control.cdata if control is not None else ffi.NULL
     out = ffi.new("struct xl_live_result *")
     lib.xl_live_run(ctx.cdata, ffi.cast("void *", handle), cfg, out)
     return LiveResult(
@@ -523,9 +627,11 @@ def run_live(
     max_exits: int = 0,
     start_rip: int | None = None,
     ctx: CContext | None = None,
+    control: LiveControl | None = None,
 ) -> LiveResult:
     """Run an `emu.machine.Machine` (RAM, registers and image already set up, none of its own hooks
-    installed; for style "exit" its MMIO windows must be unmapped) with the C hooks and C paths."""
+    installed; for style "exit" its MMIO windows must be unmapped) with the C hooks and C paths.
+    max_insns: None or 1 .. 2**63-1; timeout: None (no limit) or seconds in (0, 1e6]."""
     if start_rip is None:
         start_rip = int(machine.regfile.get("rip"))
     return run_live_uc(
@@ -537,11 +643,23 @@ def run_live(
         start_rip=start_rip,
         path=path,
         style=style,
-        max_insns=max_insns or 0,
-        timeout=timeout or 0.0,
+        max_insns=max_insns,
+        timeout=timeout,
         max_exits=max_exits,
         ctx=ctx,
+        control=control,
     )
+
+
+def _sigint_watchdog(control: LiveControl) -> Any:
+    """SIGINT -> control.request_stop("interrupted") for the duration of a run (emu/interrupt.py)."""
+    try:
+        from emu.interrupt import Watchdog  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # a tree without the Python engine's interrupt module: no Ctrl-C handling
+        import contextlib
+
+        return contextlib.nullcontext()
+    return Watchdog(lambda reason: control.request_stop(reason), None)
 
 
 # CLI path names (emu/commands/run.py) -> (C path, style); C path names are accepted as well.
@@ -560,6 +678,7 @@ _STOP_MESSAGES: dict[str, str] = {
     "emulation_error": "the C path cannot emulate this instruction",
     "max_exits": "exit budget reached",
     "uc_error": "unicorn error",
+    "interrupted": "interrupted",
 }
 
 
@@ -572,6 +691,7 @@ def run_machine_c(
     trace: Any = None,
     style: str | None = None,
     ctx: CContext | None = None,
+    control: LiveControl | None = None,
 ) -> Any:
     """`exitlab run --engine c`: a Machine sets up RAM, image and registers; the C hooks run it.
 
@@ -598,9 +718,20 @@ def run_machine_c(
     style = style or cstyle
     machine = Machine(image, board=board, mmio_style=style)
     machine.init_regs()
-    res = run_live(
-        machine, path=cpath, style=style, max_insns=max_insns, timeout=timeout, ctx=ctx, start_rip=image.entry
-    )
+    control = control or LiveControl()
+    # Ctrl-C: pyengine's watchdog thread wakes on SIGINT (signal.set_wakeup_fd) and asks the C run to
+    # stop; the C engine keeps its own deadline (no timeout given to the watchdog).
+    with _sigint_watchdog(control):
+        res = run_live(
+            machine,
+            path=cpath,
+            style=style,
+            max_insns=max_insns,
+            timeout=timeout,
+            ctx=ctx,
+            start_rip=image.entry,
+            control=control,
+        )
     reason = {"max_exits": "budget", "uc_error": "triple_fault", "none": "triple_fault"}.get(
         res.stop, res.stop
     )

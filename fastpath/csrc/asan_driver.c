@@ -206,6 +206,70 @@ int main(int argc, char **argv)
         xl_replay(ctx, p, recs, nrec, results, &st);
         xl_replay(ctx, p, recs, nrec, NULL, &st);
     }
+
+    /* malformed records (issue 13 C2): every header byte garbage -- PIO sizes 0/3/5-255 (a size of
+     * 9 was a "shift exponent 64" in xl_pio), modes other than 16/32/64, insn_len > 15, unknown
+     * kinds.  The replay must reject each one (status XL_E_RECORD) and touch nothing. */
+    static const uint8_t bad_sizes[] = {0, 3, 5, 7, 8, 9, 16, 64, 65, 128, 255};
+    static const uint8_t bad_modes[] = {0, 1, 8, 15, 17, 31, 33, 63, 65, 128, 255};
+    uint64_t console0 = ctx->dev.console_len, rejected = 0;
+    for (size_t i = 0; i < nrec; i++) {
+        struct xl_record *r = &recs[i];
+        switch (i % 4) {
+        case 0:
+            r->kind = (uint8_t)(XL_PIO_OUT + (rnd() & 1));
+            r->size = bad_sizes[rnd() % sizeof(bad_sizes)];
+            r->addr = 0x3F8;
+            break;
+        case 1:
+            r->mode = bad_modes[rnd() % sizeof(bad_modes)];
+            break;
+        case 2:
+            r->insn_len = (uint8_t)(16 + rnd() % 240);
+            break;
+        default:
+            r->kind = (uint8_t)(5 + rnd() % 251);
+            break;
+        }
+    }
+    for (int p = 0; p < XL_NPATHS + 1; p++) {
+        xl_replay(ctx, p, recs, nrec, results, &st);
+        for (size_t i = 0; i < nrec; i++)
+            rejected += results[i].status == XL_E_RECORD;
+        uint64_t regs_out[XL_NREGS];
+        for (size_t i = 0; i < 64; i++)
+            if (xl_replay_one(ctx, p, &recs[i], &results[0], regs_out) != XL_E_RECORD) {
+                fprintf(stderr, "malformed record %zu accepted by xl_replay_one\n", i);
+                abort();
+            }
+    }
+    if (rejected != (uint64_t)nrec * (XL_NPATHS + 1) || ctx->dev.console_len != console0) {
+        fprintf(stderr, "malformed records: %llu of %llu rejected\n", (unsigned long long)rejected,
+                (unsigned long long)nrec * (XL_NPATHS + 1));
+        abort();
+    }
+
+    /* the paths called directly (as the live hooks do) with out-of-range exit sizes and modes */
+    {
+        uint8_t ram[64];
+        memset(ram, 0xEE, sizeof(ram));
+        struct xl_cpu cpu;
+        struct xl_result res;
+        static const uint64_t regs0[XL_NREGS] = {0x41, 3, 0x3F8, 0, 0, 0, 0x8000, 0xFEB00000ull};
+        for (int k = 0; k < 5; k++) {
+            for (size_t j = 0; j < sizeof(bad_sizes); j++) {
+                memset(&cpu, 0, sizeof(cpu));
+                cpu.src = regs0;
+                cpu.mode = (j & 1) ? bad_modes[j % sizeof(bad_modes)] : 64;
+                cpu.mem = cpu.wmem = ram;
+                cpu.mem_base = 0x8000;
+                cpu.mem_size = sizeof(ram);
+                struct xl_exit ex = {k < 2 ? 0xFEB00000ull : 0x3F8, ~0ull, (uint32_t)k, bad_sizes[j]};
+                for (int p = 0; p < XL_NPATHS + 1; p++)
+                    xl_handle(ctx, p, &ex, &cpu, &res);
+            }
+        }
+    }
     free(recs);
     free(results);
     printf("asan driver: %zu corpus files, %llu random inputs, %llu inputs total, %llu subset decodes, "

@@ -31,7 +31,7 @@
 #define XL_NOTIFY_OFF_MULT 4  /* queue q's wildcard address is notify_base + 4*q */
 #define XL_REGS_SIZE 0x1000
 #define XL_CONSOLE_BUF 4096
-#define XL_REP_CHUNK 4096     /* REP string iterations per exit; the rest restarts the insn */
+#define XL_STOP_POLL 4096     /* REP iterations between two looks at the stop flag */
 
 /* Exit kinds: same order as emu.exits.ExitKind. */
 enum xl_exit_kind {
@@ -65,6 +65,8 @@ enum xl_status {
     XL_E_LENGTH = 7,        /* wildcard: instruction length unknown */
     XL_E_KIND = 8,          /* exit kind not handled by this path / bad record */
     XL_E_MODE = 9,          /* unsupported CPU mode */
+    XL_E_UNMAPPED = 10,     /* the access runs into unmapped space: #PF, ctx->fault_addr = first byte */
+    XL_E_RECORD = 11,       /* replay: malformed record (size, mode, length), rejected before any effect */
 };
 
 struct xl_devstate {
@@ -125,10 +127,14 @@ struct xl_cpu {
     uint64_t mem_base, mem_size;
     uint32_t flags;            /* XL_CPU_ONE_ELEMENT: Unicorn runs REP itself (in-place style) */
     uint32_t pad;
+    uint64_t max_iter;         /* REP iterations this exit may perform (the remaining budget), 0: no limit */
+    uint64_t iters;            /* out: REP iterations performed by the last string instruction */
+    const volatile uint32_t *stop_flag;  /* live: non-zero when another thread asked the run to stop */
 };
 #define XL_CPU_ONE_ELEMENT 1u
 
-/* One exit as the hardware reports it. `size`/`value` are meaningful for PIO only. */
+/* One exit as the hardware reports it. `size`/`value` are meaningful for PIO only, and for the
+ * in-place hook (XL_CPU_ONE_ELEMENT), where `value` is the data of the write Unicorn performs. */
 struct xl_exit {
     uint64_t addr;
     uint64_t value;
@@ -144,6 +150,8 @@ struct xl_ctx {
     uint64_t violations;            /* pv window exit not taken by pv-fast (contract v1) */
     uint64_t errors;
     struct xl_err err;
+    uint64_t fault_addr;            /* XL_E_UNMAPPED: first byte of the access outside RAM and devices */
+    uint64_t last_read;             /* the whole value of the last device read (all region pieces) */
     uint64_t cs_handle[3];          /* csh for 16/32/64-bit, opened lazily */
     void *cs_insn[3];               /* cs_insn preallocated with cs_malloc */
     uint32_t trap_len;              /* TRAP path: fixed instruction length */

@@ -9,11 +9,21 @@
  *
  * In-place style: uc_mmio_map on the device windows plus a UC_HOOK_MEM_READ|WRITE hook on the
  * same ranges, which fires first with exact RIP and full size: the path runs there (decode +
- * device effect); Unicorn completes the access itself (reads return the value the path read).
+ * exactly that one device access); Unicorn completes the access itself: the mmio_map callbacks
+ * never touch a device, reads are answered byte by byte from the value the path read.  When the
+ * hook must refuse the instruction (decline, access running off the window), it removes the
+ * window's permissions: Unicorn's permission check, which runs right after the hook, then aborts
+ * the instruction precisely (cpu_loop_exit), so no part of it is performed.
+ *
+ * Budget: a UC_HOOK_CODE counter over the whole run (both styles), REP iterations counted one by
+ * one as Unicorn executes them; a path emulating a REP at an exit performs at most the remaining
+ * budget's iterations.  HLT: uc_emu_start returns UC_ERR_OK only for HLT, `until` (never reached),
+ * or a uc_emu_stop this file asked for (each of which sets a flag first).
  *
  * No allocation per exit: all state lives in struct live on this function's stack.
  */
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <x86intrin.h>
@@ -36,43 +46,135 @@ struct live {
     uint32_t pend_kind;
     uint64_t pend_addr;
     uint32_t stop;
+    int budget_on;
     int64_t budget_left;
+    /* RFLAGS at the start of the last instruction the budget hook saw (Unicorn bug workaround) */
+    uint64_t stash_addr, stash_flags;
     /* in-place: the value the path read, for the mmio_map read callback */
     uint64_t rd_addr, rd_value;
     int rd_size;
+    /* in-place: a window whose permissions were removed to abort the current instruction */
+    uint64_t prot_base, prot_size;
     struct win { struct live *L; uint64_t base; } win[2];
 };
 
-/* Wall-clock timeout: one watchdog thread per run (Unicorn's own timeout starts a thread per
- * uc_emu_start, i.e. per exit, which costs ~100 us each).  After the deadline it calls
- * uc_emu_stop every millisecond until the run loop has noticed. */
-struct watchdog {
+struct xl_live_ctl {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    uc_engine *uc;
-    struct timespec deadline;
-    volatile int done;
-    volatile int fired;
+    volatile uint32_t request;
 };
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int ctl_init(struct xl_live_ctl *ctl)
+{
+    pthread_condattr_t ca;
+    memset(ctl, 0, sizeof(*ctl));
+    if (pthread_condattr_init(&ca) != 0)
+        return -1;
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int rc = pthread_mutex_init(&ctl->mu, NULL);
+    if (rc == 0 && pthread_cond_init(&ctl->cv, &ca) != 0) {
+        pthread_mutex_destroy(&ctl->mu);
+        rc = -1;
+    }
+    pthread_condattr_destroy(&ca);
+    return rc;
+}
+
+static void ctl_destroy(struct xl_live_ctl *ctl)
+{
+    pthread_cond_destroy(&ctl->cv);
+    pthread_mutex_destroy(&ctl->mu);
+}
+
+struct xl_live_ctl *xl_live_ctl_new(void)
+{
+    struct xl_live_ctl *ctl = malloc(sizeof(*ctl));
+    if (ctl && ctl_init(ctl) != 0) {
+        free(ctl);
+        return NULL;
+    }
+    return ctl;
+}
+
+void xl_live_ctl_free(struct xl_live_ctl *ctl)
+{
+    if (!ctl)
+        return;
+    ctl_destroy(ctl);
+    free(ctl);
+}
+
+void xl_live_ctl_reset(struct xl_live_ctl *ctl)
+{
+    pthread_mutex_lock(&ctl->mu);
+    ctl->request = 0;
+    pthread_mutex_unlock(&ctl->mu);
+}
+
+int xl_live_request_stop(struct xl_live_ctl *ctl, uint32_t reason)
+{
+    if (!ctl || reason == 0)
+        return -1;
+    pthread_mutex_lock(&ctl->mu);
+    if (!ctl->request)
+        ctl->request = reason;
+    pthread_cond_broadcast(&ctl->cv);
+    pthread_mutex_unlock(&ctl->mu);
+    return 0;
+}
+
+/* One watchdog thread per run, for the wall-clock limit and stop requests (Unicorn's own timeout
+ * starts a thread per uc_emu_start, i.e. per exit, ~100 us each).  Once it decides to stop the run
+ * (`halt`), it calls uc_emu_stop every millisecond until the run loop has noticed: a uc_emu_stop
+ * that lands between two segments would otherwise be lost.  uc_emu_stop is only called with the
+ * mutex held and `done` clear, so never after the run has returned. */
+struct watchdog {
+    struct xl_live_ctl *ctl;
+    uc_engine *uc;
+    uint64_t deadline;          /* CLOCK_MONOTONIC ns, 0: none */
+    int done;                   /* under ctl->mu */
+    volatile uint32_t halt;     /* the stop reason, once decided (read by the run loop and REP loops) */
+};
+
+static struct timespec ts_of(uint64_t ns)
+{
+    struct timespec ts;
+    ts.tv_sec = (time_t)(ns / 1000000000ull);
+    ts.tv_nsec = (long)(ns % 1000000000ull);
+    return ts;
+}
 
 static void *watchdog_main(void *arg)
 {
     struct watchdog *w = (struct watchdog *)arg;
-    pthread_mutex_lock(&w->mu);
+    struct xl_live_ctl *ctl = w->ctl;
+    pthread_mutex_lock(&ctl->mu);
     while (!w->done) {
-        int rc = pthread_cond_timedwait(&w->cv, &w->mu, &w->deadline);
-        if (rc != 0 && !w->done) {
-            w->fired = 1;
+        if (!w->halt) {
+            if (ctl->request)
+                w->halt = ctl->request;
+            else if (w->deadline && mono_ns() >= w->deadline)
+                w->halt = XL_STOP_TIMEOUT;
+        }
+        if (w->halt) {
             uc_emu_stop(w->uc);
-            clock_gettime(CLOCK_MONOTONIC, &w->deadline);
-            w->deadline.tv_nsec += 1000000;
-            if (w->deadline.tv_nsec >= 1000000000) {
-                w->deadline.tv_sec++;
-                w->deadline.tv_nsec -= 1000000000;
-            }
+            struct timespec ts = ts_of(mono_ns() + 1000000ull);
+            pthread_cond_timedwait(&ctl->cv, &ctl->mu, &ts);
+        } else if (w->deadline) {
+            struct timespec ts = ts_of(w->deadline);
+            pthread_cond_timedwait(&ctl->cv, &ctl->mu, &ts);
+        } else {
+            pthread_cond_wait(&ctl->cv, &ctl->mu);
         }
     }
-    pthread_mutex_unlock(&w->mu);
+    pthread_mutex_unlock(&ctl->mu);
     return NULL;
 }
 
@@ -95,13 +197,6 @@ static void live_fill(struct xl_cpu *c, int i)
     if (L->ids[i] >= 0)
         uc_reg_read(L->uc, L->ids[i], &v);
     c->regs[i] = v;
-}
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 static void record_bytes(struct live *L, uint64_t rip)
@@ -223,7 +318,9 @@ static void prefetch(struct live *L, const int *idx, int n)
 static const int pv_regs[2] = {XL_RIP, 0};
 static const int hc_regs[5] = {XL_RIP, 0, 3, 1, 2};
 
-/* exit style with a budget: Unicorn restarts at every exit, so its own count cannot be the budget */
+/* The budget (both styles): Unicorn restarts at every exit, so its own count cannot be the budget;
+ * this hook runs before each instruction (each REP iteration) and stops the run before the
+ * instruction that would exceed it. */
 static void hook_code_budget(uc_engine *uc, uint64_t address, uint32_t size, void *ud)
 {
     struct live *L = (struct live *)ud;
@@ -232,14 +329,51 @@ static void hook_code_budget(uc_engine *uc, uint64_t address, uint32_t size, voi
         L->stop = XL_STOP_BUDGET;
         L->out->rip = address;
         uc_emu_stop(uc);
+        return;
     }
+    /* Unicorn 2.1.4 bug (issue 11 row 7): with a UC_HOOK_CODE installed, an instruction that faults
+     * right after one that set the lazy flags (cmp/sub) is restored with the flags half-converted:
+     * CF is lost.  The flags at the start of the instruction are the right ones; the run loop
+     * writes them back at an exit on this instruction.  Only runs with a budget pay this read. */
+    L->stash_addr = address;
+    uc_reg_read(uc, UC_X86_REG_EFLAGS, &L->stash_flags);
+}
+
+static uint64_t win_base_of(const struct xl_ctx *ctx, uint64_t addr, uint64_t *size)
+{
+    const struct xl_devstate *d = &ctx->dev;
+    if (addr - d->notify_base < d->notify_size) {
+        *size = d->notify_size;
+        return d->notify_base;
+    }
+    *size = d->regs_size;
+    return d->regs_base;
+}
+
+/* in-place: make Unicorn abandon the instruction whose access the hook is looking at.  The
+ * permission check after the hook fails, Unicorn leaves the instruction with cpu_loop_exit (no
+ * register, RAM or device effect) and uc_emu_start returns UC_ERR_*_PROT; the run loop restores the
+ * permissions.  Only on the error path: never per exit. */
+static void abort_insn(struct live *L, uint64_t addr)
+{
+    if (!L->prot_base) {
+        L->prot_base = win_base_of(L->ctx, addr, &L->prot_size);
+        uc_mem_protect(L->uc, L->prot_base, L->prot_size, UC_PROT_NONE);
+    }
+    uc_emu_stop(L->uc);
 }
 
 /* in-place: runs the path at the exact RIP before Unicorn performs the access */
 static void hook_mem_inplace(uc_engine *uc, uc_mem_type type, uint64_t addr, int size, int64_t value, void *ud)
 {
     struct live *L = (struct live *)ud;
-    struct xl_exit ex = {addr, 0, type == UC_MEM_WRITE ? XL_MMIO_WRITE : XL_MMIO_READ, (uint32_t)size};
+    (void)uc;
+    if (L->stop) {  /* a stop is already decided inside this instruction: perform nothing more */
+        abort_insn(L, addr);
+        return;
+    }
+    struct xl_exit ex = {addr, (uint64_t)value, type == UC_MEM_WRITE ? XL_MMIO_WRITE : XL_MMIO_READ,
+                         (uint32_t)size};
     struct xl_result res;
     L->cpu.valid = 0;
     L->cpu.dirty = 0;
@@ -250,39 +384,49 @@ static void hook_mem_inplace(uc_engine *uc, uc_mem_type type, uint64_t addr, int
     L->out->exits++;
     L->out->kinds[ex.kind]++;
     if (st != XL_OK) {
-        if (!L->stop) {
+        uint64_t rip = xl_cpu_get(&L->cpu, XL_RIP);
+        if (st == XL_E_UNMAPPED) {
+            L->stop = XL_STOP_UNMAPPED;
+            L->out->addr = L->ctx->fault_addr;
+            L->out->access = type == UC_MEM_WRITE ? UC_MEM_WRITE_UNMAPPED : UC_MEM_READ_UNMAPPED;
+        } else {
             L->stop = XL_STOP_EMULATION_ERROR;
             L->out->status = st;
-            record_bytes(L, L->ctx->err.rip);
+            L->out->addr = addr;
         }
-        uc_emu_stop(uc);
+        record_bytes(L, rip);
+        abort_insn(L, addr);
         return;
     }
     uint64_t m = size >= 8 ? ~0ull : ((1ull << (8 * size)) - 1);
     int wild = res.n_acc == 1 && res.size == 0;  /* address-only notification */
-    if (res.n_acc != 1 || res.gpa != addr || (!wild && res.size != (uint8_t)size) ||
-        (type == UC_MEM_WRITE && !wild && res.value != ((uint64_t)value & m)))
+    if (res.n_acc == 0 || res.gpa != addr ||
+        (res.n_acc == 1 && !wild && (res.size != (uint8_t)size ||
+                                     (type == UC_MEM_WRITE && res.value != ((uint64_t)value & m)))))
         L->out->inplace_mismatch++;
     if (type == UC_MEM_READ) {
         L->rd_addr = addr;
         L->rd_size = size;
-        L->rd_value = res.value;
+        L->rd_value = res.n_acc ? L->ctx->last_read : 0;
     }
 }
 
-/* in-place: Unicorn's own access.  Writes already reached the device through the path; reads
- * return what the path read (a qword read arrives here as two dwords). */
+/* in-place: Unicorn's own access, possibly split into pieces (aligned words around a misaligned
+ * access, one piece per page).  Never a device access: the hook made the one device access; a
+ * piece is answered from the bytes of that access by its own offsets (bytes outside it: 0, which
+ * Unicorn discards). */
 static uint64_t mmio_read_cb(uc_engine *uc, uint64_t offset, unsigned size, void *ud)
 {
     struct win *w = (struct win *)ud;
     struct live *L = w->L;
-    uint64_t a = w->base + offset;
+    uint64_t a = w->base + offset, v = 0;
     (void)uc;
-    if (a >= L->rd_addr && a + size <= L->rd_addr + (uint64_t)L->rd_size) {
-        uint64_t v = L->rd_value >> (8 * (a - L->rd_addr));
-        return size >= 8 ? v : v & ((1ull << (8 * size)) - 1);
+    for (unsigned i = 0; i < size && i < 8; i++) {
+        uint64_t k = a + i - L->rd_addr;
+        if (k < (uint64_t)L->rd_size && k < 8)
+            v |= ((L->rd_value >> (8 * k)) & 0xFF) << (8 * i);
     }
-    return xl_dev_mmio(L->ctx, a, (int)size, 0, 0);
+    return v;
 }
 
 static void mmio_write_cb(uc_engine *uc, uint64_t offset, unsigned size, uint64_t value, void *ud)
@@ -296,6 +440,18 @@ static void mmio_write_cb(uc_engine *uc, uint64_t offset, unsigned size, uint64_
 
 /* ---- exit-style handling of a pending exit */
 
+static void write_back(struct live *L)
+{
+    struct xl_cpu *c = &L->cpu;
+    uint32_t d = c->dirty & ~(1u << XL_RIP);
+    while (d) {
+        int i = __builtin_ctz(d);
+        d &= d - 1;
+        if (L->ids[i] >= 0)
+            uc_reg_write(L->uc, L->ids[i], &c->regs[i]);
+    }
+}
+
 static int handle_pending(struct live *L, uint64_t *rip)
 {
     struct xl_exit ex = {L->pend_addr, 0, L->pending == PEND_HC ? XL_HYPERCALL : L->pend_kind, 0};
@@ -303,6 +459,13 @@ static int handle_pending(struct live *L, uint64_t *rip)
     struct xl_cpu *c = &L->cpu;
     c->valid = 0;
     c->dirty = 0;
+    /* the code hook already counted this instruction (this iteration) */
+    c->max_iter = L->budget_on ? (uint64_t)L->budget_left + 1 : 0;
+    if (L->budget_on && xl_cpu_get(c, XL_RIP) == L->stash_addr) {
+        uc_reg_write(L->uc, UC_X86_REG_EFLAGS, &L->stash_flags);
+        c->regs[XL_RFLAGS] = L->stash_flags;
+        c->valid |= 1u << XL_RFLAGS;
+    }
     if (L->pending == PEND_HC && L->cfg->path != XL_PATH_TRAP)
         prefetch(L, hc_regs, 5);
     else if (L->cfg->path == XL_PATH_PVFAST)
@@ -314,6 +477,17 @@ static int handle_pending(struct live *L, uint64_t *rip)
         L->out->mmio_exits++;
     L->out->exits++;
     L->out->kinds[ex.kind]++;
+    if (L->budget_on && c->iters > 1)
+        L->budget_left -= (int64_t)(c->iters - 1);
+    if (st == XL_E_UNMAPPED) {
+        /* a precise fault: iterations of a REP before the faulting one stay done */
+        write_back(L);
+        L->stop = XL_STOP_UNMAPPED;
+        L->out->addr = L->ctx->fault_addr;
+        L->out->access = ex.kind == XL_MMIO_WRITE ? UC_MEM_WRITE_UNMAPPED : UC_MEM_READ_UNMAPPED;
+        record_bytes(L, xl_cpu_get(c, XL_RIP));
+        return -1;
+    }
     if (st != XL_OK) {
         L->stop = XL_STOP_EMULATION_ERROR;
         L->out->status = st;
@@ -321,13 +495,7 @@ static int handle_pending(struct live *L, uint64_t *rip)
         record_bytes(L, xl_cpu_get(c, XL_RIP));
         return -1;
     }
-    uint32_t d = c->dirty & ~(1u << XL_RIP);
-    while (d) {
-        int i = __builtin_ctz(d);
-        d &= d - 1;
-        if (L->ids[i] >= 0)
-            uc_reg_write(L->uc, L->ids[i], &c->regs[i]);
-    }
+    write_back(L);
     *rip = res.next_rip;
     return 0;
 }
@@ -343,6 +511,13 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
 
     memset(&L, 0, sizeof(L));
     memset(out, 0, sizeof(*out));
+    if (cfg->max_insns > (uint64_t)INT64_MAX || (cfg->mode != 16 && cfg->mode != 32 && cfg->mode != 64) ||
+        (cfg->style != XL_STYLE_EXIT && cfg->style != XL_STYLE_INPLACE) || cfg->path < 0 ||
+        cfg->path >= XL_NPATHS) {
+        out->stop = XL_STOP_UC_ERROR;
+        out->uc_err = UC_ERR_ARG;
+        return -1;
+    }
     L.ctx = ctx;
     L.uc = uc;
     L.cfg = cfg;
@@ -360,6 +535,25 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
     L.win[0].base = ctx->dev.notify_base;
     L.win[1].base = ctx->dev.regs_base;
 
+    /* the watchdog: wall-clock limit and stop requests */
+    uint64_t t0 = mono_ns(), k0 = __rdtsc();
+    struct watchdog wd;
+    struct xl_live_ctl local_ctl;
+    pthread_t wd_thread;
+    int wd_on = 0, local_ctl_on = 0;
+    memset(&wd, 0, sizeof(wd));
+    wd.uc = uc;
+    if (cfg->timeout_ns)
+        wd.deadline = cfg->timeout_ns > UINT64_MAX - t0 ? UINT64_MAX : t0 + cfg->timeout_ns;
+    wd.ctl = cfg->ctl;
+    if (!wd.ctl && wd.deadline && ctl_init(&local_ctl) == 0) {
+        wd.ctl = &local_ctl;
+        local_ctl_on = 1;
+    }
+    if (wd.ctl)
+        wd_on = pthread_create(&wd_thread, NULL, watchdog_main, &wd) == 0;
+    L.cpu.stop_flag = &wd.halt;
+
 #define ADD(...)                                                   \
     do {                                                           \
         err = uc_hook_add(uc, &h[nh], __VA_ARGS__);                \
@@ -374,8 +568,9 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
     ADD(UC_HOOK_INSN, (void *)hook_in, &L, 1, 0, UC_X86_INS_IN);
     ADD(UC_HOOK_INSN, (void *)hook_out, &L, 1, 0, UC_X86_INS_OUT);
     ADD(UC_HOOK_INTR, (void *)hook_intr, &L, 1, 0);
+    L.budget_on = cfg->max_insns != 0;
     L.budget_left = (int64_t)cfg->max_insns;
-    if (cfg->style == XL_STYLE_EXIT && cfg->max_insns)
+    if (L.budget_on)
         ADD(UC_HOOK_CODE, (void *)hook_code_budget, &L, 1, 0);
     if (cfg->style == XL_STYLE_INPLACE) {
         err = uc_mmio_map(uc, ctx->dev.notify_base, ctx->dev.notify_size, mmio_read_cb, &L.win[0], mmio_write_cb,
@@ -396,34 +591,26 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
 #undef ADD
 
     uint64_t rip = cfg->start_rip;
-    uint64_t t0 = mono_ns(), k0 = __rdtsc();
-    uint64_t deadline = cfg->timeout_us ? t0 + cfg->timeout_us * 1000ull : 0;
-    struct watchdog wd;
-    pthread_t wd_thread;
-    int wd_on = 0;
-    memset(&wd, 0, sizeof(wd));
-    if (deadline) {
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_mutex_init(&wd.mu, NULL);
-        pthread_cond_init(&wd.cv, &ca);
-        pthread_condattr_destroy(&ca);
-        wd.uc = uc;
-        wd.deadline.tv_sec = (time_t)(deadline / 1000000000ull);
-        wd.deadline.tv_nsec = (long)(deadline % 1000000000ull);
-        wd_on = pthread_create(&wd_thread, NULL, watchdog_main, &wd) == 0;
-    }
     for (;;) {
-        if (deadline && (wd.fired || mono_ns() >= deadline)) {
-            L.stop = XL_STOP_TIMEOUT;
+        uint32_t req = wd.halt ? wd.halt : (wd.ctl ? __atomic_load_n(&wd.ctl->request, __ATOMIC_RELAXED) : 0);
+        if (req || (!wd_on && wd.deadline && mono_ns() >= wd.deadline)) {
+            L.stop = req ? req : XL_STOP_TIMEOUT;
             out->rip = rip;
             break;
         }
         L.pending = PEND_NONE;
-        err = uc_emu_start(uc, rip, cfg->until, 0, cfg->style == XL_STYLE_INPLACE ? cfg->max_insns : 0);
+        err = uc_emu_start(uc, rip, cfg->until, 0, 0);
         out->segments++;
+        if (L.prot_base) {
+            uc_mem_protect(uc, L.prot_base, L.prot_size, UC_PROT_READ | UC_PROT_WRITE);
+            L.prot_base = 0;
+        }
         if (L.pending != PEND_NONE && !L.stop) {
+            if (wd.halt) {  /* stop before handling: the instruction has not executed, RIP is on it */
+                L.stop = wd.halt;
+                out->rip = read_rip(&L);
+                break;
+            }
             if (handle_pending(&L, &rip) < 0)
                 break;
             if (cfg->max_exits && out->exits >= cfg->max_exits) {
@@ -439,6 +626,11 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
                 record_bytes(&L, read_rip(&L));
             break;
         }
+        if (wd.halt) {
+            L.stop = wd.halt;
+            out->rip = read_rip(&L);
+            break;
+        }
         if (err != UC_ERR_OK) {
             out->uc_err = (uint32_t)err;
             L.stop = err == UC_ERR_EXCEPTION ? XL_STOP_EXCEPTION : XL_STOP_UC_ERROR;
@@ -451,31 +643,21 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
             L.stop = XL_STOP_MAX_EXITS;  /* PIO exits counted inside hooks */
             break;
         }
-        if (deadline && (wd.fired || mono_ns() >= deadline)) {
-            L.stop = XL_STOP_TIMEOUT;
-            break;
-        }
-        /* Unicorn returns UC_ERR_OK after HLT (RIP past it), at `until`, or when the count runs out;
-         * a HLT is recognised by its byte just before RIP. */
+        /* UC_ERR_OK with no stop of ours: HLT (Unicorn leaves RIP after it), or `until` */
         uint64_t off = rip - 1 - cfg->ram_base;
-        if (rip - 1 >= cfg->ram_base && off < cfg->ram_size && ((const uint8_t *)(uintptr_t)cfg->ram)[off] == 0xF4) {
+        if (rip == cfg->until) {
+            L.stop = XL_STOP_UNMAPPED;  /* a fetch from an address that is never mapped */
+            out->addr = rip;
+            out->access = UC_MEM_FETCH_UNMAPPED;
+        } else if (rip - 1 >= cfg->ram_base && off < cfg->ram_size &&
+                   ((const uint8_t *)(uintptr_t)cfg->ram)[off] == 0xF4) {
             L.stop = XL_STOP_HLT;
             out->rip = rip - 1;
         } else {
-            L.stop = cfg->max_insns ? XL_STOP_BUDGET : XL_STOP_HLT;  /* reached `until`: emulation ended */
+            L.stop = XL_STOP_UC_ERROR;  /* Unicorn stopped for a reason it did not report */
+            record_bytes(&L, rip);
         }
         break;
-    }
-    if (wd_on) {
-        pthread_mutex_lock(&wd.mu);
-        wd.done = 1;
-        pthread_cond_signal(&wd.cv);
-        pthread_mutex_unlock(&wd.mu);
-        pthread_join(wd_thread, NULL);
-    }
-    if (deadline) {
-        pthread_mutex_destroy(&wd.mu);
-        pthread_cond_destroy(&wd.cv);
     }
     out->ns = mono_ns() - t0;
     out->ticks = __rdtsc() - k0;
@@ -483,6 +665,15 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
     err = UC_ERR_OK;
 
 hook_fail:
+    if (wd_on) {
+        pthread_mutex_lock(&wd.ctl->mu);
+        wd.done = 1;
+        pthread_cond_broadcast(&wd.ctl->cv);
+        pthread_mutex_unlock(&wd.ctl->mu);
+        pthread_join(wd_thread, NULL);
+    }
+    if (local_ctl_on)
+        ctl_destroy(&local_ctl);
     for (int i = 0; i < nh; i++)
         uc_hook_del(uc, h[i]);
     if (mapped >= 1)

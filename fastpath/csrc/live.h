@@ -9,7 +9,7 @@ enum xl_style { XL_STYLE_EXIT = 0, XL_STYLE_INPLACE = 1 };
 enum xl_stop {
     XL_STOP_NONE = 0,
     XL_STOP_HLT = 1,
-    XL_STOP_BUDGET = 2,           /* max_insns executed without an exit (per segment) */
+    XL_STOP_BUDGET = 2,           /* max_insns executed (the whole run, every exit included) */
     XL_STOP_TIMEOUT = 3,
     XL_STOP_UNMAPPED = 4,         /* addr, access type in `access` */
     XL_STOP_INVALID_INSN = 5,     /* rip, bytes */
@@ -17,21 +17,35 @@ enum xl_stop {
     XL_STOP_EMULATION_ERROR = 7,  /* rip, bytes, status */
     XL_STOP_MAX_EXITS = 8,
     XL_STOP_UC_ERROR = 9,         /* uc_err in uc_err */
+    XL_STOP_INTERRUPTED = 10,     /* xl_live_request_stop (SIGINT) */
 };
+
+/* Stop requests from another thread (the SIGINT watchdog).  Opaque; one per run at a time.
+ * xl_live_request_stop is thread-safe and returns at once (it only sets the request and wakes the
+ * run's watchdog thread, which calls uc_emu_stop until the run has stopped; a REP being emulated
+ * looks at the request every XL_STOP_POLL iterations).  A request made before the run starts stops
+ * it at its first instruction boundary.  Not async-signal-safe: call it from a thread, not from a
+ * signal handler.  xl_live_ctl_reset clears a request for the next run. */
+struct xl_live_ctl;
+struct xl_live_ctl *xl_live_ctl_new(void);
+void xl_live_ctl_free(struct xl_live_ctl *ctl);
+void xl_live_ctl_reset(struct xl_live_ctl *ctl);
+int xl_live_request_stop(struct xl_live_ctl *ctl, uint32_t reason);
 
 struct xl_live_cfg {
     uint64_t ram;          /* host address of guest RAM (mem_map_ptr buffer) */
     uint64_t ram_base;
     uint64_t ram_size;
     uint64_t start_rip;
-    uint64_t until;        /* uc_emu_start's `until` (0: none reachable) */
-    uint64_t max_insns;    /* per run segment (between exits); 0 = unlimited */
-    uint64_t timeout_us;   /* whole run; 0 = unlimited */
+    uint64_t until;        /* uc_emu_start's `until`: an address never executed (~0) */
+    uint64_t max_insns;    /* whole run, 1 .. 2^63-1 instructions (REP: per iteration); 0 = no budget */
+    uint64_t timeout_ns;   /* whole run; 0 = no limit (any other value is a limit, saturating) */
     uint64_t max_exits;    /* 0 = unlimited */
     int32_t mode;
     int32_t path;
     int32_t style;
     int32_t pad;
+    struct xl_live_ctl *ctl;  /* optional: stop requests from other threads */
 };
 
 struct xl_live_result {

@@ -82,7 +82,7 @@ void xl_ctx_close(struct xl_ctx *ctx)
 
 static inline uint64_t mask_bytes(int size)
 {
-    return size >= 8 ? ~0ull : ((1ull << (8 * size)) - 1);
+    return size >= 8 ? ~0ull : size <= 0 ? 0 : ((1ull << (8 * size)) - 1);
 }
 
 int xl_dev_claims(const struct xl_ctx *ctx, uint64_t gpa)
@@ -118,13 +118,13 @@ uint64_t xl_dev_mmio(struct xl_ctx *ctx, uint64_t gpa, int size, int write, uint
         uint64_t off = gpa - d->regs_base;
         if (write) {
             d->regs_writes++;
-            for (int i = 0; i < size && off + (uint64_t)i < XL_REGS_SIZE; i++)
+            for (int i = 0; i < size && i < 8 && off + (uint64_t)i < XL_REGS_SIZE; i++)
                 d->regs[off + (uint64_t)i] = (uint8_t)(value >> (8 * i));
             return 0;
         }
         d->regs_reads++;
         uint64_t v = 0;
-        for (int i = size - 1; i >= 0; i--)
+        for (int i = (size < 8 ? size : 8) - 1; i >= 0; i--)
             v = (v << 8) | (off + (uint64_t)i < XL_REGS_SIZE ? d->regs[off + (uint64_t)i] : 0xFF);
         return v;
     }
@@ -159,7 +159,7 @@ uint64_t xl_pio(struct xl_ctx *ctx, uint64_t port, int size, int write, uint64_t
         uint64_t off = port - d->console_port;
         if (write) {
             if (off == 0)
-                for (int i = 0; i < size; i++) {
+                for (int i = 0; i < size && i < 8; i++) {
                     if (d->console_len < XL_CONSOLE_BUF)
                         d->console[d->console_len] = (uint8_t)(value >> (8 * i));
                     d->console_len++;
@@ -183,17 +183,76 @@ static inline void acc(struct xl_result *r, uint64_t gpa, int size, int write, u
     xl_res_acc(r, gpa, size, write, value);
 }
 
-static inline uint64_t mmio(struct xl_ctx *ctx, struct xl_result *r, uint64_t gpa, int size, int write,
-                            uint64_t value)
+/* Bytes left in the device window holding gpa (0: no device window holds it). */
+static inline uint64_t win_left(const struct xl_ctx *ctx, uint64_t gpa)
 {
-    if (write) {
-        value &= mask_bytes(size);
-        xl_dev_mmio(ctx, gpa, size, 1, value);
-    } else {
-        value = xl_dev_mmio(ctx, gpa, size, 0, 0);
+    const struct xl_devstate *d = &ctx->dev;
+    if (gpa - d->notify_base < d->notify_size)
+        return d->notify_size - (gpa - d->notify_base);
+    if (gpa - d->regs_base < d->regs_size)
+        return d->regs_size - (gpa - d->regs_base);
+    return 0;
+}
+
+int xl_dev_span(const struct xl_ctx *ctx, uint64_t gpa, int size, uint64_t *bad)
+{
+    uint64_t done = 0;
+    while (done < (uint64_t)size) {
+        uint64_t left = win_left(ctx, gpa + done);
+        if (!left) {
+            *bad = gpa + done;
+            return 0;
+        }
+        done += left;
     }
-    acc(r, gpa, size, write, value);
-    return value;
+    return 1;
+}
+
+/* One guest access to device space = one device access per region piece (KVM splits an access
+ * that crosses from one region into the next, low part first).  An access whose first byte is
+ * claimed but that runs on into unmapped space faults before any piece reaches a device (rule 6).
+ * An exit address no device claims (replay of another board) goes to the bus as one unclaimed
+ * access.  Reads leave the whole value in *v and ctx->last_read. */
+static uint32_t mmio(struct xl_ctx *ctx, struct xl_result *r, uint64_t gpa, int size, int write, uint64_t *v)
+{
+    uint64_t left = win_left(ctx, gpa);
+    if (left >= (uint64_t)size || left == 0) {  /* one piece: the common case */
+        if (write) {
+            *v &= mask_bytes(size);
+            xl_dev_mmio(ctx, gpa, size, 1, *v);
+        } else {
+            *v = xl_dev_mmio(ctx, gpa, size, 0, 0);
+            ctx->last_read = *v;
+        }
+        acc(r, gpa, size, write, *v);
+        return XL_OK;
+    }
+    uint64_t bad;
+    if (!xl_dev_span(ctx, gpa, size, &bad)) {
+        ctx->fault_addr = bad;
+        return XL_E_UNMAPPED;
+    }
+    uint64_t val = write ? *v & mask_bytes(size) : 0;
+    int done = 0;
+    while (done < size) {
+        uint64_t a = gpa + (uint64_t)done;
+        uint64_t l = win_left(ctx, a);
+        int piece = l < (uint64_t)(size - done) ? (int)l : size - done;
+        if (write) {
+            uint64_t pv = (val >> (8 * done)) & mask_bytes(piece);
+            xl_dev_mmio(ctx, a, piece, 1, pv);
+            acc(r, a, piece, 1, pv);
+        } else {
+            uint64_t pv = xl_dev_mmio(ctx, a, piece, 0, 0);
+            acc(r, a, piece, 0, pv);
+            val |= pv << (8 * done);
+        }
+        done += piece;
+    }
+    *v = val;
+    if (!write)
+        ctx->last_read = val;
+    return XL_OK;
 }
 
 /* Guest bytes at linear address `addr` from the CPU's view (no copy). */
@@ -280,17 +339,24 @@ static void set_err(struct xl_ctx *ctx, uint32_t st, int path, const struct xl_e
         memcpy(ctx->err.bytes, p, n);
 }
 
-/* A memory operand of a string instruction: device (claimed, or the exit's own address) or RAM. */
+/* A memory operand of a string instruction: device (claimed, or the exit's own address), RAM, or
+ * unmapped (live: a precise fault at the first byte outside RAM; replay has no RAM: XL_E_NOMEM). */
 static uint32_t str_access(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,
                            uint64_t addr, int size, int write, uint64_t *v)
 {
-    if (xl_dev_claims(ctx, addr) || addr == ex->addr) {
-        *v = mmio(ctx, r, addr, size, write, *v);
-        return XL_OK;
-    }
+    if (xl_dev_claims(ctx, addr) || addr == ex->addr)
+        return mmio(ctx, r, addr, size, write, v);
     uint64_t off = addr - c->mem_base;
-    if (!c->wmem || addr < c->mem_base || off >= c->mem_size || c->mem_size - off < (uint64_t)size)
+    if (!c->wmem)
         return XL_E_NOMEM;
+    if (addr < c->mem_base || off >= c->mem_size) {
+        ctx->fault_addr = addr;
+        return XL_E_UNMAPPED;
+    }
+    if (c->mem_size - off < (uint64_t)size) {
+        ctx->fault_addr = c->mem_base + c->mem_size;
+        return XL_E_UNMAPPED;
+    }
     if (write) {
         for (int i = 0; i < size; i++)
             c->wmem[off + (uint64_t)i] = (uint8_t)(*v >> (8 * i));
@@ -308,20 +374,67 @@ static inline int covers(uint64_t gpa, uint64_t a, int size)
     return gpa - a < (uint64_t)size;
 }
 
+static inline int in_ram(const struct xl_cpu *c, uint64_t addr, int size)
+{
+    uint64_t off = addr - c->mem_base;
+    return c->wmem && addr >= c->mem_base && off < c->mem_size && c->mem_size - off >= (uint64_t)size;
+}
+
+/* In-place style: the hook reports one access of one element; do exactly that access (Unicorn
+ * performs the other operand's access itself and updates rCX/rSI/rDI). */
+static uint32_t string_element(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,
+                               const struct xl_insn *d, uint64_t rip)
+{
+    int size = d->size, asz = d->addr_size;
+    int movs = d->kind == XL_K_MOVS;
+    uint64_t v = 0;
+    uint32_t st;
+    if (d->rep && (xl_cpu_get(c, 1) & amask(asz)) == 0)
+        return XL_E_MISMATCH;  /* a REP with rCX = 0 accesses nothing */
+    if (ex->kind == XL_MMIO_READ) {
+        uint64_t src = movs ? linear(c, xl_cpu_get(c, 6), asz, d->seg ? d->seg : XL_SEG_DS) : 0;
+        if (!movs || !covers(ex->addr, src, size))
+            return XL_E_MISMATCH;
+        st = mmio(ctx, r, src, size, 0, &v);
+    } else {
+        uint64_t dst = linear(c, xl_cpu_get(c, 7), asz, XL_SEG_ES);
+        if (!covers(ex->addr, dst, size))
+            return XL_E_MISMATCH;
+        if (!movs) {
+            v = xl_cpu_get(c, 0);
+        } else {
+            uint64_t src = linear(c, xl_cpu_get(c, 6), asz, d->seg ? d->seg : XL_SEG_DS);
+            if (in_ram(c, src, size))
+                str_access(ctx, ex, c, r, src, size, 0, &v);
+            else
+                v = ex->value;  /* the device value Unicorn read through the source's own hook */
+        }
+        st = mmio(ctx, r, dst, size, 1, &v);
+    }
+    c->iters = st == XL_OK;
+    r->next_rip = (rip + d->len) & rip_mask(c->mode);
+    return st;
+}
+
+/* Exit style: one exit per trapped execution; iterate until rCX = 0, the remaining budget
+ * (c->max_iter), a fault (rule 6: earlier iterations stay done) or a stop request. */
 static uint32_t exec_string(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,
                             const struct xl_insn *d, uint64_t rip)
 {
+    if (c->flags & XL_CPU_ONE_ELEMENT)
+        return string_element(ctx, ex, c, r, d, rip);
     int size = d->size, asz = d->addr_size;
     uint64_t am = amask(asz);
     uint64_t count = d->rep ? (xl_cpu_get(c, 1) & am) : 1;
     uint64_t next = (rip + d->len) & rip_mask(c->mode);
+    c->iters = 0;
     if (count == 0) {
         r->next_rip = next;
         return XL_OK;
     }
-    uint64_t n = count < XL_REP_CHUNK ? count : XL_REP_CHUNK;
-    if (c->flags & XL_CPU_ONE_ELEMENT)
-        n = 1;  /* in-place: this hook is one element; Unicorn iterates and updates rCX/rSI/rDI */
+    uint64_t n = count;
+    if (c->max_iter && n > c->max_iter)
+        n = c->max_iter;
     int64_t delta = (xl_cpu_get(c, XL_RFLAGS) & 0x400) ? -size : size;
     uint64_t rsi = xl_cpu_get(c, 6), rdi = xl_cpu_get(c, 7);
     int movs = d->kind == XL_K_MOVS;
@@ -335,6 +448,8 @@ static uint32_t exec_string(struct xl_ctx *ctx, const struct xl_exit *ex, struct
     uint64_t k;
     uint32_t st = XL_OK;
     for (k = 0; k < n; k++) {
+        if ((k & (XL_STOP_POLL - 1)) == XL_STOP_POLL - 1 && c->stop_flag && *c->stop_flag)
+            break;  /* interrupted between two iterations, as hardware interrupts a REP */
         uint64_t v = val0;
         uint64_t dst = linear(c, rdi, asz, XL_SEG_ES);
         if (movs) {
@@ -354,17 +469,20 @@ static uint32_t exec_string(struct xl_ctx *ctx, const struct xl_exit *ex, struct
         rsi &= am;
         rdi &= am;
     }
-    if (movs)
-        xl_cpu_set(c, 6, rsi);
-    xl_cpu_set(c, 7, rdi);
-    if (d->rep) {
-        uint64_t rcx = xl_cpu_get(c, 1);
-        uint64_t left = count - k;
-        xl_cpu_set(c, 1, asz == 8 ? left : (asz == 4 ? left : ((rcx & ~am) | left)));
+    c->iters = k;
+    if (k) {
+        if (movs)
+            xl_cpu_set(c, 6, rsi);
+        xl_cpu_set(c, 7, rdi);
+        if (d->rep) {
+            uint64_t rcx = xl_cpu_get(c, 1);
+            uint64_t left = count - k;
+            xl_cpu_set(c, 1, asz == 2 ? ((rcx & ~am) | left) : left);
+        }
     }
     if (st)
         return st;
-    r->next_rip = (d->rep && count > n) ? rip : next;
+    r->next_rip = k < count ? rip : next;
     return XL_OK;
 }
 
@@ -378,15 +496,19 @@ static uint32_t xl_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_
     int write = d->kind == XL_K_WRITE || d->kind == XL_K_WRITE_IMM;
     if (!covers(ex->addr, a, d->size) || (write != (ex->kind == XL_MMIO_WRITE)))
         return XL_E_MISMATCH;
+    uint64_t v;
     if (write) {
-        uint64_t v;
         if (d->kind == XL_K_WRITE_IMM)
             v = d->imm;
         else
             v = xl_cpu_get(c, d->reg) >> (d->hi8 ? 8 : 0);
-        mmio(ctx, r, a, d->size, 1, v);
+        uint32_t st = mmio(ctx, r, a, d->size, 1, &v);
+        if (st)
+            return st;
     } else {
-        uint64_t v = mmio(ctx, r, a, d->size, 0, 0);
+        uint32_t st = mmio(ctx, r, a, d->size, 0, &v);
+        if (st)
+            return st;
         if (d->kind == XL_K_READ_SX)
             v = (uint64_t)((int64_t)(v << (64 - 8 * d->size)) >> (64 - 8 * d->size));
         uint64_t nv = merge(xl_cpu_get(c, d->reg), v, d->dst_size, d->hi8);
@@ -403,6 +525,8 @@ static uint32_t path_pio(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl
 {
     int size = (int)ex->size;
     int write = ex->kind == XL_PIO_OUT;
+    if (size != 1 && size != 2 && size != 4)
+        return XL_E_RECORD;  /* port I/O is 1, 2 or 4 bytes; anything else is a malformed record */
     uint64_t v = xl_pio(ctx, ex->addr, size, write, write ? ex->value : 0);
     if (write)
         v = ex->value & mask_bytes(size);
@@ -428,15 +552,15 @@ static uint32_t path_hypercall(struct xl_ctx *ctx, const struct xl_exit *ex, str
     (void)ex;
     uint64_t wm = c->mode == 64 ? ~0ull : 0xFFFFFFFFull;
     uint64_t nr = xl_cpu_get(c, 0) & wm;
-    uint64_t ret;
+    uint64_t ret, bad;
     if (nr == XL_HC_MMIO_WRITE) {
         uint64_t gpa = xl_cpu_get(c, 3) & wm, size = xl_cpu_get(c, 1) & wm, value = xl_cpu_get(c, 2) & wm;
         if (!(size == 1 || size == 2 || size == 4 || (size == 8 && c->mode == 64)))
             ret = (0 - (uint64_t)XL_KVM_EINVAL) & wm;
-        else if (!xl_dev_claims(ctx, gpa) || !xl_dev_claims(ctx, gpa + size - 1))
+        else if (!xl_dev_claims(ctx, gpa) || !xl_dev_span(ctx, gpa, (int)size, &bad))
             ret = (0 - (uint64_t)XL_KVM_EFAULT) & wm;
         else {
-            mmio(ctx, r, gpa, (int)size, 1, value);
+            mmio(ctx, r, gpa, (int)size, 1, &value);
             ret = 0;
         }
     } else {
@@ -672,6 +796,13 @@ uint32_t xl_handle(struct xl_ctx *ctx, int path, const struct xl_exit *ex, struc
     uint32_t st;
     int used = path;
     xl_res_init(r);
+    c->iters = 0;
+    if (c->mode != 16 && c->mode != 32 && c->mode != 64) {
+        r->status = XL_E_MODE;
+        r->path = (uint8_t)(path >= 0 && path < XL_NPATHS ? path : XL_PATH_CAPSTONE);
+        set_err(ctx, XL_E_MODE, r->path, ex, c);
+        return XL_E_MODE;
+    }
     switch (ex->kind) {
     case XL_PIO_OUT:
     case XL_PIO_IN:

@@ -32,6 +32,8 @@ uint32_t xl_handle(struct xl_ctx *ctx, int path, const struct xl_exit *ex, struc
 /* Device-side pieces the live hooks call directly. */
 uint64_t xl_pio(struct xl_ctx *ctx, uint64_t port, int size, int write, uint64_t value);
 int xl_dev_claims(const struct xl_ctx *ctx, uint64_t gpa);
+/* 1 if every byte of [gpa, gpa+size) is in a device window, else 0 with *bad = the first that is not. */
+int xl_dev_span(const struct xl_ctx *ctx, uint64_t gpa, int size, uint64_t *bad);
 uint64_t xl_dev_mmio(struct xl_ctx *ctx, uint64_t gpa, int size, int write, uint64_t value);
 
 /* Fold one access into a result's hash (also done in Python to compare). */
