@@ -53,6 +53,7 @@ from emu.board import Board, default_board
 from emu.bus import Space
 from emu.errors import ExitlabError, GuestFormatError
 from emu.exits import MAX_INSN_LEN, REG_NAMES, ExitKind, ExitRecord
+from emu.interrupt import INTERRUPTED, TIMEOUT, Watchdog, check_timeout
 from emu.machine import RunResult, Stop, StopReason
 from emu.platform import PAGE, PlatformSpec
 from emu.ram import GuestRam
@@ -424,26 +425,28 @@ def _kick_ready() -> bool:
 
 
 class _Watchdog:
-    """Stops a KVM_RUN at the deadline: immediate_exit for the next entry, a signal for this one."""
+    """Stops a KVM_RUN at the deadline or on SIGINT (emu/interrupt.py): immediate_exit for the next
+    entry, a signal to the vCPU thread for this one (KVM_RUN returns EINTR)."""
 
     def __init__(self, vm: KvmVm, timeout: float | None) -> None:
         self.vm = vm
-        self.fired = False
+        self.timeout = timeout
+        self.reason: str | None = None
         self._lock = threading.Lock()
         self._done = False
         self._thread_id = threading.get_ident()
         self._can_kick = _kick_ready()
-        self._timer: threading.Timer | None = None
-        if timeout is not None:
-            self._timer = threading.Timer(timeout, self._fire)
-            self._timer.daemon = True
-            self._timer.start()
+        self._dog = Watchdog(self._fire, timeout).start()
 
-    def _fire(self) -> None:
+    @property
+    def fired(self) -> bool:
+        return self.reason is not None
+
+    def _fire(self, reason: str = TIMEOUT) -> None:
         with self._lock:
             if self._done:
                 return
-            self.fired = True
+            self.reason = reason
             if self.vm.run is not None:
                 self.vm.run.immediate_exit = 1
             if self._can_kick:
@@ -452,8 +455,7 @@ class _Watchdog:
     def finish(self) -> None:
         with self._lock:
             self._done = True
-        if self._timer is not None:
-            self._timer.cancel()
+        self._dog.finish()
 
 
 # -- the machine --------------------------------------------------------------------------------
@@ -565,6 +567,10 @@ class KvmMachine:
         """Run until hlt, a fault, the timeout or `max_exits` userspace exits."""
         if max_exits is not None and max_exits <= 0:
             raise ExitlabError("the exit budget must be positive")
+        try:
+            check_timeout(timeout)
+        except ValueError as exc:
+            raise ExitlabError(str(exc)) from None
         t0 = time.perf_counter()
         dog = _Watchdog(self.vm, timeout)
         try:
@@ -592,7 +598,7 @@ class KvmMachine:
         view = vm.run_view
         while True:
             if dog.fired:
-                return self._stop_at(StopReason.TIMEOUT, f"wall-clock timeout of {dog_timeout(dog)} s", False)
+                return _external_stop(self, dog)
             reason = vm.kvm_run()
             kvm_exits[A.EXIT_NAMES.get(reason, f"exit_{reason}")] += 1
             if reason == A.KVM_EXIT_IO:
@@ -647,9 +653,7 @@ class KvmMachine:
                 return Stop(StopReason.HLT, (rip - 1) & self._mask, "hlt")
             elif reason == A.KVM_EXIT_INTR:
                 if dog.fired:
-                    return self._stop_at(
-                        StopReason.TIMEOUT, f"wall-clock timeout of {dog_timeout(dog)} s", False
-                    )
+                    return _external_stop(self, dog)
                 continue
             elif reason == A.KVM_EXIT_SHUTDOWN:
                 return self._stop_at(
@@ -694,8 +698,14 @@ class KvmMachine:
 
 
 def dog_timeout(dog: _Watchdog) -> float | None:
-    t = dog._timer
-    return t.interval if t is not None else None
+    return dog.timeout
+
+
+def _external_stop(machine: KvmMachine, dog: _Watchdog) -> Stop:
+    """The stop for a watchdog that fired: SIGINT (`interrupted`) or the deadline (`timeout`)."""
+    if dog.reason == INTERRUPTED:
+        return machine._stop_at(StopReason.INTERRUPTED, "interrupted (SIGINT)", False)
+    return machine._stop_at(StopReason.TIMEOUT, f"wall-clock timeout of {dog_timeout(dog)} s", False)
 
 
 def run_machine_kvm(

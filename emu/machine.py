@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import ctypes
 import enum
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import capstone
 from unicorn import (
     UC_ARCH_X86,
+    UC_CTL_IO_WRITE,
+    UC_CTL_TLB_FLUSH,
     UC_ERR_EXCEPTION,
     UC_ERR_FETCH_PROT,
     UC_ERR_FETCH_UNMAPPED,
@@ -36,6 +38,8 @@ from unicorn import (
     UC_HOOK_MEM_READ,
     UC_HOOK_MEM_UNMAPPED,
     UC_HOOK_MEM_WRITE,
+    UC_HOOK_TLB_FILL,
+    UC_MEM_FETCH,
     UC_MEM_FETCH_UNMAPPED,
     UC_MEM_READ_UNMAPPED,
     UC_MEM_WRITE,
@@ -44,26 +48,44 @@ from unicorn import (
     UC_MODE_32,
     UC_MODE_64,
     UC_PROT_ALL,
+    UC_PROT_EXEC,
+    UC_PROT_READ,
+    UC_PROT_WRITE,
+    UC_TLB_VIRTUAL,
     Uc,
     UcError,
 )
 from unicorn import x86_const as X
+from unicorn.unicorn_py3.unicorn import HOOK_CODE_CFUNC, uclib
 
 from emu.assemble import GuestImage
 from emu.board import Board, default_board
 from emu.bus import Space
+from emu.codeguard import lock_ud
+from emu.codeguard import scan as scan_lock_ud
 from emu.cpu import Cpu, Outcome
 from emu.errors import EmulationError, ExitlabError, GuestFormatError
 from emu.exits import MAX_INSN_LEN, REG_INDEX, REG_NAMES, ExitKind, ExitRecord
 from emu.hypercall import HYPERCALL_LEN, hypercall, is_hypercall
+from emu.interrupt import INTERRUPTED, Watchdog, check_timeout
 from emu.platform import PAGE
 from emu.ram import GuestRam
 from emu.regfile import RegFile
 from emu.trace import TraceWriter
 
 _UC_MODE = {16: UC_MODE_16, 32: UC_MODE_32, 64: UC_MODE_64}
-_UNTIL = (1 << 64) - 1  # never reached: a run ends by hlt, budget, timeout or a fault
+_CS_MODE = {16: capstone.CS_MODE_16, 32: capstone.CS_MODE_32, 64: capstone.CS_MODE_64}
+# Mnemonics (last word, so `rep stosb` matches) that access memory without a memory operand.
+_IMPLICIT_MEMORY = frozenset(
+    "movsb movsw movsd movsq stosb stosw stosd stosq lodsb lodsw lodsd lodsq cmpsb cmpsw cmpsd cmpsq "
+    "scasb scasw scasd scasq insb insw insd outsb outsw outsd push pop pushf pushfd pushfq popf popfd "
+    "popfq pusha pushal popa popal call ret retf enter leave xlatb iret iretd iretq maskmovdqu "
+    "maskmovq".split()
+)
 HLT = 0xF4
+MAX_BUDGET = (1 << 63) - 1  # --max-insns is 1 .. 2**63-1 (SEMANTICS rule 1)
+_PERMS_CODE = UC_PROT_READ | UC_PROT_EXEC  # a scanned page: executable, not writable (W^X)
+_PERMS_DATA = UC_PROT_READ | UC_PROT_WRITE  # a page written since its scan: no execution until rescanned
 
 VECTORS = {
     0: "#DE divide error",
@@ -109,6 +131,11 @@ class Stop:
     @property
     def is_error(self) -> bool:
         return self.reason is not StopReason.HLT
+
+    @property
+    def interrupted(self) -> bool:
+        """The user asked to stop (SIGINT); the CLI exits 130."""
+        return self.reason is StopReason.INTERRUPTED
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -217,6 +244,7 @@ class Machine:
         self.exit_counts: Counter[str] = Counter({k.value: 0 for k in ExitKind})
         self.uc = Uc(UC_ARCH_X86, _UC_MODE[self.mode])
         self.regfile = RegFile(self.uc, self.mode)
+        self._rip_mask = (1 << self.mode) - 1  # RIP/EIP/IP wrap at the mode's width
         self.cpu = UnicornCpu(self)
         spec = self.board.spec
         self.ram_base, self.ram_size = spec.ram.base, spec.ram.size
@@ -228,10 +256,20 @@ class Machine:
         self.windows = self._mmio_windows()
         self._stop: Stop | None = None
         self._pending: tuple[int, int, int, int] | None = None  # access, gpa, size, value
-        self._read_stash: tuple[int, int] = (0, 0)  # (gpa, value) of the last in-place device read
-        self._budget_left = 0
+        # (gpa, size, value) of the last in-place device read: mmio_map pieces are cut from it
+        self._read_stash: tuple[int, int, int] = (0, 0, 0)
+        self._max_insns: int | None = None
+        self._executed = 0  # instructions executed so far (REP iterations each count), whole run
+        self._flags_stash: tuple[int, int] = (-1, 0)  # (address, RFLAGS) at the last instruction start
+        self._resume: int | None = None  # where to restart after a hypercall
         self._timeout: float | None = None
-        self._timed_out = False
+        self._external: str | None = None  # "timeout" / "interrupted", set by the watchdog thread
+        self._clean_pages: set[int] = set()  # code pages scanned since their last write (W^X guard)
+        self._guard_exits: set[int] = set()  # addresses of LOCK #UD instructions (Unicorn exits)
+        self._exit_sites: dict[int, bool] = {}  # address -> may end in an exit (budget hook's cache)
+        self._budget_cb: Any = None
+        self._cs = capstone.Cs(capstone.CS_ARCH_X86, _CS_MODE[self.mode])
+        self._cs.detail = True
         self.ram.load(image)
 
     # -- memory -------------------------------------------------------------------------------
@@ -261,7 +299,17 @@ class Machine:
         return self.ram.read(addr, size)
 
     def write_ram(self, addr: int, data: bytes) -> None:
+        """A host write (a path emulating a store to RAM). Unicorn does not see it, so a code page it
+        touches is forgotten here: translated blocks dropped, page rescanned before it runs again."""
         self.ram.write(addr, data)
+        if data and self._clean_pages:
+            first, last = addr & ~(PAGE - 1), (addr + len(data) - 1) & ~(PAGE - 1)
+            hit = [p for p in range(first, last + PAGE, PAGE) if p in self._clean_pages]
+            if hit:
+                self._clean_pages.difference_update(hit)
+                self._exit_sites.clear()
+                self.uc.ctl_remove_cache(addr, addr + len(data))
+                self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
 
     # -- exits --------------------------------------------------------------------------------
     def _record(self, kind: ExitKind, rip: int, addr: int, size: int, value: int) -> ExitRecord:
@@ -300,19 +348,24 @@ class Machine:
                 bus.write(Space.MMIO, addr, size, value)
             else:
                 got = bus.read(Space.MMIO, addr, size)
-                self._read_stash = (addr, got)
+                self._read_stash = (addr, size, got)
                 self._record(ExitKind.MMIO_READ, rip, addr, size, got)
         except Exception as exc:  # noqa: BLE001 - reported as a stop, never a traceback
             self._halt(StopReason.DEVICE_ERROR, self._rip(), f"device error on MMIO {addr:#x}: {exc}")
 
     def _mmio_map_read(self, window_base: int) -> Any:
         def read(uc: Uc, offset: int, size: int, _ud: object) -> int:
+            # Unicorn reads a misaligned access as the aligned pieces around it (a 4-byte read at
+            # +0xb arrives as pieces at +0x8 and +0xc) and keeps only the bytes the guest asked for:
+            # each byte of a piece comes from the one device access by its own offset.
             gpa = window_base + offset
-            base, value = self._read_stash
-            shift = gpa - base
-            if 0 <= shift < 16:
-                return (value >> (8 * shift)) & ((1 << (8 * size)) - 1)
-            return 0
+            base, length, value = self._read_stash
+            piece = 0
+            for i in range(size):
+                k = gpa + i - base
+                if 0 <= k < length:
+                    piece |= ((value >> (8 * k)) & 0xFF) << (8 * i)
+            return piece
 
         return read
 
@@ -367,6 +420,7 @@ class Machine:
 
     def _on_invalid(self, uc: Uc, _ud: object) -> bool:
         rip = self._rip()
+        self._repair_flags(rip)
         insn = self.read_ram(rip, MAX_INSN_LEN)
         if not is_hypercall(insn):
             self._stop = self._stop or Stop(
@@ -386,8 +440,10 @@ class Machine:
                     self.board.bus, self.mode, nr, rf.get("rbx"), rf.get("rcx"), rf.get("rdx"), rf.get("rsi")
                 ),
             )
-            rf.set("rip", rip + HYPERCALL_LEN)
-            return True
+            # Stop here and let the run loop restart at RIP+3 (SEMANTICS rule 3): writing RIP in the
+            # hook and continuing leaves Unicorn's RIP stale for every later exit of the run.
+            self._resume = (rip + HYPERCALL_LEN) & self._rip_mask
+            return False
         except Exception as exc:  # noqa: BLE001
             self._stop = self._stop or Stop(StopReason.DEVICE_ERROR, rip, f"hypercall failed: {exc}", insn)
             return False
@@ -402,10 +458,98 @@ class Machine:
             self.read_ram(rip, MAX_INSN_LEN),
         )
 
-    def _on_code_budget(self, uc: Uc, address: int, size: int, _ud: object) -> None:
-        self._budget_left -= 1
-        if self._budget_left < 0:
-            self._halt(StopReason.BUDGET, address, "instruction budget exhausted")
+    def _install_budget_hook(self) -> None:
+        """The instruction counter of SEMANTICS rule 1, as a raw ctypes UC_HOOK_CODE callback.
+
+        Counts instruction starts (QEMU re-enters a REP instruction once per iteration). Registered
+        through the C API directly: the binding's wrapper costs ~1.3 us per instruction, this one
+        ~0.35 us. It also keeps RFLAGS as they are at the start of every instruction that can end
+        in an exit (memory operand or hypercall): with any UC_HOOK_CODE installed, Unicorn 2.1.4
+        loses CF when the instruction right after a SUB/CMP faults, and `_repair_flags` puts the
+        stashed value back. Reading RFLAGS costs microseconds, hence only at those addresses."""
+        handle = self.uc._uch  # noqa: SLF001 - the C handle, for the raw hook and the raw reads
+        flags = ctypes.c_uint64(0)
+        flags_ref = ctypes.byref(flags)
+        reg_read, emu_stop = uclib.uc_reg_read, uclib.uc_emu_stop
+        eflags_id = X.UC_X86_REG_EFLAGS
+        limit = self._max_insns
+        assert limit is not None
+        sites = self._exit_sites
+        classify = self._classify_exit_site
+
+        def on_code(_h: int, address: int, _size: int, _ud: int) -> None:
+            if self._executed >= limit:
+                if self._stop is None:
+                    self._stop = Stop(StopReason.BUDGET, address, f"instruction budget of {limit} exhausted")
+                emu_stop(handle)
+                return
+            self._executed += 1
+            may_exit = sites.get(address)
+            if may_exit is None:
+                may_exit = classify(address)
+            if may_exit:
+                reg_read(handle, eflags_id, flags_ref)
+                self._flags_stash = (address, flags.value)
+
+        self._budget_cb = HOOK_CODE_CFUNC(on_code)  # kept alive as long as the engine
+        hook = ctypes.c_size_t()
+        err = uclib.uc_hook_add(
+            handle, ctypes.byref(hook), UC_HOOK_CODE, ctypes.cast(self._budget_cb, ctypes.c_void_p), None,
+            ctypes.c_uint64(1), ctypes.c_uint64(0),
+        )
+        if err:
+            raise UcError(err)
+
+    def _classify_exit_site(self, address: int) -> bool:
+        """Can the instruction at `address` end in an exit the run loop handles (a memory access that
+        may fault, or a hypercall)? Cached per address until its page is written."""
+        code = self.read_ram(address, MAX_INSN_LEN)
+        may = is_hypercall(code)
+        if not may:
+            insn = next(self._cs.disasm(code, address, 1), None)
+            may = insn is None or insn.mnemonic.split(" ")[-1] in _IMPLICIT_MEMORY or any(
+                op.type == capstone.x86.X86_OP_MEM for op in insn.operands
+            )
+        self._exit_sites[address] = may
+        return may
+
+    def _repair_flags(self, rip: int) -> None:
+        """After a fault at `rip`, restore RFLAGS from the code hook's stash (_install_budget_hook)."""
+        address, flags = self._flags_stash
+        if address == rip:
+            self._flags_stash = (-1, 0)
+            self.regfile.set("rflags", flags)
+
+    def _on_tlb_fill(self, uc: Uc, vaddr: int, access: int, entry: Any, _ud: object) -> bool:
+        """Identity TLB with W^X pages, so no code reaches Unicorn's translator unscanned.
+
+        Called only on TLB misses. A fetch from a page not scanned since its last write scans it for
+        LOCK #UD instructions (emu/codeguard.py) and registers them as exits, which stop execution
+        in front of them; the page then maps read+exec. A write to a scanned page maps it
+        read+write without exec, so code written at run time is scanned before it can run."""
+        page = vaddr & ~(PAGE - 1)
+        entry.paddr = page
+        ram_page = self.ram_base <= page < self.ram_base + self.ram_size
+        if not ram_page:
+            entry.perms = UC_PROT_ALL
+            return True
+        if access == UC_MEM_FETCH:
+            if page not in self._clean_pages:
+                self._scan_page(page)
+        elif access in (UC_MEM_WRITE, UC_MEM_WRITE_UNMAPPED) and page in self._clean_pages:
+            self._clean_pages.discard(page)
+            self._exit_sites.clear()
+        entry.perms = _PERMS_CODE if page in self._clean_pages else _PERMS_DATA
+        return True
+
+    def _scan_page(self, page: int) -> None:
+        lo = max(page - MAX_INSN_LEN, self.ram_base)  # an instruction may start just before the page
+        data = self.read_ram(lo, page + PAGE + MAX_INSN_LEN - lo)
+        found = scan_lock_ud(data, lo, self.mode) - self._guard_exits
+        if found:
+            self._guard_exits |= found
+            self.uc.ctl_set_exits(sorted(self._guard_exits))
+        self._clean_pages.add(page)
 
     # -- running ------------------------------------------------------------------------------
     def _install_hooks(self, budget_hook: bool) -> None:
@@ -421,8 +565,21 @@ class Machine:
         uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, X.UC_X86_INS_OUT)
         uc.hook_add(UC_HOOK_INSN_INVALID, self._on_invalid)
         uc.hook_add(UC_HOOK_INTR, self._on_intr)
+        self._install_guard()
         if budget_hook:
-            uc.hook_add(UC_HOOK_CODE, self._on_code_budget)
+            self._install_budget_hook()
+
+    def _install_guard(self) -> None:
+        """The LOCK #UD guard (SEMANTICS rule 9): identity TLB filled by `_on_tlb_fill`, exits enabled.
+
+        With exits enabled Unicorn ignores emu_start's `until`, so the engine stops on its own
+        only for HLT and in front of a guard exit; every other stop is requested by this class
+        and records its reason first. That is what makes `_run_loop`'s HLT detection exact."""
+        uc = self.uc
+        uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)  # type: ignore[attr-defined]  # missing from the binding's stub
+        uc.hook_add(UC_HOOK_TLB_FILL, self._on_tlb_fill)
+        uc.ctl_exits_enabled(True)
+        uc.ctl_set_exits([])
 
     def init_regs(self) -> None:
         """Entry state: RSP at the stack top, RFLAGS.IF clear, RIP at the entry (public for the C engine)."""
@@ -445,37 +602,80 @@ class Machine:
             from emu.generic import GenericPath  # the decode path is the default for exit style
 
             path = self.path = GenericPath()
-        outcome = path.handle(rec, self.cpu)
+        rep = self._rep_budget(rec) if self._max_insns is not None else None
+        try:
+            outcome = path.handle(rec, self.cpu)
+        finally:
+            done = self._rep_settle(rep) if rep is not None else 0
         if outcome is None:
             raise EmulationError(f"path {path.name!r} declined the exit and has no fallback", rip, rec.insn)
+        if rep is not None:
+            self._executed += max(done - 1, 0)  # the code hook counted the first iteration
+            if self.regfile.get("rcx") & rep[1]:
+                if rep[3]:
+                    return rip  # capped by the budget: an interrupted REP, RIP stays on it (rule 1)
+            elif done and outcome.next_rip != rip:
+                # QEMU enters a REP instruction once more after its last iteration to find RCX = 0,
+                # and that entry counts (in place it is a code-hook call): count it here too, or
+                # stop in front of it when the budget has no room left, exactly as in place.
+                if self._executed >= self._max_insns:  # type: ignore[operator]
+                    return rip
+                self._executed += 1
         return outcome.next_rip
 
+    def _rep_budget(self, rec: ExitRecord) -> tuple[str, int, int, int] | None:
+        """For a REP string instruction under a budget: cap the count register so the path performs at
+        most the iterations the budget has left (SEMANTICS rule 1). Returns (register, mask, count
+        handed to the path, count held back) for `_rep_settle`, or None for anything else."""
+        from emu.access import Op
+        from emu.decode import decode
+
+        try:
+            access = decode(rec.insn, self.mode, rec.rip)
+        except ExitlabError:
+            return None  # the path reports it
+        if not access.rep or access.op not in (Op.MOVS, Op.STOS, Op.LODS):
+            return None
+        mask = (1 << (8 * access.mem.addr_size)) - 1
+        rcx = self.regfile.get("rcx")
+        count = rcx & mask
+        allowed = 1 + self._max_insns - self._executed  # type: ignore[operator]
+        if count <= allowed:
+            return ("rcx", mask, count, 0)
+        self.regfile.set("rcx", (rcx & ~mask) | allowed)
+        return ("rcx", mask, allowed, count - allowed)
+
+    def _rep_settle(self, rep: tuple[str, int, int, int]) -> int:
+        """Give back the held-back count; return how many iterations the path performed."""
+        _, mask, handed, held = rep
+        rcx = self.regfile.get("rcx")
+        left = rcx & mask
+        if held:
+            self.regfile.set("rcx", (rcx & ~mask) | ((left + held) & mask))
+        return handed - left
+
     def run(self, max_insns: int | None = None, timeout: float | None = 10.0) -> RunResult:
-        """Run until hlt, the instruction budget, the wall-clock timeout or a fault."""
-        if max_insns is not None and max_insns <= 0:
-            raise ExitlabError("the instruction budget must be positive")
-        exit_style = self.mmio_style is MmioStyle.EXIT
-        # In-place runs are one emu_start, so Unicorn's own counter is the budget; exit-style runs
-        # restart at every exit, so they count with a code hook instead.
-        self._install_hooks(budget_hook=exit_style and max_insns is not None)
-        self._budget_left = max_insns or 0
+        """Run until hlt, the instruction budget, the wall-clock timeout, SIGINT or a fault."""
+        if max_insns is not None and (
+            isinstance(max_insns, bool) or not isinstance(max_insns, int) or not 1 <= max_insns <= MAX_BUDGET
+        ):
+            raise ExitlabError(f"the instruction budget must be 1 .. 2**63-1 (got {max_insns!r})")
+        try:
+            check_timeout(timeout)
+        except ValueError as exc:
+            raise ExitlabError(str(exc)) from None
+        self._max_insns = max_insns
+        self._executed = 0
+        self._install_hooks(budget_hook=max_insns is not None)
         self.init_regs()
         self._timeout = timeout
-        self._timed_out = False
+        self._external = None
         t0 = time.perf_counter()
-        # One watchdog thread per run stops the engine at the deadline. Unicorn's own `timeout`
-        # argument starts a thread per emu_start, which costs milliseconds per exit in exit style.
-        watchdog = None
-        if timeout is not None:
-            watchdog = threading.Timer(timeout, self._on_deadline)
-            watchdog.daemon = True
-            watchdog.start()
-        rip = self.image.entry
-        try:
-            self._run_loop(rip, max_insns if (max_insns and not exit_style) else 0)
-        finally:
-            if watchdog is not None:
-                watchdog.cancel()
+        # One watchdog thread per run stops the engine at the deadline or on SIGINT (emu/interrupt.py).
+        # Unicorn's own `timeout` argument starts a thread per emu_start, which costs milliseconds
+        # per exit in exit style.
+        with Watchdog(self._on_watchdog, timeout):
+            self._run_loop(self.image.entry)
         seconds = time.perf_counter() - t0
         assert self._stop is not None
         return RunResult(
@@ -488,57 +688,101 @@ class Machine:
             seconds=seconds,
         )
 
-    def _on_deadline(self) -> None:
+    def _on_watchdog(self, reason: str) -> None:
         """Runs on the watchdog thread: only raise the flag and ask the engine to stop."""
-        self._timed_out = True
+        self._external = reason
         try:
             self.uc.emu_stop()
         except UcError:
             pass
 
-    def _timeout_stop(self) -> bool:
-        if self._timed_out and self._stop is None:
-            self._stop = Stop(StopReason.TIMEOUT, self._rip(), f"wall-clock timeout of {self._timeout} s")
-        return self._timed_out
+    @property
+    def _timed_out(self) -> bool:
+        return self._external is not None
 
-    def _run_loop(self, rip: int, count: int) -> None:
+    def _external_stop(self) -> bool:
+        reason = self._external
+        if reason is not None and self._stop is None:
+            if reason == INTERRUPTED:
+                self._stop = Stop(StopReason.INTERRUPTED, self._rip(), "interrupted (SIGINT)")
+            else:
+                self._stop = Stop(StopReason.TIMEOUT, self._rip(), f"wall-clock timeout of {self._timeout} s")
+        return reason is not None
+
+    def _run_loop(self, rip: int) -> None:
         while True:
-            if self._timeout_stop():
+            if self._stop is not None or self._external_stop():
                 return
+            self._resume = None
             try:
-                self.uc.emu_start(rip, _UNTIL, timeout=0, count=count)
+                self.uc.emu_start(rip, 0)  # `until` is ignored: exits are enabled (_install_guard)
             except UcError as err:
-                if self._stop is not None or self._timeout_stop():
+                if self._stop is not None:
                     return
+                if self._resume is not None:  # a hypercall was handled: restart behind it (rule 3)
+                    rip = self._resume
+                    continue
+                if self._external_stop():
+                    return
+                self._repair_flags(self._rip())
                 if self._pending is not None and err.errno in (UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED):
-                    try:
-                        rip = self._handle_exit_style()
-                    except EmulationError as exc:
-                        self._stop = Stop(StopReason.EMULATION_ERROR, exc.rip or 0, str(exc), exc.insn)
+                    next_rip = self._exit_style_step()
+                    if next_rip is None:
                         return
-                    except Exception as exc:  # noqa: BLE001
-                        r = self._rip()
-                        self._stop = Stop(
-                            StopReason.DEVICE_ERROR,
-                            r,
-                            f"exit handling failed: {exc}",
-                            self.read_ram(r, MAX_INSN_LEN),
-                        )
-                        return
-                    self.regfile.set("rip", rip)
+                    rip = next_rip
                     continue
                 self._stop = self._fault_stop(err)
                 return
-            if self._stop is not None or self._timeout_stop():
+            if self._stop is not None or self._external_stop():
                 return
             rip = self._rip()
-            if self.read_ram(rip - 1, 1) == bytes([HLT]):
-                self._stop = Stop(StopReason.HLT, rip - 1, "hlt")
-            elif count:
-                self._stop = Stop(StopReason.BUDGET, rip, f"instruction budget of {count} exhausted")
-            else:
-                self._stop = Stop(StopReason.HLT, rip, "emulation ended")
+            if rip in self._guard_exits:
+                if not self._guard_stop(rip):
+                    continue
+                return
+            self._stop = Stop(StopReason.HLT, (rip - 1) & self._rip_mask, "hlt")
             return
+
+    def _exit_style_step(self) -> int | None:
+        """Handle one exit-style MMIO exit; the RIP to resume at, or None after setting the stop."""
+        try:
+            next_rip = self._handle_exit_style()
+        except EmulationError as exc:
+            self._stop = Stop(StopReason.EMULATION_ERROR, exc.rip or 0, str(exc), exc.insn)
+            return None
+        except Exception as exc:  # noqa: BLE001
+            r = self._rip()
+            self._stop = Stop(
+                StopReason.DEVICE_ERROR,
+                r,
+                f"exit handling failed: {exc}",
+                self.read_ram(r, MAX_INSN_LEN),
+            )
+            return None
+        self.regfile.set("rip", next_rip)
+        return next_rip
+
+    def _guard_stop(self, rip: int) -> bool:
+        """Execution reached a guard exit: stop `invalid_insn` if the bytes there still are a LOCK
+        #UD (True); if they were rewritten since the scan, drop the exit and go on (False)."""
+        insn = self.read_ram(rip, MAX_INSN_LEN)
+        if lock_ud(insn, self.mode):
+            if self._max_insns is not None and self._executed >= self._max_insns:
+                budget = self._max_insns
+                self._stop = Stop(StopReason.BUDGET, rip, f"instruction budget of {budget} exhausted")
+            else:
+                self._stop = Stop(
+                    StopReason.INVALID_INSN,
+                    rip,
+                    f"invalid instruction at rip={rip:#x}: {insn[:8].hex(' ')} (#UD: LOCK prefix on an "
+                    "instruction or operand that cannot be locked)",
+                    insn,
+                )
+            return True
+        self._guard_exits.discard(rip)
+        self.uc.ctl_set_exits(sorted(self._guard_exits))
+        self.uc.ctl_remove_cache(rip, rip + 1)
+        return False
 
     def _fault_stop(self, err: UcError) -> Stop:
         rip = self._rip()
