@@ -25,7 +25,9 @@ class AccessKind(enum.Enum):
     CMP = "cmp"              # read, compare, flags only
     TEST = "test"            # read, AND, flags only
     BIT_TEST = "bit_test"    # read, copy one bit to CF (BT)
-    STRING = "string"        # MOVS/STOS/LODS, optionally with REP
+    STRING = "string"        # MOVS/STOS/LODS/CMPS/SCAS, optionally with REP/REPE/REPNE
+    STACK = "stack"          # PUSH/POP/CALL/RET/LEAVE/ENTER: memory at RSP (and an explicit operand)
+    BRANCH = "branch"        # JMP through a pointer in memory
 
 
 class Op(enum.Enum):
@@ -57,8 +59,42 @@ class Op(enum.Enum):
     MOVS = "movs"
     STOS = "stos"
     LODS = "lods"
-    SSE_LOAD = "sse_load"    # memory -> xmm, upper part of the xmm register zeroed (MOVD/MOVQ) or full
-    SSE_STORE = "sse_store"  # low `size` bytes of xmm -> memory
+    SSE_LOAD = "sse_load"    # memory -> xmm/ymm, the rest of the register zeroed (MOVD/MOVQ/MOVSS/...)
+    SSE_STORE = "sse_store"  # low `size` bytes of xmm/ymm -> memory
+    CMPS = "cmps"
+    SCAS = "scas"
+    MUL = "mul"
+    IMUL = "imul"            # one operand (RDX:RAX), two (r, r/m) and three (r, r/m, imm)
+    DIV = "div"
+    IDIV = "idiv"
+    ROL = "rol"
+    ROR = "ror"
+    RCL = "rcl"
+    RCR = "rcr"
+    SHL = "shl"
+    SHR = "shr"
+    SAR = "sar"
+    SHLD = "shld"
+    SHRD = "shrd"
+    BSF = "bsf"
+    BSR = "bsr"
+    POPCNT = "popcnt"
+    LZCNT = "lzcnt"
+    TZCNT = "tzcnt"
+    CMOV = "cmov"            # `cond` = the condition nibble
+    SETCC = "setcc"
+    PUSH = "push"
+    POP = "pop"
+    CALL = "call"
+    JMP = "jmp"
+    RET = "ret"
+    LEAVE = "leave"
+    ENTER = "enter"
+    CMPXCHG8B = "cmpxchg8b"  # and CMPXCHG16B (size 16)
+    MOVBE = "movbe"
+    MOVDIR64B = "movdir64b"
+    XLAT = "xlat"
+    SMSW = "smsw"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +157,11 @@ class Access:
     rep: bool = False
     raw: bytes = b""
     align16: bool = False  # MOVDQA/MOVAPS/...: a misaligned operand is #GP (SDM), not an access
+    align: int = 0         # general form of align16: required alignment in bytes (#GP), 0 = none
+    repne: bool = False    # the last F2/F3 prefix was F2 (REPNE for CMPS/SCAS)
+    cond: int | None = None  # CMOVcc/SETcc condition (low nibble of the opcode)
+    reg2: str | None = None  # a second register operand (SHLD/SHRD's CL count, IMUL's ...)
+    vex: bool = False      # VEX-encoded: a register write zeroes up to bit 255
 
     def describe(self) -> dict[str, object]:
         """A JSON-friendly view (used by `exitlab decode --json`)."""
@@ -144,6 +185,16 @@ class Access:
             out["lock"] = True
         if self.rep:
             out["rep"] = True
+            if self.repne:
+                out["repne"] = True
+        if self.cond is not None:
+            out["cond"] = self.cond
+        if self.reg2 is not None:
+            out["reg2"] = self.reg2
+        if self.align or self.align16:
+            out["align"] = self.align or 16
+        if self.vex:
+            out["vex"] = True
         return out
 
 

@@ -44,6 +44,8 @@ class BatchCpu:
         read_value: int = 0,
         ram: Iterable[tuple[int, int]] = (),
         xmm: Mapping[int, int] | None = None,
+        ymm: Mapping[int, int] | None = None,
+        regions: Iterable[tuple[int, int]] = (),
     ) -> None:
         self.mode = mode
         self.regs: dict[str, int] = {name: 0 for name in REG_NAMES}
@@ -51,9 +53,15 @@ class BatchCpu:
             if name not in self.regs:
                 raise ValueError(f"unknown register {name!r} (known: {', '.join(REG_NAMES)})")
             self.regs[name] = value & _M64
-        self.xmm: dict[int, int] = {i: 0 for i in range(16)}
-        self.xmm.update(xmm or {})
+        # 256-bit vector registers; xmmN is the low half of ymmN
+        self.ymm: dict[int, int] = {i: 0 for i in range(16)}
+        for i, v in (ymm or {}).items():
+            self.ymm[i] = v & ((1 << 256) - 1)
+        for i, v in (xmm or {}).items():
+            self.set_xmm(i, v)
         self.mmio = mmio
+        # devices inside the window: an access crossing two is split per device (SEMANTICS rule 4)
+        self.regions = tuple(regions)
         self.read_value = read_value
         self.ram_regions = tuple(ram)
         self.pages: dict[int, bytearray] = {}
@@ -67,11 +75,23 @@ class BatchCpu:
             raise KeyError(name)
         self.regs[name] = value & _M64
 
+    @property
+    def xmm(self) -> dict[int, int]:
+        """The low 128 bits of each YMM register (read-only view)."""
+        return {i: v & ((1 << 128) - 1) for i, v in self.ymm.items()}
+
     def get_xmm(self, index: int) -> int:
-        return self.xmm[index]
+        return self.ymm[index] & ((1 << 128) - 1)
 
     def set_xmm(self, index: int, value: int) -> None:
-        self.xmm[index] = value & ((1 << 128) - 1)
+        """A legacy-SSE write: bits 255:128 are kept."""
+        self.ymm[index] = (self.ymm[index] & ~((1 << 128) - 1)) | (value & ((1 << 128) - 1))
+
+    def get_ymm(self, index: int) -> int:
+        return self.ymm[index]
+
+    def set_ymm(self, index: int, value: int) -> None:
+        self.ymm[index] = value & ((1 << 256) - 1)
 
     def _is_ram(self, addr: int) -> bool:
         return any(b <= addr < b + s for b, s in self.ram_regions)
@@ -96,6 +116,13 @@ class BatchCpu:
     def is_mmio(self, gpa: int) -> bool:
         base, size = self.mmio
         return base <= gpa < base + size
+
+    def mmio_region(self, gpa: int) -> tuple[int, int] | None:
+        """The device region holding `gpa`: one of `regions`, else the whole window."""
+        for base, size in self.regions:
+            if base <= gpa < base + size:
+                return base, size
+        return self.mmio if self.is_mmio(gpa) else None
 
     def mmio_read(self, gpa: int, size: int) -> int:
         value = self.read_value & ((1 << (8 * size)) - 1)

@@ -24,10 +24,16 @@ class DeviceAccess:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What handling one exit did: the device accesses in order and where the guest resumes."""
+    """What handling one exit did: the device accesses in order and where the guest resumes.
+
+    `iterations` is how many iterations a REP string instruction performed (0 when its count was
+    already 0; 1 for every other instruction). The instruction budget (SEMANTICS rule 1) is charged
+    max(1, iterations); `next_rip` equal to the instruction's own RIP means an interrupted REP.
+    """
 
     next_rip: int
     accesses: tuple[DeviceAccess, ...]
+    iterations: int = 1
 
 
 class Cpu(Protocol):
@@ -50,3 +56,11 @@ class Cpu(Protocol):
     def mmio_read(self, gpa: int, size: int) -> int: ...
 
     def mmio_write(self, gpa: int, size: int, value: int) -> None: ...
+
+
+# Optional members a `Cpu` may have (found with getattr, so older implementations stay valid):
+#   mmio_region(gpa) -> (base, size) | None: the device region holding an MMIO address; an access
+#       crossing two regions becomes one device access per region (SEMANTICS rule 4). Without it,
+#       all MMIO counts as one region.
+#   get_ymm(index) -> int / set_ymm(index, value): the 256-bit YMM registers (AVX forms). Without
+#       them, VEX forms stop with an EmulationError naming the missing state.

@@ -28,57 +28,144 @@ _LEGACY_PREFIXES = frozenset({0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x
 
 @dataclass(frozen=True, slots=True)
 class Form:
-    """One table entry: the operation and what the encoding allows."""
+    """One table entry: the operation and what the encoding allows.
+
+    `align`: the memory operand must be aligned to this many bytes (#GP otherwise); 0 = none,
+    -1 = aligned to its own size (VEX aligned moves: 16 or 32). `sized`: for 2/4/8-byte operands
+    the size comes from the raw prefixes (66, REX.W), as the CPU does (see `_operand_size`).
+    """
 
     op: Op
     lockable: bool = False
     align16: bool = False
+    align: int = 0
+    sized: bool = False
 
 
 _ALU = {
     X.X86_INS_ADD: Op.ADD, X.X86_INS_OR: Op.OR, X.X86_INS_ADC: Op.ADC, X.X86_INS_SBB: Op.SBB,
     X.X86_INS_AND: Op.AND, X.X86_INS_SUB: Op.SUB, X.X86_INS_XOR: Op.XOR,
 }
+_SHIFTS = {
+    X.X86_INS_ROL: Op.ROL, X.X86_INS_ROR: Op.ROR, X.X86_INS_RCL: Op.RCL, X.X86_INS_RCR: Op.RCR,
+    X.X86_INS_SHL: Op.SHL, X.X86_INS_SAL: Op.SHL, X.X86_INS_SHR: Op.SHR, X.X86_INS_SAR: Op.SAR,
+}
+_CC = ("O", "NO", "B", "AE", "E", "NE", "BE", "A", "S", "NS", "P", "NP", "L", "GE", "LE", "G")
+_CMOV = {getattr(X, f"X86_INS_CMOV{c}"): i for i, c in enumerate(_CC)}
+_SET = {getattr(X, f"X86_INS_SET{c}"): i for i, c in enumerate(_CC)}
 
-# Capstone id -> Form. SSE moves carry SSE_LOAD; the direction is fixed from the operands.
+
+def _sized(op: Op, lockable: bool = False) -> Form:
+    return Form(op, lockable=lockable, sized=True)
+
+
+# Capstone id -> Form: THE opcode table of the generic path (one row per instruction; KVM's
+# opcode_table idea). SSE moves carry SSE_LOAD; the direction is fixed from the operands.
 FORMS: dict[int, Form] = {
-    X.X86_INS_MOV: Form(Op.MOV),
-    X.X86_INS_MOVABS: Form(Op.MOV),
+    # -- mov family
+    X.X86_INS_MOV: _sized(Op.MOV),
+    X.X86_INS_MOVABS: _sized(Op.MOV),
     X.X86_INS_MOVNTI: Form(Op.MOV),
+    X.X86_INS_MOVDIRI: Form(Op.MOV),
     X.X86_INS_MOVZX: Form(Op.MOVZX),
     X.X86_INS_MOVSX: Form(Op.MOVSX),
     X.X86_INS_MOVSXD: Form(Op.MOVSX),
-    **{ins: Form(op, lockable=True) for ins, op in _ALU.items()},
-    X.X86_INS_CMP: Form(Op.CMP),
-    X.X86_INS_TEST: Form(Op.TEST),
-    X.X86_INS_INC: Form(Op.INC, lockable=True),
-    X.X86_INS_DEC: Form(Op.DEC, lockable=True),
-    X.X86_INS_NOT: Form(Op.NOT, lockable=True),
-    X.X86_INS_NEG: Form(Op.NEG, lockable=True),
-    X.X86_INS_XCHG: Form(Op.XCHG, lockable=True),
-    X.X86_INS_XADD: Form(Op.XADD, lockable=True),
-    X.X86_INS_CMPXCHG: Form(Op.CMPXCHG, lockable=True),
-    X.X86_INS_BT: Form(Op.BT),
-    X.X86_INS_BTS: Form(Op.BTS, lockable=True),
-    X.X86_INS_BTR: Form(Op.BTR, lockable=True),
-    X.X86_INS_BTC: Form(Op.BTC, lockable=True),
+    X.X86_INS_MOVBE: _sized(Op.MOVBE),
+    X.X86_INS_XLATB: Form(Op.XLAT),
+    # -- alu
+    **{ins: _sized(op, lockable=True) for ins, op in _ALU.items()},
+    X.X86_INS_CMP: _sized(Op.CMP),
+    X.X86_INS_TEST: _sized(Op.TEST),
+    X.X86_INS_INC: _sized(Op.INC, lockable=True),
+    X.X86_INS_DEC: _sized(Op.DEC, lockable=True),
+    X.X86_INS_NOT: _sized(Op.NOT, lockable=True),
+    X.X86_INS_NEG: _sized(Op.NEG, lockable=True),
+    X.X86_INS_XCHG: _sized(Op.XCHG, lockable=True),
+    X.X86_INS_XADD: _sized(Op.XADD, lockable=True),
+    X.X86_INS_CMPXCHG: _sized(Op.CMPXCHG, lockable=True),
+    # -- multiply / divide
+    X.X86_INS_MUL: _sized(Op.MUL),
+    X.X86_INS_IMUL: _sized(Op.IMUL),
+    X.X86_INS_DIV: _sized(Op.DIV),
+    X.X86_INS_IDIV: _sized(Op.IDIV),
+    # -- shifts / rotates
+    **{ins: _sized(op) for ins, op in _SHIFTS.items()},
+    X.X86_INS_SHLD: _sized(Op.SHLD),
+    X.X86_INS_SHRD: _sized(Op.SHRD),
+    # -- bit test / scan / count
+    X.X86_INS_BT: _sized(Op.BT),
+    X.X86_INS_BTS: _sized(Op.BTS, lockable=True),
+    X.X86_INS_BTR: _sized(Op.BTR, lockable=True),
+    X.X86_INS_BTC: _sized(Op.BTC, lockable=True),
+    X.X86_INS_BSF: _sized(Op.BSF),
+    X.X86_INS_BSR: _sized(Op.BSR),
+    X.X86_INS_POPCNT: _sized(Op.POPCNT),
+    X.X86_INS_LZCNT: _sized(Op.LZCNT),
+    X.X86_INS_TZCNT: _sized(Op.TZCNT),
+    # -- conditional
+    **{ins: _sized(Op.CMOV) for ins in _CMOV},
+    **{ins: Form(Op.SETCC) for ins in _SET},
+    # -- stack and branches through memory
+    X.X86_INS_PUSH: Form(Op.PUSH),
+    X.X86_INS_POP: Form(Op.POP),
+    X.X86_INS_CALL: Form(Op.CALL),
+    X.X86_INS_JMP: Form(Op.JMP),
+    X.X86_INS_RET: Form(Op.RET),
+    X.X86_INS_LEAVE: Form(Op.LEAVE),
+    X.X86_INS_ENTER: Form(Op.ENTER),
+    # -- atomics
+    X.X86_INS_CMPXCHG8B: Form(Op.CMPXCHG8B, lockable=True),
+    X.X86_INS_CMPXCHG16B: Form(Op.CMPXCHG8B, lockable=True, align=16),
+    X.X86_INS_MOVDIR64B: Form(Op.MOVDIR64B),
+    # -- strings
     **{ins: Form(Op.MOVS) for ins in (X.X86_INS_MOVSB, X.X86_INS_MOVSW, X.X86_INS_MOVSD, X.X86_INS_MOVSQ)},
     **{ins: Form(Op.STOS) for ins in (X.X86_INS_STOSB, X.X86_INS_STOSW, X.X86_INS_STOSD, X.X86_INS_STOSQ)},
     **{ins: Form(Op.LODS) for ins in (X.X86_INS_LODSB, X.X86_INS_LODSW, X.X86_INS_LODSD, X.X86_INS_LODSQ)},
+    **{ins: Form(Op.CMPS) for ins in (X.X86_INS_CMPSB, X.X86_INS_CMPSW, X.X86_INS_CMPSD, X.X86_INS_CMPSQ)},
+    **{ins: Form(Op.SCAS) for ins in (X.X86_INS_SCASB, X.X86_INS_SCASW, X.X86_INS_SCASD, X.X86_INS_SCASQ)},
+    # -- SSE / AVX moves (MOVSD with an xmm operand is SSE2 MOVSD, without it the string MOVSD)
     X.X86_INS_MOVD: Form(Op.SSE_LOAD),
     X.X86_INS_MOVQ: Form(Op.SSE_LOAD),
+    X.X86_INS_MOVSS: Form(Op.SSE_LOAD),
     X.X86_INS_MOVDQU: Form(Op.SSE_LOAD),
     X.X86_INS_MOVUPS: Form(Op.SSE_LOAD),
     X.X86_INS_MOVUPD: Form(Op.SSE_LOAD),
+    X.X86_INS_LDDQU: Form(Op.SSE_LOAD),
     X.X86_INS_MOVDQA: Form(Op.SSE_LOAD, align16=True),
     X.X86_INS_MOVAPS: Form(Op.SSE_LOAD, align16=True),
     X.X86_INS_MOVAPD: Form(Op.SSE_LOAD, align16=True),
     X.X86_INS_MOVNTDQ: Form(Op.SSE_LOAD, align16=True),
     X.X86_INS_MOVNTPS: Form(Op.SSE_LOAD, align16=True),
     X.X86_INS_MOVNTPD: Form(Op.SSE_LOAD, align16=True),
+    X.X86_INS_MOVNTDQA: Form(Op.SSE_LOAD, align16=True),
+    X.X86_INS_VMOVD: Form(Op.SSE_LOAD),
+    X.X86_INS_VMOVQ: Form(Op.SSE_LOAD),
+    X.X86_INS_VMOVSS: Form(Op.SSE_LOAD),
+    X.X86_INS_VMOVSD: Form(Op.SSE_LOAD),
+    X.X86_INS_VMOVDQU: Form(Op.SSE_LOAD),
+    X.X86_INS_VMOVUPS: Form(Op.SSE_LOAD),
+    X.X86_INS_VMOVUPD: Form(Op.SSE_LOAD),
+    X.X86_INS_VLDDQU: Form(Op.SSE_LOAD),
+    X.X86_INS_VMOVDQA: Form(Op.SSE_LOAD, align=-1),
+    X.X86_INS_VMOVAPS: Form(Op.SSE_LOAD, align=-1),
+    X.X86_INS_VMOVAPD: Form(Op.SSE_LOAD, align=-1),
+    X.X86_INS_VMOVNTDQ: Form(Op.SSE_LOAD, align=-1),
+    X.X86_INS_VMOVNTPS: Form(Op.SSE_LOAD, align=-1),
+    X.X86_INS_VMOVNTPD: Form(Op.SSE_LOAD, align=-1),
+    X.X86_INS_VMOVNTDQA: Form(Op.SSE_LOAD, align=-1),
 }
 
-_STRING_OPS = frozenset({Op.MOVS, Op.STOS, Op.LODS})
+# Instructions refused on purpose, with the reason (a clear stop, never a skip).
+_MASKED = "byte-masked store to the implicit DS:[rdi]: not emulated (docs/known-discrepancies.md)"
+REFUSED: dict[int, str] = {
+    X.X86_INS_SMSW: "CR0 is not part of the guest state a path sees (docs/known-discrepancies.md)",
+    X.X86_INS_MASKMOVDQU: _MASKED,
+    X.X86_INS_VMASKMOVDQU: _MASKED,
+    X.X86_INS_MASKMOVQ: _MASKED,
+}
+
+_STRING_OPS = frozenset({Op.MOVS, Op.STOS, Op.LODS, Op.CMPS, Op.SCAS})
+_STACK_OPS = frozenset({Op.PUSH, Op.POP, Op.CALL, Op.RET, Op.LEAVE, Op.ENTER})
 _MODES = {64: capstone.CS_MODE_64, 32: capstone.CS_MODE_32}
 
 
@@ -92,18 +179,31 @@ def _capstone(mode: int) -> capstone.Cs:
     return cs
 
 
-def _prefixes(code: bytes, mode: int) -> tuple[bool, bool]:
-    """(lock, rep) from the raw legacy prefixes (Capstone hides some of them)."""
-    lock = rep = False
+def _prefixes(code: bytes, mode: int) -> tuple[bool, bool, bool]:
+    """(lock, rep, repne) from the raw legacy prefixes (Capstone hides some of them).
+
+    When F2 and F3 are both present the last one decides REPE/REPNE, as the CPU does.
+    """
+    lock = rep = repne = False
     for b in code[:MAX_INSN_LEN]:
         if b in _LEGACY_PREFIXES:
             lock |= b == 0xF0
-            rep |= b in (0xF2, 0xF3)
+            if b in (0xF2, 0xF3):
+                rep, repne = True, b == 0xF2
         elif mode == 64 and 0x40 <= b <= 0x4F:
             continue
         else:
             break
-    return lock, rep
+    return lock, rep, repne
+
+
+def _opcode_at(code: bytes, mode: int) -> int:
+    """Index of the first opcode byte (after legacy prefixes and REX)."""
+    for i, b in enumerate(code[:MAX_INSN_LEN]):
+        if b in _LEGACY_PREFIXES or (mode == 64 and 0x40 <= b <= 0x4F):
+            continue
+        return i
+    return len(code)
 
 
 def _mem_operand(insn: capstone.CsInsn, op: capstone.x86.X86Op) -> MemOperand:
@@ -162,7 +262,13 @@ _SIZED_BY_PREFIXES = frozenset(
     {Op.MOV, Op.ADD, Op.OR, Op.ADC, Op.SBB, Op.AND, Op.SUB, Op.XOR, Op.CMP, Op.TEST, Op.INC, Op.DEC,
      Op.NOT, Op.NEG, Op.XCHG, Op.XADD, Op.CMPXCHG, Op.BT, Op.BTS, Op.BTR, Op.BTC}
 )
-_NO_MANDATORY_PREFIX = frozenset({X.X86_INS_MOVNTI})  # "NP" in the SDM: 66/F2/F3 make it #UD
+# "NP" in the SDM: 66/F2/F3 make it #UD
+_NO_MANDATORY_PREFIX = frozenset({X.X86_INS_MOVNTI, X.X86_INS_MOVDIRI})
+_NEAR_BRANCHES = frozenset({Op.CALL, Op.JMP, Op.RET})
+
+
+def _fail(why: str, rip: int, raw: bytes) -> EmulationError:
+    return EmulationError(why, rip, raw)
 
 
 def decode(code: bytes, mode: int, rip: int = 0) -> Access:
@@ -180,55 +286,156 @@ def decode(code: bytes, mode: int, rip: int = 0) -> Access:
         raise EmulationError(why, rip, window) from None
     raw = window[: insn.size]
     name = f"{insn.mnemonic} {insn.op_str}".strip()
+    if insn.id in REFUSED:
+        raise _fail(f"unsupported instruction '{name}': {REFUSED[insn.id]}", rip, raw)
     form = FORMS.get(insn.id)
     if form is None:
-        raise EmulationError(f"unsupported instruction '{name}'", rip, raw)
+        raise _fail(f"unsupported instruction '{name}'", rip, raw)
     ops = list(insn.operands)
     mems = [o for o in ops if o.type == X.X86_OP_MEM]
     regs = [o for o in ops if o.type == X.X86_OP_REG]
     imms = [o for o in ops if o.type == X.X86_OP_IMM]
-    if not mems:
-        raise EmulationError(f"'{name}' has no memory operand", rip, raw)
-    lock, rep = _prefixes(raw, mode)
+    lock, rep, repne = _prefixes(raw, mode)
     reg_names = [insn.reg_name(r.reg) for r in regs]
-    if any(r.startswith(("mm", "ymm", "zmm", "k")) or r.startswith("st") for r in reg_names):
-        raise EmulationError(f"unsupported instruction '{name}' (MMX/AVX/x87 register)", rip, raw)
     op = form.op
+    if any(r.startswith(("zmm", "k")) or r.startswith("st") for r in reg_names):
+        raise _fail(f"unsupported instruction '{name}' (AVX-512/x87 register)", rip, raw)
+    if any(r.startswith("mm") for r in reg_names):
+        raise _fail(f"unsupported instruction '{name}' (MMX registers are not part of the guest state)",
+                    rip, raw)
     if insn.id == X.X86_INS_MOVSD and any(n.startswith("xmm") for n in reg_names):
-        raise EmulationError(f"unsupported instruction '{name}' (SSE2 movsd)", rip, raw)
-    if op in _STRING_OPS:
-        return _decode_string(insn, op, mems, reg_names, raw, lock, rep, rip, name)
+        op = Op.SSE_LOAD  # SSE2 MOVSD xmm, m64 / m64, xmm: not the string MOVSD
+    elif op in _STRING_OPS:
+        if lock:
+            raise _fail(f"LOCK prefix not allowed on '{name}' (#UD)", rip, raw)
+        return _decode_string(insn, op, mems, raw, rep, repne)
+    if lock and op in _STACK_OPS | {Op.JMP, Op.XLAT, Op.SMSW, Op.MOVDIR64B}:
+        raise _fail(f"LOCK prefix not allowed on '{name}' (#UD)", rip, raw)
+    if op in _NEAR_BRANCHES | {Op.ENTER} and 0x66 in _legacy_prefixes(raw, mode):
+        raise _fail(f"unsupported instruction '{name}': operand-size override on a near branch or ENTER "
+                    "(16-bit IP/frame; Intel and AMD differ in 64-bit mode)", rip, raw)
+    if op in _STACK_OPS and not (op in (Op.PUSH, Op.CALL, Op.POP) and mems):
+        return _decode_stack(insn, op, raw, reg_names, imms, mode, rip, name)
+    if op is Op.XLAT:
+        mem = MemOperand(base={8: "rbx", 4: "ebx", 2: "bx"}[insn.addr_size], index=None, scale=1, disp=0,
+                         segment=_segment_override(raw, mode), addr_size=insn.addr_size)
+        return Access(kind=AccessKind.READ, op=op, mnemonic=insn.mnemonic, length=insn.size, size=1,
+                      mem=mem, mem_is_dest=False, reg="al", reg_size=1, raw=raw)
+    if not mems:
+        raise _fail(f"'{name}' has no memory operand", rip, raw)
     if len(mems) != 1:
-        raise EmulationError(f"'{name}' has {len(mems)} memory operands", rip, raw)
+        raise _fail(f"'{name}' has {len(mems)} memory operands", rip, raw)
     mem_op = mems[0]
     mem = _mem_operand(insn, mem_op)
     mem_is_dest = ops[0].type == X.X86_OP_MEM
+    gprs = [r for r in regs if not insn.reg_name(r.reg).startswith(("xmm", "ymm"))]
+    vecs = [insn.reg_name(r.reg) for r in regs if insn.reg_name(r.reg).startswith(("xmm", "ymm"))]
     reg = reg_names[0] if reg_names else None
     reg_size = regs[0].size if regs else 0
+    reg2 = reg_names[1] if len(reg_names) > 1 else None
     size = mem_op.size
-    if op in _SIZED_BY_PREFIXES and size in (2, 4, 8):
+    if (form.sized or op in _SIZED_BY_PREFIXES) and size in (2, 4, 8):
         size = _operand_size(raw, mode)
     if insn.id in _NO_MANDATORY_PREFIX and any(b in (0x66, 0xF2, 0xF3) for b in _legacy_prefixes(raw, mode)):
-        raise EmulationError(f"'{name}' does not allow a 66/F2/F3 prefix (#UD)", rip, raw)
+        raise _fail(f"'{name}' does not allow a 66/F2/F3 prefix (#UD)", rip, raw)
+    if insn.id == X.X86_INS_MOVSXD and reg_size == 2:
+        size = 2  # Intel SDM: 66 63 /r is MOVSXD r16, r/m16 (docs/known-discrepancies.md)
     imm = imms[0].imm & ((1 << (8 * size)) - 1) if imms else None
     if op in (Op.BT, Op.BTS, Op.BTR, Op.BTC) and imms:
         imm = imms[0].imm & 0xFF
-    if reg is not None and not reg.startswith("xmm") and reg not in SUBREGS:
-        raise EmulationError(f"unsupported register operand '{reg}' in '{name}'", rip, raw)
+    if op in (Op.ROL, Op.ROR, Op.RCL, Op.RCR, Op.SHL, Op.SHR, Op.SAR, Op.SHLD, Op.SHRD) and imms:
+        imm = imms[0].imm & 0xFF
+    if op is Op.IMUL and imms:
+        imm = imms[0].imm & ((1 << (8 * size)) - 1)  # sign-extended by Capstone, masked to the size
+    for r in gprs:
+        rn = insn.reg_name(r.reg)
+        if rn not in SUBREGS:
+            raise _fail(f"unsupported register operand '{rn}' in '{name}'", rip, raw)
+    align = 0
+    vex = False
+    cond = None
     if op is Op.SSE_LOAD:
-        if reg is None or not reg.startswith("xmm"):
-            raise EmulationError(f"unsupported instruction '{name}'", rip, raw)
+        if not vecs:
+            raise _fail(f"unsupported instruction '{name}'", rip, raw)
+        reg, reg_size = vecs[0], 32 if vecs[0].startswith("ymm") else 16
         op = Op.SSE_STORE if mem_is_dest else Op.SSE_LOAD
+        vex = raw[_opcode_at(raw, mode)] in (0xC4, 0xC5)
+        if form.align == -1:
+            align = size
+    elif vecs:
+        raise _fail(f"unsupported instruction '{name}'", rip, raw)
+    elif form.align:
+        align = form.align
+    if op is Op.MOVDIR64B:
+        # MOVDIR64B r, m512: the destination is ES:[r] (64-byte aligned), the source the ModRM operand.
+        assert reg is not None
+        reg2 = reg
+        mem_is_dest = False
+    if op is Op.CMOV:
+        cond = _CMOV[insn.id]
+    elif op is Op.SETCC:
+        cond = _SET[insn.id]
     if lock and not (form.lockable and mem_is_dest):
-        raise EmulationError(f"LOCK prefix not allowed on '{name}' (#UD)", rip, raw)
+        raise _fail(f"LOCK prefix not allowed on '{name}' (#UD)", rip, raw)
     kind = _kind(op, mem_is_dest, imm is not None)
     return Access(kind=kind, op=op, mnemonic=insn.mnemonic, length=insn.size, size=size, mem=mem,
                   mem_is_dest=mem_is_dest, reg=reg, reg_size=reg_size, imm=imm, lock=lock, raw=raw,
-                  align16=form.align16 and size == 16)
+                  align16=form.align16 and size == 16, align=align, cond=cond, reg2=reg2, vex=vex)
+
+
+def _segment_override(raw: bytes, mode: int) -> str | None:
+    """The last segment-override prefix, by name (only FS/GS matter in 64-bit mode)."""
+    names = {0x2E: "cs", 0x36: "ss", 0x3E: "ds", 0x26: "es", 0x64: "fs", 0x65: "gs"}
+    seg = None
+    for b in _legacy_prefixes(raw, mode):
+        seg = names.get(b, seg)
+    return seg
+
+
+def _stack_operand(sp: str, disp: int, addr_size: int) -> MemOperand:
+    return MemOperand(base=sp, index=None, scale=1, disp=disp, segment="ss", addr_size=addr_size)
+
+
+def _decode_stack(insn: capstone.CsInsn, op: Op, raw: bytes, reg_names: list[str],
+                  imms: list[capstone.x86.X86Op], mode: int, rip: int, name: str) -> Access:
+    """PUSH/POP reg or imm, CALL rel/reg, RET [imm16], LEAVE, ENTER: the memory is the stack.
+
+    `mem` is the stack slot the instruction accesses first ([rsp - size] for a push, [rsp] for a
+    pop, [rbp] for LEAVE); `size` the element size (8 in 64-bit mode, 4 in 32-bit; 2 under 66).
+    """
+    width = 8 if mode == 64 else 4
+    size = 2 if 0x66 in _legacy_prefixes(raw, mode) else width
+    sp = "rsp" if mode == 64 else "esp"
+    reg = None
+    if reg_names:
+        reg = reg_names[0]
+        if reg not in SUBREGS:
+            raise _fail(f"unsupported register operand '{reg}' in '{name}'", rip, raw)
+    imm = imms[0].imm if imms else None
+    reg2 = None
+    if op is Op.ENTER:
+        imm = imms[0].imm & 0xFFFF
+        level = imms[1].imm & 0x1F
+        reg2 = str(level)  # nesting level (ENTER's second immediate), as text to keep Access flat
+    if op is Op.RET and imm is not None:
+        imm &= 0xFFFF
+    if op is Op.PUSH and imm is not None:
+        imm &= (1 << (8 * size)) - 1
+    if op is Op.CALL and imm is not None:
+        imm &= (1 << mode) - 1  # the target (Capstone resolves rel16/rel32 to an absolute address)
+    if op in (Op.PUSH, Op.CALL, Op.ENTER):
+        mem = _stack_operand(sp, -size, width)
+    elif op is Op.LEAVE:
+        mem = _stack_operand("rbp" if mode == 64 else "ebp", 0, width)
+    else:
+        mem = _stack_operand(sp, 0, width)
+    return Access(kind=AccessKind.STACK, op=op, mnemonic=insn.mnemonic, length=insn.size, size=size,
+                  mem=mem, mem_is_dest=op in (Op.PUSH, Op.CALL, Op.ENTER), reg=reg,
+                  reg_size=SUBREGS[reg][2] if reg else 0, imm=imm, raw=raw, reg2=reg2)
 
 
 def _kind(op: Op, mem_is_dest: bool, has_imm: bool) -> AccessKind:
-    if op in (Op.MOV, Op.SSE_STORE, Op.SSE_LOAD):
+    if op in (Op.MOV, Op.SSE_STORE, Op.SSE_LOAD, Op.MOVBE, Op.SETCC, Op.SMSW, Op.MOVDIR64B):
         if mem_is_dest:
             return AccessKind.WRITE_IMM if has_imm else AccessKind.WRITE
         return AccessKind.READ
@@ -242,22 +449,28 @@ def _kind(op: Op, mem_is_dest: bool, has_imm: bool) -> AccessKind:
         return AccessKind.TEST
     if op is Op.BT:
         return AccessKind.BIT_TEST
+    if op in (Op.PUSH, Op.POP, Op.CALL):
+        return AccessKind.STACK
+    if op is Op.JMP:
+        return AccessKind.BRANCH
     return AccessKind.RMW if mem_is_dest else AccessKind.READ
 
 
-def _decode_string(insn: capstone.CsInsn, op: Op, mems: list[capstone.x86.X86Op], reg_names: list[str],
-                   raw: bytes, lock: bool, rep: bool, rip: int, name: str) -> Access:
-    if lock:
-        raise EmulationError(f"LOCK prefix not allowed on '{name}' (#UD)", rip, raw)
+def _decode_string(insn: capstone.CsInsn, op: Op, mems: list[capstone.x86.X86Op],
+                   raw: bytes, rep: bool, repne: bool) -> Access:
+    """MOVS/CMPS: `mem` = ES:[rdi], `src_mem` = [rsi] (segment overridable). STOS/SCAS: ES:[rdi];
+    LODS: [rsi]. The accumulator is `reg`."""
     size = mems[0].size
-    if op is Op.MOVS:
-        dst, src = _mem_operand(insn, mems[0]), _mem_operand(insn, mems[1])
+    named = [_mem_operand(insn, m) for m in mems]
+    if op in (Op.MOVS, Op.CMPS):
+        dst = next(m for m in named if (m.base or "").endswith("di"))
+        src = next(m for m in named if (m.base or "").endswith("si"))
         return Access(kind=AccessKind.STRING, op=op, mnemonic=insn.mnemonic, length=insn.size, size=size,
-                      mem=dst, mem_is_dest=True, src_mem=src, rep=rep, raw=raw)
+                      mem=dst, mem_is_dest=op is Op.MOVS, src_mem=src, rep=rep, repne=repne, raw=raw)
     acc = {1: "al", 2: "ax", 4: "eax", 8: "rax"}[size]
     return Access(kind=AccessKind.STRING, op=op, mnemonic=insn.mnemonic, length=insn.size, size=size,
-                  mem=_mem_operand(insn, mems[0]), mem_is_dest=op is Op.STOS, reg=acc, reg_size=size,
-                  rep=rep, raw=raw)
+                  mem=named[0], mem_is_dest=op is Op.STOS, reg=acc, reg_size=size,
+                  rep=rep, repne=repne, raw=raw)
 
 
 def read_subreg(get: Callable[[str], int], name: str) -> int:

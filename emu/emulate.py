@@ -1,13 +1,14 @@
 """Carry out a decoded `Access` on a `Cpu` with exact x86 semantics.
 
-`SEMANTICS` maps every `Op` of emu/decode.py's table to one function; the function reads operands,
-computes, and writes back through `_Exec`, which owns the rules every instruction shares:
-register write widths (a 32-bit write zero-extends, 8/16-bit writes merge), memory routing (MMIO
-pieces to the device, the rest to RAM, split at region boundaries, 16-byte accesses as two 8-byte
-halves, low first) and the order of device accesses.
+`SEMANTICS` maps every `Op` of emu/decode.py's table to one function. The MOV, ALU, BT* and SSE
+families and the string instructions live here; newer families are modules of emu/semantics/
+(muldiv, shift, bitscan, cond, stack, atomic, vector, misc), merged into the one table below.
+emu/semantics/core.py owns what all share (`Exec`: register widths, memory routing, precise faults).
 
-Undefined flags follow Unicorn (QEMU), the oracle the tests compare with: logical ops clear AF;
-BT/BTS/BTR/BTC change only CF. docs/known-discrepancies.md lists where the SDM and Unicorn part.
+Undefined flags follow Unicorn (QEMU), the oracle the tests compare with, where that is a function
+of the operands: logical ops clear AF. BT/BTS/BTR/BTC change only CF (Unicorn's value for the
+others depends on the previous instruction; docs/known-discrepancies.md). Each family module
+documents its own undefined flags.
 """
 
 from __future__ import annotations
@@ -15,156 +16,37 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from emu.access import SUBREGS, Access, Op
-from emu.cpu import Cpu, DeviceAccess, Outcome
-from emu.decode import effective_address, read_subreg
-from emu.errors import EmulationError
+from emu.access import Access, Op
+from emu.cpu import Cpu, Outcome
+from emu.decode import effective_address
+from emu.errors import GuestFault, UnmappedAccess
+from emu.semantics import atomic, bitscan, cond, misc, muldiv, shift, stack, vector
+from emu.semantics.core import (
+    AF,
+    CF,
+    DF,
+    GP,
+    OF,
+    PF,
+    SF,
+    STATUS,
+    ZF,
+    Exec,
+    add_flags,
+    logic_flags,
+    mask,
+    sub_flags,
+)
 
-CF, PF, AF, ZF, SF, DF, OF = 0x1, 0x4, 0x10, 0x40, 0x80, 0x400, 0x800
-STATUS = CF | PF | AF | ZF | SF | OF
+__all__ = ["AF", "CF", "DF", "OF", "PF", "SF", "STATUS", "ZF", "REP_BUDGET", "SEMANTICS", "execute",
+           "add_flags", "logic_flags", "sub_flags"]
 
 # A REP instruction stops after this many iterations with RIP left on it, as an interrupted REP
 # does on hardware: the guest re-executes it and the rest happens on the next exit.
 REP_BUDGET = 1 << 16
 
-
-def _canonical(addr: int) -> bool:
-    """Bits 63..47 all equal (48-bit linear addresses)."""
-    top = addr >> 47
-    return top == 0 or top == (1 << 17) - 1
-
-
-def _mask(size: int) -> int:
-    return (1 << (8 * size)) - 1
-
-
-def _parity(value: int) -> int:
-    return PF if bin(value & 0xFF).count("1") % 2 == 0 else 0
-
-
-def _szp(result: int, size: int) -> int:
-    bits = 8 * size
-    return (ZF if result == 0 else 0) | (SF if result >> (bits - 1) & 1 else 0) | _parity(result)
-
-
-def add_flags(a: int, b: int, carry: int, size: int) -> tuple[int, int]:
-    """(result, status flags) of a + b + carry at `size` bytes (ADD, ADC, INC, XADD)."""
-    bits, m = 8 * size, _mask(size)
-    full = a + b + carry
-    r = full & m
-    f = _szp(r, size) | (CF if full >> bits else 0) | ((a ^ b ^ r) & AF)
-    f |= OF if ((a ^ r) & (b ^ r)) >> (bits - 1) & 1 else 0
-    return r, f
-
-
-def sub_flags(a: int, b: int, borrow: int, size: int) -> tuple[int, int]:
-    """(result, status flags) of a - b - borrow at `size` bytes (SUB, SBB, CMP, DEC, NEG, CMPXCHG)."""
-    bits, m = 8 * size, _mask(size)
-    r = (a - b - borrow) & m
-    f = _szp(r, size) | (CF if a < b + borrow else 0) | ((a ^ b ^ r) & AF)
-    f |= OF if ((a ^ b) & (a ^ r)) >> (bits - 1) & 1 else 0
-    return r, f
-
-
-def logic_flags(r: int, size: int) -> int:
-    """AND/OR/XOR/TEST: CF=OF=0, SF ZF PF from the result; AF (undefined) 0 as Unicorn does."""
-    return _szp(r, size)
-
-
-class _Exec:
-    """State of one instruction being carried out: operands, registers, device accesses so far."""
-
-    def __init__(self, access: Access, cpu: Cpu, rip: int, mode: int) -> None:
-        self.a = access
-        self.cpu = cpu
-        self.rip = rip
-        self.mode = mode
-        self.next_rip = (rip + access.length) & ((1 << 64) - 1 if mode == 64 else 0xFFFFFFFF)  # EIP wraps
-        self.accesses: list[DeviceAccess] = []
-        self.amask = (1 << mode) - 1
-
-    def fail(self, why: str) -> EmulationError:
-        return EmulationError(f"{why} in '{self.a.mnemonic}'", self.rip, self.a.raw)
-
-    # registers -------------------------------------------------------------------------------
-    def get_reg(self, name: str) -> int:
-        return read_subreg(self.cpu.get, name)
-
-    def set_reg(self, name: str, value: int) -> None:
-        """Write a (sub-)register: 32-bit writes zero-extend, 8/16-bit writes keep the rest."""
-        full, shift, size = SUBREGS[name]
-        value &= _mask(size)
-        if size >= 4:
-            self.cpu.set(full, value)
-            return
-        old = self.cpu.get(full)
-        self.cpu.set(full, (old & ~(_mask(size) << shift)) | (value << shift))
-
-    def set_status(self, flags: int, keep: int = 0) -> None:
-        """Replace the status flags except those in `keep` (INC/DEC keep CF, BT* keep all but CF)."""
-        replace = STATUS & ~keep
-        rf = self.cpu.get("rflags")
-        self.cpu.set("rflags", (rf & ~replace) | (flags & replace))
-
-    def cf(self) -> int:
-        return self.cpu.get("rflags") & CF
-
-    # memory ----------------------------------------------------------------------------------
-    def ea(self) -> int:
-        ea = effective_address(self.a.mem, self.cpu.get, self.next_rip, self.mode)
-        if self.a.align16 and ea % 16:
-            raise self.fail(f"general-protection fault (#GP): misaligned 16-byte operand at {ea:#x}")
-        return ea
-
-    def read(self, addr: int, size: int) -> int:
-        value = 0
-        for off in range(0, size, 8):
-            value |= self._piece(addr + off, min(8, size - off), None) << (8 * off)
-        return value
-
-    def write(self, addr: int, size: int, value: int) -> None:
-        for off in range(0, size, 8):
-            n = min(8, size - off)
-            self._piece(addr + off, n, (value >> (8 * off)) & _mask(n))
-
-    def _piece(self, addr: int, size: int, value: int | None) -> int:
-        """One access of at most 8 bytes, split where it crosses between MMIO and RAM."""
-        addr &= self.amask
-        if self.mode == 64 and not (_canonical(addr) and _canonical((addr + size - 1) & self.amask)):
-            # SDM vol. 3 6.15: a non-canonical linear address is #GP (#SS for stack references)
-            raise self.fail(f"general-protection fault (#GP): non-canonical address {addr:#x}")
-        runs: list[tuple[int, int, bool]] = []
-        for i in range(size):
-            a = (addr + i) & self.amask
-            mmio = self.cpu.is_mmio(a)
-            if runs and runs[-1][2] == mmio and runs[-1][0] + runs[-1][1] == a:
-                runs[-1] = (runs[-1][0], runs[-1][1] + 1, mmio)
-            else:
-                runs.append((a, 1, mmio))
-        result, shift = 0, 0
-        for start, n, mmio in runs:
-            part = None if value is None else (value >> shift) & _mask(n)
-            if mmio:
-                if part is None:
-                    got = self.cpu.mmio_read(start, n) & _mask(n)
-                    self.accesses.append(DeviceAccess(start, n, False, got))
-                    result |= got << shift
-                else:
-                    self.cpu.mmio_write(start, n, part)
-                    self.accesses.append(DeviceAccess(start, n, True, part))
-            else:
-                data = self.cpu.read_mem(start, n)
-                if len(data) != n:
-                    raise self.fail(f"access to unmapped memory at {start + len(data):#x}")
-                if part is None:
-                    result |= int.from_bytes(data, "little") << shift
-                else:
-                    self.cpu.write_mem(start, part.to_bytes(n, "little"))
-            shift += 8 * n
-        return result
-
-    def outcome(self, next_rip: int | None = None) -> Outcome:
-        return Outcome(self.next_rip if next_rip is None else next_rip, tuple(self.accesses))
+_Exec = Exec
+_mask = mask
 
 
 # semantics, one function per Op -----------------------------------------------------------------
@@ -310,50 +192,64 @@ def _bitop(x: _Exec) -> None:
     x.set_status(CF if cf else 0, keep=STATUS & ~CF)
 
 
-def _sse(x: _Exec) -> None:
-    a = x.a
-    index = int((a.reg or "xmm")[3:])
-    addr = x.ea()
-    if a.op is Op.SSE_STORE:
-        x.write(addr, a.size, x.cpu.get_xmm(index) & _mask(a.size))
-    else:
-        x.cpu.set_xmm(index, x.read(addr, a.size))  # MOVD/MOVQ loads zero the rest of the register
+_STRING_OPS = frozenset({Op.MOVS, Op.STOS, Op.LODS, Op.CMPS, Op.SCAS})
 
 
-def _string(x: _Exec) -> Outcome:
-    """MOVS/STOS/LODS, one element per iteration; with REP, RCX (ECX/CX under the address size)
-    counts down and registers are updated after each element, as an interruptible REP does."""
+def _string(x: Exec) -> Outcome:
+    """MOVS/STOS/LODS/CMPS/SCAS, one element per iteration.
+
+    With REP, RCX (ECX/CX under the address size) counts down and registers are updated after each
+    element, as an interruptible REP does; CMPS/SCAS stop early when REPE finds ZF=0 or REPNE ZF=1.
+    Every operand of an iteration is probed before its first access, so a fault (SEMANTICS rule 6)
+    leaves the faulting iteration undone and the earlier ones done. At most `x.max_iterations`
+    (the remaining instruction budget) and REP_BUDGET iterations run; if RCX is not exhausted by
+    then, RIP stays on the instruction (an interrupted REP).
+    """
     a = x.a
     asz = a.mem.addr_size
     names = {8: ("rcx", "rsi", "rdi"), 4: ("ecx", "esi", "edi"), 2: ("cx", "si", "di")}[asz]
-    step = -a.size if x.cpu.get("rflags") & DF else a.size
+    step = -a.size if x.rflags() & DF else a.size
     count_left = x.get_reg(names[0]) if a.rep else 1
-    done = 0
+    limit = REP_BUDGET if x.max_iterations is None else min(REP_BUDGET, x.max_iterations)
+    compares = a.op in (Op.CMPS, Op.SCAS)
+    x.iterations = 0
     while count_left:
-        if done == REP_BUDGET:
+        if x.iterations == limit:
             return x.outcome(x.rip)
-        if a.op is Op.MOVS:
+        dst = effective_address(a.mem, x.cpu.get, x.next_rip, x.mode)
+        if a.op is Op.MOVS or a.op is Op.CMPS:
             assert a.src_mem is not None
             src = effective_address(a.src_mem, x.cpu.get, x.next_rip, x.mode)
+            x.probe(src, a.size, False)
+            x.probe(dst, a.size, a.op is Op.MOVS)
             value = x.read(src, a.size)
-            x.write(effective_address(a.mem, x.cpu.get, x.next_rip, x.mode), a.size, value)
+            if a.op is Op.MOVS:
+                x.write(dst, a.size, value)
+            else:  # CMPS compares DS:[rsi] - ES:[rdi]
+                x.set_status(sub_flags(value, x.read(dst, a.size), 0, a.size)[1])
             x.set_reg(names[1], x.get_reg(names[1]) + step)
             x.set_reg(names[2], x.get_reg(names[2]) + step)
         elif a.op is Op.STOS:
-            x.write(effective_address(a.mem, x.cpu.get, x.next_rip, x.mode), a.size, x.get_reg(a.reg or ""))
+            x.write(dst, a.size, x.get_reg(a.reg or ""))
+            x.set_reg(names[2], x.get_reg(names[2]) + step)
+        elif a.op is Op.SCAS:  # accumulator - ES:[rdi]
+            x.set_status(sub_flags(x.get_reg(a.reg or ""), x.read(dst, a.size), 0, a.size)[1])
             x.set_reg(names[2], x.get_reg(names[2]) + step)
         else:
-            value = x.read(effective_address(a.mem, x.cpu.get, x.next_rip, x.mode), a.size)
-            x.set_reg(a.reg or "", value)
+            x.set_reg(a.reg or "", x.read(dst, a.size))
             x.set_reg(names[1], x.get_reg(names[1]) + step)
-        done += 1
+        x.iterations += 1
         count_left -= 1
         if a.rep:
             x.set_reg(names[0], count_left)
+            if compares and bool(x.rflags() & ZF) == a.repne:
+                break
+    if not a.rep:
+        x.iterations = 1
     return x.outcome()
 
 
-SEMANTICS: dict[Op, Callable[[_Exec], None]] = {
+SEMANTICS: dict[Op, Callable[[Exec], None]] = {
     Op.MOV: _mov,
     Op.MOVZX: _movzx,
     Op.MOVSX: _movsx,
@@ -363,18 +259,44 @@ SEMANTICS: dict[Op, Callable[[_Exec], None]] = {
     Op.XADD: _xadd,
     Op.CMPXCHG: _cmpxchg,
     Op.BT: _bitop, Op.BTS: _bitop, Op.BTR: _bitop, Op.BTC: _bitop,
-    Op.SSE_LOAD: _sse, Op.SSE_STORE: _sse,
+    **muldiv.SEMANTICS,
+    **shift.SEMANTICS,
+    **bitscan.SEMANTICS,
+    **cond.SEMANTICS,
+    **stack.SEMANTICS,
+    **atomic.SEMANTICS,
+    **vector.SEMANTICS,
+    **misc.SEMANTICS,
 }
 
+# Ops that only read their memory operand even when it is the first operand.
+_READ_ONLY = frozenset({Op.CMP, Op.TEST, Op.BT, Op.LODS, Op.CMPS, Op.SCAS, Op.PUSH, Op.CALL, Op.JMP})
 
-def execute(access: Access, cpu: Cpu, rip: int, mode: int) -> Outcome:
+
+def execute(access: Access, cpu: Cpu, rip: int, mode: int, max_iterations: int | None = None) -> Outcome:
     """Carry out `access` (decoded at `rip`) on `cpu`; return the device accesses and next RIP.
 
     Registers, flags and RAM are updated on `cpu`; device accesses go through cpu.mmio_read/write
-    in program order. Raises EmulationError (RIP and bytes) for faults the path cannot deliver.
+    in program order. `max_iterations` caps the iterations of a REP string instruction (the
+    remaining instruction budget, SEMANTICS rule 1); `Outcome.iterations` says how many ran.
+    Raises UnmappedAccess (rule 6: precise, nothing accessed), GuestFault (#DE, #GP, ...: nothing
+    accessed) or EmulationError (RIP and bytes) for what the path cannot deliver. The two fault
+    types carry `iterations` and `accesses`: what earlier REP iterations did before the fault.
     """
-    x = _Exec(access, cpu, rip, mode)
-    if access.op in (Op.MOVS, Op.STOS, Op.LODS):
-        return _string(x)
-    SEMANTICS[access.op](x)
+    if max_iterations is not None and max_iterations < 1:
+        raise ValueError(f"max_iterations must be at least 1 (got {max_iterations})")
+    x = Exec(access, cpu, rip, mode, max_iterations)
+    if (mode != 64 and access.mem.segment == "cs" and access.mem_is_dest
+            and access.op not in _READ_ONLY):
+        # Flat 32-bit model: CS is an execute/read code segment, so a write through a CS override
+        # is #GP(0) (SDM vol. 3 5.4.1), before any access; in 64-bit mode the override is ignored.
+        raise x.fault(GP, "write through a CS override (code segments are not writable)")
+    try:
+        if access.op in _STRING_OPS:
+            return _string(x)
+        SEMANTICS[access.op](x)
+    except (UnmappedAccess, GuestFault) as exc:
+        exc.iterations = x.iterations if access.rep else 0
+        exc.accesses = tuple(x.accesses)
+        raise
     return x.outcome()

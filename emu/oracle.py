@@ -32,6 +32,7 @@ _GPR64 = [getattr(U, f"UC_X86_REG_{n.upper()}") for n in GPR_NAMES]
 _GPR32 = [U.UC_X86_REG_EAX, U.UC_X86_REG_ECX, U.UC_X86_REG_EDX, U.UC_X86_REG_EBX,
           U.UC_X86_REG_ESP, U.UC_X86_REG_EBP, U.UC_X86_REG_ESI, U.UC_X86_REG_EDI]
 _XMM = [getattr(U, f"UC_X86_REG_XMM{i}") for i in range(16)]
+_YMM = [getattr(U, f"UC_X86_REG_YMM{i}") for i in range(16)]
 STEP_LIMIT = 1 << 17
 
 
@@ -40,7 +41,8 @@ class OracleResult:
     """What one instruction did under Unicorn. `fault` is None when it completed.
 
     `regs` holds the GPRs of the mode (8 in 32-bit mode, zero-extended), then rip and rflags;
-    `memory` the contents of the `watch` ranges afterwards.
+    `memory` the contents of the `watch` ranges afterwards; `xmm`/`ymm` the vector registers (set
+    from the `xmm` (128-bit) and `ymm` (256-bit) arguments; an xmm value keeps its ymm's upper half).
     """
 
     accesses: tuple[DeviceAccess, ...]
@@ -49,6 +51,7 @@ class OracleResult:
     next_rip: int
     fault: str | None = None
     memory: tuple[tuple[int, bytes], ...] = field(default=())
+    ymm: tuple[int, ...] = field(default=())  # the full 256-bit registers (xmm = their low halves)
 
     def reg(self, name: str) -> int:
         return dict(self.regs)[name]
@@ -65,6 +68,7 @@ def run_one(
     xmm: Mapping[int, int] | None = None,
     ram_data: Iterable[tuple[int, bytes]] = (),
     watch: Iterable[tuple[int, int]] = (),
+    ymm: Mapping[int, int] | None = None,
 ) -> OracleResult:
     """Execute the instruction `code` at `rip` once (all iterations for REP) in a fresh Uc.
 
@@ -123,6 +127,8 @@ def run_one(
     if mode == 64:
         uc.reg_write(U.UC_X86_REG_FS_BASE, regs.get("fs_base", 0))
         uc.reg_write(U.UC_X86_REG_GS_BASE, regs.get("gs_base", 0))
+    for i, value in (ymm or {}).items():
+        uc.reg_write(_YMM[i], value)
     for i, value in (xmm or {}).items():
         uc.reg_write(_XMM[i], value)
     pc_reg = U.UC_X86_REG_RIP if mode == 64 else U.UC_X86_REG_EIP
@@ -145,6 +151,8 @@ def run_one(
     out_regs = [(name, uc.reg_read(reg)) for name, reg in zip(names, gprs, strict=False)]
     out_regs.append(("rip", pc))
     out_regs.append(("rflags", uc.reg_read(U.UC_X86_REG_EFLAGS)))
-    xmms = tuple(uc.reg_read(_XMM[i]) for i in range(16 if mode == 64 else 8))
+    nvec = 16 if mode == 64 else 8
+    xmms = tuple(uc.reg_read(_XMM[i]) for i in range(nvec))
+    ymms = tuple(uc.reg_read(_YMM[i]) for i in range(nvec))
     memory = tuple((addr, bytes(uc.mem_read(addr, n))) for addr, n in watch)
-    return OracleResult(tuple(events), tuple(out_regs), xmms, pc, fault, memory)
+    return OracleResult(tuple(events), tuple(out_regs), xmms, pc, fault, memory, ymms)

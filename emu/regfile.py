@@ -50,6 +50,7 @@ _REG32 = {
     "rflags": X.UC_X86_REG_EFLAGS,
 }
 XMM = [getattr(X, f"UC_X86_REG_XMM{i}") for i in range(16)]
+YMM = [getattr(X, f"UC_X86_REG_YMM{i}") for i in range(16)]
 
 
 def reg_ids(mode: int) -> dict[str, int]:
@@ -101,3 +102,9 @@ class RegFile:
 
     def set_xmm(self, index: int, value: int) -> None:
         self.uc.reg_write(XMM[index], value & ((1 << 128) - 1))
+
+    def get_ymm(self, index: int) -> int:
+        return int(self.uc.reg_read(YMM[index]))
+
+    def set_ymm(self, index: int, value: int) -> None:
+        self.uc.reg_write(YMM[index], value & ((1 << 256) - 1))

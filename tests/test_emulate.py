@@ -57,6 +57,8 @@ def compare(code: bytes, mode: int, regs: dict[str, int], mmio: tuple[int, int],
     try:
         out = emulate_at(cpu, rip, mode)
     except EmulationError as exc:
+        if truth.fault is None and "write through a CS override" in str(exc) and mode == 32:
+            return  # known unicorn 2.1.4 deviation (docs): it writes through a CS override
         assert truth.fault is not None, f"{where}: we refused ({exc}) but unicorn ran it"
         return
     assert truth.fault is None, f"{where}: unicorn faulted ({truth.fault}) but we emulated {out}"

@@ -2,7 +2,10 @@
 
 Each input line is one case: {"bytes": "66 89 02", "mode": 64, "rip": 4096, "regs": {...},
 "mmio": [base, size], "read_value": 0} (registers not named are 0; the bytes sit in RAM at rip).
-Each output line is {"accesses": [...], "regs": {...}} or {"error": "..."}, one per input line.
+`regs` may also hold vector registers as hex strings: "xmm0".."xmm15" (128 bits) and "ymm0".."ymm15"
+(256 bits; an xmmN given too replaces ymmN's low half).
+Each output line is {"accesses": [...], "regs": {...}} or {"error": "..."}, one per input line;
+"regs" lists the general registers, plus every vector register the instruction changed.
 """
 
 from __future__ import annotations
@@ -34,11 +37,19 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     mode = int(case.get("mode", 64))
     rip = int(case.get("rip", 0x1000))
     mmio_base, mmio_size = (int(v) for v in case["mmio"])
-    regs = {k: int(v) for k, v in dict(case.get("regs", {})).items()}
+    regs: dict[str, int] = {}
+    vectors: dict[str, dict[int, int]] = {"xmm": {}, "ymm": {}}
+    for k, v in dict(case.get("regs", {})).items():
+        kind, index = _vector_name(k)
+        if kind:
+            vectors[kind][index] = _vector_value(k, v, 16 if kind == "xmm" else 32)
+        else:
+            regs[k] = int(v)
     regs["rip"] = rip
     regs.setdefault("rflags", 0x2)
     cpu = BatchCpu(mode, regs, (mmio_base, mmio_size), int(case.get("read_value", 0)),
-                   default_ram_regions(rip, (mmio_base, mmio_size)))
+                   default_ram_regions(rip, (mmio_base, mmio_size)), vectors["xmm"], vectors["ymm"])
+    before = dict(cpu.ymm)
     if len(cpu.read_mem(rip, len(code))) != len(code):
         raise ExitlabError(f"rip {rip:#x} is not in RAM")
     cpu.write_mem(rip, code)
@@ -47,8 +58,42 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     return {
         "accesses": [{"gpa": a.gpa, "size": a.size, "write": a.write, "value": a.value}
                      for a in out.accesses],
-        "regs": {name: cpu.get(name) for name in (*GPR_NAMES, "rip", "rflags")},
+        "regs": {name: cpu.get(name) for name in (*GPR_NAMES, "rip", "rflags")}
+        | _changed_vectors(before, cpu),
     }
+
+
+def _vector_name(name: str) -> tuple[str, int]:
+    """('xmm'|'ymm', index) for 'xmm0'..'ymm15', ('', 0) for any other name."""
+    kind, digits = name[:3], name[3:]
+    if kind in ("xmm", "ymm") and digits.isdigit() and int(digits) < 16 and digits == str(int(digits)):
+        return kind, int(digits)
+    return "", 0
+
+
+def _vector_value(name: str, value: Any, size: int) -> int:
+    """A vector register value: a hex string ('0x...' or bare hex) of at most `size` bytes."""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a hex string, got {value!r}")
+    try:
+        v = int(value, 16)
+    except ValueError:
+        raise ValueError(f"{name}: not a hex string: {value!r}") from None
+    if v < 0 or v >> (8 * size):
+        raise ValueError(f"{name}: {value!r} does not fit {8 * size} bits")
+    return v
+
+
+def _changed_vectors(before: dict[int, int], cpu: BatchCpu) -> dict[str, str]:
+    """The vector registers the instruction wrote: ymmN when its upper half changed, else xmmN."""
+    out: dict[str, str] = {}
+    for i, old in before.items():
+        new = cpu.get_ymm(i)
+        if new == old:
+            continue
+        upper_changed = (new >> 128) != (old >> 128)
+        out[f"ymm{i}" if upper_changed else f"xmm{i}"] = hex(new if upper_changed else new & ((1 << 128) - 1))
+    return out
 
 
 def run_stream(lines: TextIO, out: TextIO) -> int:
