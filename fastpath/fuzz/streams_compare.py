@@ -3,8 +3,10 @@
 Per program and configuration the verdict is one of:
 - `agree`: every compared field equals the reference's;
 - `decline`: the configuration stopped with `emulation_error` at an instruction the reference
-  executed, and its whole state (registers, devices, console, RAM) equals the reference's state
-  just before one execution of that instruction: a clean refusal (SEMANTICS rule 5), not a failure;
+  executed (and did not fault on), and its whole state (registers, devices, console, RAM) equals the
+  reference's state just before one execution of that instruction: a clean refusal (SEMANTICS
+  rule 5), not a failure. An `emulation_error` where the reference faults (`unmapped` ...) is a
+  disagreement (`unmapped->emulation_error`): the architecture gives a fault there, not a refusal;
 - `n/a`: the comparison does not apply (wildcard paths on a program whose notify-window accesses
   are not all plain stores; KVM on a program with a budget or a hypercall; see docs);
 - `disagree`: anything else. Its *class* is the configuration, the stop transition and the groups
@@ -25,6 +27,7 @@ from fastpath.fuzz.streams_ref import Reference, reference
 from fastpath.fuzz.streams_run import KVM_CONFIG, WILDCARD, Outcome, Runner, norm_kicks
 
 MAX_DECLINE_ARRIVALS = 64
+FAULTS = ("unmapped", "invalid_insn", "triple_fault")
 INPLACE = "py-inplace"
 
 
@@ -158,6 +161,10 @@ class Comparator:
         diff = diff_fields(ref, got)
         if not diff:
             return Verdict(name, "agree")
+        if got.stop == "emulation_error" and ref.stop in FAULTS and ref.rip == got.rip:
+            # the instruction faults architecturally (e.g. runs off the window): the right answer is
+            # the fault, not a refusal, even when the state is the same
+            return Verdict(name, "disagree", classify(ref, got, diff), diff=tuple(diff))
         if got.stop == "emulation_error" and ref.stop != "emulation_error":
             why = self._decline(image, program, got, wildcard=name in WILDCARD)
             if why is None:

@@ -94,6 +94,8 @@ class Program:
         head = [f"# exitlab: mode={self.mode}"]
         if self.max_insns is not None:
             head.append(f"# exitlab-streams: max-insns={self.max_insns}")
+        if not self.wildcard_ok:
+            head.append("# exitlab-streams: wildcard-unsafe (a notify-window access is not a plain store)")
         if self.origin:
             head.append(f"# exitlab-streams: origin {self.origin}")
         head += [f"# {h}" if h else "#" for h in header]
@@ -128,6 +130,8 @@ def parse_program(text: str) -> Program:
             continue
         tags = {"atomic"} if line.endswith(":") or "ebp" in line else set()
         items.append(Item((line,), frozenset(tags)))
+    if "exitlab-streams: wildcard-unsafe" in text and items:
+        items[0] = Item(items[0].lines, items[0].tags | {"wild-unsafe"})
     return Program(mode=mode, items=tuple(items), max_insns=budget, origin="file")
 
 
