@@ -13,39 +13,28 @@ from fnmatch import fnmatchcase
 
 # (configuration, class) pairs the seeded test campaign (TEST_SEED, TEST_CASES) finds today.
 KNOWN_OPEN: tuple[tuple[str, str, str], ...] = (
-    ("py-inplace", "budget:dev.regs_mem", "item b / S11: straddling store not split"),
-    ("py-inplace", "budget:regs-dev-count", "item b / S11"),
-    ("py-inplace", "hlt:dev.regs_mem,regs-dev-count", "item b / S11"),
-    ("py-inplace", "hlt:regs,regs-dev-count", "row 1 / item b: straddling or misaligned read"),
-    ("py-inplace", "unmapped:regs-dev-count", "rows 14/16/17 / S8-S10: access off the window end"),
-    ("py-generic", "bad-decline-state:console,exits.pio_out,regs", "row 0: stale RIP after a hypercall"),
-    ("py-generic", "bad-decline-state:flags,regs,regs-dev-count", "row 0"),
-    ("py-generic", "bad-decline-state:regs", "row 0"),
-    ("py-generic", "bad-decline-state:regs-dev-count", "row 16 / S8-S10: decline after the device access"),
-    ("py-fast", "bad-decline-state:console,exits.pio_out,regs", "row 0"),
-    ("py-fast", "bad-decline-state:flags,regs,regs-dev-count", "row 0"),
-    ("py-fast", "bad-decline-state:regs", "row 0"),
-    ("py-fast", "bad-decline-state:regs-dev-count", "row 16 / S8-S10"),
-    ("py-wildcard", "bad-decline-state:regs", "row 0 / row 9"),
-    ("c-inplace", "bad-decline-state:notify", "row 4: decline after device reads"),
-    ("c-inplace", "bad-decline-state:notify,regs-dev-count", "row 4"),
-    ("c-inplace", "bad-decline-state:regs-dev-count", "row 4"),
-    ("c-inplace", "hlt:dev.regs_mem,regs-dev-count", "item b / S11"),
-    ("c-inplace", "hlt:regs-dev-count", "rows 2/3: pieces re-read, MMIO->MMIO MOVS doubled"),
-    ("c-inplace", "unmapped:regs-dev-count", "row 17 / S8-S10"),
-    *[
-        (c, cls, why)
-        for c in ("c-capstone", "c-subset", "c-pv-fast", "c-generic", "c-fast")
-        for cls, why in (
-            ("hlt:dev.regs_mem,regs-dev-count", "item b / S11"),
-            ("unmapped->hlt:flags,regs,regs-dev-count", "row 14: access off the window end completes"),
-        )
-    ],
+    # Python engine (pyengine / generic)
+    ("py-inplace", "budget:regs-dev-count", "T2/S12: QEMU's dummy INS store reaches the device"),
+    ("py-inplace", "hlt:dev.regs_mem,regs-dev-count", "T1, issue item b: NOTIFY->REGS straddle not split"),
+    ("py-inplace", "hlt:regs,regs-dev-count", "T1, item b: straddling read"),
     (
-        "kvm",
+        "py-inplace",
         "unmapped:regs-dev-count",
-        "S8-S10: emu/kvm.py lets an access off the window end reach the device",
+        "T3, rows 14/16/17: access off the window end reaches the device",
     ),
+    ("py-generic", "hlt:dev.regs_mem,regs-dev-count", "T1, item b"),
+    ("py-generic", "hlt:regs,regs-dev-count", "T1, item b"),
+    ("py-generic", "unmapped->emulation_error", "T4, row 16: fault reported as emulation_error"),
+    ("py-fast", "hlt:dev.regs_mem,regs-dev-count", "T1, item b"),
+    ("py-fast", "hlt:regs,regs-dev-count", "T1, item b"),
+    ("py-fast", "unmapped->emulation_error", "T4, row 16"),
+    # C engine (cengine): LODS off the window end declines instead of faulting
+    *[
+        (c, "unmapped->emulation_error", "T5, row 14 for LODS")
+        for c in ("c-inplace", "c-capstone", "c-subset", "c-pv-fast", "c-generic", "c-fast")
+    ],
+    # KVM engine (emu/kvm.py)
+    ("kvm", "unmapped:regs-dev-count", "T8: an access off the window end reaches the device"),
 )
 TEST_SEED = 11
 TEST_CASES = 40
