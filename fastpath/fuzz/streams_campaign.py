@@ -91,7 +91,14 @@ def check_program(
         from fastpath.fuzz.streams_run import Outcome
 
         return ProgramResult(program, Outcome("reference", "none", 0), error=f"does not assemble: {exc}")
-    return comparator.check(program, image, configs)
+    try:
+        return comparator.check(program, image, configs)
+    except Exception as exc:  # noqa: BLE001 - the reference itself failed: report, never crash a campaign
+        from fastpath.fuzz.streams_run import Outcome
+
+        return ProgramResult(
+            program, Outcome("reference", "none", 0), error=f"reference failed: {type(exc).__name__}: {exc}"
+        )
 
 
 @functools.lru_cache(maxsize=2)
@@ -385,7 +392,8 @@ def summary_text(result: CampaignResult, paths: list[str]) -> str:
         for cls, n in sorted(row["classes"].items(), key=lambda x: -x[1]):
             lines.append(f"{'':15}{n:6}  {cls}")
     if t.errors:
-        lines += ["", f"{t.errors} program(s) did not assemble (generator bug):", *t.error_examples]
+        what = "could not be checked (assembly or reference failure)"
+        lines += ["", f"{t.errors} program(s) {what}:", *t.error_examples]
     if result.reported:
         lines += ["", f"{len(result.reported)} distinct disagreement class(es):"]
         for i, r in enumerate(result.reported):

@@ -50,7 +50,16 @@ from emu.board import default_board
 from emu.bus import Space
 from emu.devices import RegisterDevice
 from emu.hypercall import HYPERCALL_LEN, hypercall, is_hypercall
-from emu.platform import NOTIFY_MMIO, NOTIFY_MMIO_SIZE, REGS_MMIO, REGS_MMIO_SIZE, PlatformSpec
+from emu.platform import (
+    HC_MMIO_WRITE,
+    KVM_EFAULT,
+    KVM_EINVAL,
+    NOTIFY_MMIO,
+    NOTIFY_MMIO_SIZE,
+    REGS_MMIO,
+    REGS_MMIO_SIZE,
+    PlatformSpec,
+)
 from emu.regfile import RegFile
 from fastpath.fuzz.streams_run import Outcome, norm_regs, py_devices, ram_hash
 
@@ -168,25 +177,33 @@ class Reference:
             return False
         self.pio["hypercall"] += 1
         rf = self.rf
-        before = self.board.notify.writes + self.board.regs.writes
-        rf.set(
-            "rax",
-            hypercall(
-                self.board.bus,
-                self.mode,
-                rf.get("rax"),
-                rf.get("rbx"),
-                rf.get("rcx"),
-                rf.get("rdx"),
-                rf.get("rsi"),
-            ),
-        )
-        if self.board.notify.writes + self.board.regs.writes != before:
-            self.log.append(("hypercall", True, rf.get("rbx"), rf.get("rcx"), rf.get("rdx")))
-            self._sync_window_from_devices()
+        nr = rf.get("rax")
+        if nr == HC_MMIO_WRITE:
+            rf.set("rax", self._hc_mmio_write(rf.get("rbx"), rf.get("rcx"), rf.get("rdx")))
+        else:  # every other number: the shared table (-KVM_ENOSYS)
+            bus = self.board.bus
+            rf.set("rax", hypercall(bus, self.mode, nr, rf.get("rbx"), rf.get("rcx"), rf.get("rdx"), 0))
         self.resume = rip + HYPERCALL_LEN
         uc.emu_stop()
         return True
+
+    def _hc_mmio_write(self, gpa: int, size: int, value: int) -> int:
+        """HC_MMIO_WRITE done here, not by emu.hypercall: the same checks (size 1/2/4/8, 8 only in
+        64-bit mode, the whole range on devices), and the write split per region like any access."""
+        mask = (1 << 64) - 1 if self.mode == 64 else 0xFFFFFFFF
+        if size not in (1, 2, 4, 8) or (size == 8 and self.mode != 64):
+            return (-KVM_EINVAL) & mask
+        if not (WIN_BASE <= gpa and gpa + size <= WIN_BASE + WIN_SIZE):
+            return (-KVM_EFAULT) & mask
+        value &= (1 << (8 * size)) - 1
+        for lo, hi in ((NOTIFY_MMIO, REGS_MMIO), (REGS_MMIO, REGS_MMIO + REGS_MMIO_SIZE)):
+            a, b = max(gpa, lo), min(gpa + size, hi)
+            if a < b:
+                piece = (value >> (8 * (a - gpa))) & ((1 << (8 * (b - a))) - 1)
+                self.log.append(("hypercall", True, a, b - a, piece))
+                self.board.bus.write(Space.MMIO, a, b - a, piece)
+        self._sync_window_from_devices()
+        return 0
 
     def _sync_window_from_devices(self) -> None:
         """HC_MMIO_WRITE writes the device directly; keep the RAM copy of the registers equal."""
