@@ -18,7 +18,7 @@ from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
 CSRC = HERE / "csrc"
-SOURCES = ["insn_subset.c", "paths.c", "replay.c", "live.c"]
+SOURCES = ["insn_subset.c", "paths.c", "replay.c", "live.c", "lockguard.c"]
 CFLAGS = ["-O2", "-Wall", "-Wextra", "-Werror", "-std=gnu11", "-fno-strict-aliasing"]
 
 CDEF = """
@@ -142,6 +142,7 @@ struct xl_live_ctl *xl_live_ctl_new(void);
 void xl_live_ctl_free(struct xl_live_ctl *ctl);
 void xl_live_ctl_reset(struct xl_live_ctl *ctl);
 int xl_live_request_stop(struct xl_live_ctl *ctl, uint32_t reason);
+int xl_lock_ud(const uint8_t *p, size_t n, int mode);
 """
 
 
@@ -174,7 +175,8 @@ def _ffibuilder(sanitize: bool = False) -> FFI:
     ffi.cdef(CDEF)
     ffi.set_source(
         "fastpath._exitlab_c",
-        '#include "paths.h"\n#include "insn_subset.h"\n#include "replay.h"\n#include "live.h"\n',
+        '#include "paths.h"\n#include "insn_subset.h"\n#include "replay.h"\n#include "live.h"\n'
+        '#include "lockguard.h"\n',
         sources=[str(CSRC / s) if sanitize else _source(s) for s in SOURCES],
         include_dirs=[str(CSRC), str(uc_dir / "include"), str(cs_dir / "include")],
         extra_compile_args=CFLAGS + (SANITIZE_FLAGS if sanitize else []),

@@ -318,3 +318,37 @@ def test_carry_flag_survives_an_exit_right_after_cmp(
     assert r.stop == "hlt"
     assert reg(m, "rbx") & 0xFF == 1
     assert reg(m, "rflags") & 1 == 1
+
+
+# ------------------------------------------------------------------ rule 7: exits Unicorn misplaces
+@pytest.mark.parametrize("path,style", CONFIGS, ids=IDS)
+@pytest.mark.parametrize(
+    "src,rip",
+    [
+        ("mov rdx, REGS_MMIO\nfxsave [rdx]\nhlt", 0x800A),
+        ("mov rdx, REGS_MMIO\nmov rbx, REGS_MMIO+0x100\nfxsave [rdx]\nmov dword ptr [rbx], eax\nhlt", 0x8014),
+        ("mov rdi, REGS_MMIO\npcmpeqb xmm1, xmm1\nmaskmovdqu xmm0, xmm1\nhlt", 0x800E),
+    ],
+    ids=["fxsave", "fxsave-then-mov", "maskmovdqu"],
+)
+def test_store_reported_at_a_later_rip_is_never_handled(src: str, rip: int, path: str, style: str) -> None:
+    """issue 13 W8: Unicorn lets fxsave/maskmovdqu go on past the faulting store and reports the
+    exit at a later instruction; the 512-byte store was dropped and a later MOV handled."""
+    r, _ = run(src, path, style)
+    assert (r.stop, r.rip) == ("emulation_error", rip)
+    assert r.error is not None and r.error.rip == rip and r.error.addr == REGS_MMIO
+    assert dev(r)["regs"]["writes"] == 0
+
+
+@pytest.mark.parametrize("path,style", CONFIGS, ids=IDS)
+@pytest.mark.parametrize(
+    "max_insns,stop,rip,rcx",
+    [(7, "hlt", 0x8011, 0), (6, "budget", 0x8011, 0), (5, "budget", 0x800F, 0), (4, "budget", 0x800F, 1)],
+)
+def test_rep_counts_like_unicorn_on_every_path(
+    path: str, style: str, max_insns: int, stop: str, rip: int, rcx: int
+) -> None:
+    """A REP of 3 iterations counts 4 (Unicorn enters it once more to find rCX = 0), whether Unicorn
+    runs it (in place) or a path emulates it at an exit."""
+    r, m = run("mov ecx, 3\nmov rdi, REGS_MMIO\nrep stosb\nhlt", path, style, max_insns=max_insns)
+    assert (r.stop, r.rip, reg(m, "rcx")) == (stop, rip, rcx)

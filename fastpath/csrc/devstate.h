@@ -130,6 +130,7 @@ struct xl_cpu {
     uint64_t max_iter;         /* REP iterations this exit may perform (the remaining budget), 0: no limit */
     uint64_t iters;            /* out: REP iterations performed by the last string instruction */
     const volatile uint32_t *stop_flag;  /* live: non-zero when another thread asked the run to stop */
+    uint64_t wlo, whi;         /* out: guest RAM bytes the path wrote, [wlo, whi) (empty: wlo >= whi) */
 };
 #define XL_CPU_ONE_ELEMENT 1u
 

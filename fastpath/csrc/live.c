@@ -20,7 +20,20 @@
  * budget's iterations.  HLT: uc_emu_start returns UC_ERR_OK only for HLT, `until` (never reached),
  * or a uc_emu_stop this file asked for (each of which sets a flag first).
  *
- * No allocation per exit: all state lives in struct live on this function's stack.
+ * Code guard (SEMANTICS rule 9, the Python engine's scheme): Unicorn aborts the process while
+ * translating LOCK BT* reg, so no code reaches its translator unscanned.  The TLB is virtual (an
+ * identity UC_HOOK_TLB_FILL, called only on TLB misses) with W^X RAM pages: a fetch from a page not
+ * scanned since its last write scans it (lockguard.c) and registers every LOCK #UD start as a
+ * Unicorn exit, then maps it read+exec; a guest write maps it read+write (so code written at run
+ * time is rescanned); a path's own RAM writes drop the page's translations.  Exits stop execution
+ * in front of the instruction: uc_emu_start returns UC_ERR_OK there and the loop stops
+ * `invalid_insn`.  Exits are enabled only once a site is found (they make every MMIO exit ~60x
+ * slower in Unicorn 2.1.4), and the TLB hook only covers RAM, so a guest without LOCK #UD pays
+ * one callback per RAM page fill and nothing per exit.  UC_ERR_OK is then HLT, a guard exit,
+ * `until` (~0, never executed) or a stop this file asked for (each of which sets a flag first).
+ *
+ * No allocation per exit: all state lives in struct live on this function's stack (the guard's
+ * page map and exit list are allocated once per run).
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -31,7 +44,11 @@
 #include <unicorn/unicorn.h>
 
 #include "live.h"
+#include "lockguard.h"
 #include "paths.h"
+
+#define PAGE 0x1000ull
+#define XL_MAX_GUARD 4096  /* LOCK #UD sites a run can register as Unicorn exits */
 
 enum { PEND_NONE = 0, PEND_MMIO = 1, PEND_HC = 2 };
 
@@ -44,12 +61,21 @@ struct live {
     const int *ids;
     int pending;
     uint32_t pend_kind;
+    uint32_t pend_size;     /* the access size Unicorn reports (a consistency check, rule 7) */
+    int pend_multi;         /* Unicorn went on after the faulting access (fxsave, maskmovdqu...) */
+    uint64_t multi_rip;
     uint64_t pend_addr;
     uint32_t stop;
     int budget_on;
     int64_t budget_left;
     /* RFLAGS at the start of the last instruction the budget hook saw (Unicorn bug workaround) */
     uint64_t stash_addr, stash_flags;
+    /* the LOCK #UD code guard: per RAM page "scanned since its last write", and the exits */
+    uint8_t *clean;
+    uint64_t *gexits;
+    size_t ngexits;
+    int guard_full;
+    int exits_on;           /* Unicorn exits enabled (then `until` is ignored) */
     /* in-place: the value the path read, for the mmio_map read callback */
     uint64_t rd_addr, rd_value;
     int rd_size;
@@ -228,12 +254,22 @@ static bool hook_unmapped(uc_engine *uc, uc_mem_type type, uint64_t addr, int si
 {
     struct live *L = (struct live *)ud;
     (void)uc;
-    (void)size;
     (void)value;  /* ground truth for tests only: a real exit carries no data */
     if ((type == UC_MEM_WRITE_UNMAPPED || type == UC_MEM_READ_UNMAPPED) && xl_dev_claims(L->ctx, addr)) {
+        if (L->pending == PEND_MMIO) {
+            /* A second access in the same segment: Unicorn did not stop at the first one.  Some
+             * helpers (fxsave, maskmovdqu) ignore the fault and go on, and the exit would then be
+             * reported at a later RIP; rule 7: never handled.  RIP is still on that instruction. */
+            if (!L->pend_multi) {
+                L->pend_multi = 1;
+                L->multi_rip = read_rip(L);
+            }
+            return false;
+        }
         L->pending = PEND_MMIO;
         L->pend_kind = type == UC_MEM_WRITE_UNMAPPED ? XL_MMIO_WRITE : XL_MMIO_READ;
         L->pend_addr = addr;
+        L->pend_size = size > 0 ? (uint32_t)size : 0;
         return false;
     }
     if (!L->stop) {
@@ -350,6 +386,105 @@ static uint64_t win_base_of(const struct xl_ctx *ctx, uint64_t addr, uint64_t *s
     return d->regs_base;
 }
 
+/* ---- the code guard */
+
+static void guard_scan(struct live *L, uint64_t page)
+{
+    const struct xl_live_cfg *cfg = L->cfg;
+    uint64_t ram_end = cfg->ram_base + cfg->ram_size;
+    uint64_t lo = page - cfg->ram_base >= XL_LOCK_MAX_INSN ? page - XL_LOCK_MAX_INSN : cfg->ram_base;
+    uint64_t hi = ram_end - page > PAGE + XL_LOCK_MAX_INSN ? page + PAGE + XL_LOCK_MAX_INSN : ram_end;
+    uint64_t found[64];
+    const uint8_t *ram = (const uint8_t *)(uintptr_t)cfg->ram;
+    size_t n = xl_lock_scan(ram + (lo - cfg->ram_base), (size_t)(hi - lo), lo, cfg->mode, found, 64);
+    if (n > 64)
+        L->guard_full = 1;  /* more than 64 LOCK #UD starts in one page: refuse the run (see loop) */
+    int added = 0;
+    for (size_t i = 0; i < n && i < 64; i++) {
+        size_t j;
+        for (j = 0; j < L->ngexits && L->gexits[j] != found[i]; j++)
+            ;
+        if (j < L->ngexits)
+            continue;
+        if (L->ngexits >= XL_MAX_GUARD) {
+            L->guard_full = 1;
+            break;
+        }
+        L->gexits[L->ngexits++] = found[i];
+        added = 1;
+    }
+    if (added) {
+        /* exits are enabled only once there is one: with exits enabled, every exit-style MMIO exit
+         * costs ~20 us in Unicorn 2.1.4 (instead of ~0.3 us) */
+        if (!L->exits_on) {
+            uc_ctl_exits_enable(L->uc);
+            L->exits_on = 1;
+        }
+        uc_ctl_set_exits(L->uc, L->gexits, L->ngexits);
+    }
+    L->clean[(page - cfg->ram_base) / PAGE] = 1;
+}
+
+static bool hook_tlb_fill(uc_engine *uc, uint64_t vaddr, uc_mem_type type, uc_tlb_entry *e, void *ud)
+{
+    struct live *L = (struct live *)ud;
+    const struct xl_live_cfg *cfg = L->cfg;
+    (void)uc;
+    uint64_t page = vaddr & ~(PAGE - 1);
+    uint64_t off = page - cfg->ram_base;
+    e->paddr = page;
+    if (page < cfg->ram_base || off >= cfg->ram_size) {
+        e->perms = UC_PROT_ALL;
+        return true;
+    }
+    uint64_t pi = off / PAGE;
+    if (type == UC_MEM_FETCH || type == UC_MEM_FETCH_UNMAPPED || type == UC_MEM_FETCH_PROT) {
+        if (!L->clean[pi])
+            guard_scan(L, page);
+    } else if (type == UC_MEM_WRITE || type == UC_MEM_WRITE_UNMAPPED || type == UC_MEM_WRITE_PROT) {
+        L->clean[pi] = 0;
+    }
+    e->perms = L->clean[pi] ? (UC_PROT_READ | UC_PROT_EXEC) : (UC_PROT_READ | UC_PROT_WRITE);
+    return true;
+}
+
+/* A path wrote guest RAM behind Unicorn's back: forget the scan of the pages and their code. */
+static void guard_host_write(struct live *L, uint64_t lo, uint64_t hi)
+{
+    const struct xl_live_cfg *cfg = L->cfg;
+    int hit = 0;
+    for (uint64_t p = lo & ~(PAGE - 1); p < hi; p += PAGE) {
+        uint64_t pi = (p - cfg->ram_base) / PAGE;
+        if (p >= cfg->ram_base && pi < (cfg->ram_size + PAGE - 1) / PAGE && L->clean[pi]) {
+            L->clean[pi] = 0;
+            hit = 1;
+        }
+    }
+    if (hit) {
+        uc_ctl_remove_cache(L->uc, lo, hi);
+        uc_ctl_flush_tlb(L->uc);
+    }
+}
+
+static int is_guard_exit(const struct live *L, uint64_t rip)
+{
+    for (size_t j = 0; j < L->ngexits; j++)
+        if (L->gexits[j] == rip)
+            return 1;
+    return 0;
+}
+
+static void guard_drop(struct live *L, uint64_t rip)
+{
+    for (size_t j = 0; j < L->ngexits; j++)
+        if (L->gexits[j] == rip) {
+            L->gexits[j] = L->gexits[--L->ngexits];
+            break;
+        }
+    uc_ctl_set_exits(L->uc, L->gexits, L->ngexits);
+    uc_ctl_remove_cache(L->uc, rip, rip + 1);
+}
+
 /* in-place: make Unicorn abandon the instruction whose access the hook is looking at.  The
  * permission check after the hook fails, Unicorn leaves the instruction with cpu_loop_exit (no
  * register, RAM or device effect) and uc_emu_start returns UC_ERR_*_PROT; the run loop restores the
@@ -454,7 +589,10 @@ static void write_back(struct live *L)
 
 static int handle_pending(struct live *L, uint64_t *rip)
 {
-    struct xl_exit ex = {L->pend_addr, 0, L->pending == PEND_HC ? XL_HYPERCALL : L->pend_kind, 0};
+    /* the size is not data a real exit has: the paths use it only to refuse an exit whose
+     * instruction is not the one that made this access (Unicorn reports some at a later RIP) */
+    struct xl_exit ex = {L->pend_addr, 0, L->pending == PEND_HC ? XL_HYPERCALL : L->pend_kind,
+                         L->pending == PEND_HC ? 0 : L->pend_size};
     struct xl_result res;
     struct xl_cpu *c = &L->cpu;
     c->valid = 0;
@@ -470,7 +608,10 @@ static int handle_pending(struct live *L, uint64_t *rip)
         prefetch(L, hc_regs, 5);
     else if (L->cfg->path == XL_PATH_PVFAST)
         prefetch(L, pv_regs, 2);
+    c->wlo = c->whi = 0;
     uint32_t st = xl_handle_fast(L->ctx, L->cfg->path, &ex, c, &res);
+    if (c->wlo < c->whi)
+        guard_host_write(L, c->wlo, c->whi);
     if (L->pending == PEND_HC)
         L->out->hypercalls++;
     else
@@ -504,7 +645,7 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
 {
     uc_engine *uc = (uc_engine *)ucv;
     struct live L;
-    uc_hook h[8];
+    uc_hook h[10];
     int nh = 0;
     uc_err err;
     int mapped = 0;
@@ -554,6 +695,15 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
         wd_on = pthread_create(&wd_thread, NULL, watchdog_main, &wd) == 0;
     L.cpu.stop_flag = &wd.halt;
 
+    size_t npages = (size_t)((cfg->ram_size + PAGE - 1) / PAGE);
+    L.clean = calloc(npages ? npages : 1, 1);
+    L.gexits = calloc(XL_MAX_GUARD, sizeof(uint64_t));
+    int guard_on = 0;
+    if (!L.clean || !L.gexits) {
+        err = UC_ERR_NOMEM;
+        goto hook_fail;
+    }
+
 #define ADD(...)                                                   \
     do {                                                           \
         err = uc_hook_add(uc, &h[nh], __VA_ARGS__);                \
@@ -568,6 +718,13 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
     ADD(UC_HOOK_INSN, (void *)hook_in, &L, 1, 0, UC_X86_INS_IN);
     ADD(UC_HOOK_INSN, (void *)hook_out, &L, 1, 0, UC_X86_INS_OUT);
     ADD(UC_HOOK_INTR, (void *)hook_intr, &L, 1, 0);
+    err = uc_ctl_tlb_mode(uc, UC_TLB_VIRTUAL);
+    if (err != UC_ERR_OK)
+        goto hook_fail;
+    guard_on = 1;
+    /* bounded to RAM: other addresses keep the identity default with no callback (device windows
+     * are touched at every exit; a callback there costs ~50 ns per exit) */
+    ADD(UC_HOOK_TLB_FILL, (void *)hook_tlb_fill, &L, cfg->ram_base, cfg->ram_base + cfg->ram_size - 1);
     L.budget_on = cfg->max_insns != 0;
     L.budget_left = (int64_t)cfg->max_insns;
     if (L.budget_on)
@@ -599,7 +756,8 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
             break;
         }
         L.pending = PEND_NONE;
-        err = uc_emu_start(uc, rip, cfg->until, 0, 0);
+        L.pend_multi = 0;
+        err = uc_emu_start(uc, rip, cfg->until, 0, 0);  /* `until` is ignored once exits are on */
         out->segments++;
         if (L.prot_base) {
             uc_mem_protect(uc, L.prot_base, L.prot_size, UC_PROT_READ | UC_PROT_WRITE);
@@ -609,6 +767,25 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
             if (wd.halt) {  /* stop before handling: the instruction has not executed, RIP is on it */
                 L.stop = wd.halt;
                 out->rip = read_rip(&L);
+                break;
+            }
+            if (L.pend_multi) {
+                L.stop = XL_STOP_EMULATION_ERROR;
+                out->status = XL_E_MISMATCH;
+                out->addr = L.pend_addr;
+                record_bytes(&L, L.multi_rip);
+                L.ctx->errors++;
+                if (L.ctx->err.status == 0) {
+                    struct xl_err *e = &L.ctx->err;
+                    e->status = XL_E_MISMATCH;
+                    e->path = (uint8_t)cfg->path;
+                    e->kind = (uint8_t)L.pend_kind;
+                    e->rip = L.multi_rip;
+                    e->addr = L.pend_addr;
+                    e->len = out->len;
+                    memcpy(e->bytes, out->bytes, sizeof(e->bytes));
+                }
+                out->rip = L.multi_rip;
                 break;
             }
             if (handle_pending(&L, &rip) < 0)
@@ -643,20 +820,35 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
             L.stop = XL_STOP_MAX_EXITS;  /* PIO exits counted inside hooks */
             break;
         }
-        /* UC_ERR_OK with no stop of ours: HLT (Unicorn leaves RIP after it), or `until` */
-        uint64_t off = rip - 1 - cfg->ram_base;
-        if (rip == cfg->until) {
+        if (L.guard_full) {
+            L.stop = XL_STOP_EMULATION_ERROR;  /* never seen: a page dense with LOCK #UD starts */
+            out->status = XL_E_UNSUPPORTED;
+            record_bytes(&L, rip);
+            break;
+        }
+        /* UC_ERR_OK with no stop of ours: a guard exit, `until`, or HLT (RIP after it) */
+        if (rip == cfg->until && !L.exits_on) {
             L.stop = XL_STOP_UNMAPPED;  /* a fetch from an address that is never mapped */
             out->addr = rip;
             out->access = UC_MEM_FETCH_UNMAPPED;
-        } else if (rip - 1 >= cfg->ram_base && off < cfg->ram_size &&
-                   ((const uint8_t *)(uintptr_t)cfg->ram)[off] == 0xF4) {
-            L.stop = XL_STOP_HLT;
-            out->rip = rip - 1;
-        } else {
-            L.stop = XL_STOP_UC_ERROR;  /* Unicorn stopped for a reason it did not report */
-            record_bytes(&L, rip);
+            break;
         }
+        if (is_guard_exit(&L, rip)) {
+            uint64_t off = rip - cfg->ram_base;
+            const uint8_t *p = (const uint8_t *)(uintptr_t)cfg->ram + off;
+            uint64_t left = cfg->ram_size - off;
+            if (rip >= cfg->ram_base && off < cfg->ram_size &&
+                xl_lock_ud(p, left < XL_MAX_INSN ? (size_t)left : XL_MAX_INSN, cfg->mode)) {
+                /* #UD (LOCK on a register or non-lockable operand): the instruction would count */
+                L.stop = L.budget_on && L.budget_left <= 0 ? XL_STOP_BUDGET : XL_STOP_INVALID_INSN;
+                record_bytes(&L, rip);
+                break;
+            }
+            guard_drop(&L, rip);  /* rewritten since the scan: not an exit any more */
+            continue;
+        }
+        L.stop = XL_STOP_HLT;
+        out->rip = (rip - 1) & (cfg->mode == 64 ? ~0ull : 0xFFFFFFFFull);
         break;
     }
     out->ns = mono_ns() - t0;
@@ -676,6 +868,12 @@ hook_fail:
         ctl_destroy(&local_ctl);
     for (int i = 0; i < nh; i++)
         uc_hook_del(uc, h[i]);
+    if (L.exits_on)
+        uc_ctl_exits_disable(uc);
+    if (guard_on)
+        uc_ctl_tlb_mode(uc, UC_TLB_CPU);
+    free(L.clean);
+    free(L.gexits);
     if (mapped >= 1)
         uc_mem_unmap(uc, ctx->dev.notify_base, ctx->dev.notify_size);
     if (mapped >= 2)

@@ -360,6 +360,10 @@ static uint32_t str_access(struct xl_ctx *ctx, const struct xl_exit *ex, struct 
     if (write) {
         for (int i = 0; i < size; i++)
             c->wmem[off + (uint64_t)i] = (uint8_t)(*v >> (8 * i));
+        if (c->wlo >= c->whi || addr < c->wlo)
+            c->wlo = addr;
+        if (addr + (uint64_t)size > c->whi)
+            c->whi = addr + (uint64_t)size;
     } else {
         uint64_t x = 0;
         for (int i = size - 1; i >= 0; i--)
@@ -469,7 +473,17 @@ static uint32_t exec_string(struct xl_ctx *ctx, const struct xl_exit *ex, struct
         rsi &= am;
         rdi &= am;
     }
+    /* entries of the REP as the budget counts them (as Unicorn/QEMU run a REP: one entry per
+     * iteration, and one more that finds rCX = 0 and moves on); with the budget spent on the last
+     * iteration, RIP stays on the REP (rCX = 0) and the next entry is the budget stop */
     c->iters = k;
+    int done = k == count;
+    if (done && d->rep) {
+        if (c->max_iter && c->max_iter <= k)
+            done = 0;
+        else
+            c->iters = k + 1;
+    }
     if (k) {
         if (movs)
             xl_cpu_set(c, 6, rsi);
@@ -482,7 +496,7 @@ static uint32_t exec_string(struct xl_ctx *ctx, const struct xl_exit *ex, struct
     }
     if (st)
         return st;
-    r->next_rip = k < count ? rip : next;
+    r->next_rip = done ? next : rip;
     return XL_OK;
 }
 
@@ -490,6 +504,10 @@ static uint32_t exec_string(struct xl_ctx *ctx, const struct xl_exit *ex, struct
 static uint32_t xl_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,
                         const struct xl_insn *d, uint64_t rip)
 {
+    /* rule 7: the access Unicorn reported must be one this instruction makes (Unicorn reports the
+     * stores of some instructions -- fxsave, maskmovdqu -- at a later RIP) */
+    if (ex->size && ex->size != d->size)
+        return XL_E_MISMATCH;
     if (d->kind == XL_K_MOVS || d->kind == XL_K_STOS)
         return exec_string(ctx, ex, c, r, d, rip);
     uint64_t a = ea(c, d, rip);

@@ -77,7 +77,7 @@ static inline uint32_t xl_pvfast(struct xl_ctx *ctx, const struct xl_exit *ex, s
     struct xl_devstate *d = &ctx->dev;
     uint64_t off = ex->addr - d->notify_base;
     if (ex->kind != XL_MMIO_WRITE || (c->mode != 64 && c->mode != 32) || off >= d->notify_size ||
-        off > d->notify_size - 2)
+        off > d->notify_size - 2 || (ex->size && ex->size != 2))
         return XL_NOT_MINE;
     uint64_t rip = xl_cpu_get(c, XL_RIP);
     uint64_t moff = rip - c->mem_base;
