@@ -61,8 +61,8 @@ from unicorn.unicorn_py3.unicorn import HOOK_CODE_CFUNC, uclib
 from emu.assemble import GuestImage
 from emu.board import Board, default_board
 from emu.bus import Space
-from emu.codeguard import lock_ud
-from emu.codeguard import scan as scan_lock_ud
+from emu.codeguard import classify
+from emu.codeguard import scan as scan_guarded
 from emu.cpu import Cpu, Outcome
 from emu.errors import EmulationError, ExitlabError, GuestFormatError
 from emu.exits import MAX_INSN_LEN, REG_INDEX, REG_NAMES, ExitKind, ExitRecord
@@ -71,9 +71,12 @@ from emu.interrupt import INTERRUPTED, Watchdog, check_timeout
 from emu.platform import PAGE
 from emu.ram import GuestRam
 from emu.regfile import RegFile
+from emu.sysinsn import system_instruction
 from emu.trace import TraceWriter
 
 _UC_MODE = {16: UC_MODE_16, 32: UC_MODE_32, 64: UC_MODE_64}
+_LEGACY_PREFIXES = frozenset((0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3))
+_PLATFORM_CR0 = {64: 0x80000033, 32: 0x33}  # PG|NE|ET|MP|PE in long mode, PE|... in 32-bit (emu/kvm.py)
 _CS_MODE = {16: capstone.CS_MODE_16, 32: capstone.CS_MODE_32, 64: capstone.CS_MODE_64}
 # Mnemonics (last word, so `rep stosb` matches) that access memory without a memory operand.
 _IMPLICIT_MEMORY = frozenset(
@@ -183,6 +186,26 @@ class _Halt(Exception):
     """Raised inside hooks to end the run with a Stop (hooks cannot raise through Unicorn)."""
 
 
+def _path_error_stop(exc: EmulationError) -> Stop:
+    """The stop for a path's refusal. The generic path raises subclasses of EmulationError for an
+    access that leaves its window (`.gpa`: rule 6 -> `unmapped`) and for an architectural fault
+    (`.vector`: no IDT -> `triple_fault`); they are recognised by those attributes."""
+    rip = exc.rip or 0
+    gpa = getattr(exc, "gpa", None)
+    if isinstance(gpa, int):
+        what = "write" if getattr(exc, "write", False) else "read"
+        message = f"{what} at unmapped address {gpa:#x} by the instruction at rip={rip:#x}"
+        return Stop(StopReason.UNMAPPED, rip, message, exc.insn)
+    vector = getattr(exc, "vector", None)
+    if isinstance(vector, int):
+        if vector == 6:  # #UD: the taxonomy's invalid_insn, as for an opcode Unicorn rejects
+            message = f"invalid instruction at rip={rip:#x}: {exc.reason}"
+            return Stop(StopReason.INVALID_INSN, rip, message, exc.insn)
+        message = f"{exc.reason} at rip={rip:#x}; the platform has no IDT, so a real CPU would triple-fault"
+        return Stop(StopReason.TRIPLE_FAULT, rip, message, exc.insn)
+    return Stop(StopReason.EMULATION_ERROR, rip, str(exc), exc.insn)
+
+
 class UnicornCpu:
     """`Cpu` over the live engine: registers through Unicorn, RAM straight from the host buffer,
     device accesses through the bus."""
@@ -211,6 +234,11 @@ class UnicornCpu:
 
     def is_mmio(self, gpa: int) -> bool:
         return self.m.mmio_window(gpa) is not None
+
+    def mmio_region(self, gpa: int) -> tuple[int, int] | None:
+        """The device range holding `gpa` (an access crossing its end is split there, rule 4)."""
+        m = self.m.board.bus.find(Space.MMIO, gpa)
+        return (m.base, m.size) if m is not None else self.m.mmio_window(gpa)
 
     def mmio_read(self, gpa: int, size: int) -> int:
         return self.m.board.bus.read(Space.MMIO, gpa, size)
@@ -266,6 +294,11 @@ class Machine:
         self._external: str | None = None  # "timeout" / "interrupted", set by the watchdog thread
         self._clean_pages: set[int] = set()  # code pages scanned since their last write (W^X guard)
         self._guard_exits: set[int] = set()  # addresses of LOCK #UD instructions (Unicorn exits)
+        self._ins_port_read = False  # an IN happened since the last INS store (see _ins_dummy)
+        self._last_insn = -1  # address of the last instruction start the budget hook saw
+        self._smc_insn = -1  # a store that wrote into a code page (see _on_tlb_fill)
+        self._identity_tlb = False  # set by _install_guard: CR0.PG then translates nothing
+        self._late_rip_guard = self.mmio_style is MmioStyle.EXIT  # emu/codeguard.py "late_rip"
         self._exit_sites: dict[int, bool] = {}  # address -> may end in an exit (budget hook's cache)
         self._budget_cb: Any = None
         self._cs = capstone.Cs(capstone.CS_ARCH_X86, _CS_MODE[self.mode])
@@ -340,18 +373,103 @@ class Machine:
 
     # -- hooks (each catches its own errors: an exception must never cross Unicorn) ----------------
     def _on_mem_inplace(self, uc: Uc, access: int, addr: int, size: int, value: int, _ud: object) -> None:
+        """The whole guest access, before Unicorn performs it: the device sees it here, once.
+
+        An access that runs off its window into unmapped space reaches no device (rule 6): Unicorn
+        faults on the unmapped part right after this hook. One that crosses from one device's
+        range into the next is one device access per piece, low part first (rule 4, as KVM)."""
         try:
             rip = self._rip()
+            if not self._inplace_mapped(addr, size):
+                return
             bus = self.board.bus
             if access == UC_MEM_WRITE:
-                self._record(ExitKind.MMIO_WRITE, rip, addr, size, value)
-                bus.write(Space.MMIO, addr, size, value)
+                if (value == 0 or self._ins_port_read) and self._ins_dummy(rip):
+                    return
+                for gpa, n, off in self._mmio_pieces(addr, size):
+                    piece = (value >> (8 * off)) & ((1 << (8 * n)) - 1)
+                    self._record(ExitKind.MMIO_WRITE, rip, gpa, n, piece)
+                    bus.write(Space.MMIO, gpa, n, piece)
             else:
-                got = bus.read(Space.MMIO, addr, size)
+                if self._movs_store_faults(rip):
+                    return  # the iteration faults on its store: its load reaches no device either
+                got = 0
+                for gpa, n, off in self._mmio_pieces(addr, size):
+                    piece = bus.read(Space.MMIO, gpa, n)
+                    self._record(ExitKind.MMIO_READ, rip, gpa, n, piece)
+                    got |= piece << (8 * off)
                 self._read_stash = (addr, size, got)
-                self._record(ExitKind.MMIO_READ, rip, addr, size, got)
         except Exception as exc:  # noqa: BLE001 - reported as a stop, never a traceback
             self._halt(StopReason.DEVICE_ERROR, self._rip(), f"device error on MMIO {addr:#x}: {exc}")
+
+    def _inplace_mapped(self, addr: int, size: int) -> bool:
+        """Every byte of [addr, addr+size) is in an MMIO window (windows are merged spans)."""
+        window = self.mmio_window(addr)
+        return window is not None and addr + size <= window[0] + window[1]
+
+    def _mmio_pieces(self, addr: int, size: int) -> list[tuple[int, int, int]]:
+        """(gpa, size, offset in the access) per device range the access touches, low first."""
+        bus = self.board.bus
+        m = bus.find(Space.MMIO, addr)
+        if m is not None and addr + size <= m.end:
+            return [(addr, size, 0)]
+        pieces, off = [], 0
+        bounds = sorted({b for mp in bus.mappings(Space.MMIO) for b in (mp.base, mp.end)})
+        while off < size:
+            gpa = addr + off
+            end = next((b for b in bounds if b > gpa), addr + size)
+            n = min(addr + size, end) - gpa
+            pieces.append((gpa, n, off))
+            off += n
+        return pieces
+
+    def _movs_store_faults(self, rip: int) -> bool:
+        """True when the instruction at `rip` is MOVS and its store will hit unmapped space.
+
+        QEMU performs MOVS's load before its store; when the store then faults (rule 6: registers
+        as before the faulting iteration), the reference, KVM and the exit-style paths leave the
+        source device untouched, so the in-place load is not given to the device either."""
+        if self.mode == 16:
+            return False  # ES may have a base in 16-bit code; the platform's 16-bit guests are flat-free
+        code = self.read_ram(rip, MAX_INSN_LEN)
+        i, opsize, adsize, rex_w = 0, False, False, False
+        while i < len(code):
+            b = code[i]
+            if b in _LEGACY_PREFIXES:
+                opsize |= b == 0x66
+                adsize |= b == 0x67
+                rex_w = False
+            elif self.mode == 64 and 0x40 <= b <= 0x4F:
+                rex_w = bool(b & 8)
+            else:
+                break
+            i += 1
+        if i >= len(code) or code[i] not in (0xA4, 0xA5):
+            return False
+        if code[i] == 0xA4:
+            size = 1
+        elif rex_w:
+            size = 8
+        else:
+            size = 2 if opsize != (self.mode == 16) else 4
+        bits = {64: 32 if adsize else 64, 32: 16 if adsize else 32, 16: 32 if adsize else 16}[self.mode]
+        dest = self.regfile.get("rdi") & ((1 << bits) - 1)
+        return not (self._mapped_byte(dest) and self._mapped_byte(dest + size - 1))
+
+    def _mapped_byte(self, addr: int) -> bool:
+        return self.ram_base <= addr < self.ram_base + self.ram_size or self.mmio_window(addr) is not None
+
+    def _ins_dummy(self, rip: int) -> bool:
+        """QEMU's INS stores a dummy 0 before each port read (to be restartable); that store is no
+        guest access. True for it: the instruction is INS and no port read happened since its last
+        store."""
+        port_read, self._ins_port_read = self._ins_port_read, False
+        code = self.read_ram(rip, MAX_INSN_LEN)
+        i = 0
+        rex = range(0x40, 0x50) if self.mode == 64 else range(0)
+        while i < len(code) and (code[i] in _LEGACY_PREFIXES or code[i] in rex):
+            i += 1
+        return i < len(code) and code[i] in (0x6C, 0x6D) and not port_read
 
     def _mmio_map_read(self, window_base: int) -> Any:
         def read(uc: Uc, offset: int, size: int, _ud: object) -> int:
@@ -403,6 +521,7 @@ class Machine:
         return False
 
     def _on_in(self, uc: Uc, port: int, size: int, _ud: object) -> int:
+        self._ins_port_read = True
         try:
             value = self.board.bus.read(Space.PIO, port, size)
             self._record(ExitKind.PIO_IN, self._rip(), port, size, value)
@@ -478,6 +597,11 @@ class Machine:
         classify = self._classify_exit_site
 
         def on_code(_h: int, address: int, _size: int, _ud: int) -> None:
+            if self._smc_insn >= 0:
+                smc, self._smc_insn = self._smc_insn, -1
+                if address == smc:
+                    return  # QEMU re-running a store that invalidated its own block: one instruction
+            self._last_insn = address
             if self._executed >= limit:
                 if self._stop is None:
                     self._stop = Stop(StopReason.BUDGET, address, f"instruction budget of {limit} exhausted")
@@ -539,13 +663,16 @@ class Machine:
         elif access in (UC_MEM_WRITE, UC_MEM_WRITE_UNMAPPED) and page in self._clean_pages:
             self._clean_pages.discard(page)
             self._exit_sites.clear()
+            # A store into translated code: if it hit its own block, QEMU runs it again from the
+            # start, and the budget hook must not count it twice.
+            self._smc_insn = self._last_insn
         entry.perms = _PERMS_CODE if page in self._clean_pages else _PERMS_DATA
         return True
 
     def _scan_page(self, page: int) -> None:
         lo = max(page - MAX_INSN_LEN, self.ram_base)  # an instruction may start just before the page
         data = self.read_ram(lo, page + PAGE + MAX_INSN_LEN - lo)
-        found = scan_lock_ud(data, lo, self.mode) - self._guard_exits
+        found = scan_guarded(data, lo, self.mode, late_rip=self._late_rip_guard) - self._guard_exits
         if found:
             self._guard_exits |= found
             self.uc.ctl_set_exits(sorted(self._guard_exits))
@@ -576,8 +703,12 @@ class Machine:
         only for HLT and in front of a guard exit; every other stop is requested by this class
         and records its reason first. That is what makes `_run_loop`'s HLT detection exact."""
         uc = self.uc
+        self._identity_tlb = True
         uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)  # type: ignore[attr-defined]  # missing from the binding's stub
-        uc.hook_add(UC_HOOK_TLB_FILL, self._on_tlb_fill)
+        # Bounded to RAM: outside it Unicorn keeps its identity default, so device-window accesses
+        # cost no callback.
+        ram_end = self.ram_base + self.ram_size - 1
+        uc.hook_add(UC_HOOK_TLB_FILL, self._on_tlb_fill, None, self.ram_base, ram_end)
         uc.ctl_exits_enabled(True)
         uc.ctl_set_exits([])
 
@@ -668,6 +799,10 @@ class Machine:
         self._executed = 0
         self._install_hooks(budget_hook=max_insns is not None)
         self.init_regs()
+        if self._identity_tlb and self.mode in _PLATFORM_CR0:
+            # CR0 as the platform (and KVM) has it; with the identity TLB of the guard, PG changes
+            # no translation, but `mov rax, cr0; mov cr0, rax` must see PG set (emu/sysinsn.py).
+            self.uc.reg_write(X.UC_X86_REG_CR0, _PLATFORM_CR0[self.mode])
         self._timeout = timeout
         self._external = None
         t0 = time.perf_counter()
@@ -737,9 +872,12 @@ class Machine:
                 return
             rip = self._rip()
             if rip in self._guard_exits:
-                if not self._guard_stop(rip):
-                    continue
-                return
+                next_rip = self._guard_stop(rip)
+                if next_rip is None:
+                    return
+                rip = next_rip
+                self.regfile.set("rip", rip)
+                continue
             self._stop = Stop(StopReason.HLT, (rip - 1) & self._rip_mask, "hlt")
             return
 
@@ -748,7 +886,7 @@ class Machine:
         try:
             next_rip = self._handle_exit_style()
         except EmulationError as exc:
-            self._stop = Stop(StopReason.EMULATION_ERROR, exc.rip or 0, str(exc), exc.insn)
+            self._stop = _path_error_stop(exc)
             return None
         except Exception as exc:  # noqa: BLE001
             r = self._rip()
@@ -762,27 +900,82 @@ class Machine:
         self.regfile.set("rip", next_rip)
         return next_rip
 
-    def _guard_stop(self, rip: int) -> bool:
-        """Execution reached a guard exit: stop `invalid_insn` if the bytes there still are a LOCK
-        #UD (True); if they were rewritten since the scan, drop the exit and go on (False)."""
+    def _guard_stop(self, rip: int) -> int | None:
+        """Execution reached a guard exit (emu/codeguard.py): judge the instruction there.
+
+        Returns the RIP to continue at (bytes rewritten since the scan: the exit is dropped; or a
+        system instruction the platform allows, carried out here), or None after setting the stop."""
         insn = self.read_ram(rip, MAX_INSN_LEN)
-        if lock_ud(insn, self.mode):
-            if self._max_insns is not None and self._executed >= self._max_insns:
-                budget = self._max_insns
-                self._stop = Stop(StopReason.BUDGET, rip, f"instruction budget of {budget} exhausted")
-            else:
+        g = classify(insn, self.mode, self._late_rip_guard)
+        if g is None:
+            self._guard_exits.discard(rip)
+            self.uc.ctl_set_exits(sorted(self._guard_exits))
+            self.uc.ctl_remove_cache(rip, rip + 1)
+            return rip
+        if self._max_insns is not None and self._executed >= self._max_insns:
+            budget = self._max_insns
+            self._stop = Stop(StopReason.BUDGET, rip, f"instruction budget of {budget} exhausted", insn)
+            return None
+        if g.kind == "lock_ud":
+            self._stop = Stop(
+                StopReason.INVALID_INSN,
+                rip,
+                f"invalid instruction at rip={rip:#x}: {insn[:8].hex(' ')} (#UD: LOCK prefix on an "
+                "instruction or operand that cannot be locked)",
+                insn,
+            )
+            return None
+        if g.kind == "late_rip":
+            return self._step_late_rip(rip, insn)
+        verdict = system_instruction(self, g, rip)
+        if isinstance(verdict, Stop):
+            self._stop = verdict
+            return None
+        if self._max_insns is not None:
+            self._executed += 1
+        return verdict
+
+    def _step_late_rip(self, rip: int, insn: bytes) -> int | None:
+        """Run one helper store (FXSAVE, FNSAVE, MASKMOVDQU...) alone, between two exits, so that a
+        fault is known to be its own. Unicorn would report that fault at a later RIP and an address
+        inside the operand, and a path would then "handle" the wrong instruction (rule 7). No path
+        emulates these instructions, so a fault on an MMIO window is an `emulation_error`."""
+        decoded = next(self._cs.disasm_lite(insn, rip, 1), None)
+        if decoded is None:
+            self._stop = Stop(StopReason.INVALID_INSN, rip, f"invalid instruction at rip={rip:#x}", insn)
+            return None
+        length, text = decoded[1], f"{decoded[2]} {decoded[3]}".strip()
+        after = (rip + length) & self._rip_mask
+        uc = self.uc
+        self._guard_exits.discard(rip)
+        uc.ctl_set_exits(sorted(self._guard_exits | {after}))
+        uc.ctl_remove_cache(rip, rip + 1)
+        try:
+            uc.emu_start(rip, 0)
+        except UcError as err:
+            if self._stop is not None or self._external_stop():
+                return None
+            self._repair_flags(rip)
+            if self._pending is not None:
+                _, gpa, _, _ = self._pending
+                self._pending = None
                 self._stop = Stop(
-                    StopReason.INVALID_INSN,
+                    StopReason.EMULATION_ERROR,
                     rip,
-                    f"invalid instruction at rip={rip:#x}: {insn[:8].hex(' ')} (#UD: LOCK prefix on an "
-                    "instruction or operand that cannot be locked)",
+                    f"'{text}' at rip={rip:#x} accesses MMIO at {gpa:#x}; no path emulates it (Unicorn "
+                    f"would report this exit at a later RIP) bytes={insn[:length].hex(' ')}",
                     insn,
                 )
-            return True
-        self._guard_exits.discard(rip)
-        self.uc.ctl_set_exits(sorted(self._guard_exits))
-        self.uc.ctl_remove_cache(rip, rip + 1)
-        return False
+            else:
+                self._stop = self._fault_stop(err)
+            return None
+        finally:
+            self._guard_exits.add(rip)
+            uc.ctl_set_exits(sorted(self._guard_exits))
+            uc.ctl_remove_cache(rip, rip + 1)
+        if self._stop is not None or self._external_stop():
+            return None
+        return self._rip()
 
     def _fault_stop(self, err: UcError) -> Stop:
         rip = self._rip()

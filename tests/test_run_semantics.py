@@ -27,7 +27,11 @@ def run_on(style: str, src: str, **kw: object):  # type: ignore[no-untyped-def]
         "wildcard": WildcardPath(board.bus),
     }[style]
     result, machine = run_asm(
-        src, style="inplace" if style == "inplace" else "exit", path=path, board=board, **kw  # type: ignore[arg-type]
+        src,
+        style="inplace" if style == "inplace" else "exit",
+        path=path,
+        board=board,
+        **kw,  # type: ignore[arg-type]
     )
     return result, machine, board
 
@@ -264,9 +268,10 @@ LOCK_UD = [
     "48 f0 0f ab c8",
     "f0 0f c1 c0",  # lock xadd eax, eax: ran as a plain xadd
     "f0 87 c0",  # lock xchg eax, eax
-    "f0 30 c0",  # lock xor al, al
-    "f0 8b 00",  # lock mov eax, [rax]
-    "f0 0f a3 08",  # lock bt [rax], ecx (BT is never lockable)
+    "f0 86 c8",  # lock xchg al, cl
+    "f0 0f c0 c8",  # lock xadd al, cl
+    "f0 01 c8",  # lock add eax, ecx: Unicorn's own #UD
+    "f0 ff c0",  # lock inc eax: Unicorn's own #UD
 ]
 
 
@@ -343,6 +348,34 @@ def test_lock_ud_written_by_a_path_into_ram_is_caught() -> None:
     assert result.stop.insn.startswith(bytes.fromhex("f0 0f ab c8"))
 
 
+def test_stray_lock_byte_in_hot_code_makes_no_guard_site() -> None:
+    """A guard site inside translated code costs a retranslation at every engine stop; `jnz -16`
+    (75 F0) followed by HLT is LOCK HLT when read from the F0, but no instruction starts there."""
+    loop = "l: mov word ptr [rdx], ax\n" + "nop\n" * 9 + "dec ecx\njnz l\nhlt\n"
+    src = "mov rdx, NOTIFY_MMIO\nmov ecx, 50\n" + loop
+    result, machine, board = run_on("fast", src)
+    assert machine.read_ram(machine.image.entry + 0x1D, 3) == bytes.fromhex("75 f0 f4")
+    assert result.stop.reason is StopReason.HLT
+    assert kicks(board) == 50
+    assert machine._guard_exits == set()
+
+
+def test_smc_store_counts_once_under_a_budget() -> None:
+    """QEMU re-runs a store that invalidates its own translated block; that is one instruction."""
+    src = """
+        lea rdi, [rip + t]
+        mov dword ptr [rdi], 0xc8ab0ff0
+    t:
+        nop
+        nop
+        nop
+        nop
+        hlt
+    """
+    result, _, _ = run_on("inplace", src, max_insns=3)
+    assert result.stop.reason is StopReason.INVALID_INSN
+
+
 def test_guard_exit_over_rewritten_bytes_is_dropped() -> None:
     """A LOCK #UD overwritten by valid code before it runs: the stale exit must not stop the guest."""
     src = """
@@ -364,6 +397,224 @@ def test_guard_exit_over_rewritten_bytes_is_dropped() -> None:
 
 def test_stop_taxonomy_is_the_shared_one() -> None:
     assert {r.value for r in StopReason} == {
-        "hlt", "budget", "timeout", "interrupted", "unmapped", "invalid_insn", "triple_fault",
-        "emulation_error", "device_error",
+        "hlt",
+        "budget",
+        "timeout",
+        "interrupted",
+        "unmapped",
+        "invalid_insn",
+        "triple_fault",
+        "emulation_error",
+        "device_error",
     }
+
+
+# -- rule 9: system instructions Unicorn runs as no-ops (W10) --------------------------------------
+
+SYSTEM_FAULTS = [
+    ("syscall", "#UD"),
+    ("sysenter", "#GP"),
+    ("mov ecx, 0x12345678\nwrmsr", "#GP"),
+    ("mov rax, cr0\nand eax, 0x7fffffff\nmov cr0, rax", "#GP"),
+    ("mov rax, cr0\nand eax, 0xfffffffe\nmov cr0, rax", "#GP"),
+    ("xor eax, eax\nltr ax", "#GP"),
+]
+
+
+@pytest.mark.parametrize("style", ["inplace", "generic"])
+@pytest.mark.parametrize(("src", "vector"), SYSTEM_FAULTS)
+def test_system_instruction_faults_like_the_platform(style: str, src: str, vector: str) -> None:
+    result, machine, _ = run_on(style, f"{src}\nmov ebx, 0x77\nhlt\n")
+    assert result.stop.reason is StopReason.TRIPLE_FAULT
+    assert result.stop.message.startswith(vector)
+    assert result.regs["rbx"] == 0  # nothing after it ran
+    assert machine.read_ram(result.stop.rip, 1) in (b"\x0f", b"\x66", b"\x48")
+
+
+@pytest.mark.parametrize(
+    "src",
+    [
+        "mov rax, cr0\nmov cr0, rax",
+        "mov ecx, 0xc0000080\nrdmsr\nwrmsr",
+        "mov ecx, 0xc0000100\nmov eax, 0x1000\nxor edx, edx\nwrmsr\nmov ebx, fs:[0]",
+    ],
+)
+def test_allowed_system_instructions_still_run(src: str) -> None:
+    result, _, _ = run_on("inplace", f"{src}\nmov ebx, 0x77\nhlt\n", max_insns=100)
+    assert result.stop.reason is StopReason.HLT, result.stop.message
+    assert result.regs["rbx"] == 0x77
+
+
+def test_unsupported_system_instruction_is_a_clear_error() -> None:
+    src = "mov ecx, 0xc0000080\nrdmsr\nor eax, 1\nwrmsr\nsyscall\nhlt\n"
+    result, _, _ = run_on("inplace", src)
+    assert result.stop.reason is StopReason.EMULATION_ERROR
+    assert "unsupported by the engine" in result.stop.message
+
+
+# -- in place: rule 6 (window end), rule 4 (device boundary), INS's dummy store -----------------------
+
+
+@pytest.mark.parametrize(
+    "src",
+    [
+        "mov r11, 0xfeb01fff\nmov dword ptr [r11], esi\nhlt",
+        "mov r11, 0xfeb01ffe\nmov eax, dword ptr [r11]\nhlt",
+        "mov rdi, 0xfeb01ffd\nmov ecx, 5\ncld\nrep stosd\nhlt",
+    ],
+)
+def test_inplace_access_off_the_window_end_reaches_no_device(src: str) -> None:
+    result, _, board = run_on("inplace", src)
+    assert result.stop.reason is StopReason.UNMAPPED
+    assert "0xfeb02000" in result.stop.message
+    assert board.regs.state()["reads"] == 0
+    assert board.regs.state()["writes"] == 0
+    assert result.records == []
+
+
+def test_inplace_rep_stops_at_the_element_that_leaves_the_window() -> None:
+    result, _, board = run_on("inplace", "mov rdi, 0xfeb01ff8\nmov ecx, 4\ncld\nrep stosd\nhlt")
+    assert result.stop.reason is StopReason.UNMAPPED
+    assert (result.regs["rcx"], result.regs["rdi"]) == (2, 0xFEB02000)
+    assert board.regs.state()["writes"] == 2
+
+
+def test_inplace_access_across_two_devices_is_split_per_device() -> None:
+    result, _, board = run_on(
+        "inplace", "mov rsi, 0xfeb00fff\nlodsd\nmov rdi, 0xfeb00ffe\nmov qword ptr [rdi], rdi\nhlt"
+    )
+    assert result.stop.reason is StopReason.HLT
+    assert result.regs["rax"] == 0x69786500  # 3 bytes of the register device's ID after 1 notify byte
+    assert [(r.kind.value, r.addr, r.truth_size) for r in result.records] == [
+        ("mmio_read", 0xFEB00FFF, 1),
+        ("mmio_read", 0xFEB01000, 3),
+        ("mmio_write", 0xFEB00FFE, 2),
+        ("mmio_write", 0xFEB01000, 6),
+    ]
+
+
+def test_inplace_ins_dummy_store_is_not_a_device_write() -> None:
+    result, _, board = run_on(
+        "inplace", "mov rdi, 0xfeb0100b\nmov ecx, 3\nmov dx, CONSOLE_PORT+5\ncld\nrep insb\nhlt"
+    )
+    assert result.stop.reason is StopReason.HLT
+    assert board.regs.state()["writes"] == 3
+    assert [r.kind.value for r in result.records] == ["pio_in", "mmio_write"] * 3
+
+
+def test_path_errors_map_to_the_taxonomy() -> None:
+    """The generic path signals rule 6 and architectural faults by EmulationError subclasses with
+    `.gpa` / `.vector`; the run loop turns them into `unmapped`, `invalid_insn`, `triple_fault`."""
+    from emu.errors import EmulationError
+    from emu.machine import _path_error_stop
+
+    class Unmapped(EmulationError):
+        def __init__(self) -> None:
+            super().__init__("write to unmapped address 0xfeb02000", 0x8000, b"\x89\x01")
+            self.gpa, self.write = 0xFEB02000, True
+
+    class Fault(EmulationError):
+        def __init__(self, vector: int) -> None:
+            super().__init__("#X fault: why", 0x8000, b"\xf7\xf1")
+            self.vector = vector
+
+    assert _path_error_stop(Unmapped()).reason is StopReason.UNMAPPED
+    assert _path_error_stop(Fault(0)).reason is StopReason.TRIPLE_FAULT
+    assert _path_error_stop(Fault(13)).reason is StopReason.TRIPLE_FAULT
+    assert _path_error_stop(Fault(6)).reason is StopReason.INVALID_INSN
+    assert _path_error_stop(EmulationError("no", 0x8000)).reason is StopReason.EMULATION_ERROR
+
+
+# -- rule 7: stores Unicorn reports at a later RIP (W8) ----------------------------------------------
+
+LATE_RIP = [
+    ("mov rdx, REGS_MMIO\nfxsave [rdx]", "fxsave"),
+    ("mov rdx, NOTIFY_MMIO\nfxsave [rdx]", "fxsave"),  # the next insn's operand holds the reported GPA
+    ("mov rdx, REGS_MMIO\nfnsave [rdx]", "fnsave"),
+    ("mov rdx, REGS_MMIO\nfnstenv [rdx]", "fnstenv"),
+    ("mov rdx, REGS_MMIO\nfstp tbyte ptr [rdx]", "fstp"),
+    ("mov rdx, REGS_MMIO\nfbstp tbyte ptr [rdx]", "fbstp"),
+    ("mov rdi, NOTIFY_MMIO\npcmpeqb xmm1, xmm1\nmaskmovdqu xmm0, xmm1", "maskmovdqu"),
+]
+
+
+@pytest.mark.parametrize("style", ["generic", "fast", "wildcard"])
+@pytest.mark.parametrize(("src", "mnemonic"), LATE_RIP)
+def test_late_rip_store_to_mmio_is_never_handled(style: str, src: str, mnemonic: str) -> None:
+    result, machine, board = run_on(style, f"{src}\nmov word ptr [rdx], ax\nmov eax, 1\nhlt\n")
+    assert result.stop.reason is StopReason.EMULATION_ERROR
+    assert mnemonic in result.stop.message and "MMIO at 0xfeb0" in result.stop.message
+    assert machine.read_ram(result.stop.rip, 3) != bytes.fromhex("66 89 02")  # the store, not the MOV after
+    assert result.regs["rax"] != 1
+    assert kicks(board) == 0 and board.regs.state()["writes"] == 0
+
+
+@pytest.mark.parametrize("style", ["generic", "inplace"])
+def test_late_rip_store_to_ram_still_runs(style: str) -> None:
+    src = "mov rdx, 0x100000\nmov ecx, 3\nl: fxsave [rdx]\nfnstenv [rdx]\ndec ecx\njnz l\nmov eax, 1\nhlt\n"
+    result, _, _ = run_on(style, src, max_insns=100)
+    assert result.stop.reason is StopReason.HLT
+    assert result.regs["rax"] == 1
+
+
+@pytest.mark.parametrize(
+    ("src", "rcx", "notify_reads", "regs_writes"),
+    [
+        ("mov rsi, 0xfeb00020\nmov rdi, 0xfeb01ffb\nmov ecx, 5\ncld\nrep movsd\nhlt", 4, 1, 1),
+        ("mov rsi, 0xfeb00020\nxor edi, edi\nmov ecx, 5\ncld\nrep movsd\nhlt", 5, 0, 0),
+    ],
+)
+def test_inplace_movs_whose_store_faults_reads_no_device(
+    src: str, rcx: int, notify_reads: int, regs_writes: int
+) -> None:
+    """Stream fuzzer T3/T6: the faulting iteration of a MOVS leaves the source device untouched."""
+    result, _, board = run_on("inplace", src)
+    assert result.stop.reason is StopReason.UNMAPPED
+    assert result.regs["rcx"] == rcx
+    assert board.notify.state()["reads"] == notify_reads
+    assert board.regs.state()["writes"] == regs_writes
+
+
+# -- rule 8: one exit per trapped REP execution; rule 1 across styles ---------------------------------
+
+
+@pytest.mark.parametrize("style", ["generic", "fast"])
+def test_rep_stos_of_4100_bytes_is_one_exit(style: str) -> None:
+    """Issue 11 (d): NOTIFY_MMIO .. +4100 spans two devices; the path emulates it in one exit."""
+    src = "mov rdi, NOTIFY_MMIO\nmov ecx, 4100\nxor eax, eax\ncld\nrep stosb\nhlt\n"
+    result, _, _ = run_on(style, src)
+    assert result.stop.reason is StopReason.HLT
+    assert result.exits["mmio_write"] == 1
+    assert result.regs["rcx"] == 0
+
+
+MOVS_MMIO = """
+    mov rsi, REGS_MMIO+0x20
+    mov rdi, NOTIFY_MMIO+0x40
+    mov ecx, 4
+    cld
+    rep movsd
+    mov eax, 1
+    hlt
+"""
+
+
+@pytest.mark.parametrize("budget", range(4, 13))
+def test_budgeted_rep_movs_agrees_with_in_place(budget: int) -> None:
+    """Exit-style paths stop at the same RIP, with the same RCX/RSI/RDI and device state, as in place."""
+    runs = {style: run_on(style, MOVS_MMIO, max_insns=budget) for style in ("inplace", "generic", "fast")}
+    seen = {
+        style: (
+            r.stop.reason.value,
+            r.stop.rip,
+            r.regs["rcx"],
+            r.regs["rsi"],
+            r.regs["rdi"],
+            r.regs["rax"],
+            board.notify.state()["writes"],
+            board.regs.state()["reads"],
+        )
+        for style, (r, _, board) in runs.items()
+    }
+    assert seen["generic"] == seen["inplace"]
+    assert seen["fast"] == seen["inplace"]
