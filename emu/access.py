@@ -189,7 +189,9 @@ class Access:
                 out["repne"] = True
         if self.cond is not None:
             out["cond"] = self.cond
-        if self.reg2 is not None:
+        if self.reg2 is not None and self.op is Op.ENTER:
+            out["level"] = int(self.reg2)  # ENTER's nesting level
+        elif self.reg2 is not None:
             out["reg2"] = self.reg2
         if self.align or self.align16:
             out["align"] = self.align or 16

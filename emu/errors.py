@@ -54,7 +54,7 @@ class UnmappedAccess(EmulationError):
 
     def __init__(self, gpa: int, write: bool, rip: int | None = None, insn: bytes = b"") -> None:
         what = "write to" if write else "read from"
-        super().__init__(f"{what} unmapped address {gpa:#x}", rip, insn)
+        super().__init__(f"{what} unmapped memory at {gpa:#x}", rip, insn)
         self.gpa = gpa
         self.write = write
         self.iterations = 0  # REP iterations completed before the fault (set by emu.emulate)
@@ -66,15 +66,18 @@ class GuestFault(EmulationError):
 
     The platform has no IDT, so a guest exception ends the run; `vector` is the exception number
     (0 = #DE, 6 = #UD, 13 = #GP) and `name` its mnemonic. State is as before the instruction and no
-    device was accessed. The run loop may map it to the stop the architecture gives (triple_fault
-    for #DE/#GP, invalid_insn for #UD); as an EmulationError it is at least an `emulation_error`.
+    device was accessed (except DIV/IDIV's read of the divisor, as on hardware). The run loop may
+    map it to the stop the architecture gives (triple_fault for #DE/#GP, invalid_insn for #UD); as
+    an EmulationError it is at least an `emulation_error`.
     """
 
     NAMES = {0: "#DE", 6: "#UD", 12: "#SS", 13: "#GP", 17: "#AC"}
+    LONG = {0: "divide error", 6: "invalid opcode", 12: "stack fault", 13: "general-protection fault",
+            17: "alignment check"}
 
     def __init__(self, vector: int, why: str, rip: int | None = None, insn: bytes = b"") -> None:
         self.vector = vector
         self.name = self.NAMES.get(vector, f"#{vector}")
         self.iterations = 0
         self.accesses: tuple[object, ...] = ()
-        super().__init__(f"{self.name} fault: {why}", rip, insn)
+        super().__init__(f"{self.LONG.get(vector, 'exception')} ({self.name}): {why}", rip, insn)

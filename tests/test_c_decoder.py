@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from emu.board import default_board
 from emu.decode import decode, effective_address
-from emu.errors import EmulationError
+from emu.errors import EmulationError, GuestFault
 from emu.exits import GPR_NAMES, REG_NAMES, ExitKind, ExitRecord
 from emu.generic import GenericPath
 from emu.platform import NOTIFY_MMIO, REGS_MMIO
@@ -134,9 +134,18 @@ def _python(rec: ExitRecord):
     cpu = ReplayCpu(rec, _board().bus, WINDOWS)
     try:
         out = GenericPath().handle(rec, cpu)
+    except GuestFault as exc:
+        if "CS override" in str(exc):
+            # issue 11 (c): a write through CS in 32-bit code is #GP in Python; the C paths still
+            # perform it until they follow (cengine), so such cases are not compared here.
+            return CS_WRITE_GP, None
+        return None, None
     except EmulationError:
         return None, None
     return out, cpu.regs
+
+
+CS_WRITE_GP = object()
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
@@ -151,6 +160,8 @@ def test_subset_equals_generic_and_capstone(case: tuple[int, bytes, dict[str, in
     sub, sub_regs = c.handle_one(rec, "subset", _ctx())
     cs, cs_regs = c.handle_one(rec, "capstone", _ctx())
     py, py_regs = _python(rec)
+    if py is CS_WRITE_GP:
+        return
     m = _regs_mask(mode)
     if sub.path == "subset" and sub.status == "nomem":
         # a string operand outside the device windows: a record carries no RAM, for either side

@@ -200,7 +200,119 @@ def _unicorn_lock_neg_flags(e: Evidence) -> bool:
     return diff != 0 and diff & ~(ZF | SF | PF) == 0
 
 
+def _opcode(e: Evidence) -> tuple[set[int], bytes]:
+    """(legacy prefixes + REX, the bytes from the opcode on) of the decoded instruction."""
+    raw = e.access.raw if e.access is not None else e.case.code
+    i, pfx = 0, set()
+    while i < len(raw) and (raw[i] in _PREFIXES or (e.case.mode == 64 and 0x40 <= raw[i] <= 0x4F)):
+        pfx.add(raw[i])
+        i += 1
+    return pfx, raw[i:]
+
+
+def _unicorn_cmps_order(e: Evidence) -> bool:
+    """unicorn 2.1.4 (QEMU gen_cmps) reads ES:[rdi] before DS:[rsi]; the SDM's operand order and
+    KVM's emulator read [rsi] first, as the generic path does. Matched only when the truth is ours
+    with each iteration's two reads swapped."""
+    a = e.access
+    if a is None or a.op is not Op.CMPS or e.cls not in ("address", "access-size") or e.truth_fault:
+        return False
+    ours, truth = list(e.ours_accesses), list(e.truth_accesses)
+    if len(ours) != len(truth) or len(ours) % 2:
+        return False
+    swapped = [truth[i + 1 - 2 * (i % 2)] for i in range(len(truth))]
+    return swapped == ours
+
+
+def _unicorn_movbe_hook_value(e: Evidence) -> bool:
+    """unicorn 2.1.4's write hook reports a MOVBE store's value unswapped (garbage in 32-bit mode)
+    while the device callback gets the swapped bytes. Only the values of writes may differ."""
+    a = e.access
+    if a is None or a.op is not Op.MOVBE or not a.mem_is_dest or e.cls != "value" or e.truth_fault:
+        return False
+    pairs = list(zip(e.ours_accesses, e.truth_accesses, strict=False))
+    return len(e.ours_accesses) == len(e.truth_accesses) and all(
+        (o.gpa, o.size, o.write) == (t.gpa, t.size, t.write) and o.write for o, t in pairs)
+
+
+def _unicorn_ret_imm16_signed(e: Evidence) -> bool:
+    """unicorn 2.1.4 sign-extends RET imm16 (QEMU x86_ldsw_code); the SDM adds it zero-extended.
+    Only RSP may differ, by exactly 0x10000."""
+    a = e.access
+    if a is None or a.op is not Op.RET or a.imm is None or a.imm < 0x8000 or e.cls != "register":
+        return False
+    diff = {k for k in e.truth_regs if k not in ("rip", "rflags") and e.truth_regs[k] != e.ours_regs.get(k)}
+    m = (1 << e.case.mode) - 1
+    return diff == {"rsp"} and (e.ours_regs["rsp"] - e.truth_regs["rsp"]) & m == 0x10000
+
+
+def _unicorn_writes_through_cs(e: Evidence) -> bool:
+    """32-bit code: a write through a CS override is #GP (code segments are not writable; the
+    platform's flat CS is execute/read); unicorn 2.1.4 performs the write."""
+    return (e.cls == "faulted-but-should-run" and e.case.mode == 32 and e.truth_fault is None
+            and "CS override" in e.error)
+
+
+def _unicorn_movsxd_r16_reads_dword(e: Evidence) -> bool:
+    """66 63 /r is MOVSXD r16, r/m16 (Intel SDM): a 2-byte read; unicorn 2.1.4 reads 4 bytes and keeps
+    the low 2 (the register result is the same). Matched only on that access-size difference."""
+    a = e.access
+    if a is None or a.op is not Op.MOVSX or a.size != 2 or e.cls != "access-size" or e.truth_fault:
+        return False
+    if len(e.ours_accesses) != 1 or len(e.truth_accesses) != 1:
+        return False
+    o, t = e.ours_accesses[0], e.truth_accesses[0]
+    return _opcode(e)[1][:1] == b"\x63" and o.gpa == t.gpa and o.size == 2 and t.size == 4
+
+
+def _unicorn_has_no_avx_movdiri(e: Evidence) -> bool:
+    """unicorn 2.1.4 (QEMU 5 TCG) has no AVX and no MOVDIRI/MOVDIR64B: #UD where the generic path
+    emulates the SDM (a KVM host with those features executes them)."""
+    a = e.access
+    if a is None or e.cls != "accepted-but-should-fault" or "INSN_INVALID" not in (e.truth_fault or ""):
+        return False
+    return a.vex or a.op is Op.MOVDIR64B or _opcode(e)[1][:3] == b"\x0f\x38\xf9"
+
+
+def _unicorn_branch_no_canonical_check(e: Evidence) -> bool:
+    """A near branch to a non-canonical target is #GP on the branch (SDM); unicorn 2.1.4 jumps and
+    faults fetching there. Matched on our message and unicorn's fetch fault."""
+    return ("non-canonical branch target" in e.error and e.truth_fault is not None
+            and "FETCH_UNMAPPED" in e.truth_fault)
+
+
+def _oracle_fetch_after_branch(e: Evidence) -> bool:
+    """The one-step oracle runs a branch, then fails to fetch at its unmapped target: the branch
+    itself completed. Matched when only that fetch fault separates us (our registers are the truth's)."""
+    a = e.access
+    if a is None or a.op not in (Op.CALL, Op.JMP, Op.RET) or e.cls != "accepted-but-should-fault":
+        return False
+    if not e.truth_fault or "FETCH_UNMAPPED" not in e.truth_fault:
+        return False
+    return all(e.ours_regs.get(k) == v for k, v in e.truth_regs.items() if k not in ("rip", "rflags"))
+
+
+def _unicorn_cmpxchg8b_zero_extends(e: Evidence) -> bool:
+    """unicorn 2.1.4 rewrites EAX/EDX after a successful CMPXCHG8B, zero-extending RAX/RDX in 64-bit
+    mode; the SDM leaves them untouched. Only the upper halves of RAX/RDX may differ."""
+    a = e.access
+    if a is None or a.op is not Op.CMPXCHG8B or a.size != 8 or e.case.mode != 64 or e.cls != "register":
+        return False
+    diff = {k for k in e.truth_regs if k not in ("rip",) and e.truth_regs[k] != e.ours_regs.get(k)}
+    return bool(diff) and diff <= {"rax", "rdx"} and all(
+        e.ours_regs[k] & 0xFFFFFFFF == e.truth_regs[k] and e.truth_regs[k] >> 32 == 0 for k in diff)
+
+
 RULES: tuple[tuple[str, Callable[[Evidence], bool]], ...] = (
+    ("unicorn-cmps-reads-rdi-first", _unicorn_cmps_order),
+    ("unicorn-movbe-hook-value", _unicorn_movbe_hook_value),
+    ("unicorn-ret-imm16-sign-extended", _unicorn_ret_imm16_signed),
+    ("unicorn-writes-through-cs-override", _unicorn_writes_through_cs),
+    ("unicorn-movsxd-r16-reads-dword", _unicorn_movsxd_r16_reads_dword),
+    ("unicorn-has-no-avx-movdiri", _unicorn_has_no_avx_movdiri),
+    ("unicorn-no-gp-on-non-canonical-branch", _unicorn_branch_no_canonical_check),
+    ("oracle-fetch-fault-after-branch", _oracle_fetch_after_branch),
+    ("unicorn-cmpxchg8b-zero-extends-rax-rdx", _unicorn_cmpxchg8b_zero_extends),
     ("unicorn-cmpxchg32-zero-extends-rax", _cmpxchg32_rax),
     ("unicorn-no-gp-on-misaligned-sse", _unaligned_sse),
     ("unicorn-ud-on-rex-r-mov-imm", _unicorn_rex_r_group),

@@ -31,6 +31,14 @@ HOT_ONE_BYTE = tuple(
         {
             *[b + k for b in range(0x00, 0x40, 8) for k in range(4)],
             0x63,
+            0x69,  # IMUL r, r/m, imm (issue 14 families from here on)
+            0x6B,
+            0x8F,  # POP r/m
+            0xA6,  # CMPS, SCAS
+            0xA7,
+            0xAE,
+            0xAF,
+            0xD7,  # XLAT
             *range(0x80, 0x8C),
             0x8C,
             0x8E,
@@ -60,6 +68,17 @@ HOT_ONE_BYTE = tuple(
     )
 )
 HOT_0F = (
+    *range(0x40, 0x50),  # CMOVcc
+    *range(0x90, 0xA0),  # SETcc
+    0xA4,  # SHLD/SHRD
+    0xA5,
+    0xAC,
+    0xAD,
+    0xAF,  # IMUL r, r/m
+    0xB8,  # POPCNT (F3)
+    0xBC,  # BSF/TZCNT
+    0xBD,  # BSR/LZCNT
+    0xF0,  # LDDQU (F2)
     0x10,
     0x11,
     0x28,
@@ -87,7 +106,7 @@ HOT_0F = (
     0xD6,
     0xE7,
 )
-HOT_0F38 = (0xF0, 0xF1)
+HOT_0F38 = (0xF0, 0xF1, 0x2A, 0xF8, 0xF9)
 HOT_0F3A = (0x14, 0x15, 0x16, 0x17, 0x20, 0x22)
 _MAPS: tuple[tuple[bytes, tuple[int, ...], float], ...] = (
     (b"", HOT_ONE_BYTE, 0.55),

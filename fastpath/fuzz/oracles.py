@@ -29,7 +29,7 @@ from emu.batchcpu import BatchCpu, default_ram_regions
 from emu.cpu import Cpu, DeviceAccess, Outcome
 from emu.decode import decode, effective_address
 from emu.emulate import DF, STATUS, execute
-from emu.errors import EmulationError
+from emu.errors import EmulationError, GuestFault, UnmappedAccess
 from emu.exits import GPR_NAMES, MAX_INSN_LEN, REG_NAMES, ExitKind, ExitRecord
 from emu.generic import emulate_at
 from emu.oracle import OracleResult, run_one
@@ -328,7 +328,7 @@ class _Run:
             msg = str(exc)
             if t.fault is not None:
                 self.out("generic", "both-fault")
-            elif any(w in msg for w in _FAULT_WORDS):
+            elif isinstance(exc, (GuestFault, UnmappedAccess)) or any(w in msg for w in _FAULT_WORDS):
                 self.find(
                     "generic",
                     "faulted-but-should-run",

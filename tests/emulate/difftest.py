@@ -380,7 +380,17 @@ def _stack_case(rng: random.Random, mode: int, code: bytes, span: int = 16) -> C
 @family("stack")
 def gen_stack(rng: random.Random) -> Case:
     mode = _mode(rng)
-    kind = rng.randrange(10)
+    kind = rng.randrange(11)
+    if kind == 10:  # 16-bit operand size: push/pop r16, push imm16, leave, push/pop m16 at [disp32]
+        disp = (0x100100).to_bytes(4, "little")
+        mem16 = {64: (b"\x66\xff\x34\x25" + disp, b"\x66\x8f\x04\x25" + disp),
+                 32: (b"\x66\xff\x35" + disp, b"\x66\x8f\x05" + disp)}[mode]
+        code = rng.choice([bytes([0x66, 0x50 + rng.randrange(8)]), bytes([0x66, 0x58 + rng.randrange(8)]),
+                           b"\x66\x6a\x80", b"\x66\x68\x34\x92", b"\x66\xc9", *mem16])
+        case = _stack_case(rng, mode, code)
+        case.ram_data += ((0x100000, bytes(rng.getrandbits(8) for _ in range(0x200))),)
+        case.watch += ((0x100000, 0x200),)
+        return case
     if kind == 0:
         return _stack_case(rng, mode, bytes([0x50 + rng.randrange(8)]))        # push r
     if kind == 1:
@@ -418,15 +428,17 @@ def gen_stack(rng: random.Random) -> Case:
 def gen_atomic(rng: random.Random) -> Case:
     mode = _mode(rng)
     kind = rng.randrange(3)
+    lock = b"\xf0" if rng.random() < 0.3 else b""
     if kind == 0 or (kind == 1 and mode == 32):
-        case = _modrm_case(rng, mode, b"\x0f\xc7", 1, 8)
+        case = _modrm_case(rng, mode, b"\x0f\xc7", 1, 8, lock)
         if rng.random() < 0.5:
             case.regs["rax"] = case.read_value & 0xFFFFFFFF
             case.regs["rdx"] = case.read_value & 0xFFFFFFFF if rng.random() < 0.5 else case.regs["rdx"]
         case.allow = ("upper-acc-zero-extended",)
         return case
     if kind == 1:
-        case = _modrm_case(rng, mode, b"\x0f\xc7", 1, 16, b"\x48", align=16 if rng.random() < 0.8 else 1)
+        align = 16 if rng.random() < 0.8 else 1
+        case = _modrm_case(rng, mode, b"\x0f\xc7", 1, 16, lock + b"\x48", align=align)
         return case
     pre, size = size_prefix(rng, mode)
     return _modrm_case(rng, mode, rng.choice([b"\x0f\x38\xf0", b"\x0f\x38\xf1"]), rng.randrange(8), size, pre)

@@ -51,7 +51,7 @@ def test_bad_vector_values_are_line_errors() -> None:
 
 def test_unmapped_is_a_line_error_naming_the_address() -> None:
     [res] = run({"bytes": "41 89 86 fe 0f 00 00", "regs": {"r14": REGS_MMIO}, "mmio": MMIO})
-    assert "unmapped address 0xfeb02000" in str(res["error"])
+    assert "unmapped memory at 0xfeb02000" in str(res["error"])
 
 
 def test_decode_describes_new_forms() -> None:
