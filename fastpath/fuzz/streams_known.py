@@ -13,21 +13,7 @@ from fnmatch import fnmatchcase
 
 # (configuration, class) pairs the seeded test campaign (TEST_SEED, TEST_CASES) finds today.
 KNOWN_OPEN: tuple[tuple[str, str, str], ...] = (
-    # Python engine (pyengine / generic)
-    ("py-inplace", "budget:regs-dev-count", "T2/S12: QEMU's dummy INS store reaches the device"),
-    ("py-inplace", "hlt:dev.regs_mem,regs-dev-count", "T1, issue item b: NOTIFY->REGS straddle not split"),
-    ("py-inplace", "hlt:regs,regs-dev-count", "T1, item b: straddling read"),
-    (
-        "py-inplace",
-        "unmapped:regs-dev-count",
-        "T3, rows 14/16/17: access off the window end reaches the device",
-    ),
-    ("py-generic", "hlt:dev.regs_mem,regs-dev-count", "T1, item b"),
-    ("py-generic", "hlt:regs,regs-dev-count", "T1, item b"),
-    ("py-generic", "unmapped->emulation_error", "T4, row 16: fault reported as emulation_error"),
-    ("py-fast", "hlt:dev.regs_mem,regs-dev-count", "T1, item b"),
-    ("py-fast", "hlt:regs,regs-dev-count", "T1, item b"),
-    ("py-fast", "unmapped->emulation_error", "T4, row 16"),
+    # Python engine: nothing open on the test seed after pyengine dc5c026 / generic 3b842f8 (T1-T4 fixed)
     # C engine (cengine): LODS off the window end declines instead of faulting
     *[
         (c, "unmapped->emulation_error", "T5, row 14 for LODS")
