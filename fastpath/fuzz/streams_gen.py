@@ -414,6 +414,19 @@ class Gen:
         n = ch.randint(0, 6)
         d = "std" if chance(ch, 0.12) else "cld"
         tags = frozenset({"wild-unsafe"})
+        if chance(ch, 0.04):  # issue 11 (d): a long REP over MMIO, across NOTIFY_MMIO's end into REGS_MMIO
+            count = ch.randint(1000, 1025)
+            start = NOTIFY_MMIO + 0x1000 - 4 * ch.randint(1, 8)
+            return Item(
+                (
+                    f"mov {di}, {start:#x}",
+                    f"mov {cx}, {count}",
+                    f"mov eax, {self.imm(4)}",
+                    "cld",
+                    "rep stosd",
+                ),
+                tags,
+            )
         k = ch.randint(0, 5)
         if k <= 1:
             return Item(
