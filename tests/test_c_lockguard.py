@@ -145,3 +145,47 @@ def test_budget_reaching_a_guarded_instruction() -> None:
 def test_lock_ud_rule(hexbytes: str, mode: int, ud: bool) -> None:
     b = bytes.fromhex(hexbytes)
     assert bool(lib.xl_lock_ud(b, len(b), mode)) is ud
+
+
+# ------------------------------------------------------------------ issue 13 W10: system instructions
+@pytest.mark.parametrize("path,style", CONFIGS)
+@pytest.mark.parametrize(
+    "src,rip,vector",
+    [
+        ("syscall\nhlt", 0x8000, 6),  # #UD: EFER.SCE clear
+        ("sysenter\nhlt", 0x8000, 13),  # #GP: IA32_SYSENTER_CS = 0
+        ("mov ecx, 0x12345\nxor eax, eax\nxor edx, edx\nwrmsr\nhlt", 0x8009, 13),  # no such MSR
+        ("mov rax, cr0\nand eax, 0x7ffffffe\nmov cr0, rax\nhlt", 0x8008, 13),  # leaving long mode
+        ("xor eax, eax\nltr ax\nhlt", 0x8002, 13),  # null selector
+    ],
+    ids=["syscall", "sysenter", "wrmsr", "cr0", "ltr"],
+)
+def test_system_instructions_fault_like_the_platform(
+    src: str, rip: int, vector: int, path: str, style: str
+) -> None:
+    """Unicorn runs them as silent no-ops; the platform has no IDT: a real CPU triple-faults."""
+    r, _ = run(src, path, style)
+    assert (r.stop, r.rip, r.addr) == ("triple_fault", rip, vector)
+
+
+def test_allowed_system_instructions_are_carried_out() -> None:
+    src = """
+        mov rax, cr0
+        mov cr0, rax
+        mov ecx, 0xc0000102
+        mov eax, 0x1234
+        xor edx, edx
+        wrmsr
+        mov rbx, cr0
+        hlt
+    """
+    r, m = run(src, "subset", "exit")
+    assert r.stop == "hlt"
+    assert int(m.regfile.get("rbx")) == 0x80000033
+    assert m.uc.msr_read(0xC0000102) == 0x1234
+
+
+def test_fetch_from_a_device_window_in_place_is_unmapped() -> None:
+    for style in ("exit", "inplace"):
+        r, _ = run("mov rax, NOTIFY_MMIO\njmp rax", "subset", style)
+        assert (r.stop, r.rip, r.addr) == ("unmapped", 0xFEB00000, 0xFEB00000)

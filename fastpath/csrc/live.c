@@ -485,6 +485,123 @@ static void guard_drop(struct live *L, uint64_t rip)
     uc_ctl_remove_cache(L->uc, rip, rip + 1);
 }
 
+/* The platform's answer to a system instruction Unicorn runs as a silent no-op (the same decisions
+ * as emu/sysinsn.py): a fault -- no IDT, so a real CPU triple-faults: stop XL_STOP_EXCEPTION with the
+ * vector --, carried out here (WRMSR to an MSR the platform has, MOV to CR0 keeping PE and PG), or
+ * "unsupported by the engine" (emulation_error).  Returns the RIP to continue at. */
+#define CR0_PE 1ull
+#define CR0_PG (1ull << 31)
+
+static uint64_t msr_read(struct live *L, uint32_t id)
+{
+    uc_x86_msr m = {id, 0};
+    uc_reg_read(L->uc, UC_X86_REG_MSR, &m);
+    return m.value;
+}
+
+static int platform_msr(uint32_t id)
+{
+    static const uint32_t ids[] = {0x10, 0x1B, 0x174, 0x175, 0x176, 0x277, 0xC0000080, 0xC0000081, 0xC0000082,
+                                   0xC0000083, 0xC0000084, 0xC0000100, 0xC0000101, 0xC0000102, 0xC0000103};
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
+        if (ids[i] == id)
+            return 1;
+    return 0;
+}
+
+static void guard_fault(struct live *L, uint64_t rip, uint32_t vector)
+{
+    L->stop = XL_STOP_EXCEPTION;
+    L->out->addr = vector;
+    record_bytes(L, rip);
+}
+
+static void guard_unsupported(struct live *L, uint64_t rip)
+{
+    L->stop = XL_STOP_EMULATION_ERROR;
+    L->out->status = XL_E_UNSUPPORTED;
+    record_bytes(L, rip);
+    L->ctx->errors++;
+    if (L->ctx->err.status == 0) {
+        struct xl_err *e = &L->ctx->err;
+        e->status = XL_E_UNSUPPORTED;
+        e->path = (uint8_t)L->cfg->path;
+        e->rip = rip;
+        e->addr = 0;
+        e->len = L->out->len;
+        memcpy(e->bytes, L->out->bytes, sizeof(e->bytes));
+    }
+}
+
+static uint64_t gpr_of(struct live *L, int idx, int bytes)
+{
+    uint64_t v = 0;
+    if (L->ids[idx] >= 0)
+        uc_reg_read(L->uc, L->ids[idx], &v);
+    return bytes >= 8 ? v : v & ((1ull << (8 * bytes)) - 1);
+}
+
+static uint64_t system_insn(struct live *L, const struct xl_guarded *g, uint64_t rip)
+{
+    int mode = L->cfg->mode;
+    uint64_t next = (rip + (uint64_t)g->length) & (mode == 64 ? ~0ull : 0xFFFFFFFFull);
+    switch (g->kind) {
+    case XL_G_SYSCALL:
+        if (mode != 64 || !(msr_read(L, 0xC0000080) & 1))
+            guard_fault(L, rip, 6);  /* #UD: EFER.SCE clear (or not 64-bit) */
+        else
+            guard_unsupported(L, rip);
+        return rip;
+    case XL_G_SYSENTER:
+        if ((msr_read(L, 0x174) & 0xFFFC) == 0)
+            guard_fault(L, rip, 13);  /* #GP: IA32_SYSENTER_CS zero */
+        else
+            guard_unsupported(L, rip);
+        return rip;
+    case XL_G_WRMSR: {
+        uint32_t id = (uint32_t)gpr_of(L, 1, 4);
+        if (!platform_msr(id)) {
+            guard_fault(L, rip, 13);  /* #GP: an MSR the platform does not have */
+            return rip;
+        }
+        uc_x86_msr m = {id, (gpr_of(L, 2, 4) << 32) | gpr_of(L, 0, 4)};
+        if (uc_reg_write(L->uc, UC_X86_REG_MSR, &m) != UC_ERR_OK)
+            guard_unsupported(L, rip);
+        return next;
+    }
+    case XL_G_MOV_CR0: {
+        int src = (g->modrm & 7) | ((g->rex & 1) ? 8 : 0);
+        uint64_t v = gpr_of(L, src, mode == 64 ? 8 : 4);
+        if (mode == 64) {
+            if ((v >> 32) || !(v & CR0_PE) || !(v & CR0_PG)) {
+                guard_fault(L, rip, 13);  /* #GP: reserved bits, or leaving long mode */
+                return rip;
+            }
+        } else {
+            uint64_t cur = 0;
+            uc_reg_read(L->uc, UC_X86_REG_CR0, &cur);
+            if ((v ^ cur) & (CR0_PE | CR0_PG)) {
+                guard_unsupported(L, rip);  /* an operating-mode switch */
+                return rip;
+            }
+        }
+        uc_reg_write(L->uc, UC_X86_REG_CR0, &v);
+        return next;
+    }
+    default: /* LTR */
+        if (g->modrm >> 6 != 3) {
+            guard_unsupported(L, rip);
+        } else {
+            uint64_t sel = gpr_of(L, (g->modrm & 7) | ((g->rex & 1) ? 8 : 0), 2);
+            if ((sel & 0xFFFC) == 0)
+                guard_fault(L, rip, 13);  /* #GP: null selector */
+            else
+                guard_unsupported(L, rip);
+        }
+        return rip;
+    }
+}
+
 /* in-place: make Unicorn abandon the instruction whose access the hook is looking at.  The
  * permission check after the hook fails, Unicorn leaves the instruction with cpu_loop_exit (no
  * register, RAM or device effect) and uc_emu_start returns UC_ERR_*_PROT; the run loop restores the
@@ -722,6 +839,12 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
     if (err != UC_ERR_OK)
         goto hook_fail;
     guard_on = 1;
+    if (cfg->mode == 64 || cfg->mode == 32) {
+        /* CR0 as the platform (and KVM) has it: PG|NE|ET|MP|PE in long mode (the identity TLB makes
+         * PG change no translation), so `mov rax, cr0; mov cr0, rax` keeps long mode */
+        uint64_t cr0 = cfg->mode == 64 ? 0x80000033ull : 0x33ull;
+        uc_reg_write(uc, UC_X86_REG_CR0, &cr0);
+    }
     /* bounded to RAM: other addresses keep the identity default with no callback (device windows
      * are touched at every exit; a callback there costs ~50 ns per exit) */
     ADD(UC_HOOK_TLB_FILL, (void *)hook_tlb_fill, &L, cfg->ram_base, cfg->ram_base + cfg->ram_size - 1);
@@ -808,6 +931,14 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
             out->rip = read_rip(&L);
             break;
         }
+        if (err == UC_ERR_FETCH_PROT && xl_dev_claims(ctx, read_rip(&L))) {
+            /* in place: code fetched from a device window (exit style: an unmapped fetch) */
+            L.stop = XL_STOP_UNMAPPED;
+            out->addr = read_rip(&L);
+            out->access = UC_MEM_FETCH_UNMAPPED;
+            record_bytes(&L, out->addr);
+            break;
+        }
         if (err != UC_ERR_OK) {
             out->uc_err = (uint32_t)err;
             L.stop = err == UC_ERR_EXCEPTION ? XL_STOP_EXCEPTION : XL_STOP_UC_ERROR;
@@ -837,14 +968,29 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
             uint64_t off = rip - cfg->ram_base;
             const uint8_t *p = (const uint8_t *)(uintptr_t)cfg->ram + off;
             uint64_t left = cfg->ram_size - off;
-            if (rip >= cfg->ram_base && off < cfg->ram_size &&
-                xl_lock_ud(p, left < XL_MAX_INSN ? (size_t)left : XL_MAX_INSN, cfg->mode)) {
-                /* #UD (LOCK on a register or non-lockable operand): the instruction would count */
-                L.stop = L.budget_on && L.budget_left <= 0 ? XL_STOP_BUDGET : XL_STOP_INVALID_INSN;
+            struct xl_guarded g = {0};
+            if (rip >= cfg->ram_base && off < cfg->ram_size)
+                xl_guard_classify(p, left < XL_MAX_INSN ? (size_t)left : XL_MAX_INSN, cfg->mode, &g);
+            if (g.kind == XL_G_NONE) {
+                guard_drop(&L, rip);  /* rewritten since the scan: not an exit any more */
+                continue;
+            }
+            if (L.budget_on && L.budget_left <= 0) {  /* the instruction would count */
+                L.stop = XL_STOP_BUDGET;
                 record_bytes(&L, rip);
                 break;
             }
-            guard_drop(&L, rip);  /* rewritten since the scan: not an exit any more */
+            if (g.kind == XL_G_LOCK_UD) {  /* #UD: LOCK on a register or non-lockable operand */
+                L.stop = XL_STOP_INVALID_INSN;
+                record_bytes(&L, rip);
+                break;
+            }
+            uint64_t next = system_insn(&L, &g, rip);
+            if (L.stop)
+                break;
+            if (L.budget_on)
+                L.budget_left--;
+            rip = next;
             continue;
         }
         L.stop = XL_STOP_HLT;

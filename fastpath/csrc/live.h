@@ -37,7 +37,8 @@ struct xl_live_cfg {
     uint64_t ram_base;
     uint64_t ram_size;
     uint64_t start_rip;
-    uint64_t until;        /* uc_emu_start's `until`: an address never executed (~0) */
+    uint64_t until;        /* uc_emu_start's `until`: an address outside RAM; reaching it is an
+                            * unmapped fetch (fastpath/cengine.py passes 0 when RAM starts above it) */
     uint64_t max_insns;    /* whole run, 1 .. 2^63-1 instructions (REP: per iteration); 0 = no budget */
     uint64_t timeout_ns;   /* whole run; 0 = no limit (any other value is a limit, saturating) */
     uint64_t max_exits;    /* 0 = unlimited */

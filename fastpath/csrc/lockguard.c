@@ -107,11 +107,57 @@ int xl_lock_guard_site(const uint8_t *p, size_t n, int mode)
     }
 }
 
+int xl_guard_classify(const uint8_t *p, size_t n, int mode, struct xl_guarded *g)
+{
+    g->kind = XL_G_NONE;
+    g->length = 0;
+    g->modrm = g->rex = 0;
+    if (xl_lock_guard_site(p, n, mode)) {
+        g->kind = XL_G_LOCK_UD;
+        return g->kind;
+    }
+    size_t i = 0;
+    uint8_t rex = 0;
+    while (i < n && is_prefix(p[i], mode)) {
+        rex = mode == 64 && p[i] >= 0x40 && p[i] <= 0x4F ? p[i] : 0;
+        i++;
+    }
+    if (i + 1 >= n || i >= XL_LOCK_MAX_INSN || p[i] != 0x0F)
+        return XL_G_NONE;
+    int kind = XL_G_NONE, reg = -1;
+    switch (p[i + 1]) {
+    case 0x05: kind = XL_G_SYSCALL; break;
+    case 0x34: kind = XL_G_SYSENTER; break;
+    case 0x30: kind = XL_G_WRMSR; break;
+    case 0x22: kind = XL_G_MOV_CR0; reg = 0; break;
+    case 0x00: kind = XL_G_LTR; reg = 3; break;
+    default: return XL_G_NONE;
+    }
+    g->rex = rex;
+    if (reg < 0) {
+        g->kind = kind;
+        g->length = (int)i + 2;
+        return kind;
+    }
+    if (i + 2 >= n)
+        return XL_G_NONE;
+    uint8_t modrm = p[i + 2];
+    if (((modrm >> 3) & 7) != reg || (kind == XL_G_MOV_CR0 && (rex & 4)))
+        return XL_G_NONE;
+    g->kind = kind;
+    g->length = (int)i + 3;
+    g->modrm = modrm;
+    return kind;
+}
+
 size_t xl_lock_scan(const uint8_t *data, size_t n, uint64_t base, int mode, uint64_t *out, size_t cap)
 {
     size_t found = 0;
     for (size_t k = 0; k < n; k++) {
-        if (data[k] != LOCK)
+        if (data[k] != LOCK && data[k] != 0x0F)
+            continue;
+        if (data[k] == 0x0F && k + 1 < n && data[k + 1] != 0x05 && data[k + 1] != 0x34 && data[k + 1] != 0x30 &&
+            data[k + 1] != 0x22 && data[k + 1] != 0x00)
             continue;
         /* an instruction may start at any byte of the prefix run that holds this LOCK */
         size_t first = k;
@@ -119,7 +165,8 @@ size_t xl_lock_scan(const uint8_t *data, size_t n, uint64_t base, int mode, uint
             first--;
         for (size_t s = first; s <= k; s++) {
             size_t left = n - s < XL_LOCK_MAX_INSN ? n - s : XL_LOCK_MAX_INSN;
-            if (xl_lock_guard_site(data + s, left, mode)) {
+            struct xl_guarded g;
+            if (xl_guard_classify(data + s, left, mode, &g)) {
                 if (found < cap)
                     out[found] = base + s;
                 found++;

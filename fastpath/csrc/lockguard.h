@@ -26,7 +26,29 @@ int xl_lock_ud(const uint8_t *p, size_t n, int mode);
  * docs/known-discrepancies.md lists them. */
 int xl_lock_guard_site(const uint8_t *p, size_t n, int mode);
 
-/* Addresses base+k where an instruction starting at data[k] is a guard site (above); writes up to
+/* What the run loop must judge before Unicorn runs it (the guard's sites). */
+enum xl_guard_kind {
+    XL_G_NONE = 0,
+    XL_G_LOCK_UD = 1,   /* xl_lock_guard_site */
+    XL_G_SYSCALL = 2,   /* 0F 05 */
+    XL_G_SYSENTER = 3,  /* 0F 34 */
+    XL_G_WRMSR = 4,     /* 0F 30 */
+    XL_G_MOV_CR0 = 5,   /* 0F 22 /0 (not REX.R: CR8) */
+    XL_G_LTR = 6,       /* 0F 00 /3 */
+};
+
+struct xl_guarded {
+    int kind;           /* enum xl_guard_kind */
+    int length;         /* instruction length (system forms with a register operand) */
+    uint8_t modrm, rex;
+};
+
+/* Unicorn 2.1.4 runs SYSCALL, SYSENTER, WRMSR to any MSR, MOV to CR0 leaving long mode and LTR with a
+ * null selector as silent no-ops; the run loop stops in front of them and gives the platform's answer
+ * (emu/sysinsn.py in the Python engine: the same decisions). */
+int xl_guard_classify(const uint8_t *p, size_t n, int mode, struct xl_guarded *g);
+
+/* Addresses base+k where an instruction starting at data[k] is a guard site (classify); writes up to
  * cap of them to out and returns how many there are (may exceed cap). */
 size_t xl_lock_scan(const uint8_t *data, size_t n, uint64_t base, int mode, uint64_t *out, size_t cap);
 
