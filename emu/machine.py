@@ -380,7 +380,7 @@ class Machine:
         range into the next is one device access per piece, low part first (rule 4, as KVM)."""
         try:
             rip = self._rip()
-            if not self._inplace_mapped(addr, size):
+            if not self._inplace_mapped(addr, size) or self._split_wide_access_leaves_window(addr, size, rip):
                 return
             bus = self.board.bus
             if access == UC_MEM_WRITE:
@@ -424,11 +424,13 @@ class Machine:
         return pieces
 
     def _movs_store_faults(self, rip: int) -> bool:
-        """True when the instruction at `rip` is MOVS and its store will hit unmapped space.
+        """True when the instruction at `rip` is MOVS or CMPS and one of its accesses will hit
+        unmapped space.
 
-        QEMU performs MOVS's load before its store; when the store then faults (rule 6: registers
-        as before the faulting iteration), the reference, KVM and the exit-style paths leave the
-        source device untouched, so the in-place load is not given to the device either."""
+        QEMU performs MOVS's load before its store, and CMPS's [rDI] load before its [rSI] load;
+        when the other access then faults (rule 6: registers as before the faulting iteration), the
+        reference, KVM and the exit-style paths leave the device untouched, so the in-place load is
+        not given to the device either."""
         if self.mode == 16:
             return False  # ES may have a base in 16-bit code; the platform's 16-bit guests are flat-free
         code = self.read_ram(rip, MAX_INSN_LEN)
@@ -444,32 +446,51 @@ class Machine:
             else:
                 break
             i += 1
-        if i >= len(code) or code[i] not in (0xA4, 0xA5):
+        if i >= len(code) or code[i] not in (0xA4, 0xA5, 0xA6, 0xA7):
             return False
-        if code[i] == 0xA4:
+        if code[i] in (0xA4, 0xA6):
             size = 1
         elif rex_w:
             size = 8
         else:
             size = 2 if opsize != (self.mode == 16) else 4
         bits = {64: 32 if adsize else 64, 32: 16 if adsize else 32, 16: 32 if adsize else 16}[self.mode]
-        dest = self.regfile.get("rdi") & ((1 << bits) - 1)
-        return not (self._mapped_byte(dest) and self._mapped_byte(dest + size - 1))
+        mask = (1 << bits) - 1
+        # MOVS: the store to [rDI]; CMPS: QEMU loads [rDI] before [rSI], either may be the fault.
+        ends = [self.regfile.get("rdi") & mask]
+        if code[i] in (0xA6, 0xA7):
+            ends.append(self.regfile.get("rsi") & mask)
+        return not all(self._mapped_byte(a) and self._mapped_byte(a + size - 1) for a in ends)
 
     def _mapped_byte(self, addr: int) -> bool:
         return self.ram_base <= addr < self.ram_base + self.ram_size or self.mmio_window(addr) is not None
 
     def _ins_dummy(self, rip: int) -> bool:
         """QEMU's INS stores a dummy 0 before each port read (to be restartable); that store is no
-        guest access. True for it: the instruction is INS and no port read happened since its last
-        store."""
+        guest access. True for it: the instruction is INS and its port read has not happened yet."""
         port_read, self._ins_port_read = self._ins_port_read, False
+        return self._is_ins(rip) and not port_read
+
+    def _is_ins(self, rip: int) -> bool:
         code = self.read_ram(rip, MAX_INSN_LEN)
         i = 0
         rex = range(0x40, 0x50) if self.mode == 64 else range(0)
         while i < len(code) and (code[i] in _LEGACY_PREFIXES or code[i] in rex):
             i += 1
-        return i < len(code) and code[i] in (0x6C, 0x6D) and not port_read
+        return i < len(code) and code[i] in (0x6C, 0x6D)
+
+    def _split_wide_access_leaves_window(self, addr: int, size: int, rip: int) -> bool:
+        """Unicorn gives a 16-byte access to the hook as two 8-byte halves, low first. When the whole
+        access leaves its window (rule 6) the low half must not reach the device either."""
+        if size != 8:
+            return False
+        window = self.mmio_window(addr)
+        if window is None or addr + 16 <= window[0] + window[1]:
+            return False
+        insn = next(self._cs.disasm(self.read_ram(rip, MAX_INSN_LEN), rip, 1), None)
+        return insn is not None and any(
+            op.type == capstone.x86.X86_OP_MEM and op.size >= 16 for op in insn.operands
+        )
 
     def _mmio_map_read(self, window_base: int) -> Any:
         def read(uc: Uc, offset: int, size: int, _ud: object) -> int:
@@ -521,7 +542,7 @@ class Machine:
         return False
 
     def _on_in(self, uc: Uc, port: int, size: int, _ud: object) -> int:
-        self._ins_port_read = True
+        self._ins_port_read = self._is_ins(self._rip())
         try:
             value = self.board.bus.read(Space.PIO, port, size)
             self._record(ExitKind.PIO_IN, self._rip(), port, size, value)

@@ -618,3 +618,43 @@ def test_budgeted_rep_movs_agrees_with_in_place(budget: int) -> None:
     }
     assert seen["generic"] == seen["inplace"]
     assert seen["fast"] == seen["inplace"]
+
+
+@pytest.mark.parametrize("mode", [64, 32])
+def test_inplace_cmps_with_a_faulting_operand_reads_no_device(mode: int) -> None:
+    """Stream fuzzer (seed 12): QEMU loads CMPS's [rDI] first; with [rSI] unmapped, no device read."""
+    src = "mov edi, 0xfeb01008\nxor esi, esi\ncmpsd\nhlt\n"
+    result, _ = run_asm(src, mode=mode)
+    assert result.stop.reason is StopReason.UNMAPPED
+    assert board_reads(result) == 0
+
+
+def board_reads(result) -> int:  # type: ignore[no-untyped-def]
+    return result.devices["regs"]["reads"] + result.devices["notify"]["reads"]
+
+
+def test_inplace_16_byte_access_off_the_window_end_reaches_no_device() -> None:
+    """Stream fuzzer (seed 13): Unicorn hands MOVDQU to the hook as two 8-byte halves."""
+    result, _ = run_asm("mov r13, 0xfeb01ff6\nmovdqu xmm3, xmmword ptr [r13]\nhlt\n")
+    assert result.stop.reason is StopReason.UNMAPPED
+    assert board_reads(result) == 0
+
+
+def test_inplace_ins_after_a_plain_in_still_drops_the_dummy_store() -> None:
+    """Stream fuzzer (seed 13): a plain IN between two INS must not make a dummy store look real."""
+    src = """
+        mov ebp, 2
+        mov dx, CONSOLE_PORT+5
+    loop2:
+        mov rdi, 0xfeb01020
+        mov ecx, 3
+        cld
+        rep insb
+        in al, dx
+        dec ebp
+        jnz loop2
+        hlt
+    """
+    result, _ = run_asm(src)
+    assert result.stop.reason is StopReason.HLT
+    assert result.devices["regs"]["writes"] == 6
