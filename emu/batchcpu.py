@@ -59,6 +59,7 @@ class BatchCpu:
             self.ymm[i] = v & ((1 << 256) - 1)
         for i, v in (xmm or {}).items():
             self.set_xmm(i, v)
+        self.mm: dict[int, int] = {i: 0 for i in range(8)}  # MMX registers (x87 mantissas)
         self.mmio = mmio
         # devices inside the window: an access crossing two is split per device (SEMANTICS rule 4)
         self.regions = tuple(regions)
@@ -86,6 +87,12 @@ class BatchCpu:
     def set_xmm(self, index: int, value: int) -> None:
         """A legacy-SSE write: bits 255:128 are kept."""
         self.ymm[index] = (self.ymm[index] & ~((1 << 128) - 1)) | (value & ((1 << 128) - 1))
+
+    def get_mm(self, index: int) -> int:
+        return self.mm[index]
+
+    def set_mm(self, index: int, value: int) -> None:
+        self.mm[index] = value & _M64
 
     def get_ymm(self, index: int) -> int:
         return self.ymm[index]

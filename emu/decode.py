@@ -264,7 +264,8 @@ _SIZED_BY_PREFIXES = frozenset(
 )
 # "NP" in the SDM: 66/F2/F3 make it #UD
 _NO_MANDATORY_PREFIX = frozenset({X.X86_INS_MOVNTI, X.X86_INS_MOVDIRI})
-_NEAR_BRANCHES = frozenset({Op.CALL, Op.JMP, Op.RET})
+_NEVER_LOCKED = _STACK_OPS | {Op.JMP, Op.XLAT, Op.SMSW, Op.MOVDIR64B}
+_NO_66 = frozenset({Op.CALL, Op.JMP, Op.RET, Op.ENTER})  # 16-bit IP/frame forms: refused
 
 
 def _fail(why: str, rip: int, raw: bytes) -> EmulationError:
@@ -300,18 +301,17 @@ def decode(code: bytes, mode: int, rip: int = 0) -> Access:
     op = form.op
     if any(r.startswith(("zmm", "k")) or r.startswith("st") for r in reg_names):
         raise _fail(f"unsupported instruction '{name}' (AVX-512/x87 register)", rip, raw)
-    if any(r.startswith("mm") for r in reg_names):
-        raise _fail(f"unsupported instruction '{name}' (MMX registers are not part of the guest state)",
-                    rip, raw)
+    if any(r.startswith("mm") for r in reg_names) and insn.id not in (X.X86_INS_MOVD, X.X86_INS_MOVQ):
+        raise _fail(f"unsupported instruction '{name}' (MMX register)", rip, raw)
     if insn.id == X.X86_INS_MOVSD and any(n.startswith("xmm") for n in reg_names):
         op = Op.SSE_LOAD  # SSE2 MOVSD xmm, m64 / m64, xmm: not the string MOVSD
     elif op in _STRING_OPS:
         if lock:
             raise _fail(f"LOCK prefix not allowed on '{name}' (#UD)", rip, raw)
         return _decode_string(insn, op, mems, raw, rep, repne)
-    if lock and op in _STACK_OPS | {Op.JMP, Op.XLAT, Op.SMSW, Op.MOVDIR64B}:
+    if lock and op in _NEVER_LOCKED:
         raise _fail(f"LOCK prefix not allowed on '{name}' (#UD)", rip, raw)
-    if op in _NEAR_BRANCHES | {Op.ENTER} and 0x66 in _legacy_prefixes(raw, mode):
+    if op in _NO_66 and 0x66 in _legacy_prefixes(raw, mode):
         raise _fail(f"unsupported instruction '{name}': operand-size override on a near branch or ENTER "
                     "(16-bit IP/frame; Intel and AMD differ in 64-bit mode)", rip, raw)
     if op in _STACK_OPS and not (op in (Op.PUSH, Op.CALL, Op.POP) and mems):
@@ -328,8 +328,7 @@ def decode(code: bytes, mode: int, rip: int = 0) -> Access:
     mem_op = mems[0]
     mem = _mem_operand(insn, mem_op)
     mem_is_dest = ops[0].type == X.X86_OP_MEM
-    gprs = [r for r in regs if not insn.reg_name(r.reg).startswith(("xmm", "ymm"))]
-    vecs = [insn.reg_name(r.reg) for r in regs if insn.reg_name(r.reg).startswith(("xmm", "ymm"))]
+    vecs = [n for n in reg_names if n.startswith(("xmm", "ymm", "mm"))]
     reg = reg_names[0] if reg_names else None
     reg_size = regs[0].size if regs else 0
     reg2 = reg_names[1] if len(reg_names) > 1 else None
@@ -347,9 +346,8 @@ def decode(code: bytes, mode: int, rip: int = 0) -> Access:
         imm = imms[0].imm & 0xFF
     if op is Op.IMUL and imms:
         imm = imms[0].imm & ((1 << (8 * size)) - 1)  # sign-extended by Capstone, masked to the size
-    for r in gprs:
-        rn = insn.reg_name(r.reg)
-        if rn not in SUBREGS:
+    for rn in reg_names:
+        if rn not in SUBREGS and not rn.startswith(("xmm", "ymm", "mm")):
             raise _fail(f"unsupported register operand '{rn}' in '{name}'", rip, raw)
     align = 0
     vex = False
@@ -357,7 +355,7 @@ def decode(code: bytes, mode: int, rip: int = 0) -> Access:
     if op is Op.SSE_LOAD:
         if not vecs:
             raise _fail(f"unsupported instruction '{name}'", rip, raw)
-        reg, reg_size = vecs[0], 32 if vecs[0].startswith("ymm") else 16
+        reg, reg_size = vecs[0], {"y": 32, "x": 16, "m": 8}[vecs[0][0]]
         op = Op.SSE_STORE if mem_is_dest else Op.SSE_LOAD
         vex = raw[_opcode_at(raw, mode)] in (0xC4, 0xC5)
         if form.align == -1:

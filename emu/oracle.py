@@ -33,6 +33,7 @@ _GPR32 = [U.UC_X86_REG_EAX, U.UC_X86_REG_ECX, U.UC_X86_REG_EDX, U.UC_X86_REG_EBX
           U.UC_X86_REG_ESP, U.UC_X86_REG_EBP, U.UC_X86_REG_ESI, U.UC_X86_REG_EDI]
 _XMM = [getattr(U, f"UC_X86_REG_XMM{i}") for i in range(16)]
 _YMM = [getattr(U, f"UC_X86_REG_YMM{i}") for i in range(16)]
+_FP = [getattr(U, f"UC_X86_REG_FP{i}") for i in range(8)]
 STEP_LIMIT = 1 << 17
 
 
@@ -52,6 +53,7 @@ class OracleResult:
     fault: str | None = None
     memory: tuple[tuple[int, bytes], ...] = field(default=())
     ymm: tuple[int, ...] = field(default=())  # the full 256-bit registers (xmm = their low halves)
+    mm: tuple[int, ...] = field(default=())   # MMX registers (x87 mantissas)
 
     def reg(self, name: str) -> int:
         return dict(self.regs)[name]
@@ -69,6 +71,7 @@ def run_one(
     ram_data: Iterable[tuple[int, bytes]] = (),
     watch: Iterable[tuple[int, int]] = (),
     ymm: Mapping[int, int] | None = None,
+    mm: Mapping[int, int] | None = None,
 ) -> OracleResult:
     """Execute the instruction `code` at `rip` once (all iterations for REP) in a fresh Uc.
 
@@ -131,6 +134,8 @@ def run_one(
         uc.reg_write(_YMM[i], value)
     for i, value in (xmm or {}).items():
         uc.reg_write(_XMM[i], value)
+    for i, value in (mm or {}).items():
+        uc.reg_write(_FP[i], (value, 0xFFFF))
     pc_reg = U.UC_X86_REG_RIP if mode == 64 else U.UC_X86_REG_EIP
     fault = None
     pc = rip
@@ -154,5 +159,6 @@ def run_one(
     nvec = 16 if mode == 64 else 8
     xmms = tuple(uc.reg_read(_XMM[i]) for i in range(nvec))
     ymms = tuple(uc.reg_read(_YMM[i]) for i in range(nvec))
+    mms = tuple(int(uc.reg_read(_FP[i])[0]) for i in range(8))
     memory = tuple((addr, bytes(uc.mem_read(addr, n))) for addr, n in watch)
-    return OracleResult(tuple(events), tuple(out_regs), xmms, pc, fault, memory, ymms)
+    return OracleResult(tuple(events), tuple(out_regs), xmms, pc, fault, memory, ymms, mms)

@@ -51,6 +51,7 @@ _REG32 = {
 }
 XMM = [getattr(X, f"UC_X86_REG_XMM{i}") for i in range(16)]
 YMM = [getattr(X, f"UC_X86_REG_YMM{i}") for i in range(16)]
+FP = [getattr(X, f"UC_X86_REG_FP{i}") for i in range(8)]  # MMX mmN = the mantissa of x87 register N
 
 
 def reg_ids(mode: int) -> dict[str, int]:
@@ -108,3 +109,9 @@ class RegFile:
 
     def set_ymm(self, index: int, value: int) -> None:
         self.uc.reg_write(YMM[index], value & ((1 << 256) - 1))
+
+    def get_mm(self, index: int) -> int:
+        return int(self.uc.reg_read(FP[index])[0])
+
+    def set_mm(self, index: int, value: int) -> None:
+        self.uc.reg_write(FP[index], (value & ((1 << 64) - 1), 0xFFFF))

@@ -78,7 +78,7 @@ def test_effective_address(hexbytes: str, mode: int, regs: dict[str, int], expec
     ("f0 89 02", "invalid or truncated"),
     ("f0 38 02", "LOCK prefix not allowed|invalid"),
     ("f0 48 8b 02", "LOCK prefix not allowed|invalid"),
-    ("0f 6e 02", "MMX"),
+    ("0f fc 02", "unsupported"),  # paddb mm (MMX MOVD/MOVQ are supported now)
     ("c5 f9 f7 c1", "byte-masked store"),  # vmaskmovdqu: refused on purpose (vmovdqu is supported now)
     ("66 0f f7 c1", "byte-masked store"),  # maskmovdqu
     ("8b", "truncated"),

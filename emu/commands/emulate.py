@@ -2,8 +2,8 @@
 
 Each input line is one case: {"bytes": "66 89 02", "mode": 64, "rip": 4096, "regs": {...},
 "mmio": [base, size], "read_value": 0} (registers not named are 0; the bytes sit in RAM at rip).
-`regs` may also hold vector registers as hex strings: "xmm0".."xmm15" (128 bits) and "ymm0".."ymm15"
-(256 bits; an xmmN given too replaces ymmN's low half).
+`regs` may also hold vector registers as hex strings: "xmm0".."xmm15" (128 bits), "ymm0".."ymm15"
+(256 bits; an xmmN given too replaces ymmN's low half) and the MMX "mm0".."mm7" (64 bits).
 Each output line is {"accesses": [...], "regs": {...}} or {"error": "..."}, one per input line;
 "regs" lists the general registers, plus every vector register the instruction changed.
 """
@@ -38,18 +38,21 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     rip = int(case.get("rip", 0x1000))
     mmio_base, mmio_size = (int(v) for v in case["mmio"])
     regs: dict[str, int] = {}
-    vectors: dict[str, dict[int, int]] = {"xmm": {}, "ymm": {}}
+    vectors: dict[str, dict[int, int]] = {"xmm": {}, "ymm": {}, "mm": {}}
     for k, v in dict(case.get("regs", {})).items():
         kind, index = _vector_name(k)
         if kind:
-            vectors[kind][index] = _vector_value(k, v, 16 if kind == "xmm" else 32)
+            vectors[kind][index] = _vector_value(k, v, {"xmm": 16, "ymm": 32, "mm": 8}[kind])
         else:
             regs[k] = int(v)
     regs["rip"] = rip
     regs.setdefault("rflags", 0x2)
     cpu = BatchCpu(mode, regs, (mmio_base, mmio_size), int(case.get("read_value", 0)),
                    default_ram_regions(rip, (mmio_base, mmio_size)), vectors["xmm"], vectors["ymm"])
+    for i, v in vectors["mm"].items():
+        cpu.set_mm(i, v)
     before = dict(cpu.ymm)
+    before_mm = dict(cpu.mm)
     if len(cpu.read_mem(rip, len(code))) != len(code):
         raise ExitlabError(f"rip {rip:#x} is not in RAM")
     cpu.write_mem(rip, code)
@@ -59,15 +62,17 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
         "accesses": [{"gpa": a.gpa, "size": a.size, "write": a.write, "value": a.value}
                      for a in out.accesses],
         "regs": {name: cpu.get(name) for name in (*GPR_NAMES, "rip", "rflags")}
-        | _changed_vectors(before, cpu),
+        | _changed_vectors(before, cpu)
+        | {f"mm{i}": hex(cpu.mm[i]) for i in range(8) if cpu.mm[i] != before_mm[i]},
     }
 
 
 def _vector_name(name: str) -> tuple[str, int]:
-    """('xmm'|'ymm', index) for 'xmm0'..'ymm15', ('', 0) for any other name."""
-    kind, digits = name[:3], name[3:]
-    if kind in ("xmm", "ymm") and digits.isdigit() and int(digits) < 16 and digits == str(int(digits)):
-        return kind, int(digits)
+    """('xmm'|'ymm'|'mm', index) for 'xmm0'..'ymm15', 'mm0'..'mm7'; ('', 0) for any other name."""
+    for kind, count in (("xmm", 16), ("ymm", 16), ("mm", 8)):
+        digits = name[len(kind):]
+        if name.startswith(kind) and digits.isdigit() and digits == str(int(digits)) and int(digits) < count:
+            return kind, int(digits)
     return "", 0
 
 

@@ -143,7 +143,9 @@ class Exec:
 
     # vector registers -----------------------------------------------------------------------
     def get_vec(self, name: str) -> int:
-        """xmmN (128 bits) or ymmN (256 bits)."""
+        """xmmN (128 bits), ymmN (256 bits) or mmN (64 bits, MMX)."""
+        if name.startswith("mm"):
+            return self._optional("get_mm", "MMX")(int(name[2:]))
         index = int(name[3:])
         if name.startswith("ymm"):
             return self._ymm("get_ymm")(index)
@@ -151,7 +153,10 @@ class Exec:
 
     def set_vec(self, name: str, value: int, vex: bool) -> None:
         """Write xmmN/ymmN. A VEX-encoded write zeroes the register above its width (to bit 255);
-        a legacy SSE write to xmmN keeps bits 255:128 (SDM vol. 1 14.1.2)."""
+        a legacy SSE write to xmmN keeps bits 255:128 (SDM vol. 1 14.1.2). mmN: 64 bits."""
+        if name.startswith("mm"):
+            self._optional("set_mm", "MMX")(int(name[2:]), value & mask(8))
+            return
         index = int(name[3:])
         if name.startswith("ymm") or vex:
             self._ymm("set_ymm")(index, value & mask(32))
@@ -159,9 +164,12 @@ class Exec:
             self.cpu.set_xmm(index, value & mask(16))
 
     def _ymm(self, method: str) -> Callable[..., int]:
+        return self._optional(method, "YMM")
+
+    def _optional(self, method: str, what: str) -> Callable[..., int]:
         fn = getattr(self.cpu, method, None)
         if fn is None:
-            raise self.fail("this guest state has no YMM registers")
+            raise self.fail(f"this guest state has no {what} registers")
         return fn  # type: ignore[no-any-return]
 
     # memory ----------------------------------------------------------------------------------
@@ -181,22 +189,34 @@ class Exec:
             # SDM vol. 3 6.15: a non-canonical linear address is #GP (#SS for stack references)
             raise self.fault(GP, f"non-canonical address {addr:#x}")
         region_of = getattr(self.cpu, "mmio_region", None)
+        last = (addr + size - 1) & self.amask
         pieces: list[Piece] = []
-        for i in range(size):
-            a = (addr + i) & self.amask
-            region: object = None
-            if self.cpu.is_mmio(a):
-                region = region_of(a) if region_of is not None else "mmio"
-            if pieces and pieces[-1][2] == region and pieces[-1][0] + pieces[-1][1] == a:
-                pieces[-1] = (pieces[-1][0], pieces[-1][1] + 1, region)
-            else:
-                pieces.append((a, 1, region))
+        if last >= addr:  # common case first: the whole access in one region (regions are intervals)
+            r0 = self._region(addr, region_of)
+            if r0 is not None and self._region(last, region_of) == r0:
+                return [(addr, size, r0)]
+            if r0 is None and size <= 16 and not self.cpu.is_mmio(last):
+                pieces = [(addr, size, None)]
+        if not pieces:
+            for i in range(size):
+                a = (addr + i) & self.amask
+                region = self._region(a, region_of)
+                if pieces and pieces[-1][2] == region and pieces[-1][0] + pieces[-1][1] == a:
+                    pieces[-1] = (pieces[-1][0], pieces[-1][1] + 1, region)
+                else:
+                    pieces.append((a, 1, region))
         for start, n, region in pieces:
             if region is None:
                 got = len(self.cpu.read_mem(start, n))
                 if got != n:
                     raise UnmappedAccess(start + got, write, self.rip, self.a.raw)
         return pieces
+
+    def _region(self, a: int, region_of: Callable[[int], object] | None) -> object:
+        """None for RAM (or nothing), else the MMIO region key ("mmio" if the Cpu names no regions)."""
+        if not self.cpu.is_mmio(a):
+            return None
+        return region_of(a) if region_of is not None else "mmio"
 
     def probe(self, addr: int, size: int, write: bool) -> None:
         """Check an access that will happen later in this instruction (faults now, accesses nothing)."""

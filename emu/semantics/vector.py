@@ -4,6 +4,9 @@ Loads: the register gets the `size` bytes read, zero-extended — to bit 127 for
 255:128 of the YMM register are kept, SDM vol. 1 14.1.2), to bit 255 for VEX forms (VMOVSS,
 VMOVDQU xmm, ...). That covers MOVD/MOVQ/MOVSS/MOVSD (memory forms zero the rest), the 16-byte
 moves, LDDQU, MOVNTDQA and the VEX.128/256 moves. Stores write the low `size` bytes.
+MMX MOVD/MOVQ load into / store from mmN (64 bits; MOVD zero-extends). The x87 side effects of an
+MMX instruction (TOS = 0, all tags valid, exponent bits set) are not part of the guest state a path
+sees and are not modelled (Unicorn does not set the exponent either).
 Aligned forms (MOVDQA/MOVAPS/MOVAPD/MOVNT*, VMOVDQA/VMOVAPS/VMOVAPD/VMOVNT* at their own size)
 are #GP on a misaligned operand, checked before any access. A 16-byte access reaches a device as
 two 8-byte accesses and a 32-byte one as four, low address first (KVM's 8-byte MMIO chunks).

@@ -44,6 +44,7 @@ class Case:
     read_value: int = 0
     xmm: dict[int, int] | None = None
     ymm: dict[int, int] | None = None
+    mm: dict[int, int] | None = None
     ram_data: tuple[tuple[int, bytes], ...] = ()
     watch: tuple[tuple[int, int], ...] = ()
     mmio: tuple[int, int] = MMIO
@@ -62,6 +63,8 @@ def run_generic(case: Case) -> tuple[BatchCpu, object]:
     cpu.write_mem(RIP, case.code)
     for addr, data in case.ram_data:
         cpu.write_mem(addr, data)
+    for i, v in (case.mm or {}).items():
+        cpu.set_mm(i, v)
     try:
         return cpu, emulate_at(cpu, RIP, case.mode)
     except EmulationError as exc:
@@ -71,7 +74,7 @@ def run_generic(case: Case) -> tuple[BatchCpu, object]:
 def run_truth(case: Case) -> OracleResult:
     ram = default_ram_regions(RIP, case.mmio)
     return run_one(case.code, case.mode, RIP, case.regs, case.mmio, case.read_value, ram, case.xmm,
-                   case.ram_data, case.watch, case.ymm)
+                   case.ram_data, case.watch, case.ymm, case.mm)
 
 
 def _known_fault(out: EmulationError, truth: OracleResult) -> bool:
@@ -156,6 +159,8 @@ def check(case: Case) -> str:
         assert ours & wmask == value, f"{where}: {name} {ours:#x} != {value:#x}"
     for i, value in enumerate(truth.ymm):
         assert cpu.get_ymm(i) == value, f"{where}: ymm{i} {cpu.get_ymm(i):#x} != {value:#x}"
+    for i, value in enumerate(truth.mm):
+        assert cpu.get_mm(i) == value, f"{where}: mm{i} {cpu.get_mm(i):#x} != {value:#x}"
     for (addr, n), (_, data) in zip(case.watch, truth.memory, strict=False):
         assert cpu.read_mem(addr, n) == data, f"{where}: memory at {addr:#x}"
     return "agree"
@@ -461,12 +466,16 @@ def gen_vector(rng: random.Random) -> Case:
         (b"\x66", b"\x0f\x38\x2a", 16, 16),                           # movntdqa
         (b"", b"\x0f\x2b", 16, 16), (b"\x66", b"\x0f\x2b", 16, 16), (b"\x66", b"\x0f\xe7", 16, 16),
         (b"\xf3", b"\x0f\x6f", 16, 1), (b"\x66", b"\x0f\x7f", 16, 16), (b"", b"\x0f\x10", 16, 1),
+        (b"", b"\x0f\x6e", 4, 1), (b"", b"\x0f\x7e", 4, 1),     # movd mm
+        (b"", b"\x0f\x6f", 8, 1), (b"", b"\x0f\x7f", 8, 1),     # movq mm
     ]
     pre, op, size, align = rng.choice(forms)
     if align > 1 and rng.random() < 0.1:
         align = 1  # misaligned: #GP on both sides
-    case = _modrm_case(rng, mode, op, rng.randrange(8 if mode == 32 else 16), size, pre, align=align)
+    mmx = pre == b"" and op in (b"\x0f\x6e", b"\x0f\x7e", b"\x0f\x6f", b"\x0f\x7f")
+    case = _modrm_case(rng, mode, op, rng.randrange(8 if mode == 32 or mmx else 16), size, pre, align=align)
     case.ymm = _vec_values(rng) if mode == 64 else {i: rng.getrandbits(256) for i in range(8)}
+    case.mm = {i: rng.getrandbits(64) for i in range(8)}
     return case
 
 

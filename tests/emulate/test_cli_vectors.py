@@ -41,6 +41,14 @@ def test_legacy_load_over_a_ymm_reports_xmm() -> None:
     assert res["regs"]["xmm0"] == hex(5 << 64 | 5) and "ymm0" not in res["regs"]  # type: ignore[index]
 
 
+def test_mmx_in_and_out() -> None:
+    [res] = run({"bytes": "0f 6e 0a", "regs": {"rdx": REGS_MMIO, "mm1": "0xffffffffffffffff"}, "mmio": MMIO,
+                 "read_value": 0x1234})
+    assert res["regs"]["mm1"] == "0x1234"  # type: ignore[index]
+    [res] = run({"bytes": "0f 7f 0a", "regs": {"rdx": REGS_MMIO, "mm1": "0x55"}, "mmio": MMIO})
+    assert res["accesses"] == [{"gpa": REGS_MMIO, "size": 8, "write": True, "value": 0x55}]
+
+
 def test_bad_vector_values_are_line_errors() -> None:
     bad = run({"bytes": "89 02", "regs": {"xmm1": 5}, "mmio": MMIO},
               {"bytes": "89 02", "regs": {"xmm1": "0x" + "f" * 33}, "mmio": MMIO},

@@ -97,7 +97,7 @@ def test_movsd_xmm_is_not_the_string_movsd() -> None:
 
 
 @pytest.mark.parametrize("hexbytes,match", [
-    ("0f 6f 0a", "MMX"), ("0f 7e 0a", "MMX"), ("66 0f f7 ca", "byte-masked"), ("c5 f9 f7 ca", "byte-masked"),
+    ("0f fc 0a", "unsupported"), ("66 0f f7 ca", "byte-masked"), ("c5 f9 f7 ca", "byte-masked"),
     ("0f f7 ca", "byte-masked"),
 ])
 def test_refusals(hexbytes: str, match: str) -> None:
