@@ -152,6 +152,23 @@ def test_comparator_catches_a_doubled_device_access() -> None:
     assert ("dev.regs.writes", 1, 2) in v.diff
 
 
+def test_comparator_catches_a_wrong_exit_rip() -> None:
+    """Issue row 8: an exit reported at a stale RIP (e.g. the vmcall's) is a disagreement."""
+    p = parse_program("mov eax, 5\nvmcall\nmov r14, REGS_MMIO\nnop\nmov dword ptr [r14+8], 1\nhlt\n")
+
+    def stale(image: Any, budget: int | None) -> Any:
+        out = run_python(image, "inplace", budget)
+        assert out.exit_rips is not None and len(out.exit_rips) == 2
+        out.exit_rips = (out.exit_rips[0], out.exit_rips[0])  # the MMIO exit reported at the vmcall
+        return out
+
+    res = Comparator({"py-inplace": lambda img, n: run_python(img, "inplace", n), "planted": stale}).check(
+        p, image_of(p)
+    )
+    assert res.verdicts["py-inplace"].kind == "agree"
+    assert res.verdicts["planted"].cls == "hlt:exits.rips"
+
+
 def test_a_clean_decline_is_not_a_failure_but_a_dirty_one_is() -> None:
     # `add eax, [mmio]` is outside the C subset: C exit paths decline it before touching the device
     p = parse_program("mov r14, REGS_MMIO\nmov ebx, 3\nadd eax, dword ptr [r14+0x10]\nhlt\n")

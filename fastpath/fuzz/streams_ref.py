@@ -109,10 +109,13 @@ class Reference:
         self.stop: tuple[str, int, str] | None = None
         self.resume: int | None = None
         self.pio = {"pio_in": 0, "pio_out": 0, "hypercall": 0}
+        self.rips: list[int] = []  # RIP of every exit a hardware run would take, in order
 
     # -- hooks --------------------------------------------------------------------------------
     def _commit(self) -> None:
         bus = self.board.bus
+        if self.pending:
+            self.rips.append(self.current)
         for write, gpa, size, value in self.pending:
             self.log.append(("mmio", write, gpa, size, value))
             if write:
@@ -162,10 +165,12 @@ class Reference:
             self.pending.append((write, a, n, v))
 
     def _on_in(self, uc: Uc, port: int, size: int, _ud: object) -> int:
+        self.rips.append(self.current)
         self.pio["pio_in"] += 1
         return self.board.bus.read(Space.PIO, port, size)
 
     def _on_out(self, uc: Uc, port: int, size: int, value: int, _ud: object) -> None:
+        self.rips.append(self.current)
         self.pio["pio_out"] += 1
         self.board.bus.write(Space.PIO, port, size, value)
 
@@ -176,6 +181,7 @@ class Reference:
             self._halt("invalid_insn", rip, f"invalid instruction {insn[:8].hex(' ')}")
             return False
         self.pio["hypercall"] += 1
+        self.rips.append(rip)
         rf = self.rf
         nr = rf.get("rax")
         if nr == HC_MMIO_WRITE:
@@ -294,6 +300,7 @@ class Reference:
             console=bytes(self.board.console.out),
             ram=ram_hash(self._read),
             insns=self.executed,
+            exit_rips=tuple(self.rips),
         )
 
     def write_log(self) -> list[dict[str, Any]]:

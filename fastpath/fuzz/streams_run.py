@@ -50,6 +50,7 @@ class Outcome:
     console: bytes = b""
     ram: str = ""
     insns: int | None = None  # instructions executed (reference only)
+    exit_rips: tuple[int, ...] | None = None  # RIPs of exits in order (None: the engine keeps no records)
 
     def fields(self) -> dict[str, Any]:
         """The compared fields, flat: name -> value."""
@@ -66,6 +67,8 @@ class Outcome:
             out[f"exits.{k}"] = v
         out["console"] = self.console
         out["ram"] = self.ram
+        if self.exit_rips is not None:
+            out["exits.rips"] = collapse_rips(self.exit_rips, self.stop, self.rip)
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -83,6 +86,21 @@ class Outcome:
             "console": self.console.decode("latin-1"),
             "ram": self.ram,
         }
+
+
+def collapse_rips(rips: tuple[int, ...], stop: str, stop_rip: int) -> tuple[int, ...]:
+    """The exit RIPs in a form every MMIO style shares: consecutive repeats are one (in place reports
+    each access of an instruction or REP, exit style one exit per instruction), and exits at the
+    stopping instruction of a non-hlt stop are dropped (a path records the exit it then declines or
+    faults on; the reference discards a faulting instruction's accesses)."""
+    out: list[int] = []
+    for r in rips:
+        if not out or out[-1] != r:
+            out.append(r)
+    if stop != "hlt":
+        while out and out[-1] == stop_rip:
+            out.pop()
+    return tuple(out)
 
 
 def ram_hash(read: Callable[[int, int], bytes]) -> str:
@@ -147,7 +165,7 @@ def run_python(
     board = default_board()
     style = MmioStyle.INPLACE if path_name == "inplace" and path is None else MmioStyle.EXIT
     obj = path(board) if path is not None else make_path(path_name, board)
-    m = Machine(image, board=board, mmio_style=style, path=obj)
+    m = Machine(image, board=board, mmio_style=style, path=obj, keep_records=True)
     res = m.run(max_insns=max_insns, timeout=RUN_TIMEOUT)
     return Outcome(
         config=f"py-{path_name}",
@@ -161,6 +179,7 @@ def run_python(
         exits={k: res.exits.get(k, 0) for k in ("pio_in", "pio_out", "hypercall")},
         console=bytes(board.console.out),
         ram=ram_hash(m.read_ram),
+        exit_rips=tuple(r.rip for r in res.records),
     )
 
 
@@ -231,6 +250,8 @@ def run_kvm(image: GuestImage, max_insns: int | None) -> Outcome | None:
         exits={k: res.exits.get(k, 0) for k in ("pio_in", "pio_out", "hypercall")},
         console=bytes(board.console.out),
         ram=ram,
+        # no exit RIPs: KVM completes an MMIO instruction in the kernel and reports the exit with RIP
+        # already past it, so its records are not comparable with an exit model's
     )
 
 
