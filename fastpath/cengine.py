@@ -721,6 +721,10 @@ def run_machine_c(
         raise ExitlabError(
             "--engine c models the default board only (notify, regs, console); use --engine python"
         )
+    try:
+        check_limits(max_insns, timeout)
+    except ValueError as exc:  # the CLI validates first; this keeps the one-line error without it
+        raise ExitlabError(str(exc)) from None
     cpath, cstyle = CLI_PATHS.get(path, (path, "exit"))
     path_id(cpath)
     style = style or cstyle

@@ -373,6 +373,33 @@ static uint32_t str_access(struct xl_ctx *ctx, const struct xl_exit *ex, struct 
     return XL_OK;
 }
 
+/* Would str_access fault on this operand?  XL_E_UNMAPPED (ctx->fault_addr set) or XL_OK.  A string
+ * element is checked whole before any of its accesses: a MOVS whose destination faults does not
+ * read its source (the faulting instruction reaches no device, SEMANTICS rule 6). */
+static uint32_t str_check(struct xl_ctx *ctx, const struct xl_exit *ex, const struct xl_cpu *c, uint64_t addr,
+                          int size)
+{
+    uint64_t bad;
+    if (xl_dev_claims(ctx, addr)) {
+        if (xl_dev_span(ctx, addr, size, &bad))
+            return XL_OK;
+        ctx->fault_addr = bad;
+        return XL_E_UNMAPPED;
+    }
+    if (addr == ex->addr || !c->wmem)
+        return XL_OK;  /* an unclaimed exit address (replay), or no RAM view (replay: XL_E_NOMEM later) */
+    uint64_t off = addr - c->mem_base;
+    if (addr < c->mem_base || off >= c->mem_size) {
+        ctx->fault_addr = addr;
+        return XL_E_UNMAPPED;
+    }
+    if (c->mem_size - off < (uint64_t)size) {
+        ctx->fault_addr = c->mem_base + c->mem_size;
+        return XL_E_UNMAPPED;
+    }
+    return XL_OK;
+}
+
 static inline int covers(uint64_t gpa, uint64_t a, int size)
 {
     return gpa - a < (uint64_t)size;
@@ -399,7 +426,9 @@ static uint32_t string_element(struct xl_ctx *ctx, const struct xl_exit *ex, str
         uint64_t src = movs ? linear(c, xl_cpu_get(c, 6), asz, d->seg ? d->seg : XL_SEG_DS) : 0;
         if (!movs || !covers(ex->addr, src, size))
             return XL_E_MISMATCH;
-        st = mmio(ctx, r, src, size, 0, &v);
+        st = str_check(ctx, ex, c, linear(c, xl_cpu_get(c, 7), asz, XL_SEG_ES), size);
+        if (st == XL_OK)
+            st = mmio(ctx, r, src, size, 0, &v);
     } else {
         uint64_t dst = linear(c, xl_cpu_get(c, 7), asz, XL_SEG_ES);
         if (!covers(ex->addr, dst, size))
@@ -457,7 +486,12 @@ static uint32_t exec_string(struct xl_ctx *ctx, const struct xl_exit *ex, struct
         uint64_t v = val0;
         uint64_t dst = linear(c, rdi, asz, XL_SEG_ES);
         if (movs) {
-            st = str_access(ctx, ex, c, r, linear(c, rsi, asz, src_seg), size, 0, &v);
+            uint64_t src = linear(c, rsi, asz, src_seg);
+            st = str_check(ctx, ex, c, src, size);
+            if (!st)
+                st = str_check(ctx, ex, c, dst, size);
+            if (!st)
+                st = str_access(ctx, ex, c, r, src, size, 0, &v);
             if (st)
                 break;
         }
