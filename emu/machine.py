@@ -294,7 +294,7 @@ class Machine:
         self._external: str | None = None  # "timeout" / "interrupted", set by the watchdog thread
         self._clean_pages: set[int] = set()  # code pages scanned since their last write (W^X guard)
         self._guard_exits: set[int] = set()  # addresses of LOCK #UD instructions (Unicorn exits)
-        self._ins_port_read = False  # an IN happened since the last INS store (see _ins_dummy)
+        self._ins_store_to = -1  # where the pending INS element will be stored (see _ins_dummy)
         self._last_insn = -1  # address of the last instruction start the budget hook saw
         self._smc_insn = -1  # a store that wrote into a code page (see _on_tlb_fill)
         self._identity_tlb = False  # set by _install_guard: CR0.PG then translates nothing
@@ -384,7 +384,7 @@ class Machine:
                 return
             bus = self.board.bus
             if access == UC_MEM_WRITE:
-                if (value == 0 or self._ins_port_read) and self._ins_dummy(rip):
+                if (value == 0 or self._ins_store_to == addr) and self._ins_dummy(rip, addr):
                     return
                 for gpa, n, off in self._mmio_pieces(addr, size):
                     piece = (value >> (8 * off)) & ((1 << (8 * n)) - 1)
@@ -465,11 +465,16 @@ class Machine:
     def _mapped_byte(self, addr: int) -> bool:
         return self.ram_base <= addr < self.ram_base + self.ram_size or self.mmio_window(addr) is not None
 
-    def _ins_dummy(self, rip: int) -> bool:
+    def _ins_dummy(self, rip: int, addr: int) -> bool:
         """QEMU's INS stores a dummy 0 before each port read (to be restartable); that store is no
-        guest access. True for it: the instruction is INS and its port read has not happened yet."""
-        port_read, self._ins_port_read = self._ins_port_read, False
-        return self._is_ins(rip) and not port_read
+        guest access. True for it: the instruction is INS and no port read of it is waiting to be
+        stored at `addr` (the IN hook notes the destination, see _on_in)."""
+        if not self._is_ins(rip):
+            return False
+        if self._ins_store_to == addr:
+            self._ins_store_to = -1
+            return False
+        return True
 
     def _is_ins(self, rip: int) -> bool:
         code = self.read_ram(rip, MAX_INSN_LEN)
@@ -542,7 +547,9 @@ class Machine:
         return False
 
     def _on_in(self, uc: Uc, port: int, size: int, _ud: object) -> int:
-        self._ins_port_read = self._is_ins(self._rip())
+        if self._is_ins(self._rip()):  # INS: the real store follows, at [rDI] (see _ins_dummy)
+            rdi = self.regfile.get("rdi")
+            self._ins_store_to = rdi if self.mode == 64 else rdi & 0xFFFFFFFF
         try:
             value = self.board.bus.read(Space.PIO, port, size)
             self._record(ExitKind.PIO_IN, self._rip(), port, size, value)

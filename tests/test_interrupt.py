@@ -116,3 +116,17 @@ def test_sigint_handler_restored_after_a_run() -> None:
     before = signal.getsignal(signal.SIGINT)
     run_asm("hlt")
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_run_from_a_worker_thread_keeps_the_timeout() -> None:
+    """Signal handlers can only be installed on the main thread; elsewhere the watchdog still times out."""
+    results: list[StopReason] = []
+
+    def work() -> None:
+        results.append(run_asm("l: jmp l", timeout=0.05)[0].stop.reason)
+        results.append(run_asm("hlt")[0].stop.reason)
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join(60)
+    assert results == [StopReason.TIMEOUT, StopReason.HLT]

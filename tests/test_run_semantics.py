@@ -658,3 +658,14 @@ def test_inplace_ins_after_a_plain_in_still_drops_the_dummy_store() -> None:
     result, _ = run_asm(src)
     assert result.stop.reason is StopReason.HLT
     assert result.devices["regs"]["writes"] == 6
+
+
+def test_inplace_ins_into_mmio_after_ins_into_ram() -> None:
+    """Stream fuzzer (seed 22): the port read of an INS into RAM must not make the next dummy look real."""
+    src = (
+        "mov dx, CONSOLE_PORT+5\ncld\nmov rdi, 0x100025\nmov ecx, 5\nrep insb\n"
+        "mov rdi, 0xfeb01019\nmov ecx, 2\nrep insb\nhlt\n"
+    )
+    result, _ = run_asm(src)
+    assert result.stop.reason is StopReason.HLT
+    assert result.devices["regs"]["writes"] == 2
