@@ -493,7 +493,7 @@ def test_32bit_write_zero_extends_and_8bit_merges() -> None:
 
 def test_rep_budget_leaves_rip_on_instruction(monkeypatch: pytest.MonkeyPatch) -> None:
     """A huge REP count is done in slices: RIP stays on the instruction, like an interrupted REP."""
-    from emu import emulate as em
+    from emu.semantics import string as em  # REP_BUDGET lives with the string family now
     monkeypatch.setattr(em, "REP_BUDGET", 10)
     mmio = (HIGH_MMIO, 0x1000)
     cpu = BatchCpu(64, {"rcx": 15, "rdi": HIGH_MMIO}, mmio, 0, default_ram_regions(RIP, mmio))

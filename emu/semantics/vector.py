@@ -24,6 +24,9 @@ def _vec(x: Exec) -> None:
     a = x.a
     reg = a.reg or "xmm0"
     addr = x.ea()
+    # Touch the register first: a Cpu without it (a trace replay, a state without YMM/MMX) must
+    # decline before the device sees the load (SEMANTICS rule 5).
+    x.get_vec("ymm" + reg[3:] if a.vex and reg.startswith("xmm") else reg)
     if a.op is Op.SSE_STORE:
         x.write(addr, a.size, x.get_vec(reg) & mask(a.size))
     else:

@@ -103,3 +103,23 @@ def test_movsd_xmm_is_not_the_string_movsd() -> None:
 def test_refusals(hexbytes: str, match: str) -> None:
     with pytest.raises(EmulationError, match=match):
         decode(bytes.fromhex(hexbytes), 64, RIP)
+
+
+class _NoYmm:
+    """A Cpu without YMM registers (like a trace replay): VEX forms must decline before any access."""
+
+    def __init__(self, cpu: object) -> None:
+        self._cpu = cpu
+
+    def __getattr__(self, name: str) -> object:
+        if name in ("get_ymm", "set_ymm"):
+            raise AttributeError(name)
+        return getattr(self._cpu, name)
+
+
+@pytest.mark.parametrize("hexbytes", ["c5 fe 6f 0a", "c5 fa 6f 0a"])
+def test_vex_load_without_ymm_state_declines_before_the_device(hexbytes: str) -> None:
+    cpu = batch(bytes.fromhex(hexbytes), regs={"rdx": W}, read_value=1)
+    with pytest.raises(EmulationError, match="no YMM"):
+        emulate_at(_NoYmm(cpu), RIP, 64)  # type: ignore[arg-type]
+    assert cpu.accesses == []
