@@ -19,12 +19,6 @@ KNOWN_OPEN: tuple[tuple[str, str, str], ...] = (
         (c, "unmapped->emulation_error", "T5, row 14 for LODS")
         for c in ("c-inplace", "c-capstone", "c-subset", "c-pv-fast", "c-generic", "c-fast")
     ],
-    # C engine: MOVS whose destination faults reads the source device first (T6, rule 6)
-    *[
-        (c, cls, "T6, rule 6: the faulting iteration's source read reaches the device")
-        for c in ("c-inplace", "c-capstone", "c-subset", "c-pv-fast", "c-generic", "c-fast")
-        for cls in ("unmapped:notify", "unmapped:regs-dev-count")
-    ],
     # KVM engine (emu/kvm.py)
     ("kvm", "unmapped:regs-dev-count", "T8: an access off the window end reaches the device"),
 )
