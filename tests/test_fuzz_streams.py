@@ -279,6 +279,22 @@ def test_ctrl_c_reports_the_programs_run_so_far(monkeypatch: pytest.MonkeyPatch)
     assert main(["fuzz", "--streams", "--cases", "10", "--json"]) == 130
 
 
+def test_an_engine_interrupted_by_sigint_ends_the_campaign(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engines' SIGINT watchdog reports Ctrl-C as stop reason `interrupted` (SEMANTICS rule 10)
+    instead of raising: that must end the campaign like KeyboardInterrupt, not count as a finding."""
+    from fastpath.fuzz import streams_campaign
+    from fastpath.fuzz.streams_run import Outcome as RunOutcome
+
+    def interrupted(image: Any, budget: int | None) -> Any:
+        return RunOutcome("py-generic", "interrupted", 0x8000)
+
+    monkeypatch.setattr(
+        streams_campaign, "make_comparator", lambda config: Comparator({"py-generic": interrupted})
+    )
+    result = run_campaign(StreamsConfig(cases=5, seed=1), progress=False)
+    assert result.interrupted and result.tally.programs == 0 and not result.tally.classes
+
+
 def test_cli_replay(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     clean = tmp_path / "clean.S"
     clean.write_text("# exitlab: mode=64\nmov eax, 1\nmov dx, CONSOLE_PORT\nout dx, al\nhlt\n")

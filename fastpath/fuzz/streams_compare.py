@@ -151,6 +151,10 @@ class Comparator:
             if got is None:
                 result.verdicts[name] = Verdict(name, "n/a")
                 continue
+            if got.stop == "interrupted":
+                # the engine's SIGINT watchdog turned Ctrl-C into a stop reason (SEMANTICS rule 10):
+                # the user wants the campaign to end, not a disagreement
+                raise KeyboardInterrupt
             result.outcomes[name] = got
             expected = wildcard_expected(ref, refrun) if name in WILDCARD else ref
             result.verdicts[name] = self.verdict(name, image, program, expected, got)
