@@ -122,6 +122,13 @@ def test_reference_gets_issue_rows_right() -> None:
     )
     ref, _ = reference(image_of(row3))
     assert ref.devices["notify.writes"] == 5 and ref.devices["regs.reads"] == 5
+    # Unicorn restores RFLAGS wrongly when the instruction after an ADC faults on memory: the
+    # reference reports the flags the faulting instruction started with (SF OF AF here)
+    fault = parse_program(
+        "# exitlab: mode=32\nmov eax, 14\nadc al, 124\nmov dword ptr [0xfeb01ffe], 10\nhlt\n"
+    )
+    ref, _ = reference(image_of(fault))
+    assert (ref.stop, ref.rip, ref.regs["rflags"]) == ("unmapped", 0x8007, 0x890)
     row15 = parse_program("mov rsi, 0x100000\nmov rdi, REGS_MMIO+0xff8\nmov ecx, 4\ncld\nrep movsd\nhlt\n")
     ref, _ = reference(image_of(row15))
     assert (ref.stop, ref.regs["rcx"], ref.regs["rdi"], ref.devices["regs.writes"]) == (

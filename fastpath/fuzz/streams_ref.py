@@ -109,6 +109,7 @@ class Reference:
         self.stop: tuple[str, int, str] | None = None
         self.resume: int | None = None
         self.pio = {"pio_in": 0, "pio_out": 0, "hypercall": 0}
+        self.flags_at: tuple[int, int] = (-1, 0)  # (rip, RFLAGS) when the current instruction started
         self.rips: list[int] = []  # RIP of every exit a hardware run would take, in order
 
     # -- hooks --------------------------------------------------------------------------------
@@ -127,6 +128,10 @@ class Reference:
     def _on_code(self, uc: Uc, address: int, size: int, _ud: object) -> None:
         self._commit()
         self.current = address
+        # RFLAGS as the instruction starts: Unicorn restores them wrongly when the instruction then
+        # faults on memory (lazy flags of the previous ADC/SUB/CMP lost; pyengine's row-7 finding),
+        # and a fault, budget or stop_at stop must show the state *before* this instruction
+        self.flags_at = (address, self.rf.get("rflags"))
         if self.max_insns is not None and self.executed >= self.max_insns:
             self._halt("budget", address, "instruction budget exhausted")
             return
@@ -189,6 +194,8 @@ class Reference:
         else:  # every other number: the shared table (-KVM_ENOSYS)
             bus = self.board.bus
             rf.set("rax", hypercall(bus, self.mode, nr, rf.get("rbx"), rf.get("rcx"), rf.get("rdx"), 0))
+        if self.flags_at[0] == rip:  # a hypercall changes no flag; keep them exact across the restart
+            rf.set("rflags", self.flags_at[1])
         self.resume = rip + HYPERCALL_LEN
         uc.emu_stop()
         return True
@@ -284,6 +291,8 @@ class Reference:
         from emu.exits import REG_NAMES
 
         rd = dict(zip(REG_NAMES, regs, strict=False))
+        if reason != "hlt" and self.flags_at[0] == rip:
+            rd["rflags"] = self.flags_at[1]
         win_regs = ctypes.string_at(ctypes.addressof(self._win) + NOTIFY_MMIO_SIZE, REGS_MMIO_SIZE)
         if win_regs != bytes(self.board.regs.mem):  # Unicorn wrote part of a faulting access
             message += " [reference: window RAM and device model diverged]"
