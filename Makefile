@@ -39,7 +39,8 @@ bench: $(STAMP)
 # comes from the venv's wheel; its SONAME (libcapstone.so.5) differs from the file name, so a
 # symlink next to the driver plus an $$ORIGIN rpath lets the loader find it.
 ASAN_DIR    := build/asan
-ASAN_SRC    := fastpath/csrc/asan_driver.c fastpath/csrc/insn_subset.c fastpath/csrc/paths.c fastpath/csrc/replay.c
+ASAN_SRC    := fastpath/csrc/asan_driver.c fastpath/csrc/insn_subset.c fastpath/csrc/paths.c fastpath/csrc/replay.c \
+               fastpath/csrc/lockguard.c
 ASAN_FLAGS  := -O1 -g -std=gnu11 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
                -Wall -Wextra -Werror
 ASAN_RANDOM ?= 300000

@@ -127,6 +127,12 @@ struct xl_live_result {
     uint8_t bytes[15];
 };
 
+struct xl_live_ctl *xl_live_ctl_new(void);
+void xl_live_ctl_free(struct xl_live_ctl *ctl);
+void xl_live_ctl_reset(struct xl_live_ctl *ctl);
+int xl_live_request_stop(struct xl_live_ctl *ctl, uint32_t reason);
+int xl_lock_ud(const uint8_t *p, size_t n, int mode);
+
 int xl_ctx_init(struct xl_ctx *ctx);
 int xl_ctx_open_capstone(struct xl_ctx *ctx);
 void xl_ctx_close(struct xl_ctx *ctx);
@@ -138,11 +144,6 @@ int xl_replay(struct xl_ctx *ctx, int path, const struct xl_record *recs, size_t
 uint32_t xl_replay_one(struct xl_ctx *ctx, int path, const struct xl_record *rec, struct xl_result *res,
                        uint64_t *regs_out);
 int xl_live_run(struct xl_ctx *ctx, void *uc, const struct xl_live_cfg *cfg, struct xl_live_result *out);
-struct xl_live_ctl *xl_live_ctl_new(void);
-void xl_live_ctl_free(struct xl_live_ctl *ctl);
-void xl_live_ctl_reset(struct xl_live_ctl *ctl);
-int xl_live_request_stop(struct xl_live_ctl *ctl, uint32_t reason);
-int xl_lock_ud(const uint8_t *p, size_t n, int mode);
 """
 
 
@@ -175,8 +176,7 @@ def _ffibuilder(sanitize: bool = False) -> FFI:
     ffi.cdef(CDEF)
     ffi.set_source(
         "fastpath._exitlab_c",
-        '#include "paths.h"\n#include "insn_subset.h"\n#include "replay.h"\n#include "live.h"\n'
-        '#include "lockguard.h"\n',
+        '#include "paths.h"\n#include "insn_subset.h"\n#include "replay.h"\n#include "live.h"\n',
         sources=[str(CSRC / s) if sanitize else _source(s) for s in SOURCES],
         include_dirs=[str(CSRC), str(uc_dir / "include"), str(cs_dir / "include")],
         extra_compile_args=CFLAGS + (SANITIZE_FLAGS if sanitize else []),

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "insn_subset.h"
+#include "lockguard.h"
 #include "paths.h"
 #include "replay.h"
 
@@ -64,6 +65,14 @@ static void run_input(struct xl_ctx *ctx, const uint8_t *data, size_t len)
                 if (b >= 0 && b != a) { fprintf(stderr, "subset/length disagree\n"); abort(); }
             }
             if (b > (int)n || b > 15) { fprintf(stderr, "length %d > available %zu\n", b, n); abort(); }
+            /* the code guard's classifier and page scan on the same exact-size buffer */
+            struct xl_guarded g;
+            xl_guard_classify(buf, n, modes[m], &g);
+            if (g.length < 0 || g.length > (int)n) { fprintf(stderr, "guard length out of range\n"); abort(); }
+            uint64_t sites[8];
+            size_t ns = xl_lock_scan(buf, n, 0x8000, modes[m], sites, 8);
+            for (size_t q = 0; q < ns && q < 8; q++)
+                if (sites[q] < 0x8000 || sites[q] >= 0x8000 + n) { fprintf(stderr, "site out of range\n"); abort(); }
             if (b > 0)
                 n_len_ok++;
         }

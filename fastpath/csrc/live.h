@@ -3,6 +3,7 @@
 #define XL_LIVE_H
 
 #include "devstate.h"
+#include "lockguard.h"  /* the code guard's classifier (also exported to Python for tests) */
 
 enum xl_style { XL_STYLE_EXIT = 0, XL_STYLE_INPLACE = 1 };
 
