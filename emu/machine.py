@@ -85,7 +85,6 @@ _IMPLICIT_MEMORY = frozenset(
     "popfq pusha pushal popa popal call ret retf enter leave xlatb iret iretd iretq maskmovdqu "
     "maskmovq".split()
 )
-HLT = 0xF4
 MAX_BUDGET = (1 << 63) - 1  # --max-insns is 1 .. 2**63-1 (SEMANTICS rule 1)
 _PERMS_CODE = UC_PROT_READ | UC_PROT_EXEC  # a scanned page: executable, not writable (W^X)
 _PERMS_DATA = UC_PROT_READ | UC_PROT_WRITE  # a page written since its scan: no execution until rescanned
@@ -300,6 +299,7 @@ class Machine:
         self._identity_tlb = False  # set by _install_guard: CR0.PG then translates nothing
         self._late_rip_guard = self.mmio_style is MmioStyle.EXIT  # emu/codeguard.py "late_rip"
         self._exit_sites: dict[int, bool] = {}  # address -> may end in an exit (budget hook's cache)
+        self._string_ops: dict[int, int] = {}  # address -> string opcode or 0 (in-place hook's cache)
         self._budget_cb: Any = None
         self._cs = capstone.Cs(capstone.CS_ARCH_X86, _CS_MODE[self.mode])
         self._cs.detail = True
@@ -341,6 +341,7 @@ class Machine:
             if hit:
                 self._clean_pages.difference_update(hit)
                 self._exit_sites.clear()
+                self._string_ops.clear()
                 self.uc.ctl_remove_cache(addr, addr + len(data))
                 self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
 
@@ -380,6 +381,10 @@ class Machine:
         range into the next is one device access per piece, low part first (rule 4, as KVM)."""
         try:
             rip = self._rip()
+            m = self.board.bus.find(Space.MMIO, addr)
+            if m is not None and addr + size <= m.end and size != 8 and self._string_op(rip) == 0:
+                self._inplace_simple(access, rip, m, addr, size, value)  # the common case, fast
+                return
             if not self._inplace_mapped(addr, size) or self._split_wide_access_leaves_window(addr, size, rip):
                 return
             bus = self.board.bus
@@ -401,6 +406,31 @@ class Machine:
                 self._read_stash = (addr, size, got)
         except Exception as exc:  # noqa: BLE001 - reported as a stop, never a traceback
             self._halt(StopReason.DEVICE_ERROR, self._rip(), f"device error on MMIO {addr:#x}: {exc}")
+
+    def _inplace_simple(self, access: int, rip: int, m: Any, addr: int, size: int, value: int) -> None:
+        """One device, access inside it, not a string instruction, not a wide SSE half."""
+        if access == UC_MEM_WRITE:
+            self._record(ExitKind.MMIO_WRITE, rip, addr, size, value)
+            m.device.write(addr - m.base, size, value & ((1 << (8 * size)) - 1))
+        else:
+            got = m.device.read(addr - m.base, size) & ((1 << (8 * size)) - 1)
+            self._read_stash = (addr, size, got)
+            self._record(ExitKind.MMIO_READ, rip, addr, size, got)
+
+    def _string_op(self, rip: int) -> int:
+        """The opcode byte of the instruction at `rip` if it is INS/MOVS/CMPS (the string
+        instructions whose accesses the in-place hook treats specially), else 0. Cached per
+        address until a code page is written (the budget hook's cache is cleared then too)."""
+        op = self._string_ops.get(rip)
+        if op is None:
+            code = self.read_ram(rip, MAX_INSN_LEN)
+            i = 0
+            rex = range(0x40, 0x50) if self.mode == 64 else range(0)
+            while i < len(code) and (code[i] in _LEGACY_PREFIXES or code[i] in rex):
+                i += 1
+            op = code[i] if i < len(code) and code[i] in (0x6C, 0x6D, 0xA4, 0xA5, 0xA6, 0xA7) else 0
+            self._string_ops[rip] = op
+        return op
 
     def _inplace_mapped(self, addr: int, size: int) -> bool:
         """Every byte of [addr, addr+size) is in an MMIO window (windows are merged spans)."""
@@ -431,8 +461,8 @@ class Machine:
         when the other access then faults (rule 6: registers as before the faulting iteration), the
         reference, KVM and the exit-style paths leave the device untouched, so the in-place load is
         not given to the device either."""
-        if self.mode == 16:
-            return False  # ES may have a base in 16-bit code; the platform's 16-bit guests are flat-free
+        if self.mode == 16 or self._string_op(rip) not in (0xA4, 0xA5, 0xA6, 0xA7):
+            return False  # (in 16-bit code ES may have a base: not judged there)
         code = self.read_ram(rip, MAX_INSN_LEN)
         i, opsize, adsize, rex_w = 0, False, False, False
         while i < len(code):
@@ -477,12 +507,7 @@ class Machine:
         return True
 
     def _is_ins(self, rip: int) -> bool:
-        code = self.read_ram(rip, MAX_INSN_LEN)
-        i = 0
-        rex = range(0x40, 0x50) if self.mode == 64 else range(0)
-        while i < len(code) and (code[i] in _LEGACY_PREFIXES or code[i] in rex):
-            i += 1
-        return i < len(code) and code[i] in (0x6C, 0x6D)
+        return self._string_op(rip) in (0x6C, 0x6D)
 
     def _split_wide_access_leaves_window(self, addr: int, size: int, rip: int) -> bool:
         """Unicorn gives a 16-byte access to the hook as two 8-byte halves, low first. When the whole
@@ -504,6 +529,8 @@ class Machine:
             # each byte of a piece comes from the one device access by its own offset.
             gpa = window_base + offset
             base, length, value = self._read_stash
+            if base <= gpa and gpa + size <= base + length:
+                return (value >> (8 * (gpa - base))) & ((1 << (8 * size)) - 1)
             piece = 0
             for i in range(size):
                 k = gpa + i - base
@@ -691,6 +718,7 @@ class Machine:
         elif access in (UC_MEM_WRITE, UC_MEM_WRITE_UNMAPPED) and page in self._clean_pages:
             self._clean_pages.discard(page)
             self._exit_sites.clear()
+            self._string_ops.clear()
             # A store into translated code: if it hit its own block, QEMU runs it again from the
             # start, and the budget hook must not count it twice.
             self._smc_insn = self._last_insn
@@ -858,10 +886,6 @@ class Machine:
             self.uc.emu_stop()
         except UcError:
             pass
-
-    @property
-    def _timed_out(self) -> bool:
-        return self._external is not None
 
     def _external_stop(self) -> bool:
         reason = self._external

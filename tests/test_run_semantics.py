@@ -669,3 +669,14 @@ def test_inplace_ins_into_mmio_after_ins_into_ram() -> None:
     result, _ = run_asm(src)
     assert result.stop.reason is StopReason.HLT
     assert result.devices["regs"]["writes"] == 2
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_hypercall_mmio_write_across_two_devices_is_split(style: str) -> None:
+    """Stream fuzzer (seed 31): HC_MMIO_WRITE of 2 bytes at NOTIFY_MMIO+0xfff is one byte per device."""
+    src = "mov eax, HC_MMIO_WRITE\nmov rbx, 0xfeb00fff\nmov ecx, 2\nmov edx, 0x1234\nvmcall\nhlt\n"
+    result, _, board = run_on(style, src)
+    assert result.stop.reason is StopReason.HLT
+    assert result.regs["rax"] == 0
+    assert board.regs.state()["writes"] == 1
+    assert board.notify.state()["writes"] == 1
