@@ -303,7 +303,22 @@ def _unicorn_cmpxchg8b_zero_extends(e: Evidence) -> bool:
         e.ours_regs[k] & 0xFFFFFFFF == e.truth_regs[k] and e.truth_regs[k] >> 32 == 0 for k in diff)
 
 
+def _unicorn_shld_riprel(e: Evidence) -> bool:
+    """unicorn 2.1.4: SHLD/SHRD r/m, r, imm8 with a RIP-relative operand leave the imm8 out of the
+    RIP-relative base, so every access is one byte lower (or faults below the window)."""
+    a = e.access
+    if a is None or a.op not in (Op.SHLD, Op.SHRD) or a.imm is None or not a.mem.rip_relative:
+        return False
+    if e.cls == "accepted-but-should-fault":
+        return e.truth_fault is not None and "UNMAPPED" in e.truth_fault
+    if e.cls not in ("address", "access-size", "value") or e.truth_fault is not None:
+        return False
+    return len(e.ours_accesses) == len(e.truth_accesses) > 0 and all(
+        t.gpa + 1 == o.gpa for o, t in zip(e.ours_accesses, e.truth_accesses, strict=True))
+
+
 RULES: tuple[tuple[str, Callable[[Evidence], bool]], ...] = (
+    ("unicorn-shld-shrd-riprel-misses-imm8", _unicorn_shld_riprel),
     ("unicorn-cmps-reads-rdi-first", _unicorn_cmps_order),
     ("unicorn-movbe-hook-value", _unicorn_movbe_hook_value),
     ("unicorn-ret-imm16-sign-extended", _unicorn_ret_imm16_signed),

@@ -67,3 +67,37 @@ def test_non_canonical_return_address_is_gp_and_rsp_unchanged() -> None:
 def test_operand_size_override_on_near_branches_is_refused() -> None:
     with pytest.raises(EmulationError, match="operand-size override"):
         emulate_at(batch(b"\x66\xc3", regs={"rsp": W}), RIP, 64)
+
+
+def _exit(cpu: object, code: bytes, addr: int, write: bool) -> object:
+    from emu.exits import REG_NAMES, ExitKind, ExitRecord
+
+    regs = tuple(cpu.regs[n] for n in REG_NAMES)  # type: ignore[attr-defined]
+    kind = ExitKind.MMIO_WRITE if write else ExitKind.MMIO_READ
+    return ExitRecord(kind=kind, rip=RIP, mode=64, addr=addr, insn=code, regs=regs,
+                      truth_size=8, truth_value=0)
+
+
+def test_the_path_accepts_an_exit_on_the_stack_slot_and_refuses_a_foreign_address() -> None:
+    from emu.generic import GenericPath
+
+    code = b"\x53"  # push rbx, stack in MMIO: the exit is the stack write
+    cpu = batch(code, regs={"rsp": W + 0x100, "rbx": 1})
+    out = GenericPath().handle(_exit(cpu, code, W + 0xF8, True), cpu)  # type: ignore[arg-type]
+    assert out.accesses == (DeviceAccess(W + 0xF8, 8, True, 1),)
+    cpu = batch(code, regs={"rsp": W + 0x100, "rbx": 1})
+    with pytest.raises(EmulationError, match="does not match"):
+        GenericPath().handle(_exit(cpu, code, W + 0x500, True), cpu)  # type: ignore[arg-type]
+    assert cpu.accesses == []
+
+
+def test_the_path_accepts_xlat_and_call_m_exits() -> None:
+    from emu.generic import GenericPath
+
+    cpu = batch(b"\xd7", regs={"rbx": W, "rax": 0x30}, read_value=1)
+    GenericPath().handle(_exit(cpu, b"\xd7", W + 0x30, False), cpu)  # type: ignore[arg-type]
+    assert cpu.get("rax") == 1
+    cpu = batch(b"\xff\x12", regs={"rdx": 0x100000, "rsp": W + 0x100}, read_value=0)
+    cpu.write_mem(0x100000, (0x2000).to_bytes(8, "little"))
+    out = GenericPath().handle(_exit(cpu, b"\xff\x12", W + 0xF8, True), cpu)  # type: ignore[arg-type]
+    assert out.next_rip == 0x2000 and out.accesses == (DeviceAccess(W + 0xF8, 8, True, RIP + 2),)
