@@ -45,11 +45,16 @@ def minimize(program: Program, fails: Predicate, limit: int = 300) -> Program:
     return best
 
 
-def _accept(cand: Program, test: Predicate) -> Program | None:
-    """The candidate as is, or without its budget (deleting instructions moved the stop)."""
+def _accept(cand: Program, test: Predicate, removed: int = 0) -> Program | None:
+    """The candidate as is, with its budget lowered by the instructions deleted (right when they ran
+    once before the stop), or without its budget (deleting instructions moved the stop)."""
     if test(cand):
         return cand
     if cand.max_insns is not None:
+        if 0 < removed < cand.max_insns:
+            shifted = replace(cand, max_insns=cand.max_insns - removed)
+            if test(shifted):
+                return shifted
         unbounded = replace(cand, max_insns=None)
         if test(unbounded):
             return unbounded
@@ -63,8 +68,10 @@ def _items(p: Program, test: Predicate, budget: _Budget) -> Program:
         changed = False
         while i < len(p.items) - 1 and budget.left > 0:  # the last item (hlt) stays
             items = list(p.items)
+            cut = items[i : min(i + chunk, len(items) - 1)]
             cand_items = items[:i] + items[min(i + chunk, len(items) - 1) :]
-            got = _accept(p.with_items(cand_items), test) if len(cand_items) < len(items) else None
+            removed = sum(len(it.lines) for it in cut if not any(ln.endswith(":") for ln in it.lines))
+            got = _accept(p.with_items(cand_items), test, removed) if cut else None
             if got is not None:
                 p = got
                 changed = True
@@ -88,10 +95,11 @@ def _lines(p: Program, test: Predicate, budget: _Budget) -> Program:
         while j < len(lines) and len(lines) > 1 and budget.left > 0:
             cand_lines = lines[:j] + lines[j + 1 :]
             cand = p.with_items(items[:i] + [Item(tuple(cand_lines), it.tags)] + items[i + 1 :])
-            if test(cand):
+            got = _accept(cand, test, 1)
+            if got is not None:
                 lines = cand_lines
                 items[i] = Item(tuple(lines), it.tags)
-                p = cand
+                p = got
             else:
                 j += 1
         i += 1
