@@ -310,15 +310,25 @@ class Gen:
             if w == 4 and self.mode == 64 and chance(ch, 0.2):
                 return Item((*setup, f"movsxd {data}, {mem}"), frozenset(tags))
             return Item((*setup, f"mov {rd}, {mem}"), frozenset(tags))
-        if k <= 10:  # read-modify-write and flag-setting reads
+        if k <= 10:  # read-modify-write and flag-setting reads (LOCK on the memory forms sometimes)
             op2 = pick(ch, ("add", "sub", "and", "or", "xor", "adc", "sbb", "cmp", "test"))
+            lock = "lock " if chance(ch, 0.15) else ""
             if chance(ch, 0.3):
-                return Item((*setup, f"{pick(ch, ('inc', 'dec', 'neg', 'not'))} {mem}"), frozenset(tags))
+                unary = pick(ch, ("inc", "dec", "neg", "not"))
+                return Item((*setup, f"{lock}{unary} {mem}"), frozenset(tags))
+            if op2 in ("cmp", "test"):
+                lock = ""  # not lockable (#UD)
             if chance(ch, 0.3):
-                return Item((*setup, f"{op2} {mem}, {self.imm(1) & 0x7F}"), frozenset(tags))
+                return Item((*setup, f"{lock}{op2} {mem}, {self.imm(1) & 0x7F}"), frozenset(tags))
             if chance(ch, 0.3) and op2 != "test":
                 return Item((*setup, f"{op2} {rd}, {mem}"), frozenset(tags))
-            return Item((*setup, f"{op2} {mem}, {rd}"), frozenset(tags))
+            if chance(ch, 0.15) and w > 1:
+                cc = pick(ch, ("z", "nz", "c", "nc", "s", "be"))
+                return Item((*setup, f"cmov{cc} {rd}, {mem}"), frozenset(tags))  # reads even when false
+            if chance(ch, 0.1):
+                bx = self.full("rbx")
+                return Item((f"mov {bx}, {addr - 5:#x}", "mov al, 5", "xlatb"), frozenset(tags))
+            return Item((*setup, f"{lock}{op2} {mem}, {rd}"), frozenset(tags))
         if k == 11:  # exotic memory forms (the C paths mostly decline them)
             kk = ch.randint(0, 5)
             if kk == 0:

@@ -63,6 +63,7 @@ from emu.platform import (
 from emu.regfile import RegFile
 from fastpath.fuzz.streams_run import Outcome, norm_regs, py_devices, ram_hash
 
+_PREFIXES = frozenset((0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65, 0x66, 0x67))
 RUNAWAY = 200_000  # instructions; generated programs execute a few hundred at most
 _UNTIL = (1 << 64) - 1
 WIN_BASE = NOTIFY_MMIO
@@ -90,6 +91,7 @@ class Reference:
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64 if self.mode == 64 else UC_MODE_32)
         self.rf = RegFile(self.uc, self.mode)
         self._ram = ctypes.create_string_buffer(spec.ram.size)
+        self._view = memoryview(self._ram).cast("B")  # never `.raw`: that copies all 4 MiB
         self.ram_base = spec.ram.base
         self.uc.mem_map_ptr(spec.ram.base, spec.ram.size, UC_PROT_ALL, ctypes.addressof(self._ram))
         self._win = ctypes.create_string_buffer(WIN_SIZE)
@@ -106,6 +108,7 @@ class Reference:
         self.arrivals = 0
         self.current = image.entry  # RIP of the instruction being executed
         self.current_is_hlt = False
+        self.current_locked = False
         self.stop: tuple[str, int, str] | None = None
         self.resume: int | None = None
         self.pio = {"pio_in": 0, "pio_out": 0, "hypercall": 0}
@@ -145,10 +148,19 @@ class Reference:
             return
         self.executed += 1
         self.current_is_hlt = size == 1 and self._byte(address) == 0xF4
+        self.current_locked = 0xF0 in self._prefixes(address)
+
+    def _prefixes(self, addr: int) -> bytes:
+        """The legacy prefixes (and REX) in front of the opcode at `addr`."""
+        code = self._read(addr, 15)
+        n = 0
+        while n < len(code) and code[n] in _PREFIXES:
+            n += 1
+        return code[:n]
 
     def _byte(self, addr: int) -> int:
         off = addr - self.ram_base
-        return self._ram.raw[off] if 0 <= off < len(self._ram) else -1
+        return self._view[off] if 0 <= off < len(self._view) else -1
 
     def _on_mem(self, uc: Uc, access: int, addr: int, size: int, value: int, _ud: object) -> None:
         write = access == UC_MEM_WRITE
@@ -162,6 +174,9 @@ class Reference:
             if not write and a < REGS_MMIO:  # the notify device reads as zero
                 ctypes.memset(ctypes.addressof(self._win) + (a - WIN_BASE), 0, n)
             v = (value >> (8 * (a - addr))) & ((1 << (8 * n)) - 1) if write else 0
+            if not write and self.current_locked and (False, a, n, 0) in self.pending:
+                # QEMU runs LOCK NEG as a load plus an atomic cmpxchg (which loads again): one access
+                continue
             if write and self.pending and self.pending[-1][:3] == (True, a, n):
                 # QEMU's INS stores a dummy 0 before the port read (to fault restartably) and then
                 # the data: one guest access, the last store wins
@@ -234,7 +249,7 @@ class Reference:
 
     def _read(self, addr: int, size: int) -> bytes:
         off = addr - self.ram_base
-        return self._ram.raw[max(off, 0) : max(off + size, 0)]
+        return bytes(self._view[max(off, 0) : max(off + size, 0)])
 
     # -- running ------------------------------------------------------------------------------
     def run(self) -> Outcome:
