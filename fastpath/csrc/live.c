@@ -1,8 +1,9 @@
 /* Live mode (see live.h).
  *
- * Exit style: the device windows stay unmapped; UC_HOOK_MEM_UNMAPPED records the pending exit
- * (kind, address; the value Unicorn passes for a write is NOT given to the path) and returns
- * false, uc_emu_start returns UC_ERR_*_UNMAPPED with RIP on the instruction; the loop hands the
+ * Exit style: the device windows are mapped without permissions (see xl_live_run); the
+ * UC_HOOK_MEM_*_PROT hook records the pending exit (kind, address; the value Unicorn passes for a
+ * write is NOT given to the path) and returns false, uc_emu_start returns UC_ERR_*_PROT with RIP
+ * on the instruction; the loop hands the
  * exit to the path, writes back the registers it changed and restarts at its next RIP.
  * Hypercalls (0f01c1 / 0f01d9) arrive as UC_HOOK_INSN_INVALID and go through the same loop.
  * Port I/O is handled inside UC_HOOK_INSN IN/OUT callbacks (RIP exact, data in the exit).
@@ -255,6 +256,12 @@ static bool hook_unmapped(uc_engine *uc, uc_mem_type type, uint64_t addr, int si
     struct live *L = (struct live *)ud;
     (void)uc;
     (void)value;  /* ground truth for tests only: a real exit carries no data */
+    if (type == UC_MEM_WRITE_PROT)
+        type = UC_MEM_WRITE_UNMAPPED;  /* exit style: the windows are mapped without permissions */
+    else if (type == UC_MEM_READ_PROT)
+        type = UC_MEM_READ_UNMAPPED;
+    else if (type == UC_MEM_FETCH_PROT)
+        type = UC_MEM_FETCH_UNMAPPED;
     if ((type == UC_MEM_WRITE_UNMAPPED || type == UC_MEM_READ_UNMAPPED) && xl_dev_claims(L->ctx, addr)) {
         if (L->pending == PEND_MMIO) {
             /* A second access in the same segment: Unicorn did not stop at the first one.  Some
@@ -831,6 +838,31 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
 
     ADD(UC_HOOK_MEM_READ_UNMAPPED | UC_HOOK_MEM_WRITE_UNMAPPED | UC_HOOK_MEM_FETCH_UNMAPPED,
         (void *)hook_unmapped, &L, 1, 0);
+    if (cfg->style == XL_STYLE_EXIT) {
+        /* Exit style: the windows are mmio_map-ed with no permissions rather than left unmapped.
+         * An access faults at Unicorn's permission check right after the (absent) access hooks --
+         * precise, RIP on the instruction, the same handler -- but its I/O TLB entry stays: an
+         * unmapped page misses the TLB at every exit, and with the code guard's virtual TLB each
+         * miss costs a CPU state restore (~60 ns per exit).  I/O pages always take the slow path,
+         * so no access reaches the (never called) callbacks. */
+        err = uc_mmio_map(uc, ctx->dev.notify_base, ctx->dev.notify_size, mmio_read_cb, &L.win[0], mmio_write_cb,
+                          &L.win[0]);
+        if (err != UC_ERR_OK)
+            goto hook_fail;
+        mapped = 1;
+        err = uc_mmio_map(uc, ctx->dev.regs_base, ctx->dev.regs_size, mmio_read_cb, &L.win[1], mmio_write_cb,
+                          &L.win[1]);
+        if (err != UC_ERR_OK)
+            goto hook_fail;
+        mapped = 2;
+        err = uc_mem_protect(uc, ctx->dev.notify_base, ctx->dev.notify_size, UC_PROT_NONE);
+        if (err == UC_ERR_OK)
+            err = uc_mem_protect(uc, ctx->dev.regs_base, ctx->dev.regs_size, UC_PROT_NONE);
+        if (err != UC_ERR_OK)
+            goto hook_fail;
+        ADD(UC_HOOK_MEM_READ_PROT | UC_HOOK_MEM_WRITE_PROT | UC_HOOK_MEM_FETCH_PROT, (void *)hook_unmapped, &L,
+            ctx->dev.notify_base, ctx->dev.regs_base + ctx->dev.regs_size - 1);
+    }
     ADD(UC_HOOK_INSN_INVALID, (void *)hook_invalid, &L, 1, 0);
     ADD(UC_HOOK_INSN, (void *)hook_in, &L, 1, 0, UC_X86_INS_IN);
     ADD(UC_HOOK_INSN, (void *)hook_out, &L, 1, 0, UC_X86_INS_OUT);
