@@ -21,8 +21,6 @@ from typing import Any, Protocol
 import capstone
 from unicorn import (
     UC_ARCH_X86,
-    UC_CTL_IO_WRITE,
-    UC_CTL_TLB_FLUSH,
     UC_ERR_EXCEPTION,
     UC_ERR_FETCH_PROT,
     UC_ERR_FETCH_UNMAPPED,
@@ -38,20 +36,13 @@ from unicorn import (
     UC_HOOK_MEM_READ,
     UC_HOOK_MEM_UNMAPPED,
     UC_HOOK_MEM_WRITE,
-    UC_HOOK_TLB_FILL,
-    UC_MEM_FETCH,
     UC_MEM_FETCH_UNMAPPED,
     UC_MEM_READ_UNMAPPED,
-    UC_MEM_WRITE,
     UC_MEM_WRITE_UNMAPPED,
     UC_MODE_16,
     UC_MODE_32,
     UC_MODE_64,
     UC_PROT_ALL,
-    UC_PROT_EXEC,
-    UC_PROT_READ,
-    UC_PROT_WRITE,
-    UC_TLB_VIRTUAL,
     Uc,
     UcError,
 )
@@ -62,11 +53,12 @@ from emu.assemble import GuestImage
 from emu.board import Board, default_board
 from emu.bus import Space
 from emu.codeguard import classify
-from emu.codeguard import scan as scan_guarded
 from emu.cpu import Cpu, Outcome
 from emu.errors import EmulationError, ExitlabError, GuestFormatError
 from emu.exits import MAX_INSN_LEN, REG_INDEX, REG_NAMES, ExitKind, ExitRecord
+from emu.guard import CodeGuard
 from emu.hypercall import HYPERCALL_LEN, hypercall, is_hypercall
+from emu.inplace import InplaceMmio
 from emu.interrupt import INTERRUPTED, Watchdog, check_timeout
 from emu.platform import PAGE
 from emu.ram import GuestRam
@@ -75,7 +67,6 @@ from emu.sysinsn import system_instruction
 from emu.trace import TraceWriter
 
 _UC_MODE = {16: UC_MODE_16, 32: UC_MODE_32, 64: UC_MODE_64}
-_LEGACY_PREFIXES = frozenset((0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3))
 _PLATFORM_CR0 = {64: 0x80000033, 32: 0x33}  # PG|NE|ET|MP|PE in long mode, PE|... in 32-bit (emu/kvm.py)
 _CS_MODE = {16: capstone.CS_MODE_16, 32: capstone.CS_MODE_32, 64: capstone.CS_MODE_64}
 # Mnemonics (last word, so `rep stosb` matches) that access memory without a memory operand.
@@ -86,8 +77,6 @@ _IMPLICIT_MEMORY = frozenset(
     "maskmovq".split()
 )
 MAX_BUDGET = (1 << 63) - 1  # --max-insns is 1 .. 2**63-1 (SEMANTICS rule 1)
-_PERMS_CODE = UC_PROT_READ | UC_PROT_EXEC  # a scanned page: executable, not writable (W^X)
-_PERMS_DATA = UC_PROT_READ | UC_PROT_WRITE  # a page written since its scan: no execution until rescanned
 
 VECTORS = {
     0: "#DE divide error",
@@ -283,23 +272,21 @@ class Machine:
         self.windows = self._mmio_windows()
         self._stop: Stop | None = None
         self._pending: tuple[int, int, int, int] | None = None  # access, gpa, size, value
-        # (gpa, size, value) of the last in-place device read: mmio_map pieces are cut from it
-        self._read_stash: tuple[int, int, int] = (0, 0, 0)
         self._max_insns: int | None = None
         self._executed = 0  # instructions executed so far (REP iterations each count), whole run
         self._flags_stash: tuple[int, int] = (-1, 0)  # (address, RFLAGS) at the last instruction start
         self._resume: int | None = None  # where to restart after a hypercall
         self._timeout: float | None = None
         self._external: str | None = None  # "timeout" / "interrupted", set by the watchdog thread
-        self._clean_pages: set[int] = set()  # code pages scanned since their last write (W^X guard)
-        self._guard_exits: set[int] = set()  # addresses of LOCK #UD instructions (Unicorn exits)
-        self._ins_store_to = -1  # where the pending INS element will be stored (see _ins_dummy)
         self._last_insn = -1  # address of the last instruction start the budget hook saw
         self._smc_insn = -1  # a store that wrote into a code page (see _on_tlb_fill)
         self._identity_tlb = False  # set by _install_guard: CR0.PG then translates nothing
-        self._late_rip_guard = self.mmio_style is MmioStyle.EXIT  # emu/codeguard.py "late_rip"
+        self.inplace = InplaceMmio(self)
+        self.guard = CodeGuard(
+            self.uc, self.read_ram, self.ram_base, self.ram_size, self.mode,
+            late_rip=self.mmio_style is MmioStyle.EXIT, on_code_written=self._on_code_written,
+        )
         self._exit_sites: dict[int, bool] = {}  # address -> may end in an exit (budget hook's cache)
-        self._string_ops: dict[int, int] = {}  # address -> string opcode or 0 (in-place hook's cache)
         self._budget_cb: Any = None
         self._cs = capstone.Cs(capstone.CS_ARCH_X86, _CS_MODE[self.mode])
         self._cs.detail = True
@@ -335,15 +322,7 @@ class Machine:
         """A host write (a path emulating a store to RAM). Unicorn does not see it, so a code page it
         touches is forgotten here: translated blocks dropped, page rescanned before it runs again."""
         self.ram.write(addr, data)
-        if data and self._clean_pages:
-            first, last = addr & ~(PAGE - 1), (addr + len(data) - 1) & ~(PAGE - 1)
-            hit = [p for p in range(first, last + PAGE, PAGE) if p in self._clean_pages]
-            if hit:
-                self._clean_pages.difference_update(hit)
-                self._exit_sites.clear()
-                self._string_ops.clear()
-                self.uc.ctl_remove_cache(addr, addr + len(data))
-                self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
+        self.guard.host_write(addr, len(data))
 
     # -- exits --------------------------------------------------------------------------------
     def _record(self, kind: ExitKind, rip: int, addr: int, size: int, value: int) -> ExitRecord:
@@ -373,177 +352,6 @@ class Machine:
         return self.regfile.get("rip")
 
     # -- hooks (each catches its own errors: an exception must never cross Unicorn) ----------------
-    def _on_mem_inplace(self, uc: Uc, access: int, addr: int, size: int, value: int, _ud: object) -> None:
-        """The whole guest access, before Unicorn performs it: the device sees it here, once.
-
-        An access that runs off its window into unmapped space reaches no device (rule 6): Unicorn
-        faults on the unmapped part right after this hook. One that crosses from one device's
-        range into the next is one device access per piece, low part first (rule 4, as KVM)."""
-        try:
-            rip = self._rip()
-            m = self.board.bus.find(Space.MMIO, addr)
-            if m is not None and addr + size <= m.end and size != 8 and self._string_op(rip) == 0:
-                self._inplace_simple(access, rip, m, addr, size, value)  # the common case, fast
-                return
-            if not self._inplace_mapped(addr, size) or self._split_wide_access_leaves_window(addr, size, rip):
-                return
-            bus = self.board.bus
-            if access == UC_MEM_WRITE:
-                if (value == 0 or self._ins_store_to == addr) and self._ins_dummy(rip, addr):
-                    return
-                for gpa, n, off in self._mmio_pieces(addr, size):
-                    piece = (value >> (8 * off)) & ((1 << (8 * n)) - 1)
-                    self._record(ExitKind.MMIO_WRITE, rip, gpa, n, piece)
-                    bus.write(Space.MMIO, gpa, n, piece)
-            else:
-                if self._movs_store_faults(rip):
-                    return  # the iteration faults on its store: its load reaches no device either
-                got = 0
-                for gpa, n, off in self._mmio_pieces(addr, size):
-                    piece = bus.read(Space.MMIO, gpa, n)
-                    self._record(ExitKind.MMIO_READ, rip, gpa, n, piece)
-                    got |= piece << (8 * off)
-                self._read_stash = (addr, size, got)
-        except Exception as exc:  # noqa: BLE001 - reported as a stop, never a traceback
-            self._halt(StopReason.DEVICE_ERROR, self._rip(), f"device error on MMIO {addr:#x}: {exc}")
-
-    def _inplace_simple(self, access: int, rip: int, m: Any, addr: int, size: int, value: int) -> None:
-        """One device, access inside it, not a string instruction, not a wide SSE half."""
-        if access == UC_MEM_WRITE:
-            self._record(ExitKind.MMIO_WRITE, rip, addr, size, value)
-            m.device.write(addr - m.base, size, value & ((1 << (8 * size)) - 1))
-        else:
-            got = m.device.read(addr - m.base, size) & ((1 << (8 * size)) - 1)
-            self._read_stash = (addr, size, got)
-            self._record(ExitKind.MMIO_READ, rip, addr, size, got)
-
-    def _string_op(self, rip: int) -> int:
-        """The opcode byte of the instruction at `rip` if it is INS/MOVS/CMPS (the string
-        instructions whose accesses the in-place hook treats specially), else 0. Cached per
-        address until a code page is written (the budget hook's cache is cleared then too)."""
-        op = self._string_ops.get(rip)
-        if op is None:
-            code = self.read_ram(rip, MAX_INSN_LEN)
-            i = 0
-            rex = range(0x40, 0x50) if self.mode == 64 else range(0)
-            while i < len(code) and (code[i] in _LEGACY_PREFIXES or code[i] in rex):
-                i += 1
-            op = code[i] if i < len(code) and code[i] in (0x6C, 0x6D, 0xA4, 0xA5, 0xA6, 0xA7) else 0
-            self._string_ops[rip] = op
-        return op
-
-    def _inplace_mapped(self, addr: int, size: int) -> bool:
-        """Every byte of [addr, addr+size) is in an MMIO window (windows are merged spans)."""
-        window = self.mmio_window(addr)
-        return window is not None and addr + size <= window[0] + window[1]
-
-    def _mmio_pieces(self, addr: int, size: int) -> list[tuple[int, int, int]]:
-        """(gpa, size, offset in the access) per device range the access touches, low first."""
-        bus = self.board.bus
-        m = bus.find(Space.MMIO, addr)
-        if m is not None and addr + size <= m.end:
-            return [(addr, size, 0)]
-        pieces, off = [], 0
-        bounds = sorted({b for mp in bus.mappings(Space.MMIO) for b in (mp.base, mp.end)})
-        while off < size:
-            gpa = addr + off
-            end = next((b for b in bounds if b > gpa), addr + size)
-            n = min(addr + size, end) - gpa
-            pieces.append((gpa, n, off))
-            off += n
-        return pieces
-
-    def _movs_store_faults(self, rip: int) -> bool:
-        """True when the instruction at `rip` is MOVS or CMPS and one of its accesses will hit
-        unmapped space.
-
-        QEMU performs MOVS's load before its store, and CMPS's [rDI] load before its [rSI] load;
-        when the other access then faults (rule 6: registers as before the faulting iteration), the
-        reference, KVM and the exit-style paths leave the device untouched, so the in-place load is
-        not given to the device either."""
-        if self.mode == 16 or self._string_op(rip) not in (0xA4, 0xA5, 0xA6, 0xA7):
-            return False  # (in 16-bit code ES may have a base: not judged there)
-        code = self.read_ram(rip, MAX_INSN_LEN)
-        i, opsize, adsize, rex_w = 0, False, False, False
-        while i < len(code):
-            b = code[i]
-            if b in _LEGACY_PREFIXES:
-                opsize |= b == 0x66
-                adsize |= b == 0x67
-                rex_w = False
-            elif self.mode == 64 and 0x40 <= b <= 0x4F:
-                rex_w = bool(b & 8)
-            else:
-                break
-            i += 1
-        if i >= len(code) or code[i] not in (0xA4, 0xA5, 0xA6, 0xA7):
-            return False
-        if code[i] in (0xA4, 0xA6):
-            size = 1
-        elif rex_w:
-            size = 8
-        else:
-            size = 2 if opsize != (self.mode == 16) else 4
-        bits = {64: 32 if adsize else 64, 32: 16 if adsize else 32, 16: 32 if adsize else 16}[self.mode]
-        mask = (1 << bits) - 1
-        # MOVS: the store to [rDI]; CMPS: QEMU loads [rDI] before [rSI], either may be the fault.
-        ends = [self.regfile.get("rdi") & mask]
-        if code[i] in (0xA6, 0xA7):
-            ends.append(self.regfile.get("rsi") & mask)
-        return not all(self._mapped_byte(a) and self._mapped_byte(a + size - 1) for a in ends)
-
-    def _mapped_byte(self, addr: int) -> bool:
-        return self.ram_base <= addr < self.ram_base + self.ram_size or self.mmio_window(addr) is not None
-
-    def _ins_dummy(self, rip: int, addr: int) -> bool:
-        """QEMU's INS stores a dummy 0 before each port read (to be restartable); that store is no
-        guest access. True for it: the instruction is INS and no port read of it is waiting to be
-        stored at `addr` (the IN hook notes the destination, see _on_in)."""
-        if not self._is_ins(rip):
-            return False
-        if self._ins_store_to == addr:
-            self._ins_store_to = -1
-            return False
-        return True
-
-    def _is_ins(self, rip: int) -> bool:
-        return self._string_op(rip) in (0x6C, 0x6D)
-
-    def _split_wide_access_leaves_window(self, addr: int, size: int, rip: int) -> bool:
-        """Unicorn gives a 16-byte access to the hook as two 8-byte halves, low first. When the whole
-        access leaves its window (rule 6) the low half must not reach the device either."""
-        if size != 8:
-            return False
-        window = self.mmio_window(addr)
-        if window is None or addr + 16 <= window[0] + window[1]:
-            return False
-        insn = next(self._cs.disasm(self.read_ram(rip, MAX_INSN_LEN), rip, 1), None)
-        return insn is not None and any(
-            op.type == capstone.x86.X86_OP_MEM and op.size >= 16 for op in insn.operands
-        )
-
-    def _mmio_map_read(self, window_base: int) -> Any:
-        def read(uc: Uc, offset: int, size: int, _ud: object) -> int:
-            # Unicorn reads a misaligned access as the aligned pieces around it (a 4-byte read at
-            # +0xb arrives as pieces at +0x8 and +0xc) and keeps only the bytes the guest asked for:
-            # each byte of a piece comes from the one device access by its own offset.
-            gpa = window_base + offset
-            base, length, value = self._read_stash
-            if base <= gpa and gpa + size <= base + length:
-                return (value >> (8 * (gpa - base))) & ((1 << (8 * size)) - 1)
-            piece = 0
-            for i in range(size):
-                k = gpa + i - base
-                if 0 <= k < length:
-                    piece |= ((value >> (8 * k)) & 0xFF) << (8 * i)
-            return piece
-
-        return read
-
-    @staticmethod
-    def _mmio_map_write(uc: Uc, offset: int, size: int, value: int, _ud: object) -> None:
-        return None  # the MEM_WRITE hook already delivered the whole access to the device
-
     def _on_unmapped(self, uc: Uc, access: int, addr: int, size: int, value: int, _ud: object) -> bool:
         try:
             rip = self._rip()
@@ -574,9 +382,7 @@ class Machine:
         return False
 
     def _on_in(self, uc: Uc, port: int, size: int, _ud: object) -> int:
-        if self._is_ins(self._rip()):  # INS: the real store follows, at [rDI] (see _ins_dummy)
-            rdi = self.regfile.get("rdi")
-            self._ins_store_to = rdi if self.mode == 64 else rdi & 0xFFFFFFFF
+        self.inplace.note_port_read(self._rip())
         try:
             value = self.board.bus.read(Space.PIO, port, size)
             self._record(ExitKind.PIO_IN, self._rip(), port, size, value)
@@ -699,50 +505,21 @@ class Machine:
             self._flags_stash = (-1, 0)
             self.regfile.set("rflags", flags)
 
-    def _on_tlb_fill(self, uc: Uc, vaddr: int, access: int, entry: Any, _ud: object) -> bool:
-        """Identity TLB with W^X pages, so no code reaches Unicorn's translator unscanned.
+    def _on_code_written(self) -> None:
+        """A scanned code page was written (guard): per-address caches are stale, and if the store
+        hit its own translated block QEMU runs it again, which the budget must not count twice."""
+        self._exit_sites.clear()
+        self.inplace.forget_code()
+        self._smc_insn = self._last_insn
 
-        Called only on TLB misses. A fetch from a page not scanned since its last write scans it for
-        LOCK #UD instructions (emu/codeguard.py) and registers them as exits, which stop execution
-        in front of them; the page then maps read+exec. A write to a scanned page maps it
-        read+write without exec, so code written at run time is scanned before it can run."""
-        page = vaddr & ~(PAGE - 1)
-        entry.paddr = page
-        ram_page = self.ram_base <= page < self.ram_base + self.ram_size
-        if not ram_page:
-            entry.perms = UC_PROT_ALL
-            return True
-        if access == UC_MEM_FETCH:
-            if page not in self._clean_pages:
-                self._scan_page(page)
-        elif access in (UC_MEM_WRITE, UC_MEM_WRITE_UNMAPPED) and page in self._clean_pages:
-            self._clean_pages.discard(page)
-            self._exit_sites.clear()
-            self._string_ops.clear()
-            # A store into translated code: if it hit its own block, QEMU runs it again from the
-            # start, and the budget hook must not count it twice.
-            self._smc_insn = self._last_insn
-        entry.perms = _PERMS_CODE if page in self._clean_pages else _PERMS_DATA
-        return True
-
-    def _scan_page(self, page: int) -> None:
-        lo = max(page - MAX_INSN_LEN, self.ram_base)  # an instruction may start just before the page
-        data = self.read_ram(lo, page + PAGE + MAX_INSN_LEN - lo)
-        found = scan_guarded(data, lo, self.mode, late_rip=self._late_rip_guard) - self._guard_exits
-        if found:
-            self._guard_exits |= found
-            self.uc.ctl_set_exits(sorted(self._guard_exits))
-        self._clean_pages.add(page)
-
-    # -- running ------------------------------------------------------------------------------
     def _install_hooks(self, budget_hook: bool) -> None:
         uc = self.uc
         if self.mmio_style is MmioStyle.INPLACE:
+            inplace = self.inplace
             for base, size in self.windows:
-                uc.mmio_map(base, size, self._mmio_map_read(base), None, self._mmio_map_write, None)
-                uc.hook_add(
-                    UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._on_mem_inplace, None, base, base + size - 1
-                )
+                uc.mmio_map(base, size, inplace.map_read(base), None, inplace.map_write, None)
+                end = base + size - 1
+                uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, inplace.on_access, None, base, end)
         uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
         uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, X.UC_X86_INS_IN)
         uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, X.UC_X86_INS_OUT)
@@ -753,20 +530,11 @@ class Machine:
             self._install_budget_hook()
 
     def _install_guard(self) -> None:
-        """The LOCK #UD guard (SEMANTICS rule 9): identity TLB filled by `_on_tlb_fill`, exits enabled.
-
-        With exits enabled Unicorn ignores emu_start's `until`, so the engine stops on its own
-        only for HLT and in front of a guard exit; every other stop is requested by this class
-        and records its reason first. That is what makes `_run_loop`'s HLT detection exact."""
-        uc = self.uc
+        """The guard of SEMANTICS rule 9 (emu/guard.py). With it Unicorn's exits are enabled, so the
+        engine stops on its own only for HLT and in front of a guard site; every other stop is
+        requested by this class and records its reason first: `_run_loop`'s HLT detection is exact."""
         self._identity_tlb = True
-        uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)  # type: ignore[attr-defined]  # missing from the binding's stub
-        # Bounded to RAM: outside it Unicorn keeps its identity default, so device-window accesses
-        # cost no callback.
-        ram_end = self.ram_base + self.ram_size - 1
-        uc.hook_add(UC_HOOK_TLB_FILL, self._on_tlb_fill, None, self.ram_base, ram_end)
-        uc.ctl_exits_enabled(True)
-        uc.ctl_set_exits([])
+        self.guard.install()
 
     def init_regs(self) -> None:
         """Entry state: RSP at the stack top, RFLAGS.IF clear, RIP at the entry (public for the C engine)."""
@@ -923,7 +691,7 @@ class Machine:
             if self._stop is not None or self._external_stop():
                 return
             rip = self._rip()
-            if rip in self._guard_exits:
+            if rip in self.guard.exits:
                 next_rip = self._guard_stop(rip)
                 if next_rip is None:
                     return
@@ -958,11 +726,9 @@ class Machine:
         Returns the RIP to continue at (bytes rewritten since the scan: the exit is dropped; or a
         system instruction the platform allows, carried out here), or None after setting the stop."""
         insn = self.read_ram(rip, MAX_INSN_LEN)
-        g = classify(insn, self.mode, self._late_rip_guard)
+        g = classify(insn, self.mode, self.guard.late_rip)
         if g is None:
-            self._guard_exits.discard(rip)
-            self.uc.ctl_set_exits(sorted(self._guard_exits))
-            self.uc.ctl_remove_cache(rip, rip + 1)
+            self.guard.drop(rip)
             return rip
         if self._max_insns is not None and self._executed >= self._max_insns:
             budget = self._max_insns
@@ -998,12 +764,9 @@ class Machine:
             return None
         length, text = decoded[1], f"{decoded[2]} {decoded[3]}".strip()
         after = (rip + length) & self._rip_mask
-        uc = self.uc
-        self._guard_exits.discard(rip)
-        uc.ctl_set_exits(sorted(self._guard_exits | {after}))
-        uc.ctl_remove_cache(rip, rip + 1)
+        self.guard.step_over(rip, after)
         try:
-            uc.emu_start(rip, 0)
+            self.uc.emu_start(rip, 0)
         except UcError as err:
             if self._stop is not None or self._external_stop():
                 return None
@@ -1022,9 +785,7 @@ class Machine:
                 self._stop = self._fault_stop(err)
             return None
         finally:
-            self._guard_exits.add(rip)
-            uc.ctl_set_exits(sorted(self._guard_exits))
-            uc.ctl_remove_cache(rip, rip + 1)
+            self.guard.restore(rip)
         if self._stop is not None or self._external_stop():
             return None
         return self._rip()

@@ -357,7 +357,7 @@ def test_stray_lock_byte_in_hot_code_makes_no_guard_site() -> None:
     assert machine.read_ram(machine.image.entry + 0x1D, 3) == bytes.fromhex("75 f0 f4")
     assert result.stop.reason is StopReason.HLT
     assert kicks(board) == 50
-    assert machine._guard_exits == set()
+    assert machine.guard.exits == set()
 
 
 def test_smc_store_counts_once_under_a_budget() -> None:
