@@ -46,6 +46,7 @@ class BatchCpu:
         xmm: Mapping[int, int] | None = None,
         ymm: Mapping[int, int] | None = None,
         regions: Iterable[tuple[int, int]] = (),
+        cr0: int | None = None,
     ) -> None:
         self.mode = mode
         self.regs: dict[str, int] = {name: 0 for name in REG_NAMES}
@@ -60,6 +61,7 @@ class BatchCpu:
         for i, v in (xmm or {}).items():
             self.set_xmm(i, v)
         self.mm: dict[int, int] = {i: 0 for i in range(8)}  # MMX registers (x87 mantissas)
+        self.cr0 = cr0  # None: the case has no CR0 (SMSW declines)
         self.mmio = mmio
         # devices inside the window: an access crossing two is split per device (SEMANTICS rule 4)
         self.regions = tuple(regions)
@@ -87,6 +89,11 @@ class BatchCpu:
     def set_xmm(self, index: int, value: int) -> None:
         """A legacy-SSE write: bits 255:128 are kept."""
         self.ymm[index] = (self.ymm[index] & ~((1 << 128) - 1)) | (value & ((1 << 128) - 1))
+
+    def get_cr0(self) -> int:
+        if self.cr0 is None:
+            raise EmulationError("this case gives no CR0 (needed by SMSW)")
+        return self.cr0
 
     def get_mm(self, index: int) -> int:
         return self.mm[index]

@@ -72,6 +72,7 @@ FORMS: dict[int, Form] = {
     X.X86_INS_MOVSXD: Form(Op.MOVSX),
     X.X86_INS_MOVBE: _sized(Op.MOVBE),
     X.X86_INS_XLATB: Form(Op.XLAT),
+    X.X86_INS_SMSW: Form(Op.SMSW),
     # -- alu
     **{ins: _sized(op, lockable=True) for ins, op in _ALU.items()},
     X.X86_INS_CMP: _sized(Op.CMP),
@@ -158,7 +159,6 @@ FORMS: dict[int, Form] = {
 # Instructions refused on purpose, with the reason (a clear stop, never a skip).
 _MASKED = "byte-masked store to the implicit DS:[rdi]: not emulated (docs/known-discrepancies.md)"
 REFUSED: dict[int, str] = {
-    X.X86_INS_SMSW: "CR0 is not part of the guest state a path sees (docs/known-discrepancies.md)",
     X.X86_INS_MASKMOVDQU: _MASKED,
     X.X86_INS_VMASKMOVDQU: _MASKED,
     X.X86_INS_MASKMOVQ: _MASKED,

@@ -115,3 +115,6 @@ class RegFile:
 
     def set_mm(self, index: int, value: int) -> None:
         self.uc.reg_write(FP[index], (value & ((1 << 64) - 1), 0xFFFF))
+
+    def get_cr0(self) -> int:
+        return int(self.uc.reg_read(X.UC_X86_REG_CR0))

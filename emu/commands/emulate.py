@@ -4,6 +4,7 @@ Each input line is one case: {"bytes": "66 89 02", "mode": 64, "rip": 4096, "reg
 "mmio": [base, size], "read_value": 0} (registers not named are 0; the bytes sit in RAM at rip).
 `regs` may also hold vector registers as hex strings: "xmm0".."xmm15" (128 bits), "ymm0".."ymm15"
 (256 bits; an xmmN given too replaces ymmN's low half) and the MMX "mm0".."mm7" (64 bits).
+An optional "cr0" (integer) is the CR0 SMSW stores; without it SMSW is an error line.
 Each output line is {"accesses": [...], "regs": {...}} or {"error": "..."}, one per input line;
 "regs" lists the general registers, plus every vector register the instruction changed.
 """
@@ -48,7 +49,8 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     regs["rip"] = rip
     regs.setdefault("rflags", 0x2)
     cpu = BatchCpu(mode, regs, (mmio_base, mmio_size), int(case.get("read_value", 0)),
-                   default_ram_regions(rip, (mmio_base, mmio_size)), vectors["xmm"], vectors["ymm"])
+                   default_ram_regions(rip, (mmio_base, mmio_size)), vectors["xmm"], vectors["ymm"],
+                   cr0=int(case["cr0"]) if "cr0" in case else None)
     for i, v in vectors["mm"].items():
         cpu.set_mm(i, v)
     before = dict(cpu.ymm)

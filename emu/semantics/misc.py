@@ -1,4 +1,9 @@
-"""XLAT and MOVSXD r16.
+"""XLAT, SMSW m16 and MOVSXD r16.
+
+SMSW m16 stores CR0[15:0] (always 16 bits to memory). CR0 comes from the optional
+`cpu.get_cr0()`; a guest state without it (a trace record, a batch case without "cr0") declines
+before any access. The platforms differ: Unicorn's long/protected mode has CR0 = 0x11 (PE|ET), a
+KVM guest here 0x33 (PE|MP|ET|NE, plus PG): each engine answers with its own.
 
 XLAT: AL = [seg:rBX + zero-extended AL] (EBX under 0x67; the sum wraps at the address size).
 MOVSXD with a 66 prefix: the Intel SDM lists `66 63 /r` as MOVSXD r16, r/m16 — a 2-byte read
@@ -24,4 +29,12 @@ def _xlat(x: Exec) -> None:
     x.set_reg("al", x.read(effective_address(mem, x.cpu.get, x.next_rip, x.mode), 1))
 
 
-SEMANTICS: dict[Op, Callable[[Exec], None]] = {Op.XLAT: _xlat}
+def _smsw(x: Exec) -> None:
+    get_cr0 = getattr(x.cpu, "get_cr0", None)
+    if get_cr0 is None:
+        raise x.fail("CR0 is not part of this guest state")
+    cr0 = get_cr0()
+    x.write(x.ea(), 2, cr0 & 0xFFFF)
+
+
+SEMANTICS: dict[Op, Callable[[Exec], None]] = {Op.XLAT: _xlat, Op.SMSW: _smsw}

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from emu.access import Access, Op
+from emu.batchcpu import BatchCpu, default_ram_regions
 from emu.cpu import DeviceAccess
-from emu.emulate import DF, PF, SF, STATUS, ZF
+from emu.emulate import DF, PF, SF, STATUS, ZF, execute
+from emu.errors import EmulationError
 from fastpath.fuzz.case import Case
 
 _PREFIXES = frozenset((0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65, 0x66, 0x67))
@@ -317,7 +319,33 @@ def _unicorn_shld_riprel(e: Evidence) -> bool:
         t.gpa + 1 == o.gpa for o, t in zip(e.ours_accesses, e.truth_accesses, strict=True))
 
 
+def _unicorn_f2_wins_over_f3(e: Evidence) -> bool:
+    """CMPS/SCAS with both F2 and F3, F3 last: the generic path takes the last (REPE, as KVM's
+    decoder does; the SDM calls the mix undefined); unicorn 2.1.4 lets F2 win (REPNE). Matched only
+    when re-running our path as REPNE gives exactly the truth (up to CMPS's read order, above)."""
+    a = e.access
+    if a is None or a.op not in (Op.CMPS, Op.SCAS) or a.repne or e.truth_fault is not None:
+        return False
+    if not {0xF2, 0xF3} <= _opcode(e)[0]:
+        return False
+    c = e.case
+    cpu = BatchCpu(c.mode, {**c.reg_dict(), "rip": c.rip}, c.mmio, c.read_value,
+                   default_ram_regions(c.rip, c.mmio), c.xmm_dict())
+    try:
+        out = execute(replace(a, repne=True), cpu, c.rip, c.mode)
+    except EmulationError:
+        return False
+    m = (1 << c.mode) - 1
+    truth = list(e.truth_accesses)
+    swapped = [truth[i + 1 - 2 * (i % 2)] for i in range(len(truth))] if len(truth) % 2 == 0 else truth
+    same = list(out.accesses) == truth or (a.op is Op.CMPS and list(out.accesses) == swapped)
+    return same and all(
+        cpu.get(k) & (m if k != "rflags" else STATUS | DF) == v & (m if k != "rflags" else STATUS | DF)
+        for k, v in e.truth_regs.items() if k != "rip")
+
+
 RULES: tuple[tuple[str, Callable[[Evidence], bool]], ...] = (
+    ("unicorn-f2-wins-over-f3-on-cmps-scas", _unicorn_f2_wins_over_f3),
     ("unicorn-shld-shrd-riprel-misses-imm8", _unicorn_shld_riprel),
     ("unicorn-cmps-reads-rdi-first", _unicorn_cmps_order),
     ("unicorn-movbe-hook-value", _unicorn_movbe_hook_value),

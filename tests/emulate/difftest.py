@@ -45,6 +45,7 @@ class Case:
     xmm: dict[int, int] | None = None
     ymm: dict[int, int] | None = None
     mm: dict[int, int] | None = None
+    cr0: int = 0x11  # unicorn's CR0 in its 32- and 64-bit modes (SMSW)
     ram_data: tuple[tuple[int, bytes], ...] = ()
     watch: tuple[tuple[int, int], ...] = ()
     mmio: tuple[int, int] = MMIO
@@ -59,7 +60,8 @@ class Case:
 def run_generic(case: Case) -> tuple[BatchCpu, object]:
     """(cpu after, Outcome or the exception raised)."""
     ram = default_ram_regions(RIP, case.mmio)
-    cpu = BatchCpu(case.mode, {**case.regs, "rip": RIP}, case.mmio, case.read_value, ram, case.xmm, case.ymm)
+    cpu = BatchCpu(case.mode, {**case.regs, "rip": RIP}, case.mmio, case.read_value, ram, case.xmm, case.ymm,
+                   cr0=case.cr0)
     cpu.write_mem(RIP, case.code)
     for addr, data in case.ram_data:
         cpu.write_mem(addr, data)
@@ -264,12 +266,16 @@ def gen_string(rng: random.Random) -> Case:
     return Case(code, mode, regs, rv, ram_data=ram, watch=watch)
 
 
+_BASES = {2: "rdx", 3: "rbx"}
+
+
 def _modrm_case(rng: random.Random, mode: int, opcode: bytes, reg_field: int, size: int,
-                prefix: bytes = b"", imm: bytes = b"", align: int = 1, mem_span: int | None = None) -> Case:
-    """opcode with ModRM [rdx] (mod=00, rm=010) or [rdx+disp8]; registers random."""
+                prefix: bytes = b"", imm: bytes = b"", align: int = 1, mem_span: int | None = None,
+                base: int = 2) -> Case:
+    """opcode with ModRM [base] (mod=00; rdx or rbx) or [base+disp8]; registers random."""
     addr, in_mmio = operand(rng, mem_span or size, align)
     disp = b""
-    modrm = (reg_field & 7) << 3 | 2
+    modrm = (reg_field & 7) << 3 | base
     if rng.random() < 0.3:
         modrm |= 0x40
         d = rng.randrange(-0x40, 0x40) & ~(align - 1) if align > 1 else rng.randrange(-0x40, 0x40)
@@ -283,7 +289,8 @@ def _modrm_case(rng: random.Random, mode: int, opcode: bytes, reg_field: int, si
     code = prefix + (bytes([rex]) if rex else b"") + opcode + bytes([modrm]) + disp + imm
     rv = value(rng, 64)
     regs = {n: value(rng) for n in ("rax", "rbx", "rcx", "rsi", "rdi", "rbp", "r8", "r9")}
-    regs["rdx"] = addr
+    regs["rdx"] = value(rng)
+    regs[_BASES[base]] = addr
     regs["rflags"] = flags(rng)
     if mode == 32:
         regs = {k: v & 0xFFFFFFFF for k, v in regs.items() if k not in ("r8", "r9")}
@@ -303,10 +310,11 @@ def gen_muldiv(rng: random.Random) -> Case:
     if kind == 0:  # MUL/IMUL/DIV/IDIV r/m8
         return _modrm_case(rng, mode, b"\xf6", rng.randrange(4, 8), 1)
     pre, size = size_prefix(rng, mode)
-    if kind == 1:
-        case = _modrm_case(rng, mode, b"\xf7", rng.randrange(4, 8), size, pre)
-        if rng.random() < 0.5:  # small high half: DIV quotients that fit
-            case.regs["rdx"] = case.regs["rdx"]  # the operand address lives in rdx: use [rbx] instead
+    if kind == 1:  # [rbx]: rdx is the dividend's high half, sometimes small enough for DIV to fit
+        case = _modrm_case(rng, mode, b"\xf7", rng.randrange(4, 8), size, pre, base=3)
+        if rng.random() < 0.5:
+            case.regs["rdx"] = rng.randrange(0, 4)
+            case.read_value |= 1 << rng.randrange(8 * size - 8, 8 * size)
         return case
     if kind == 2:
         return _modrm_case(rng, mode, b"\x0f\xaf", rng.randrange(0, 8 if mode == 32 else 16), size, pre)
@@ -491,6 +499,8 @@ def gen_misc(rng: random.Random) -> Case:
             regs["rbx"] &= 0xFFFFFFFF
         ram = () if in_mmio else (ram_bytes(rng, addr, 0x100),)
         return Case(code, mode, regs, rv, ram_data=ram)
+    if rng.random() < 0.3:  # SMSW m16 (any operand-size prefix: always a 2-byte store)
+        return _modrm_case(rng, mode, b"\x0f\x01", 4, 2, rng.choice([b"", b"\x66"]))
     # MOVSXD r32/r64 (64-bit mode only); the r16 form is covered in test_misc (unicorn reads 4 bytes)
     return _modrm_case(rng, 64, b"\x63", rng.randrange(8), 4, rng.choice([b"", b"\x48"]))
 

@@ -1,4 +1,4 @@
-"""XLAT, MOVSXD (incl. the r16 form: Intel SDM vs AMD APM), SMSW refusal."""
+"""XLAT, MOVSXD (incl. the r16 form: Intel SDM vs AMD APM), SMSW m16."""
 
 from __future__ import annotations
 
@@ -38,6 +38,17 @@ def test_movsxd_r16_reads_a_word_per_intel_sdm() -> None:
     assert cpu.get("rcx") == truth.reg("rcx") == 0xFFFF_FFFF_FFFF_1234
 
 
-def test_smsw_is_refused_clearly() -> None:
+@pytest.mark.parametrize("mode,hexbytes", [(64, "0f 01 22"), (64, "48 0f 01 22"), (32, "66 0f 01 22")])
+def test_smsw_stores_cr0_low_word_like_unicorn(mode: int, hexbytes: str) -> None:
+    code = bytes.fromhex(hexbytes)
+    truth = run_truth(Case(code, mode, {"rdx": W + 6}, 0))
+    cpu = batch(code, mode, regs={"rdx": W + 6}, cr0=0x11)  # unicorn's CR0 in its 32/64-bit modes
+    out = emulate_at(cpu, RIP, mode)
+    assert out.accesses == truth.accesses == (DeviceAccess(W + 6, 2, True, 0x11),)
+
+
+def test_smsw_without_cr0_declines_before_any_access() -> None:
+    cpu = batch(bytes.fromhex("0f 01 22"), regs={"rdx": W})
     with pytest.raises(EmulationError, match="CR0"):
-        decode(bytes.fromhex("0f 01 22"), 64, RIP)
+        emulate_at(cpu, RIP, 64)
+    assert cpu.accesses == []

@@ -64,3 +64,19 @@ def test_rep_cmps_respects_the_iteration_cap() -> None:
 def test_last_rep_prefix_decides() -> None:
     assert decode(b"\xf3\xf2\xa6", 64, RIP).repne
     assert not decode(b"\xf2\xf3\xa6", 64, RIP).repne
+
+
+@pytest.mark.parametrize("hexbytes,rule", [
+    ("f2 f3 a6", "unicorn-f2-wins-over-f3-on-cmps-scas"),
+    ("f2 f3 ae", "unicorn-f2-wins-over-f3-on-cmps-scas"),
+    ("f3 f2 a6", "unicorn-cmps-reads-rdi-first"),
+    ("a7", "unicorn-cmps-reads-rdi-first"),
+])
+def test_fuzzer_explains_the_string_deviations_precisely(hexbytes: str, rule: str) -> None:
+    from fastpath.fuzz.case import Case as FuzzCase
+    from fastpath.fuzz.oracles import Checker
+
+    regs = {"rsi": W + 0x10, "rdi": W + 0x100, "rcx": 5, "rax": 0x41}
+    case = FuzzCase.make(bytes.fromhex(hexbytes), 64, regs, MMIO, 0x41)
+    result = Checker(use_c=False).check(case)
+    assert [f.explained for f in result.findings] == [rule]
