@@ -27,7 +27,7 @@ from emu.errors import ExitlabError
 from fastpath.fuzz.streams_compare import Comparator, ProgramResult, Verdict
 from fastpath.fuzz.streams_gen import Program, generate, parse_program
 from fastpath.fuzz.streams_minimize import minimize
-from fastpath.fuzz.streams_run import ALL_CONFIGS, Runner, c_aliases, runners
+from fastpath.fuzz.streams_run import ALL_CONFIGS, Runner, c_aliases, kvm_skip_reason, runners
 
 KINDS = ("agree", "decline", "n/a", "disagree")
 
@@ -357,6 +357,7 @@ def summary_json(result: CampaignResult, paths: list[str]) -> dict[str, Any]:
         "assembly_errors": result.tally.errors,
         "error_examples": result.tally.error_examples,
         "configs": table(result.tally),
+        "kvm_skipped": kvm_skip_reason() or None,
         "disagreements": [
             {
                 "signature": r.signature,
@@ -391,6 +392,8 @@ def summary_text(result: CampaignResult, paths: list[str]) -> str:
         )
         for cls, n in sorted(row["classes"].items(), key=lambda x: -x[1]):
             lines.append(f"{'':15}{n:6}  {cls}")
+    if "kvm" in result.config.configs and kvm_skip_reason():
+        lines.append(f"kvm: skipped ({kvm_skip_reason()})")
     if t.errors:
         what = "could not be checked (assembly or reference failure)"
         lines += ["", f"{t.errors} program(s) {what}:", *t.error_examples]

@@ -255,19 +255,24 @@ def run_kvm(image: GuestImage, max_insns: int | None) -> Outcome | None:
     )
 
 
-_KVM_OK: bool | None = None
+_KVM_WHY: str | None = None  # "" when usable, else why not
 
 
-def kvm_usable() -> bool:
-    global _KVM_OK
-    if _KVM_OK is None:
+def kvm_skip_reason() -> str:
+    """Empty when the KVM configuration runs, else why it is skipped (shown in the summary)."""
+    global _KVM_WHY
+    if _KVM_WHY is None:
         try:
             from emu.kvm import kvm_unavailable_reason
 
-            _KVM_OK = kvm_unavailable_reason() is None
-        except Exception:  # noqa: BLE001 - any import/open problem means "skip KVM"
-            _KVM_OK = False
-    return _KVM_OK
+            _KVM_WHY = kvm_unavailable_reason() or ""
+        except Exception as exc:  # noqa: BLE001 - any import/open problem means "skip KVM"
+            _KVM_WHY = f"{type(exc).__name__}: {exc}"
+    return _KVM_WHY
+
+
+def kvm_usable() -> bool:
+    return kvm_skip_reason() == ""
 
 
 Runner = Callable[[GuestImage, int | None], Outcome | None]
