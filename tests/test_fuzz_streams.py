@@ -349,6 +349,14 @@ def _input_showing_a_known_class() -> bytes | None:
     return None
 
 
+def test_jobs_do_not_change_the_campaign() -> None:
+    """Program i depends only on (seed, i): worker processes give the same table as one process."""
+    one = run_campaign(StreamsConfig(cases=6, seed=3, jobs=1), progress=False, minimize_found=False)
+    two = run_campaign(StreamsConfig(cases=6, seed=3, jobs=2, chunk=3), progress=False, minimize_found=False)
+    assert two.tally.programs == 6 and two.tally.kinds == one.tally.kinds
+    assert two.tally.classes == one.tally.classes and set(two.tally.first) == set(one.tally.first)
+
+
 def test_tally_merge_keeps_the_first_instance() -> None:
     a, b = Tally(), Tally()
     a.programs, b.programs = 3, 4
