@@ -245,8 +245,11 @@ def test_planted_campaign_writes_replayable_reproducers(tmp_path: Path) -> None:
 def test_seeded_campaign_shows_only_known_open_disagreements() -> None:
     """The allow-list (fastpath/fuzz/streams_known.py) names every class still open; configurations
     with no entry must be clean. Remove entries as engines are fixed."""
+    # KVM is left out: what it does depends on the host (VMX/SVM/PVM kernel), so its findings are
+    # reported by campaigns, not asserted here
+    configs = tuple(c for c in ALL_CONFIGS if c != "kvm")
     result = run_campaign(
-        StreamsConfig(cases=TEST_CASES, seed=TEST_SEED), progress=False, minimize_found=False
+        StreamsConfig(cases=TEST_CASES, seed=TEST_SEED, configs=configs), progress=False, minimize_found=False
     )
     assert result.tally.errors == 0, result.tally.error_examples
     unknown = [s for s in result.tally.classes if not is_known_open(*s.split("|", 1))]

@@ -30,7 +30,7 @@ def _comparator() -> object:
     from fastpath.fuzz.streams_campaign import _comparator as shared
     from fastpath.fuzz.streams_run import ALL_CONFIGS
 
-    return shared(ALL_CONFIGS)
+    return shared(tuple(c for c in ALL_CONFIGS if c != "kvm"))  # KVM: host-dependent, see the docs
 
 
 def check_input(data: bytes, strict: bool | None = None) -> list[str]:
