@@ -189,3 +189,13 @@ def test_fetch_from_a_device_window_in_place_is_unmapped() -> None:
     for style in ("exit", "inplace"):
         r, _ = run("mov rax, NOTIFY_MMIO\njmp rax", "subset", style)
         assert (r.stop, r.rip, r.addr) == ("unmapped", 0xFEB00000, 0xFEB00000)
+
+
+@pytest.mark.parametrize("path,style", CONFIGS)
+def test_store_into_its_own_block_counts_once(path: str, style: str) -> None:
+    """QEMU restarts a store that invalidates its own translated block; the budget counts it once."""
+    src = "lea rdi, [rip+t]\nmov dword ptr [rdi], 0xc8ab0ff0\nt: nop\nnop\nnop\nnop\nhlt"
+    r, _ = run(src, path, style, max_insns=3)
+    assert (r.stop, r.rip) == ("invalid_insn", 0x800D)
+    r, _ = run(src, path, style, max_insns=2)
+    assert (r.stop, r.rip) == ("budget", 0x800D)

@@ -393,3 +393,38 @@ def test_sigint_stops_a_busy_c_guest(path: str) -> None:
     finally:
         proc.kill()
     assert out is not None and out.split() == ["interrupted", "0x8000"]
+
+
+@pytest.mark.parametrize("path,style", CONFIGS, ids=IDS)
+@pytest.mark.parametrize(
+    "src,mode,rip",
+    [
+        ("mov esi, 0xfeb01ffd\nlodsd\nhlt", 32, 0x8005),
+        ("mov rdi, 0xfeb01ffd\ncmpsd\nhlt", 64, 0x800A),
+        ("mov r10, 0xfeb010cd\npush qword ptr [r10+0xf2f]\nhlt", 64, 0x800A),
+        ("mov edx, 0xfeb01fff\nmovups xmmword ptr [edx], xmm2\nhlt", 32, 0x8005),
+    ],
+    ids=["lodsd", "cmpsd", "push-m", "movups"],
+)
+def test_unsupported_instruction_off_the_window_end_faults(
+    src: str, mode: int, rip: int, path: str, style: str
+) -> None:
+    """streams T5: an instruction no C path emulates still faults `unmapped` (not a decline) when its
+    operand runs off the register window: the #PF comes before anything the instruction does."""
+    r, _ = run(src, path, style, mode=mode)
+    assert (r.stop, r.rip, r.addr) == ("unmapped", rip, REGS_MMIO + 0x1000)
+    assert dev(r)["regs"] == {"reads": 0, "writes": 0}
+
+
+# wildcard (address-only) skips the REP: not comparable
+@pytest.mark.parametrize("path,style", [cfg for cfg in CONFIGS if cfg[0] != "wildcard"])
+def test_budget_after_an_emulated_rep_then_a_pv_kick(path: str, style: str) -> None:
+    """streams T13: the pv-fast hit after an exit-emulated REP was charged the REP's iterations again."""
+    src = (
+        "mov edi, 0xfeb00014\nmov ecx, 1\nrep stosb\nmov edx, 0xfeb0000c\nmov word ptr [edx], ax\n"
+        "mov edx, 0x100024\nhlt"
+    )
+    r, _ = run(src, path, style, mode=32, max_insns=7)
+    assert (r.stop, r.rip) == ("budget", 0x8019)
+    r, _ = run(src, path, style, mode=32, max_insns=8)
+    assert (r.stop, r.rip) == ("hlt", 0x8019)

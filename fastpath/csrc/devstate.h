@@ -125,12 +125,13 @@ struct xl_cpu {
     const uint8_t *mem;        /* readable view */
     uint8_t *wmem;             /* writable view (live RAM) or NULL */
     uint64_t mem_base, mem_size;
-    uint32_t flags;            /* XL_CPU_ONE_ELEMENT: Unicorn runs REP itself (in-place style) */
-    uint32_t pad;
     uint64_t max_iter;         /* REP iterations this exit may perform (the remaining budget), 0: no limit */
-    uint64_t iters;            /* out: REP iterations performed by the last string instruction */
+    uint64_t iters;            /* out: REP entries the last string instruction used (as Unicorn counts) */
     const volatile uint32_t *stop_flag;  /* live: non-zero when another thread asked the run to stop */
     uint64_t wlo, whi;         /* out: guest RAM bytes the path wrote, [wlo, whi) (empty: wlo >= whi) */
+
+    uint32_t flags;            /* XL_CPU_ONE_ELEMENT: Unicorn runs REP itself (in-place style) */
+    uint32_t pad;
 };
 #define XL_CPU_ONE_ELEMENT 1u
 

@@ -77,6 +77,8 @@ struct live {
     size_t ngexits;
     int guard_full;
     int exits_on;           /* Unicorn exits enabled (then `until` is ignored) */
+    int smc_pending;        /* a store hit a scanned page: QEMU may restart it (budget: count once) */
+    uint64_t smc_rip;
     /* in-place: the value the path read, for the mmio_map read callback */
     uint64_t rd_addr, rd_value;
     int rd_size;
@@ -91,12 +93,7 @@ struct xl_live_ctl {
     volatile uint32_t request;
 };
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
+static uint64_t mono_ns(void);
 
 static int ctl_init(struct xl_live_ctl *ctl)
 {
@@ -224,6 +221,13 @@ static void live_fill(struct xl_cpu *c, int i)
     if (L->ids[i] >= 0)
         uc_reg_read(L->uc, L->ids[i], &v);
     c->regs[i] = v;
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 static void record_bytes(struct live *L, uint64_t rip)
@@ -368,6 +372,10 @@ static void hook_code_budget(uc_engine *uc, uint64_t address, uint32_t size, voi
 {
     struct live *L = (struct live *)ud;
     (void)size;
+    if (L->smc_pending && address == L->smc_rip) {
+        L->smc_pending = 0;
+        ++L->budget_left;  /* the restart of a store that invalidated its own block */
+    }
     if (--L->budget_left < 0 && !L->stop) {
         L->stop = XL_STOP_BUDGET;
         L->out->rip = address;
@@ -449,6 +457,13 @@ static bool hook_tlb_fill(uc_engine *uc, uint64_t vaddr, uc_mem_type type, uc_tl
         if (!L->clean[pi])
             guard_scan(L, page);
     } else if (type == UC_MEM_WRITE || type == UC_MEM_WRITE_UNMAPPED || type == UC_MEM_WRITE_PROT) {
+        if (L->clean[pi] && L->budget_on) {
+            /* a store into a page with translated code: QEMU invalidates the block and may run the
+             * store again from its start, so the budget hook would see it twice (as the Python
+             * engine, count it once: the next hook call at this RIP is not counted) */
+            L->smc_pending = 1;
+            L->smc_rip = read_rip(L);
+        }
         L->clean[pi] = 0;
     }
     e->perms = L->clean[pi] ? (UC_PROT_READ | UC_PROT_EXEC) : (UC_PROT_READ | UC_PROT_WRITE);
@@ -723,6 +738,7 @@ static int handle_pending(struct live *L, uint64_t *rip)
     c->dirty = 0;
     /* the code hook already counted this instruction (this iteration) */
     c->max_iter = L->budget_on ? (uint64_t)L->budget_left + 1 : 0;
+    c->iters = 0;  /* pv-fast's inline hit does not go through xl_handle, which resets it */
     if (L->budget_on && xl_cpu_get(c, XL_RIP) == L->stash_addr) {
         uc_reg_write(L->uc, UC_X86_REG_EFLAGS, &L->stash_flags);
         c->regs[XL_RFLAGS] = L->stash_flags;

@@ -730,6 +730,33 @@ static int cs_mem(const cs_x86_op *op, struct xl_insn *d)
     return 0;
 }
 
+/* An instruction the paths do not emulate: still a precise #PF (rule 6) when its memory operand that
+ * holds the exit's address runs off the device window into unmapped space -- the architecture
+ * faults before the instruction does anything, whatever it is; otherwise a clean decline. */
+static uint32_t unsupported_or_fault(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c,
+                                     const cs_x86 *x, uint64_t rip, uint16_t len)
+{
+    for (int i = 0; i < x->op_count; i++) {
+        const cs_x86_op *o = &x->operands[i];
+        if (o->type != X86_OP_MEM || o->size == 0)
+            continue;
+        struct xl_insn d;
+        memset(&d, 0, sizeof(d));
+        d.len = (uint8_t)len;
+        d.addr_size = x->addr_size;
+        if (cs_mem(o, &d) < 0)
+            continue;
+        uint64_t a = ea(c, &d, rip), bad;
+        if (!covers(ex->addr, a, o->size) || !xl_dev_claims(ctx, a))
+            continue;
+        if (!xl_dev_span(ctx, a, o->size, &bad)) {
+            ctx->fault_addr = bad;
+            return XL_E_UNMAPPED;
+        }
+    }
+    return XL_E_UNSUPPORTED;
+}
+
 static uint32_t path_capstone(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r)
 {
     if (ex->kind != XL_MMIO_WRITE && ex->kind != XL_MMIO_READ)
@@ -832,7 +859,7 @@ static uint32_t path_capstone(struct xl_ctx *ctx, const struct xl_exit *ex, stru
         break;
     }
     default:
-        return XL_E_UNSUPPORTED;
+        return unsupported_or_fault(ctx, ex, c, x, rip, insn->size);
     }
     return xl_exec(ctx, ex, c, r, &d, rip);
 }
