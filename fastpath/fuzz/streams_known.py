@@ -13,13 +13,9 @@ from fnmatch import fnmatchcase
 
 # (configuration, class) pairs the seeded test campaign (TEST_SEED, TEST_CASES) finds today.
 KNOWN_OPEN: tuple[tuple[str, str, str], ...] = (
-    # Python engine: nothing open on the test seed after pyengine dc5c026 / generic 3b842f8 (T1-T4 fixed)
-    # C engine (cengine): an access off the window end by a form the C paths decline
-    *[
-        (c, "unmapped->emulation_error", "T5, row 14: RMW/SSE/PUSH/LODS/CMPS off REGS_MMIO's end decline")
-        for c in ("c-inplace", "c-capstone", "c-subset", "c-pv-fast", "c-generic", "c-fast")
-    ],
-    # KVM: not in the test campaign (host-dependent); see /work/wt/NOTES.md T8 and docs/fuzzing-streams.md
+    # Empty since the merges of cengine c17a02a, pyengine 01c6d8e and generic 90d93b2: every Unicorn
+    # configuration is clean on the test seed (T1-T7, T9-T11, T13 fixed; T5 by cengine b16892f).
+    # KVM is not in the test campaign (host-dependent); see /work/wt/NOTES.md T8 and docs/fuzzing-streams.md.
 )
 TEST_SEED = 11
 TEST_CASES = 40
