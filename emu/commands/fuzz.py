@@ -74,6 +74,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--full", action="store_true",
                         help="check every case through every oracle in Python (the reference runner, "
                         "~30x slower); the default is the fast runner when the C extension is built")
+    parser.add_argument(
+        "--streams",
+        action="store_true",
+        help="fuzz whole guest programs through every engine x path (and KVM when usable) against an "
+        "independent reference instead of single instructions (docs/fuzzing-streams.md)",
+    )
 
 
 def _fast_available() -> bool:
@@ -124,6 +130,10 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "streams", False):
+        from fastpath.fuzz.streams_cli import run_streams
+
+        return run_streams(args)
     if args.replay is not None:  # `--replay ""` is a bad file name, not "no replay"
         return _replay(args)
     from pathlib import Path
