@@ -1,4 +1,4 @@
-"""The C engine against the shared exit-model rules (/work/wt/SEMANTICS.md, issue 11 and 13 rows).
+"""The C engine against the shared exit-model rules (docs/SEMANTICS.md, issue 11 and 13 rows).
 
 Every guest runs on every C configuration (each exit-style path, and the in-place style); the
 expected results are the architectural ones the rules define, not another engine's output.

@@ -4,7 +4,7 @@ campaign (tests/test_fuzz_streams.py) and of the atheris entry.
 Each entry is (configuration pattern, class pattern, why) with fnmatch patterns. The list must only
 shrink: when an engine fix lands, delete its entries — the test campaign then fails if the class
 comes back. A configuration with no entry must be clean. The S-numbers are the findings in
-docs/fuzzing-streams.md (and /work/wt/NOTES.md); "row N" is issue 11's table.
+docs/fuzzing-streams.md; "row N" is issue 11's table.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from fnmatch import fnmatchcase
 KNOWN_OPEN: tuple[tuple[str, str, str], ...] = (
     # Empty since the merges of cengine c17a02a, pyengine 01c6d8e and generic 90d93b2: every Unicorn
     # configuration is clean on the test seed (T1-T7, T9-T11, T13 fixed; T5 by cengine b16892f).
-    # KVM is not in the test campaign (host-dependent); see /work/wt/NOTES.md T8 and docs/fuzzing-streams.md.
+    # KVM is not in the test campaign (host-dependent); see docs/fuzzing-streams.md (T8).
 )
 TEST_SEED = 11
 TEST_CASES = 40

@@ -7,7 +7,7 @@ record is replayed into a fresh board's devices to get the device state (kicks p
 register contents). What a read returns comes from RAM, i.e. from Unicorn's own load path, so a
 misaligned read or a MOVS between windows cannot be answered wrongly by a device shim.
 
-Rules (docs/fuzzing-streams.md, /work/wt/SEMANTICS.md):
+Rules (docs/fuzzing-streams.md, docs/SEMANTICS.md):
 - one guest access = one device access, split only at a region boundary (NOTIFY_MMIO's end is
   REGS_MMIO's start), low piece first;
 - the notify device reads as 0: its RAM is zeroed in the read hook before the load sees it;
