@@ -559,7 +559,7 @@ def run_live(
     )
 
 
-# CLI path names (emu/commands/run.py) -> (C path, style); C path names are accepted as well.
+# CLI path names (exitlab/commands/run.py) -> (C path, style); C path names are accepted as well.
 CLI_PATHS: dict[str, tuple[str, str]] = {
     "inplace": ("subset", "inplace"),
     "generic": ("capstone", "exit"),

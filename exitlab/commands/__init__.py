@@ -1,1 +1,1 @@
-"""Subcommands of the `exitlab` CLI, one module each (see emu/cli.py)."""
+"""Subcommands of the `exitlab` CLI, one module each (see exitlab/cli.py)."""

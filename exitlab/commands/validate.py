@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from emu.boundary import EXIT_INTERRUPTED
-from emu.commands.run import add_guest_arguments, resolve_guest
+from exitlab.commands.run import add_guest_arguments, resolve_guest
 
 NAME = "validate"
 HELP = "check a guest against the pv notify contract (dynamic run + static disassembly)"
