@@ -55,6 +55,7 @@ from emu.bus import Space
 from emu.cpu import Cpu, Outcome
 from emu.errors import EmulationError, ExitlabError, GuestFormatError
 from emu.exits import MAX_INSN_LEN, REG_INDEX, REG_NAMES, ExitKind, ExitRecord
+from emu.generic import GenericPath
 from emu.hypercall import HYPERCALL_LEN, hypercall, is_hypercall
 from emu.platform import PAGE
 from emu.ram import GuestRam
@@ -441,9 +442,7 @@ class Machine:
         rec = self._record(kind, rip, gpa, size, value if write else 0)
         path = self.path
         if path is None:
-            from emu.generic import GenericPath  # the decode path is the default for exit style
-
-            path = self.path = GenericPath()
+            path = self.path = GenericPath()  # the decode path is the default for exit style
         outcome = path.handle(rec, self.cpu)
         if outcome is None:
             raise EmulationError(f"path {path.name!r} declined the exit and has no fallback", rip, rec.insn)

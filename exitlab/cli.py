@@ -14,6 +14,7 @@ from types import ModuleType
 
 from emu.boundary import guard
 from exitlab import commands
+from exitlab.commands._version import version_text
 
 
 def _command_modules() -> list[ModuleType]:
@@ -34,8 +35,6 @@ class _VersionAction(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
 
     def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
-        from exitlab.commands._version import version_text
-
         print(version_text())
         parser.exit()
 

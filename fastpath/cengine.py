@@ -17,8 +17,13 @@ from typing import Any
 import capstone  # noqa: F401  (loads libcapstone.so.5 before the extension)
 import unicorn  # noqa: F401  (loads libunicorn.so.2 before the extension)
 
+from emu.board import default_board
+from emu.bus import Space
 from emu.cpu import DeviceAccess
+from emu.errors import ExitlabError
 from emu.exits import MAX_INSN_LEN, REG_NAMES, ExitKind, ExitRecord
+from emu.machine import Machine, RunResult, Stop, StopReason
+from emu.trace import iter_trace
 from fastpath._exitlab_c import ffi, lib
 
 PATHS: dict[str, int] = {
@@ -297,8 +302,6 @@ class PackedTrace:
 
     @classmethod
     def from_jsonl(cls, path: str | Path) -> PackedTrace:
-        from emu.trace import iter_trace
-
         return cls(iter_trace(path))
 
     @property
@@ -592,11 +595,6 @@ def run_machine_c(
 
     The C engine has its own flat copy of the default board's devices (notify, regs, console);
     it records no per-exit trace (nothing crosses into Python per exit)."""
-    from emu.board import default_board
-    from emu.bus import Space
-    from emu.errors import ExitlabError
-    from emu.machine import Machine, RunResult, Stop, StopReason
-
     if trace is not None:
         raise ExitlabError("--engine c does not write a trace (no Python runs per exit); use --engine python")
     board = board or default_board()

@@ -14,6 +14,7 @@ import capstone
 from emu.bus import Bus, Space
 from emu.cpu import Cpu, DeviceAccess, Outcome
 from emu.exits import MAX_INSN_LEN, ExitKind, ExitRecord
+from emu.generic import GenericPath
 from emu.hypercall import HYPERCALL_LEN, hypercall
 from emu.platform import NOTIFY_MMIO, NOTIFY_MMIO_SIZE
 
@@ -41,8 +42,6 @@ class WildcardPath:
     name = "wildcard"
 
     def __init__(self, bus: Bus, windows: list[tuple[int, int]] | None = None) -> None:
-        from emu.generic import GenericPath
-
         self.bus = bus
         self.windows = list(windows) if windows is not None else [(NOTIFY_MMIO, NOTIFY_MMIO_SIZE)]
         self.fallback = GenericPath()

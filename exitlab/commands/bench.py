@@ -11,6 +11,7 @@ from emu.errors import ExitlabError
 from emu.extras import plot_format
 from emu.limits import count_arg
 from emu.outfile import OutputFile
+from fastpath import costs, report
 
 NAME = "bench"
 HELP = "measure what each way of notifying a device costs the host (table, JSON, plot)"
@@ -44,8 +45,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fastpath import costs, report
-
     # outputs and the plotting extra are checked before measuring, not after (docs/robustness.md)
     json_out = OutputFile(args.json, "--json") if args.json is not None else None
     plot_out = OutputFile(args.plot, "--plot", inputs=(args.json or "",)) if args.plot is not None else None
