@@ -64,7 +64,7 @@ SAN_PRELOAD = $$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=li
 
 test-asan-ext: $(STAMP)
 	@rm -rf $(ASAN_EXT) && mkdir -p $(ASAN_EXT)
-	cp -r emu fastpath tests pyproject.toml $(ASAN_EXT)/
+	cp -r emu fastpath exitlab tests pyproject.toml $(ASAN_EXT)/
 	rm -f $(ASAN_EXT)/fastpath/_exitlab_c*.so
 	@# capstone's binding dlopens with RTLD_DEEPBIND, which the ASan runtime refuses; hide the flag.
 	echo 'import os; os.__dict__.pop("RTLD_DEEPBIND", None)' > $(ASAN_EXT)/sitecustomize.py

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from emu.commands.decode import parse_hex
 from emu.decode import decode
 from emu.errors import EmulationError, ExitlabError, UsageError
 from emu.exits import REG_NAMES
+from emu.inputs import parse_hex
 from emu.limits import INSN_MAX, check_u64, check_window
 
 

@@ -14,16 +14,14 @@ Unicorn gives, so this class also:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import capstone
 from unicorn import UC_MEM_WRITE, Uc
 
 from emu.bus import Space
 from emu.exits import MAX_INSN_LEN, ExitKind
-
-if TYPE_CHECKING:
-    from emu.machine import Machine
+from emu.stop import StopReason
 
 _LEGACY_PREFIXES = frozenset((0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3))
 
@@ -31,7 +29,7 @@ _LEGACY_PREFIXES = frozenset((0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0x
 class InplaceMmio:
     """The in-place hook and `mmio_map` callbacks of one machine."""
 
-    def __init__(self, machine: Machine) -> None:
+    def __init__(self, machine: Any) -> None:  # emu.machine.Machine, which imports this module
         self.m = machine
         # (gpa, size, value) of the last device read: mmio_map pieces are cut from it
         self.read_stash: tuple[int, int, int] = (0, 0, 0)
@@ -80,8 +78,6 @@ class InplaceMmio:
                     got |= piece << (8 * off)
                 self.read_stash = (addr, size, got)
         except Exception as exc:  # noqa: BLE001 - reported as a stop, never a traceback
-            from emu.machine import StopReason
-
             self.m._halt(StopReason.DEVICE_ERROR, self.m._rip(), f"device error on MMIO {addr:#x}: {exc}")
 
     def _simple(self, access: int, rip: int, m: Any, addr: int, size: int, value: int) -> None:

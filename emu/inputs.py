@@ -14,12 +14,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from emu.errors import InputError
+from emu.errors import ExitlabError, InputError
 from emu.limits import JSON_DEPTH_MAX
 
 
 def _limit_text(limit: int) -> str:
     return f"{limit // 2**20} MiB" if limit % 2**20 == 0 else f"{limit} bytes"
+
+
+def parse_hex(text: str) -> bytes:
+    """Instruction bytes (CLI and batch-case spelling) from '66 89 02', '668902' or '0x66,0x89'."""
+    cleaned = text.replace(",", " ").replace("0x", " ").replace("\\x", " ")
+    try:
+        return bytes.fromhex("".join(cleaned.split()))
+    except ValueError as exc:
+        raise ExitlabError(f"not hex bytes: {text!r}") from exc
 
 
 def read_stream(fh: IO[bytes], limit: int, name: str) -> bytes:

@@ -49,13 +49,16 @@ from unicorn import (
 from unicorn import x86_const as X
 from unicorn.unicorn_py3.unicorn import HOOK_CODE_CFUNC, uclib
 
+from emu.access import Op
 from emu.assemble import GuestImage
 from emu.board import Board, default_board
 from emu.bus import Space
 from emu.codeguard import classify
 from emu.cpu import Cpu, Outcome
+from emu.decode import decode
 from emu.errors import EmulationError, ExitlabError, GuestFormatError
 from emu.exits import MAX_INSN_LEN, REG_INDEX, REG_NAMES, ExitKind, ExitRecord
+from emu.generic import GenericPath
 from emu.guard import CodeGuard
 from emu.hypercall import HYPERCALL_LEN, hypercall, is_hypercall
 from emu.inplace import InplaceMmio
@@ -63,6 +66,7 @@ from emu.interrupt import INTERRUPTED, Watchdog, check_timeout
 from emu.platform import PAGE
 from emu.ram import GuestRam
 from emu.regfile import RegFile
+from emu.stop import Stop, StopReason
 from emu.sysinsn import system_instruction
 from emu.trace import TraceWriter
 
@@ -98,43 +102,6 @@ VECTORS = {
     18: "#MC machine check",
     19: "#XM SIMD exception",
 }
-
-
-class StopReason(enum.Enum):
-    HLT = "hlt"
-    BUDGET = "budget"
-    TIMEOUT = "timeout"
-    INTERRUPTED = "interrupted"
-    UNMAPPED = "unmapped"
-    INVALID_INSN = "invalid_insn"
-    TRIPLE_FAULT = "triple_fault"
-    EMULATION_ERROR = "emulation_error"
-    DEVICE_ERROR = "device_error"
-
-
-@dataclass(frozen=True, slots=True)
-class Stop:
-    reason: StopReason
-    rip: int
-    message: str
-    insn: bytes = b""
-
-    @property
-    def is_error(self) -> bool:
-        return self.reason is not StopReason.HLT
-
-    @property
-    def interrupted(self) -> bool:
-        """The user asked to stop (SIGINT); the CLI exits 130."""
-        return self.reason is StopReason.INTERRUPTED
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "reason": self.reason.value,
-            "rip": self.rip,
-            "message": self.message,
-            "bytes": self.insn.hex(" "),
-        }
 
 
 @dataclass
@@ -554,9 +521,7 @@ class Machine:
         rec = self._record(kind, rip, gpa, size, value if write else 0)
         path = self.path
         if path is None:
-            from emu.generic import GenericPath  # the decode path is the default for exit style
-
-            path = self.path = GenericPath()
+            path = self.path = GenericPath()  # the decode path is the default for exit style
         rep = self._rep_budget(rec) if self._max_insns is not None else None
         try:
             outcome = path.handle(rec, self.cpu)
@@ -582,9 +547,6 @@ class Machine:
         """For a REP string instruction under a budget: cap the count register so the path performs at
         most the iterations the budget has left (SEMANTICS rule 1). Returns (register, mask, count
         handed to the path, count held back) for `_rep_settle`, or None for anything else."""
-        from emu.access import Op
-        from emu.decode import decode
-
         try:
             access = decode(rec.insn, self.mode, rec.rip)
         except ExitlabError:

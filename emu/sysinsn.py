@@ -17,16 +17,14 @@ docs/known-discrepancies.md lists each case.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from unicorn import UcError
 from unicorn import x86_const as X
 
 from emu.codeguard import Guarded
 from emu.exits import GPR_NAMES, MAX_INSN_LEN
-
-if TYPE_CHECKING:
-    from emu.machine import Machine, Stop
+from emu.stop import Stop, StopReason
 
 MSR_EFER = 0xC0000080
 MSR_SYSENTER_CS = 0x174
@@ -39,16 +37,14 @@ PLATFORM_MSRS = frozenset(
 )
 
 
-def _gpr(machine: Machine, index: int, size: int) -> int:
+def _gpr(machine: Any, index: int, size: int) -> int:
     value = machine.regfile.get(GPR_NAMES[index]) if index < 8 or machine.mode == 64 else 0
     return value & ((1 << (8 * size)) - 1)
 
 
-def system_instruction(machine: Machine, g: Guarded, rip: int) -> int | Stop:
+def system_instruction(machine: Any, g: Guarded, rip: int) -> int | Stop:  # machine: emu.machine.Machine
     """What the platform does with the guarded system instruction `g` at `rip`: the next RIP
     after carrying it out, or the Stop."""
-    from emu.machine import Stop, StopReason
-
     insn = machine.read_ram(rip, MAX_INSN_LEN)
     name = {"syscall": "SYSCALL", "sysenter": "SYSENTER", "wrmsr": "WRMSR", "mov_cr0": "MOV to CR0",
             "ltr": "LTR"}[g.kind]

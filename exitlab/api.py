@@ -22,16 +22,16 @@ from typing import Any
 from emu.access import Access
 from emu.assemble import GuestImage, assemble, source_mode
 from emu.board import Board
-from emu.commands._version import version_info as _version_info
-from emu.commands.decode import parse_hex
-from emu.commands.emulate import run_case
-from emu.commands.run import make_board, resolve_guest, run_image
 from emu.cpu import DeviceAccess
 from emu.decode import decode as _decode
 from emu.errors import ExitlabError
 from emu.exits import ExitRecord
+from emu.inputs import parse_hex
 from emu.machine import RunResult, Stop, StopReason
 from emu.trace import TraceWriter, read_trace
+from exitlab.commands._version import version_info as _version_info
+from exitlab.commands.emulate import run_case
+from exitlab.commands.run import make_board, resolve_guest, run_image
 from fastpath import costs
 from fastpath import report as _report
 from fastpath.validate import Report

@@ -15,7 +15,7 @@ import re
 import sys
 from pathlib import Path
 
-from emu.cli import build_parser
+from exitlab.cli import build_parser
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -18,8 +18,14 @@ from typing import Any
 import capstone  # noqa: F401  (loads libcapstone.so.5 before the extension)
 import unicorn  # noqa: F401  (loads libunicorn.so.2 before the extension)
 
+from emu.board import default_board
+from emu.bus import Space
 from emu.cpu import DeviceAccess
+from emu.errors import ExitlabError
 from emu.exits import MAX_INSN_LEN, REG_NAMES, ExitKind, ExitRecord
+from emu.interrupt import Watchdog
+from emu.machine import Machine, RunResult, Stop, StopReason
+from emu.trace import iter_trace
 from fastpath._exitlab_c import ffi, lib
 
 PATHS: dict[str, int] = {
@@ -344,8 +350,6 @@ class PackedTrace:
 
     @classmethod
     def from_jsonl(cls, path: str | Path) -> PackedTrace:
-        from emu.trace import iter_trace
-
         return cls(iter_trace(path))
 
     @property
@@ -677,16 +681,10 @@ def run_live(
 
 def _sigint_watchdog(control: LiveControl) -> Any:
     """SIGINT -> control.request_stop("interrupted") for the duration of a run (emu/interrupt.py)."""
-    try:
-        from emu.interrupt import Watchdog  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # a tree without the Python engine's interrupt module: no Ctrl-C handling
-        import contextlib
-
-        return contextlib.nullcontext()
     return Watchdog(lambda reason: control.request_stop(reason), None)
 
 
-# CLI path names (emu/commands/run.py) -> (C path, style); C path names are accepted as well.
+# CLI path names (exitlab/commands/run.py) -> (C path, style); C path names are accepted as well.
 CLI_PATHS: dict[str, tuple[str, str]] = {
     "inplace": ("subset", "inplace"),
     "generic": ("capstone", "exit"),
@@ -721,11 +719,6 @@ def run_machine_c(
 
     The C engine has its own flat copy of the default board's devices (notify, regs, console);
     it records no per-exit trace (nothing crosses into Python per exit)."""
-    from emu.board import default_board
-    from emu.bus import Space
-    from emu.errors import ExitlabError
-    from emu.machine import Machine, RunResult, Stop, StopReason
-
     if trace is not None:
         raise ExitlabError("--engine c does not write a trace (no Python runs per exit); use --engine python")
     board = board or default_board()

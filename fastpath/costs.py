@@ -23,9 +23,11 @@ from emu.board import Board, default_board
 from emu.bus import Space
 from emu.errors import ExitlabError
 from emu.exits import ExitKind, ExitRecord
+from emu.generic import GenericPath
 from emu.machine import Machine, MmioStyle
 from emu.platform import ASSIGNED_PORT_BASE, DEFAULT_SYMBOLS, HC_MMIO_WRITE, NOTIFY_PORT
 from emu.replaycpu import ReplayCpu
+from fastpath.fast import FastPath
 from fastpath.hostpaths import TrapPath, WildcardPath, replay_hypercall, replay_pio
 
 WORKLOADS = Path(__file__).resolve().parent / "workloads"
@@ -108,12 +110,8 @@ def bench_board() -> Board:
 
 def python_path(name: str, board: Board) -> Any:
     if name == "generic":
-        from emu.generic import GenericPath
-
         return GenericPath()
     if name == "fast":
-        from fastpath.fast import FastPath
-
         return FastPath(windows=board.pv_windows)
     if name == "wildcard":
         return WildcardPath(board.bus, board.pv_windows)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from emu.errors import ExitlabError
+from fastpath.report import environment
 
 DECODER_NAMES = ("exitlab-length", "exitlab-subset", "capstone-detail", "capstone-nodetail", "iced-python")
 # enum xl_decoder (decoderbench.h)
@@ -385,8 +386,6 @@ def table(results: list[DecoderResult], sections: list[TextSection], notes: list
 
 
 def to_json(results: list[DecoderResult], sections: list[TextSection], notes: list[str]) -> dict[str, Any]:
-    from fastpath.report import environment
-
     return {
         "schema": "exitlab-bench-decoders",
         "version": 1,

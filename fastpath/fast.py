@@ -19,6 +19,7 @@ from typing import Protocol
 from emu.cpu import Cpu, DeviceAccess, Outcome
 from emu.errors import EmulationError
 from emu.exits import ExitKind, ExitRecord
+from emu.generic import GenericPath
 from emu.platform import NOTIFY_MMIO, NOTIFY_MMIO_SIZE
 from fastpath.contract import CONTRACT_V1
 
@@ -80,10 +81,8 @@ class FastPath:
 
     @property
     def fallback(self) -> Fallback:
-        """The generic path, created on first use (importing Capstone only when needed)."""
+        """The generic path, created on first use (a fast path that never falls back builds none)."""
         if self._fallback is None:
-            from emu.generic import GenericPath
-
             self._fallback = GenericPath()
         return self._fallback
 

@@ -9,13 +9,19 @@ handlers a replay needs (live runs handle those two in the machine's own hooks).
 
 from __future__ import annotations
 
+from typing import Any
+
 import capstone
 
+from emu.board import default_board
 from emu.bus import Bus, Space
 from emu.cpu import Cpu, DeviceAccess, Outcome
+from emu.errors import ExitlabError
 from emu.exits import MAX_INSN_LEN, ExitKind, ExitRecord
+from emu.generic import GenericPath
 from emu.hypercall import HYPERCALL_LEN, hypercall
 from emu.platform import NOTIFY_MMIO, NOTIFY_MMIO_SIZE
+from fastpath.fast import FastPath
 
 _CS = {
     64: capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64),
@@ -41,8 +47,6 @@ class WildcardPath:
     name = "wildcard"
 
     def __init__(self, bus: Bus, windows: list[tuple[int, int]] | None = None) -> None:
-        from emu.generic import GenericPath
-
         self.bus = bus
         self.windows = list(windows) if windows is not None else [(NOTIFY_MMIO, NOTIFY_MMIO_SIZE)]
         self.fallback = GenericPath()
@@ -92,3 +96,22 @@ def replay_hypercall(rec: ExitRecord, cpu: Cpu, bus: Bus) -> int:
         ),
     )
     return rec.rip + HYPERCALL_LEN
+
+
+# The C engine's names for the Python paths, so one CLI name works on both engines.
+_PY_ALIASES = {"pv-fast": "fast", "capstone": "generic"}
+
+
+def make_path(name: str, board: Any = None) -> Any:
+    """The Python engine's exit-style path object for a CLI path name (None: in place)."""
+    name = _PY_ALIASES.get(name, name)
+    if name == "subset":
+        raise ExitlabError("the subset decoder exists only in C: use --engine c --path subset")
+    if name == "wildcard":
+        board = board or default_board()
+        return WildcardPath(board.bus, board.pv_windows)
+    if name == "generic":
+        return GenericPath()
+    if name == "fast":
+        return FastPath(windows=board.pv_windows if board is not None else None)
+    return None

@@ -29,7 +29,7 @@ from capstone import x86 as cx
 from emu.board import Board, default_board
 from emu.cpu import Cpu, Outcome
 from emu.elf import CodeUnit, ElfBinary, Location, Relocation
-from emu.errors import ExitlabError
+from emu.errors import EmulationError, ExitlabError
 from emu.exits import MAX_INSN_LEN, ExitKind, ExitRecord
 from emu.image import GuestImage
 from emu.machine import Machine, MmioStyle, Stop
@@ -290,8 +290,6 @@ class ClassifyingPath:
         self.fast.fallbacks += 1
         handled = self.fast.fallback.handle(exit, cpu)
         if handled is None:
-            from emu.errors import EmulationError
-
             raise EmulationError("the generic path declined a pv-window exit", exit.rip, ex.insn)
         return handled
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from emu import cli
+from exitlab import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOP = "l: jmp l\n"
@@ -40,6 +40,6 @@ def exitlab(*argv: str, stdin: bytes | None = None, stdout: int | None = subproc
     """`exitlab ARGV` as a separate process (for what only a process shows: fds, signals, exit)."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "emu.cli", *argv], input=stdin, stdout=stdout, stderr=subprocess.PIPE,
+        [sys.executable, "-m", "exitlab", *argv], input=stdin, stdout=stdout, stderr=subprocess.PIPE,
         env=full_env, timeout=timeout, cwd=ROOT, check=False,
     )

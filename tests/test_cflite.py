@@ -128,7 +128,7 @@ def test_a_libfuzzer_crash_file_replays_with_exitlab_fuzz(
     """A raw atheris_target input (what ClusterFuzzLite attaches to a crash) is a valid --replay FILE."""
     import json
 
-    from emu.cli import main
+    from exitlab.cli import main
     from fastpath.fuzz.atheris_target import case_from_input, input_from_case
 
     data = input_from_case(b"\x66\x89\x02", 64, seed=b"crash")

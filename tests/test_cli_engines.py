@@ -5,7 +5,7 @@ import json
 import pytest
 
 from emu import guests
-from emu.cli import main
+from exitlab.cli import main
 
 GUESTS = [g for g in guests.names() if not g.startswith("pci_")]  # the C engine models the default board
 PATHS = ["inplace", "generic", "fast", "wildcard"]

@@ -3,8 +3,8 @@ import json
 import pytest
 
 from emu import guests
-from emu.cli import build_parser, main
 from emu.trace import read_trace
+from exitlab.cli import build_parser, main
 
 
 def run_json(capsys, *argv):

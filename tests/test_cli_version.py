@@ -6,8 +6,8 @@ from importlib import metadata
 
 import pytest
 
-from emu.cli import main
-from emu.commands import _version
+from exitlab.cli import main
+from exitlab.commands import _version
 
 
 def test_version_flag_prints_everything_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from emu.cli import main
 from emu.errors import ExitlabError
+from exitlab.cli import main
 from fastpath import costs, report
 
 

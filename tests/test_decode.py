@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_emulate import FORMS, M64, Form, form_case
 
-from emu import cli
 from emu.access import AccessKind, Op
 from emu.decode import decode, effective_address
 from emu.errors import EmulationError
+from exitlab import cli
 
 
 def iced(code: bytes, mode: int) -> tuple[int, int]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import fastpath._exitlab_c as ext
 
-from emu.cli import main
+from exitlab.cli import main
 from fastpath import decoderbench as db
 
 EXT = Path(ext.__file__).resolve()

@@ -76,7 +76,7 @@ def shim_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A PATH directory where `exitlab` and `python` are this interpreter and this checkout."""
     d = tmp_path_factory.mktemp("bin")
     for name, body in (
-        ("exitlab", f'exec "{sys.executable}" -m emu.cli "$@"\n'),
+        ("exitlab", f'exec "{sys.executable}" -m exitlab "$@"\n'),
         ("python", f'exec "{sys.executable}" "$@"\n'),
     ):
         p = d / name

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from emu import cli, guests
+from emu import guests
 from emu.batchcpu import BatchCpu, default_ram_regions
 from emu.board import default_board
 from emu.cpu import DeviceAccess, Outcome
@@ -18,6 +18,7 @@ from emu.errors import EmulationError
 from emu.exits import REG_NAMES, ExitKind, ExitRecord
 from emu.machine import Machine, MmioStyle
 from emu.platform import LOAD_ADDR, NOTIFY_MMIO, NOTIFY_MMIO_SIZE, REGS_MMIO
+from exitlab import cli
 from fastpath.fast import DEFAULT_PV_WINDOWS, FastPath, fast_path
 
 ENC = bytes.fromhex("66 89 02")
@@ -152,7 +153,7 @@ def test_fallback_is_the_generic_path() -> None:
 
 
 def _run(name: str, path: str) -> tuple[Any, ...]:
-    from emu.commands.run import make_path, resolve_guest
+    from exitlab.commands.run import make_path, resolve_guest
 
     img = resolve_guest(name, None)
     m = Machine(img, board=default_board(), mmio_style=MmioStyle.EXIT, path=make_path(path))
@@ -167,7 +168,7 @@ def test_fast_equals_generic_on_every_example_guest(name: str) -> None:
 
 
 def test_pv_kick_takes_the_fast_path_every_time() -> None:
-    from emu.commands.run import resolve_guest
+    from exitlab.commands.run import resolve_guest
 
     path = FastPath()
     r = Machine(resolve_guest("pv_kick", None), mmio_style=MmioStyle.EXIT, path=path).run()

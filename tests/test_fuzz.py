@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from emu.cli import main
+from exitlab.cli import main
 from fastpath.fuzz.atheris_target import case_from_input, check_input, input_from_case
 from fastpath.fuzz.case import Case
 from fastpath.fuzz.gen import GENERATORS, case_at, load_corpus, make_generators

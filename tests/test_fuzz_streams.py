@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from emu.board import Board
-from emu.cli import main
 from emu.cpu import Cpu, Outcome
 from emu.exits import ExitKind, ExitRecord
 from emu.generic import GenericPath
+from exitlab.cli import main
 from fastpath.fuzz import streams_cli
 from fastpath.fuzz.atheris_streams import StreamsFailure, TestOneInput, check_input
 from fastpath.fuzz.streams_campaign import (

@@ -12,13 +12,13 @@ import sys
 
 import pytest
 
-from emu import cli
 from emu.batchcpu import BatchCpu, default_ram_regions
-from emu.commands.decode import parse_hex
 from emu.errors import EmulationError
 from emu.exits import REG_NAMES, ExitKind, ExitRecord
 from emu.generic import GenericPath
+from emu.inputs import parse_hex
 from emu.oracle import run_one
+from exitlab import cli
 
 DATA = pathlib.Path(__file__).parent / "data"
 CASES = DATA / "gcc_mmio_cases.jsonl"

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from emu import boundary, cli
-from emu.commands import ioplan as ioplan_cmd
+from emu import boundary
 from emu.errors import ExitlabError
 from emu.limits import MAX_INSNS_MAX, TIMEOUT_MAX, check_max_insns, check_timeout, check_window
 from emu.machine import Machine
+from exitlab import cli
+from exitlab.commands import ioplan as ioplan_cmd
 from tests.hostile import LOOP, assert_one_line_error, exitlab, main
 
 ENGINES = ("python", "c", "kvm")
@@ -44,7 +45,7 @@ def test_bug_is_one_line_exit_70_with_traceback_file(
         raise ZeroDivisionError("planted")
 
     monkeypatch.setattr(ioplan_cmd, "run", boom)
-    monkeypatch.setattr("emu.cli._command_modules", lambda: [ioplan_cmd])
+    monkeypatch.setattr("exitlab.cli._command_modules", lambda: [ioplan_cmd])
     rc, _, err = main(capsys, "ioplan")
     assert rc == boundary.EXIT_BUG == 70
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from emu import cli, limits
+from emu import limits
 from emu.assemble import load_raw
 from emu.errors import ExitlabError
 from emu.exits import REG_NAMES
 from emu.trace import TraceError, read_trace, write_trace
+from exitlab import cli
 from fastpath.validate import scan_static
 from tests.hostile import ROOT, assert_one_line_error, main
 
@@ -126,7 +127,7 @@ def test_batch_every_bad_line_is_its_own_error_and_good_lines_survive(
 def test_batch_overlong_line_ends_batch_after_good_output(
     monkeypatch: pytest.MonkeyPatch, capsys: Cap
 ) -> None:
-    monkeypatch.setattr("emu.commands.emulate.BATCH_LINE_MAX", 200)
+    monkeypatch.setattr("exitlab.commands.emulate.BATCH_LINE_MAX", 200)
     good = json.dumps(GOOD).encode()
     rc, out, err = _batch(monkeypatch, capsys, good + b"\n" + b" " * 500 + b"\n" + good + b"\n")
     assert rc == 1 and len(out) == 1 and "accesses" in out[0]
@@ -151,7 +152,7 @@ def test_batch_huge_window_is_rejected_without_building_it(
         return real(rip, mmio)
 
     real = emu.batchcpu.default_ram_regions
-    monkeypatch.setattr("emu.commands.emulate.default_ram_regions", guard)
+    monkeypatch.setattr("exitlab.commands.emulate.default_ram_regions", guard)
     line = json.dumps({**GOOD, "mmio": [0, 2**64 - 1]}).encode()
     _, out, _ = _batch(monkeypatch, capsys, line + b"\n")
     assert "mmio size" in out[0]["error"]

@@ -27,7 +27,7 @@ def _sigint_run(guest: Path, *argv: str) -> tuple[int, str, str]:
 
     Without an interrupt the run would end by its --timeout with status 1 after 30 s; the wait
     allows 10 s, so a pass is the interrupt's doing, not a timing assertion."""
-    proc = subprocess.Popen([sys.executable, "-m", "emu.cli", "run", str(guest), "--timeout", "30", *argv],
+    proc = subprocess.Popen([sys.executable, "-m", "exitlab", "run", str(guest), "--timeout", "30", *argv],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     time.sleep(2.0)  # past interpreter start-up: the guest is looping
     proc.send_signal(signal.SIGINT)

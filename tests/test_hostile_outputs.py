@@ -76,7 +76,7 @@ def test_trace_over_the_guest_is_refused(capsys: Cap, tmp_path: Path, monkeypatc
 
 def test_concurrent_traces_to_one_file_give_one_whole_trace(tmp_path: Path) -> None:
     trace = tmp_path / "same.jsonl"
-    cmd = [sys.executable, "-m", "emu.cli", "run", "kick_mmio", "--trace", str(trace)]
+    cmd = [sys.executable, "-m", "exitlab", "run", "kick_mmio", "--trace", str(trace)]
     procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
              for _ in range(3)]
     for p in procs:

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from emu.cli import main
 from emu.ioplan import ASSIGNED_RANGE, PLATFORM_RESERVED, IoPlanError, io_windows, plan
 from emu.pciboard import pci_board
+from exitlab.cli import main
 
 
 def test_seed_limits():

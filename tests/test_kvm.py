@@ -194,7 +194,7 @@ def test_runaway_loop_stops_at_the_timeout(body: str) -> None:
 
 @needs_kvm
 def test_trace_and_max_insns(tmp_path: Path) -> None:
-    from emu.cli import main
+    from exitlab.cli import main
 
     trace = tmp_path / "t.jsonl"
     assert main(["run", "kick_pio", "--engine", "kvm", "--trace", str(trace), "--json"]) == 0
@@ -207,7 +207,7 @@ def test_trace_and_max_insns(tmp_path: Path) -> None:
 
 @needs_kvm
 def test_kvm_bench_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from emu.cli import main
+    from exitlab.cli import main
 
     out = tmp_path / "b.json"
     assert main(["kvm-bench", "--exits", "50", "--repeat", "1", "--json", str(out)]) == 0

@@ -27,5 +27,5 @@ def test_every_command_module_and_guest_is_packaged():
     packages = set(meta["tool"]["setuptools"]["packages"])
     for init in ROOT.glob("*/**/__init__.py"):
         pkg = ".".join(init.parent.relative_to(ROOT).parts)
-        if pkg.split(".")[0] in ("emu", "fastpath"):
+        if pkg.split(".")[0] in ("emu", "fastpath", "exitlab"):
             assert pkg in packages, f"{pkg} is not listed in [tool.setuptools] packages"

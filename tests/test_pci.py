@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from emu.assemble import load_guest
 from emu.bus import Space
-from emu.cli import main
 from emu.guests import builtin
 from emu.machine import Machine, MmioStyle
 from emu.pci import (
@@ -43,6 +42,7 @@ from emu.pci import (
 )
 from emu.pciboard import MAX_PCI_DEVICES, device_offers, pci_board
 from emu.platform import ASSIGNED_PORT_BASE, HC_MMIO_WRITE, PCI_MMIO_BASE
+from exitlab.cli import main
 
 CF8, CFC = 0xCF8, 0xCFC
 

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from emu import cli
 from emu.assemble import assemble
 from emu.batchcpu import BatchCpu, default_ram_regions
-from emu.commands.run import resolve_guest
 from emu.cpu import Outcome
 from emu.exits import REG_NAMES, ExitKind, ExitRecord
 from emu.platform import LOAD_ADDR, NOTIFY_MMIO, NOTIFY_MMIO_SIZE
+from exitlab import cli
+from exitlab.commands.run import resolve_guest
 from fastpath.fast import FastPath, fast_path
 from fastpath.validate import (
     ClassifyingPath,

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from emu import cli
 from emu.assemble import assemble
 from emu.elf import read_binary
 from emu.errors import ExitlabError
 from emu.image import CodeRegion, GuestImage, Segment
 from emu.platform import NOTIFY_MMIO
+from exitlab import cli
 from fastpath.validate import Disassembler, SiteKind, scan_binary, scan_image, validate
 
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")

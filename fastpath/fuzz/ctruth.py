@@ -16,6 +16,7 @@ import capstone  # noqa: F401  (loads libcapstone before the extension)
 import unicorn  # noqa: F401  (loads libunicorn before the extension)
 from unicorn import UcError
 
+from emu.batchcpu import default_ram_regions
 from emu.cpu import DeviceAccess
 from emu.exits import GPR_NAMES
 from emu.oracle import OracleResult, run_one
@@ -105,8 +106,6 @@ class CTruth:
         if eng is None or case.mode not in (32, 64) or not 1 <= len(case.code) <= 15 or int(
             lib.xl_fz_run(eng, _packed(self._case, case), self._truth)
         ) != 0:
-            from emu.batchcpu import default_ram_regions
-
             ram = default_ram_regions(case.rip, case.mmio)
             return run_one(case.code, case.mode, case.rip, case.reg_dict(), case.mmio, case.read_value,
                            ram, case.xmm_dict())

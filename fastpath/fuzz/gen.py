@@ -21,6 +21,7 @@ from pathlib import Path
 from emu.errors import ExitlabError, InputError
 from emu.inputs import read_file
 from emu.limits import CASE_FILE_MAX
+from fastpath.fuzz.atheris_target import case_from_input
 from fastpath.fuzz.case import Case
 from fastpath.fuzz.state import NOTIFY_WINDOW, solve_state
 
@@ -252,8 +253,6 @@ def mutate_bytes(rng: random.Random, code: bytes) -> bytes:
 def scan_corpus(directory: str | Path) -> tuple[tuple[Case, ...], tuple[tuple[Path, str], ...]]:
     """Cases from a directory: *.json (cases or reproducers) and raw harness inputs (other files),
     and the files skipped with the reason (a corrupt file never aborts a campaign)."""
-    from fastpath.fuzz.atheris_target import case_from_input
-
     root = Path(directory)
     if not root.is_dir():
         raise InputError(f"--corpus {directory}: no such directory")

@@ -27,7 +27,7 @@ from emu.errors import ExitlabError
 from fastpath.fuzz.streams_compare import Comparator, ProgramResult, Verdict
 from fastpath.fuzz.streams_gen import Program, generate, parse_program
 from fastpath.fuzz.streams_minimize import minimize
-from fastpath.fuzz.streams_run import ALL_CONFIGS, Runner, c_aliases, kvm_skip_reason, runners
+from fastpath.fuzz.streams_run import ALL_CONFIGS, Outcome, Runner, c_aliases, kvm_skip_reason, runners
 
 KINDS = ("agree", "decline", "n/a", "disagree")
 
@@ -88,14 +88,10 @@ def check_program(
     try:
         image = image_of(program)
     except ExitlabError as exc:
-        from fastpath.fuzz.streams_run import Outcome
-
         return ProgramResult(program, Outcome("reference", "none", 0), error=f"does not assemble: {exc}")
     try:
         return comparator.check(program, image, configs)
     except Exception as exc:  # noqa: BLE001 - the reference itself failed: report, never crash a campaign
-        from fastpath.fuzz.streams_run import Outcome
-
         return ProgramResult(
             program, Outcome("reference", "none", 0), error=f"reference failed: {type(exc).__name__}: {exc}"
         )

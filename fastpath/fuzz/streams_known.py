@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
+from fastpath.fuzz.streams_run import ALL_CONFIGS
+
 # (configuration, class) pairs the seeded test campaign (TEST_SEED, TEST_CASES) finds today.
 KNOWN_OPEN: tuple[tuple[str, str, str], ...] = (
     # Empty since the merges of cengine c17a02a, pyengine 01c6d8e and generic 90d93b2: every Unicorn
@@ -26,6 +28,4 @@ def is_known_open(config: str, cls: str) -> bool:
 
 
 def configs_with_known_open() -> set[str]:
-    from fastpath.fuzz.streams_run import ALL_CONFIGS
-
     return {name for name in ALL_CONFIGS if any(fnmatchcase(name, c) for c, _, _ in KNOWN_OPEN)}

@@ -49,6 +49,7 @@ from emu.assemble import GuestImage
 from emu.board import default_board
 from emu.bus import Space
 from emu.devices import RegisterDevice
+from emu.exits import REG_NAMES
 from emu.hypercall import HYPERCALL_LEN, hypercall, is_hypercall
 from emu.platform import (
     HC_MMIO_WRITE,
@@ -303,8 +304,6 @@ class Reference:
         assert self.stop is not None
         reason, rip, message = self.stop
         regs = self.rf.snapshot()
-        from emu.exits import REG_NAMES
-
         rd = dict(zip(REG_NAMES, regs, strict=False))
         if reason != "hlt" and self.flags_at[0] == rip:
             rd["rflags"] = self.flags_at[1]

@@ -27,8 +27,11 @@ from typing import Any
 from emu.assemble import GuestImage
 from emu.board import Board, default_board
 from emu.exits import GPR_NAMES
+from emu.kvm import KvmMachine, kvm_unavailable_reason
+from emu.machine import Machine, MmioStyle
 from emu.platform import LOAD_ADDR, PAGE
 from fastpath.fuzz.streams_gen import SCRATCH, SCRATCH_SIZE
+from fastpath.hostpaths import make_path
 
 ARITH_FLAGS = 0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x400 | 0x800  # CF PF AF ZF SF DF OF
 RAM_RANGES = ((LOAD_ADDR - PAGE, 2 * PAGE), (SCRATCH - PAGE, SCRATCH_SIZE + 2 * PAGE))
@@ -159,9 +162,6 @@ def run_python(
 ) -> Outcome:
     """The Python engine as `exitlab run --path NAME` drives it; `path` builds a replacement path
     object from the board (tests plant deliberately wrong paths this way)."""
-    from emu.commands.run import make_path
-    from emu.machine import Machine, MmioStyle
-
     board = default_board()
     style = MmioStyle.INPLACE if path_name == "inplace" and path is None else MmioStyle.EXIT
     obj = path(board) if path is not None else make_path(path_name, board)
@@ -186,7 +186,6 @@ def run_python(
 def run_c(image: GuestImage, path_name: str, max_insns: int | None) -> Outcome:
     """The C engine as `exitlab run --engine c --path NAME` drives it, keeping the machine so RAM
     and XMM can be read afterwards."""
-    from emu.machine import Machine
     from fastpath.cengine import CLI_PATHS, KIND_CODES, CContext, run_live
 
     cpath, style = CLI_PATHS.get(path_name, (path_name, "exit"))
@@ -229,8 +228,6 @@ def run_kvm(image: GuestImage, max_insns: int | None) -> Outcome | None:
     """KVM runs only programs without a budget (hardware has no instruction counter)."""
     if max_insns is not None:
         return None
-    from emu.kvm import KvmMachine
-
     board = default_board()
     m = KvmMachine(image, board)
     try:
@@ -263,8 +260,6 @@ def kvm_skip_reason() -> str:
     global _KVM_WHY
     if _KVM_WHY is None:
         try:
-            from emu.kvm import kvm_unavailable_reason
-
             _KVM_WHY = kvm_unavailable_reason() or ""
         except Exception as exc:  # noqa: BLE001 - any import/open problem means "skip KVM"
             _KVM_WHY = f"{type(exc).__name__}: {exc}"

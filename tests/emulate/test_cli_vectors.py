@@ -5,10 +5,10 @@ from __future__ import annotations
 import io
 import json
 
-from emu.commands.decode import parse_hex
-from emu.commands.emulate import run_stream
 from emu.decode import decode
 from emu.platform import REGS_MMIO
+from exitlab.commands.decode import parse_hex
+from exitlab.commands.emulate import run_stream
 
 MMIO = [REGS_MMIO, 0x1000]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from emu.boundary import EXIT_INTERRUPTED
 from emu.errors import UsageError
@@ -12,6 +13,9 @@ from emu.limits import count_arg
 from emu.outfile import check_output_dir
 from fastpath.fuzz.corpuscheck import check_corpus
 from fastpath.fuzz.gen import GENERATORS
+from fastpath.fuzz.report import replay, summary_json, summary_text, write_reproducers
+from fastpath.fuzz.runner import DEFAULT_CORPUS, FuzzConfig, run_campaign
+from fastpath.fuzz.streams_cli import run_streams
 
 NAME = "fuzz"
 HELP = "fuzz the generic, C and fast paths against Unicorn and iced-x86"
@@ -91,8 +95,6 @@ def _fast_available() -> bool:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from fastpath.fuzz.report import replay
-
     case, findings, outcomes = replay(args.replay)
     unexplained = [f for f in findings if f.explained is None]
     if args.json:
@@ -131,16 +133,9 @@ def _replay(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "streams", False):
-        from fastpath.fuzz.streams_cli import run_streams
-
         return run_streams(args)
     if args.replay is not None:  # `--replay ""` is a bad file name, not "no replay"
         return _replay(args)
-    from pathlib import Path
-
-    from fastpath.fuzz.report import summary_json, summary_text, write_reproducers
-    from fastpath.fuzz.runner import DEFAULT_CORPUS, FuzzConfig, run_campaign
-
     corpus = args.corpus
     if corpus is None and "corpus" in args.gen and Path(DEFAULT_CORPUS).is_dir():
         corpus = DEFAULT_CORPUS

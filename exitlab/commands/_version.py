@@ -35,7 +35,7 @@ def git_commit() -> str | None:
         ["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, timeout=5, cwd=here
     ).stdout.strip()
     # Only a checkout that actually contains this package counts (not an unrelated enclosing repo).
-    if not top or not (Path(top) / "emu" / "cli.py").exists():
+    if not top or not (Path(top) / "exitlab" / "cli.py").exists():
         return None
     dirty = subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=no"],

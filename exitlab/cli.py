@@ -1,4 +1,4 @@
-"""`exitlab`: one console script; each subcommand is a module in `emu.commands`.
+"""`exitlab`: one console script; each subcommand is a module in `exitlab.commands`.
 
 A command module defines `NAME`, `HELP`, `add_arguments(parser)` and `run(args) -> int`
 (the process exit status). Modules are discovered, so adding a command touches no other file.
@@ -12,8 +12,9 @@ import pkgutil
 import sys
 from types import ModuleType
 
-from emu import commands
 from emu.boundary import guard
+from exitlab import commands
+from exitlab.commands._version import version_text
 
 
 def _command_modules() -> list[ModuleType]:
@@ -21,7 +22,7 @@ def _command_modules() -> list[ModuleType]:
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
         if info.name.startswith("_"):
             continue
-        mods.append(importlib.import_module(f"emu.commands.{info.name}"))
+        mods.append(importlib.import_module(f"exitlab.commands.{info.name}"))
     return mods
 
 
@@ -34,8 +35,6 @@ class _VersionAction(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
 
     def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
-        from emu.commands._version import version_text
-
         print(version_text())
         parser.exit()
 

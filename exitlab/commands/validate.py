@@ -9,7 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from emu.boundary import EXIT_INTERRUPTED
-from emu.commands.run import add_guest_arguments, resolve_guest
+from emu.elf import read_binary
+from emu.errors import GuestFormatError
+from exitlab.commands.run import add_guest_arguments, resolve_guest
+from fastpath.validate import format_text, validate, validate_static
 
 NAME = "validate"
 HELP = "check a guest against the pv notify contract (dynamic run + static disassembly)"
@@ -40,8 +43,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fastpath.validate import format_text, validate
-
     if args.static:
         report = _static_report(args)
     else:
@@ -61,10 +62,6 @@ def run(args: argparse.Namespace) -> int:
 def _static_report(args: argparse.Namespace) -> Any:
     """--static: an ELF file is read as a binary (any ELF type, no RAM check: it is not loaded);
     anything else (snippet, raw binary, built-in) is resolved as for a run and swept."""
-    from emu.elf import read_binary
-    from emu.errors import GuestFormatError
-    from fastpath.validate import validate_static
-
     p = Path(args.guest)
     if args.guest != "-" and p.is_file():
         try:

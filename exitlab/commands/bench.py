@@ -11,6 +11,8 @@ from emu.errors import ExitlabError
 from emu.extras import plot_format
 from emu.limits import count_arg
 from emu.outfile import OutputFile
+from fastpath import costs, report
+from fastpath import decoderbench as db
 
 NAME = "bench"
 HELP = "measure what each way of notifying a device costs the host (table, JSON, plot)"
@@ -61,8 +63,6 @@ def run(args: argparse.Namespace) -> int:
         return run_decoders(args)
     if args.binary:
         raise ExitlabError("--binary goes with --decoders")
-    from fastpath import costs, report
-
     # outputs and the plotting extra are checked before measuring, not after (docs/robustness.md)
     json_out = OutputFile(args.json, "--json") if args.json is not None else None
     plot_out = OutputFile(args.plot, "--plot", inputs=(args.json or "",)) if args.plot is not None else None
@@ -113,8 +113,6 @@ def run(args: argparse.Namespace) -> int:
 
 def run_decoders(args: argparse.Namespace) -> int:
     """`--decoders`: fastpath.decoderbench over the given (or default) binaries' .text."""
-    from fastpath import decoderbench as db
-
     if args.exits is not None or args.mechanism:
         raise ExitlabError("--exits and --mechanism belong to the exit-cost table, not to --decoders")
     notes: list[str] = []

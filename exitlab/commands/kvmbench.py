@@ -7,6 +7,7 @@ import json
 
 from emu.limits import count_arg
 from emu.outfile import OutputFile
+from fastpath.kvmcosts import format_table, run_kvm_costs
 
 NAME = "kvm-bench"
 HELP = "measure guest cycles per PIO, MMIO, hypercall and ioeventfd notification on real KVM (/dev/kvm)"
@@ -29,8 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fastpath.kvmcosts import format_table, run_kvm_costs
-
     json_out = OutputFile(args.json, "--json") if args.json is not None else None  # checked before measuring
     report = run_kvm_costs(exits=args.exits, repeat=args.repeat, names=args.only)
     print(format_table(report))

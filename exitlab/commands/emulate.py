@@ -19,11 +19,10 @@ from typing import IO, Any, TextIO
 
 from emu.batchcase import CaseError, check_case
 from emu.batchcpu import BatchCpu, default_ram_regions
-from emu.commands.decode import parse_hex
 from emu.errors import ExitlabError, InputError
 from emu.exits import GPR_NAMES
 from emu.generic import emulate_at
-from emu.inputs import binary_stdin, iter_lines, loads_strict
+from emu.inputs import binary_stdin, iter_lines, loads_strict, parse_hex
 from emu.limits import BATCH_LINE_MAX
 
 NAME = "emulate"

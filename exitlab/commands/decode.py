@@ -8,6 +8,7 @@ import json
 from emu.decode import decode, effective_address
 from emu.errors import ExitlabError
 from emu.exits import REG_NAMES
+from emu.inputs import parse_hex
 from emu.limits import u64_arg
 
 NAME = "decode"
@@ -16,15 +17,6 @@ DESCRIPTION = (
     "Decode HEX (e.g. '66 89 02' or '668902') with Capstone and print the access: kind, size, "
     "operands, effective-address formula (and the address, when --regs are given), length, mnemonic."
 )
-
-
-def parse_hex(text: str) -> bytes:
-    """Instruction bytes from '66 89 02', '668902' or '0x66,0x89'."""
-    cleaned = text.replace(",", " ").replace("0x", " ").replace("\\x", " ")
-    try:
-        return bytes.fromhex("".join(cleaned.split()))
-    except ValueError as exc:
-        raise ExitlabError(f"not hex bytes: {text!r}") from exc
 
 
 def parse_regs(text: str) -> dict[str, int]:

@@ -6,7 +6,6 @@ import argparse
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from emu import guests
 from emu.assemble import GuestImage, assemble, load_guest, source_mode
@@ -14,11 +13,14 @@ from emu.board import Board, default_board
 from emu.errors import ExitlabError
 from emu.hostio import echo_console
 from emu.inputs import decode_text, read_stdin
+from emu.kvm import run_machine_kvm
 from emu.limits import STDIN_SOURCE_MAX, max_insns_arg, timeout_arg
 from emu.machine import Machine, MmioStyle, RunResult
 from emu.outfile import OutputFile
+from emu.pciboard import pci_board
 from emu.runexit import exit_status, finish_trace, interrupted_result
 from emu.trace import TraceWriter
+from fastpath.hostpaths import make_path
 
 NAME = "run"
 HELP = "run a guest snippet (.S, raw binary, ELF or built-in name) and show every VM exit it causes"
@@ -33,9 +35,6 @@ DESCRIPTION = (
 # Path names: the first three mean the same on both engines; the C path names select one C path
 # directly (pv-fast and capstone are the C names of fast and generic; subset exists only in C).
 PATHS = ("inplace", "generic", "fast", "wildcard", "pv-fast", "subset", "capstone")
-_PY_ALIASES = {"pv-fast": "fast", "capstone": "generic"}
-
-
 def add_guest_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("guest", metavar="GUEST", help="guest file, '-' for stdin, or a built-in example name")
     p.add_argument(
@@ -97,27 +96,6 @@ def resolve_guest(arg: str, mode: int | None) -> GuestImage:
     return load_guest(p, mode=mode)
 
 
-def make_path(name: str, board: Any = None) -> Any:
-    """The Python engine's exit-style path object for a CLI path name (None: in place)."""
-    name = _PY_ALIASES.get(name, name)
-    if name == "subset":
-        raise ExitlabError("the subset decoder exists only in C: use --engine c --path subset")
-    if name == "wildcard":
-        from fastpath.hostpaths import WildcardPath
-
-        board = board or default_board()
-        return WildcardPath(board.bus, board.pv_windows)
-    if name == "generic":
-        from emu.generic import GenericPath
-
-        return GenericPath()
-    if name == "fast":
-        from fastpath.fast import FastPath
-
-        return FastPath(windows=board.pv_windows if board is not None else None)
-    return None
-
-
 def format_text(result: RunResult) -> str:
     s = result.stop
     lines = [f"stop: {s.reason.value} at rip={s.rip:#x}: {s.message}"]
@@ -140,8 +118,6 @@ def make_board(devices: int | None = None, pci_offers: str = "rotate",
     """The default board, or a PCI board with `devices` virtio-style devices."""
     if devices is None:
         return default_board(console_echo=console_echo)
-    from emu.pciboard import pci_board
-
     return pci_board(devices, offers=pci_offers, console_echo=console_echo)
 
 
@@ -169,8 +145,6 @@ def run_image(
             "instruction itself before the exit reaches exitlab"
         )
     if engine == "kvm":
-        from emu.kvm import run_machine_kvm
-
         return run_machine_kvm(image, board, max_insns, timeout, trace)
     if engine == "c":
         from fastpath.cengine import run_machine_c
@@ -190,8 +164,6 @@ def run(args: argparse.Namespace) -> int:
     if args.devices is None:
         board = default_board(console_echo=echo)
     else:
-        from emu.pciboard import pci_board
-
         board = pci_board(args.devices, offers=args.pci_offers, console_echo=echo)
     if args.engine == "kvm" and args.path != "inplace":
         raise ExitlabError(

@@ -1,1 +1,0 @@
-"""Subcommands of the `exitlab` CLI, one module each (see emu/cli.py)."""

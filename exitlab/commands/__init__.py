@@ -1,0 +1,1 @@
+"""Subcommands of the `exitlab` CLI, one module each (see exitlab/cli.py)."""
