@@ -35,10 +35,13 @@ class InplaceMmio:
         self.read_stash: tuple[int, int, int] = (0, 0, 0)
         self.ins_store_to = -1  # where the pending INS element will be stored (see _ins_dummy)
         self.string_ops: dict[int, int] = {}  # address -> string opcode or 0; see forget_code
+        self.lock_negs: dict[int, bool] = {}  # address -> the instruction there is LOCK NEG m
+        self.reread_ok = False  # the last device access was a read of read_stash by a LOCK NEG
 
     def forget_code(self) -> None:
         """A code page was written: the per-address cache is stale."""
         self.string_ops.clear()
+        self.lock_negs.clear()
 
     def note_port_read(self, rip: int) -> None:
         """Called by the IN hook: an INS element's real store follows, at [rDI]."""
@@ -62,6 +65,7 @@ class InplaceMmio:
                 return
             bus = self.m.board.bus
             if access == UC_MEM_WRITE:
+                self.reread_ok = False
                 if (value == 0 or self.ins_store_to == addr) and self._ins_dummy(rip, addr):
                     return
                 for gpa, n, off in self._pieces(addr, size):
@@ -71,24 +75,49 @@ class InplaceMmio:
             else:
                 if self._movs_store_faults(rip):
                     return  # the iteration faults on its store: its load reaches no device either
+                if self.reread_ok and self.read_stash[:2] == (addr, size):
+                    self.reread_ok = False  # LOCK NEG's second load (see _simple)
+                    return
                 got = 0
                 for gpa, n, off in self._pieces(addr, size):
                     piece = bus.read(Space.MMIO, gpa, n)
                     self.m._record(ExitKind.MMIO_READ, rip, gpa, n, piece)
                     got |= piece << (8 * off)
                 self.read_stash = (addr, size, got)
+                self.reread_ok = self.lock_neg(rip)
         except Exception as exc:  # noqa: BLE001 - reported as a stop, never a traceback
             self.m._halt(StopReason.DEVICE_ERROR, self.m._rip(), f"device error on MMIO {addr:#x}: {exc}")
 
     def _simple(self, access: int, rip: int, m: Any, addr: int, size: int, value: int) -> None:
         """One device, access inside it, not a string instruction, not a wide SSE half."""
         if access == UC_MEM_WRITE:
+            self.reread_ok = False
             self.m._record(ExitKind.MMIO_WRITE, rip, addr, size, value)
             m.device.write(addr - m.base, size, value & ((1 << (8 * size)) - 1))
         else:
+            if self.reread_ok and self.read_stash[:2] == (addr, size):
+                # QEMU runs LOCK NEG as a load and then an atomic cmpxchg that loads again; the
+                # guest's one access was the first load (KVM, the generic path): answered from it
+                self.reread_ok = False
+                return
             got = m.device.read(addr - m.base, size) & ((1 << (8 * size)) - 1)
             self.read_stash = (addr, size, got)
+            self.reread_ok = self.lock_neg(rip)
             self.m._record(ExitKind.MMIO_READ, rip, addr, size, got)
+
+    def lock_neg(self, rip: int) -> bool:
+        """The instruction at `rip` is LOCK NEG m (F0 ... F6/F7 /3), cached like string_op."""
+        hit = self.lock_negs.get(rip)
+        if hit is None:
+            code = self.m.read_ram(rip, MAX_INSN_LEN)
+            i = 0
+            rex = range(0x40, 0x50) if self.m.mode == 64 else range(0)
+            while i < len(code) and (code[i] in _LEGACY_PREFIXES or code[i] in rex):
+                i += 1
+            hit = (0xF0 in code[:i] and i + 1 < len(code) and code[i] in (0xF6, 0xF7)
+                   and (code[i + 1] >> 3) & 7 == 3 and code[i + 1] >> 6 != 3)
+            self.lock_negs[rip] = hit
+        return hit
 
     def string_op(self, rip: int) -> int:
         """The opcode byte of the instruction at `rip` if it is INS/MOVS/CMPS (the string

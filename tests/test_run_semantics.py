@@ -680,3 +680,21 @@ def test_hypercall_mmio_write_across_two_devices_is_split(style: str) -> None:
     assert result.regs["rax"] == 0
     assert board.regs.state()["writes"] == 1
     assert board.notify.state()["writes"] == 1
+
+
+@pytest.mark.parametrize("style", STYLES[:3])
+@pytest.mark.parametrize("src", [
+    "mov rax, 0xfeb01010\nmov dword ptr [rax], 5\nlock neg dword ptr [rax]\nhlt",  # aligned
+    "mov eax, 0xfeb0106a\nlock neg word ptr [eax+1]\nhlt",  # odd address (mmio_map pieces)
+    "mov r8d, 3\nmov rax, 0xfeb01010\nl: lock neg qword ptr [rax]\ndec r8d\njnz l\nhlt",  # again and again
+])
+def test_lock_neg_reads_the_device_once_per_execution(style: str, src: str) -> None:
+    """streams T14: QEMU runs LOCK NEG as a load plus an atomic cmpxchg that loads again; in place,
+    the second load must not reach the device (one guest access, as KVM and the generic path)."""
+    result, _, board = run_on(style, src)
+    assert result.stop.reason is StopReason.HLT
+    negs = 3 if "jnz" in src else 1
+    assert board.regs.state()["reads"] == negs
+    assert board.regs.state()["writes"] == negs + ("dword ptr [rax], 5" in src)
+    if "dword ptr [rax], 5" in src:
+        assert int.from_bytes(bytes(board.regs.mem[0x10:0x14]), "little") == (-5) & 0xFFFFFFFF
