@@ -753,7 +753,20 @@ static uint32_t unsupported_or_fault(struct xl_ctx *ctx, const struct xl_exit *e
         if (cs_mem(o, &d) < 0)
             continue;
         uint64_t a = ea(c, &d, rip), bad;
-        if (!covers(ex->addr, a, o->size) || !xl_dev_claims(ctx, a))
+        if (!xl_dev_claims(ctx, a)) {
+            /* live runs know guest RAM: an operand neither in RAM nor in a device (CMPS's other
+             * string, say) faults too, whatever the instruction; a replay has no RAM to judge by */
+            if (c->mem_size && (a < c->mem_base || a - c->mem_base >= c->mem_size)) {
+                ctx->fault_addr = a;
+                return XL_E_UNMAPPED;
+            }
+            if (c->mem_size && c->mem_size - (a - c->mem_base) < o->size) {
+                ctx->fault_addr = c->mem_base + c->mem_size;
+                return XL_E_UNMAPPED;
+            }
+            continue;
+        }
+        if (!covers(ex->addr, a, o->size))
             continue;
         if (!xl_dev_span(ctx, a, o->size, &bad)) {
             ctx->fault_addr = bad;
