@@ -440,3 +440,12 @@ def test_unsupported_instruction_with_its_other_operand_unmapped_faults_there(pa
     r, _ = run("mov edi, 0xfeb0003c\ncmpsd\nhlt", path, style, mode=32)
     assert (r.stop, r.rip, r.addr) == ("unmapped", 0x8005, 0)
     assert dev(r)["notify"]["reads"] == 0
+
+
+@pytest.mark.parametrize("path,style", [cfg for cfg in CONFIGS if cfg[1] == "exit" and cfg[0] != "wildcard"])
+def test_unsupported_instruction_faults_on_its_other_device_operand(path: str, style: str) -> None:
+    """streams (seed 202): CMPS exits on ES:[edi] (Unicorn's order) while DS:[esi] runs off the
+    register window: `unmapped` at the window end, nothing read."""
+    r, _ = run("mov esi, 0xfeb01fff\nmov edi, 0xfeb00006\ncmpsd\nhlt", path, style, mode=32)
+    assert (r.stop, r.rip, r.addr) == ("unmapped", 0x800A, REGS_MMIO + 0x1000)
+    assert dev(r)["notify"]["reads"] == 0 and dev(r)["regs"]["reads"] == 0

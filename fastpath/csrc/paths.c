@@ -742,6 +742,7 @@ static int cs_mem(const cs_x86_op *op, struct xl_insn *d)
 static uint32_t unsupported_or_fault(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c,
                                      const cs_x86 *x, uint64_t rip, uint16_t len)
 {
+    (void)ex;  /* every operand is judged, not only the one holding the exit's address */
     for (int i = 0; i < x->op_count; i++) {
         const cs_x86_op *o = &x->operands[i];
         if (o->type != X86_OP_MEM || o->size == 0)
@@ -766,8 +767,8 @@ static uint32_t unsupported_or_fault(struct xl_ctx *ctx, const struct xl_exit *e
             }
             continue;
         }
-        if (!covers(ex->addr, a, o->size))
-            continue;
+        /* any operand, not only the one that exited: Unicorn reaches CMPS's ES:[rdi] first, the
+         * architecture DS:[rsi] (SDM order, as the generic path) */
         if (!xl_dev_span(ctx, a, o->size, &bad)) {
             ctx->fault_addr = bad;
             return XL_E_UNMAPPED;
