@@ -3,13 +3,27 @@
 A command module defines `NAME`, `HELP`, `add_arguments(parser)` and `run(args) -> int`
 (the process exit status). Modules are discovered, so adding a command touches no other file.
 """
+# ruff: noqa: E402  (the SIGINT handler is set before the heavy imports)
 
 from __future__ import annotations
+
+import signal
+import sys
+
+
+def _interrupted_while_starting(_signum: int, _frame: object) -> None:
+    raise SystemExit(130)  # Ctrl-C while the modules below load: no traceback (docs/robustness.md)
+
+
+try:  # the console script imports this module first: Ctrl-C from here on is a clean exit 130
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupted_while_starting)
+except ValueError:  # imported outside the main thread: signals are not ours to set there
+    pass
 
 import argparse
 import importlib
 import pkgutil
-import sys
 from types import ModuleType
 
 from emu.boundary import guard
@@ -57,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse and run one subcommand inside the error boundary (emu/boundary.py: exit statuses)."""
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on: the error boundary
     holder: dict[str, argparse.Namespace] = {}
 
     def body() -> int:

@@ -46,6 +46,7 @@ TOOLS = {
 _C_EXT = "the C extension is optional: exitlab runs (and says why C is unavailable) without it"
 _ATHERIS = "imported after atheris instruments it"
 LAZY = {
+    ("exitlab", "exitlab.api"): "loaded on first use, so the console script (exitlab.cli) starts without it",
     ("exitlab.api", "fastpath.cengine"): _C_EXT,
     ("exitlab.commands._version", "fastpath._exitlab_c"): _C_EXT + "; --version reports its status",
     ("exitlab.commands.run", "fastpath.cengine"): _C_EXT + " (only --engine c needs it)",
