@@ -105,15 +105,20 @@ class InplaceMmio:
             self.reread_ok = self.lock_neg(rip)
             self.m._record(ExitKind.MMIO_READ, rip, addr, size, got)
 
+    def _past_prefixes(self, rip: int) -> tuple[bytes, int]:
+        """The bytes at `rip` and the index of the opcode after legacy prefixes (and REX in 64-bit)."""
+        code = self.m.read_ram(rip, MAX_INSN_LEN)
+        i = 0
+        rex = range(0x40, 0x50) if self.m.mode == 64 else range(0)
+        while i < len(code) and (code[i] in _LEGACY_PREFIXES or code[i] in rex):
+            i += 1
+        return code, i
+
     def lock_neg(self, rip: int) -> bool:
         """The instruction at `rip` is LOCK NEG m (F0 ... F6/F7 /3), cached like string_op."""
         hit = self.lock_negs.get(rip)
         if hit is None:
-            code = self.m.read_ram(rip, MAX_INSN_LEN)
-            i = 0
-            rex = range(0x40, 0x50) if self.m.mode == 64 else range(0)
-            while i < len(code) and (code[i] in _LEGACY_PREFIXES or code[i] in rex):
-                i += 1
+            code, i = self._past_prefixes(rip)
             hit = (0xF0 in code[:i] and i + 1 < len(code) and code[i] in (0xF6, 0xF7)
                    and (code[i + 1] >> 3) & 7 == 3 and code[i + 1] >> 6 != 3)
             self.lock_negs[rip] = hit
@@ -125,11 +130,7 @@ class InplaceMmio:
         address until a code page is written (the budget hook's cache is cleared then too)."""
         op = self.string_ops.get(rip)
         if op is None:
-            code = self.m.read_ram(rip, MAX_INSN_LEN)
-            i = 0
-            rex = range(0x40, 0x50) if self.m.mode == 64 else range(0)
-            while i < len(code) and (code[i] in _LEGACY_PREFIXES or code[i] in rex):
-                i += 1
+            code, i = self._past_prefixes(rip)
             op = code[i] if i < len(code) and code[i] in (0x6C, 0x6D, 0xA4, 0xA5, 0xA6, 0xA7) else 0
             self.string_ops[rip] = op
         return op
