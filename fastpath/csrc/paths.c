@@ -680,7 +680,7 @@ static uint32_t path_subset(struct xl_ctx *ctx, const struct xl_exit *ex, struct
 /* ---- Capstone generic path */
 
 /* Capstone register -> (GPR number, width, high-byte) */
-static int cs_gpr(unsigned reg, uint8_t *num, uint8_t *hi8)
+int xl_cs_gpr(unsigned reg, uint8_t *num, uint8_t *hi8)
 {
     static const unsigned r64[16] = {X86_REG_RAX, X86_REG_RCX, X86_REG_RDX, X86_REG_RBX, X86_REG_RSP, X86_REG_RBP,
                                      X86_REG_RSI, X86_REG_RDI, X86_REG_R8, X86_REG_R9, X86_REG_R10, X86_REG_R11,
@@ -712,7 +712,7 @@ static int cs_gpr(unsigned reg, uint8_t *num, uint8_t *hi8)
     return -1;
 }
 
-static int cs_mem(const cs_x86_op *op, struct xl_insn *d)
+int xl_cs_mem(const cs_x86_op *op, struct xl_insn *d)
 {
     const x86_op_mem *m = &op->mem;
     uint8_t h;
@@ -722,12 +722,14 @@ static int cs_mem(const cs_x86_op *op, struct xl_insn *d)
     d->index = XL_NOREG;
     if (m->base == X86_REG_RIP || m->base == X86_REG_EIP)
         d->base = XL_BASE_RIP;
-    else if (m->base != X86_REG_INVALID && cs_gpr(m->base, &d->base, &h) < 0)
+    else if (m->base != X86_REG_INVALID && xl_cs_gpr(m->base, &d->base, &h) < 0)
         return -1;
     /* Capstone names a SIB without index (100b) "riz"/"eiz": no index */
     if (m->index != X86_REG_INVALID && m->index != X86_REG_RIZ && m->index != X86_REG_EIZ &&
-        cs_gpr(m->index, &d->index, &h) < 0)
+        xl_cs_gpr(m->index, &d->index, &h) < 0)
         return -1;
+    if (d->index == XL_NOREG)
+        d->scale = 1;
     switch (m->segment) {
     case X86_REG_FS: d->seg = XL_SEG_FS; break;
     case X86_REG_GS: d->seg = XL_SEG_GS; break;
@@ -751,7 +753,7 @@ static uint32_t unsupported_or_fault(struct xl_ctx *ctx, const struct xl_exit *e
         memset(&d, 0, sizeof(d));
         d.len = (uint8_t)len;
         d.addr_size = x->addr_size;
-        if (cs_mem(o, &d) < 0)
+        if (xl_cs_mem(o, &d) < 0)
             continue;
         uint64_t a = ea(c, &d, rip), bad;
         if (!xl_dev_claims(ctx, a)) {
@@ -833,19 +835,19 @@ static uint32_t path_capstone(struct xl_ctx *ctx, const struct xl_exit *ex, stru
         if (o[0].type == X86_OP_MEM && o[1].type == X86_OP_REG) {
             d.kind = XL_K_WRITE;
             d.size = o[0].size;
-            if (cs_gpr(o[1].reg, &d.reg, &d.hi8) < 0 || cs_mem(&o[0], &d) < 0)
+            if (xl_cs_gpr(o[1].reg, &d.reg, &d.hi8) < 0 || xl_cs_mem(&o[0], &d) < 0)
                 return XL_E_UNSUPPORTED;  /* e.g. MOV m16, Sreg */
         } else if (o[0].type == X86_OP_MEM && o[1].type == X86_OP_IMM) {
             d.kind = XL_K_WRITE_IMM;
             d.size = o[0].size;
             d.imm = (uint64_t)o[1].imm & mask_bytes(d.size);
-            if (cs_mem(&o[0], &d) < 0)
+            if (xl_cs_mem(&o[0], &d) < 0)
                 return XL_E_UNSUPPORTED;
         } else if (o[0].type == X86_OP_REG && o[1].type == X86_OP_MEM) {
             d.kind = XL_K_READ;
             d.size = o[1].size;
             d.dst_size = o[0].size;
-            if (cs_gpr(o[0].reg, &d.reg, &d.hi8) < 0 || cs_mem(&o[1], &d) < 0)
+            if (xl_cs_gpr(o[0].reg, &d.reg, &d.hi8) < 0 || xl_cs_mem(&o[1], &d) < 0)
                 return XL_E_UNSUPPORTED;
         } else {
             return XL_E_UNSUPPORTED;
@@ -863,7 +865,7 @@ static uint32_t path_capstone(struct xl_ctx *ctx, const struct xl_exit *ex, stru
         d.kind = insn->id == X86_INS_MOVZX ? XL_K_READ_ZX : XL_K_READ_SX;
         if (d.size >= d.dst_size)
             d.kind = XL_K_READ;
-        if (cs_gpr(o[0].reg, &d.reg, &d.hi8) < 0 || cs_mem(&o[1], &d) < 0)
+        if (xl_cs_gpr(o[0].reg, &d.reg, &d.hi8) < 0 || xl_cs_mem(&o[1], &d) < 0)
             return XL_E_UNSUPPORTED;
         break;
     case X86_INS_MOVSB: case X86_INS_MOVSW: case X86_INS_MOVSD: case X86_INS_MOVSQ:

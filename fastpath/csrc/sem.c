@@ -147,65 +147,11 @@ int xs_xmm(struct xl_cpu *c, int idx, int write, uint64_t *lo, uint64_t *hi)
 
 /* ---------------------------------------------------------------- decode */
 
-/* Capstone register -> GPR number (AH..BH: 0-3 with hi8), or -1. */
-static int gpr(unsigned reg, uint8_t *num, uint8_t *hi8)
-{
-    static const unsigned tab[4][16] = {
-        {X86_REG_RAX, X86_REG_RCX, X86_REG_RDX, X86_REG_RBX, X86_REG_RSP, X86_REG_RBP, X86_REG_RSI, X86_REG_RDI,
-         X86_REG_R8, X86_REG_R9, X86_REG_R10, X86_REG_R11, X86_REG_R12, X86_REG_R13, X86_REG_R14, X86_REG_R15},
-        {X86_REG_EAX, X86_REG_ECX, X86_REG_EDX, X86_REG_EBX, X86_REG_ESP, X86_REG_EBP, X86_REG_ESI, X86_REG_EDI,
-         X86_REG_R8D, X86_REG_R9D, X86_REG_R10D, X86_REG_R11D, X86_REG_R12D, X86_REG_R13D, X86_REG_R14D,
-         X86_REG_R15D},
-        {X86_REG_AX, X86_REG_CX, X86_REG_DX, X86_REG_BX, X86_REG_SP, X86_REG_BP, X86_REG_SI, X86_REG_DI,
-         X86_REG_R8W, X86_REG_R9W, X86_REG_R10W, X86_REG_R11W, X86_REG_R12W, X86_REG_R13W, X86_REG_R14W,
-         X86_REG_R15W},
-        {X86_REG_AL, X86_REG_CL, X86_REG_DL, X86_REG_BL, X86_REG_SPL, X86_REG_BPL, X86_REG_SIL, X86_REG_DIL,
-         X86_REG_R8B, X86_REG_R9B, X86_REG_R10B, X86_REG_R11B, X86_REG_R12B, X86_REG_R13B, X86_REG_R14B,
-         X86_REG_R15B},
-    };
-    static const unsigned hi[4] = {X86_REG_AH, X86_REG_CH, X86_REG_DH, X86_REG_BH};
-    *hi8 = 0;
-    for (int w = 0; w < 4; w++)
-        for (int i = 0; i < 16; i++)
-            if (reg == tab[w][i]) {
-                *num = (uint8_t)i;
-                return 0;
-            }
-    for (int i = 0; i < 4; i++)
-        if (reg == hi[i]) {
-            *num = (uint8_t)i;
-            *hi8 = 1;
-            return 0;
-        }
-    return -1;
-}
-
 static int xmm_index(unsigned reg)
 {
     if (reg >= X86_REG_XMM0 && reg <= X86_REG_XMM15)
         return (int)(reg - X86_REG_XMM0);
     return -1;
-}
-
-static int mem_operand(const cs_x86_op *op, struct xl_insn *d)
-{
-    const x86_op_mem *m = &op->mem;
-    uint8_t h;
-    d->disp = m->disp;
-    d->scale = (uint8_t)(m->scale ? m->scale : 1);
-    d->base = XL_NOREG;
-    d->index = XL_NOREG;
-    if (m->base == X86_REG_RIP || m->base == X86_REG_EIP)
-        d->base = XL_BASE_RIP;
-    else if (m->base != X86_REG_INVALID && gpr(m->base, &d->base, &h) < 0)
-        return -1;
-    if (m->index != X86_REG_INVALID && m->index != X86_REG_RIZ && m->index != X86_REG_EIZ &&
-        gpr(m->index, &d->index, &h) < 0)
-        return -1;
-    if (d->index == XL_NOREG)
-        d->scale = 1;
-    d->seg = m->segment == X86_REG_FS ? XL_SEG_FS : (m->segment == X86_REG_GS ? XL_SEG_GS : XL_SEG_NONE);
-    return 0;
 }
 
 static inline int legacy_prefix(uint8_t b)
@@ -294,7 +240,7 @@ uint32_t xl_sem_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu
     }
     if (nmem != 1)
         return XL_E_UNSUPPORTED;  /* no memory operand (or two: not a form of the table) */
-    if (mem_operand(&o[mem_i], &s.m) < 0)
+    if (xl_cs_mem(&o[mem_i], &s.m) < 0)
         return XL_E_UNSUPPORTED;
     if (s.op == XS_LODS) {
         if (pf.lock)
@@ -320,7 +266,7 @@ uint32_t xl_sem_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu
         if (xi >= 0) {
             s.xmm = 1;
             s.reg = (uint8_t)xi;
-        } else if (gpr(o[reg_i].reg, &s.reg, &s.hi8) < 0) {
+        } else if (xl_cs_gpr(o[reg_i].reg, &s.reg, &s.hi8) < 0) {
             return XL_E_UNSUPPORTED;  /* e.g. a segment register */
         }
     }

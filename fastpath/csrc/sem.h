@@ -90,6 +90,9 @@ static inline uint64_t xs_mask(int size)
 uint64_t xs_dev(struct xl_ctx *ctx, struct xl_result *r, uint64_t gpa, int size, int write, uint64_t value);
 /* XL_OK when devices claim every byte of [a, a+size); else XL_E_UNMAPPED with ctx->fault_addr set. */
 uint32_t xs_span(struct xl_ctx *ctx, uint64_t a, int size);
+/* Capstone operands -> exitlab's register numbers and memory-operand form (defined in paths.c) */
+int xl_cs_gpr(unsigned reg, uint8_t *num, uint8_t *hi8);
+int xl_cs_mem(const cs_x86_op *op, struct xl_insn *d);
 /* 1 when the Capstone instruction id is one of sem.c's forms */
 int xl_sem_known(unsigned id);
 uint64_t xs_get_reg(struct xl_cpu *c, int num, int hi8, int size);
