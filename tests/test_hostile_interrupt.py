@@ -4,9 +4,11 @@ exits 130; an interrupted fuzz campaign is never "clean" and counts the cases it
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +23,29 @@ Cap = pytest.CaptureFixture[str]
 ENGINE_STOPS = hasattr(StopReason, "INTERRUPTED")  # SEMANTICS rule 10, built by pyengine/cengine
 
 
-READY = "mov dx, CONSOLE_PORT\nmov al, 'r'\nout dx, al\n"  # the guest says it is running
+def _run_started(pid: int) -> bool:
+    """The run's watchdog thread exists (emu/interrupt.py installs the SIGINT handler before it
+    starts the thread), so a SIGINT from now on is the engine's to take."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) >= 2
+    except FileNotFoundError:
+        return True  # the process is gone: let communicate() report it
 
 
 def _sigint_run(guest: Path, *argv: str) -> tuple[int, str, str]:
-    """Start `exitlab run GUEST ARGV` (30 s timeout), wait until the guest has written its READY
-    byte to the console, send SIGINT, wait for the exit.
+    """Start `exitlab run GUEST ARGV` (30 s timeout), wait until the run has started, send SIGINT,
+    wait for the exit.
 
     Without an interrupt the run would end by its --timeout with status 1 after 30 s; the wait
-    allows 10 s, so a pass is the interrupt's doing, not a timing assertion. Waiting for the byte
+    allows 10 s, so a pass is the interrupt's doing, not a timing assertion. Waiting for the run
     (not for a fixed time) means the signal never lands while Python is still starting."""
     proc = subprocess.Popen([sys.executable, "-m", "exitlab", "run", str(guest), "--timeout", "30", *argv],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None
-    first = proc.stdout.read(1)  # blocks until the guest runs (or the process ends)
+    pause = threading.Event()
+    for _ in range(2000):  # at most ~20 s for the interpreter to start and the run to begin
+        if _run_started(proc.pid):
+            break
+        pause.wait(0.01)
     proc.send_signal(signal.SIGINT)
     try:
         out, err = proc.communicate(timeout=10)
@@ -42,7 +53,7 @@ def _sigint_run(guest: Path, *argv: str) -> tuple[int, str, str]:
         proc.kill()
         proc.communicate()
         pytest.fail("SIGINT did not stop the run")
-    return proc.returncode, (first + out).decode(), err.decode()
+    return proc.returncode, out.decode(), err.decode()
 
 
 @pytest.mark.parametrize("engine", [
@@ -54,7 +65,7 @@ def _sigint_run(guest: Path, *argv: str) -> tuple[int, str, str]:
 ])
 def test_sigint_stops_a_busy_loop_with_status_130(tmp_path: Path, engine: str) -> None:
     guest = tmp_path / "loop.S"
-    guest.write_text(READY + LOOP)
+    guest.write_text(LOOP)
     rc, out, err = _sigint_run(guest, "--engine", engine)
     assert rc == 130, (out, err)
     assert "stop: interrupted" in out and "Traceback" not in err
@@ -63,7 +74,7 @@ def test_sigint_stops_a_busy_loop_with_status_130(tmp_path: Path, engine: str) -
 def test_sigint_during_exits_prints_summary_and_130(tmp_path: Path) -> None:
     """Exit style runs Python at every exit, so Ctrl-C reaches the CLI today on every engine version."""
     guest = tmp_path / "kicks.S"
-    guest.write_text(READY + "mov rdx, NOTIFY_MMIO\nl: mov word ptr [rdx], ax\njmp l\n")
+    guest.write_text("mov rdx, NOTIFY_MMIO\nl: mov word ptr [rdx], ax\njmp l\n")
     trace = tmp_path / "t.jsonl"
     rc, out, err = _sigint_run(guest, "--path", "generic", "--trace", str(trace))
     assert rc == 130, (out, err)
