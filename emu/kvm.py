@@ -51,9 +51,10 @@ from emu import kvm_abi as A
 from emu.assemble import GuestImage
 from emu.board import Board, default_board
 from emu.bus import Space
-from emu.errors import ExitlabError, GuestFormatError
-from emu.exits import MAX_INSN_LEN, REG_NAMES, ExitKind, ExitRecord
+from emu.errors import ExitlabError, GuestFormatError, UnmappedAccess
+from emu.exits import GPR_NAMES, MAX_INSN_LEN, REG_NAMES, ExitKind, ExitRecord
 from emu.interrupt import INTERRUPTED, TIMEOUT, Watchdog, check_timeout
+from emu.kvm_probe import fault_of, identify_write, probe_at
 from emu.machine import RunResult, Stop, StopReason
 from emu.platform import PAGE, PlatformSpec
 from emu.ram import GuestRam
@@ -82,6 +83,7 @@ _GDT = (
 
 _MASK64 = (1 << 64) - 1
 _MASK32 = 0xFFFFFFFF
+_LEGACY_PREFIXES = frozenset((0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3))
 
 
 class KvmError(ExitlabError):
@@ -511,6 +513,11 @@ class KvmMachine:
             self.vm.close()
             raise
         self._mask = _MASK64 if self.mode == 64 else _MASK32
+        # INS elements KVM read ahead from a port and will write to a window as one access: the
+        # device must see one write per element (rule 4), low address first
+        self._ins: list[tuple[int, int]] = []
+        gprs = GPR_NAMES if self.mode == 64 else GPR_NAMES[:8]
+        self._compare = (*gprs, "rip", "rflags")
 
     def close(self) -> None:
         self.vm.close()
@@ -536,6 +543,106 @@ class KvmMachine:
         snap = self._snapshot()
         names = REG_NAMES if self.mode == 64 else REG_NAMES[:8] + ("rip", "rflags")
         return {n: snap[REG_NAMES.index(n)] for n in names}
+
+    # -- exits that must fault (SEMANTICS rule 6; emu/kvm_probe.py) ---------------------------------
+    def _state(self) -> dict[str, int]:
+        return dict(zip(REG_NAMES, self._snapshot(), strict=True))
+
+    def _read_ram(self, addr: int, size: int) -> bytes:
+        return self.vm.ram.read(addr, size)
+
+    def _at_window_edge(self, end: int) -> bool:
+        """An access piece ending at `end` may go on into unmapped space: KVM's next fragment."""
+        return end % PAGE == 0 and not self.in_window(end)
+
+    def _mmio_fault(self, gpa: int, length: int, write: bool) -> Stop | None:
+        """The precise `unmapped` stop for the instruction behind this MMIO exit, or None.
+
+        A read exit shows the state before the instruction (KVM writes nothing back until the data
+        is in), so the instruction at RIP is checked as it stands: every read exit, because its
+        other operand (MOVS, CMPS) or its later fragments may leave the windows. A write exit shows
+        the state after it; the instruction is identified (emu/kvm_probe.py) only where the write
+        can be part of a faulting access: outside the windows, or a piece ending at a window's end.
+        """
+        state = self._state()
+        if not write:
+            got = probe_at(state["rip"], state, self.mode, self._read_ram, self.in_window)
+            if got is None or got[1] is None:
+                return None
+            return self._fault_stop(got[0].rip, got[0].regs, got[1], restore=False)
+        if self.in_window(gpa) and not self._at_window_edge(gpa + length):
+            return None
+        found = identify_write(state, gpa, self.mode, self._read_ram, self._compare)
+        if found is None:
+            return None
+        fault = fault_of(found, self.mode, self._read_ram, self.in_window)
+        return None if fault is None else self._fault_stop(found.rip, found.regs, fault, restore=True)
+
+    def _fault_stop(self, rip: int, pre: dict[str, int], fault: UnmappedAccess, restore: bool) -> Stop:
+        """Stop `unmapped` on the instruction with the registers as before it (for a REP: before
+        the faulting iteration). `restore`: KVM already wrote the registers back (a write exit), so
+        put the pre-instruction state into the vCPU; the pending MMIO completion is never run."""
+        if restore:
+            regs = self.vm.get_regs()
+            for name in (*self._compare,):
+                setattr(regs, name, pre[name] & self._mask)
+            self.vm.set_regs(regs)
+        what = "write to" if fault.write else "read from"
+        return Stop(
+            StopReason.UNMAPPED,
+            rip,
+            f"{what} unmapped address {fault.gpa:#x} by the instruction at rip={rip:#x}",
+            self.vm.read_ram(rip, MAX_INSN_LEN),
+        )
+
+    def _string_in(self, size: int, count: int) -> Stop | None:
+        """At a port-input exit: if the instruction is INS, check where its elements go.
+
+        KVM reads up to a page of INS elements from the port in one exit and then stores them with
+        one memory access. An element whose destination leaves RAM and the windows faults before
+        its port read (rule 6, as Unicorn's INS probes the store first): stop `unmapped` here, the
+        registers as before it. Elements going to a window are remembered so that the one MMIO
+        write that follows reaches the device as one write per element (rule 4).
+        """
+        state = self._state()
+        rip = state["rip"]
+        code = self.vm.read_ram(rip, MAX_INSN_LEN)
+        i, asz = 0, 8 if self.mode == 64 else 4
+        rex = range(0x40, 0x50) if self.mode == 64 else range(0)
+        while i < len(code) and (code[i] in _LEGACY_PREFIXES or code[i] in rex):
+            if code[i] == 0x67:
+                asz //= 2
+            i += 1
+        self._ins = []
+        if i >= len(code) or code[i] not in (0x6C, 0x6D):
+            return None
+        amask = (1 << (8 * asz)) - 1
+        step = -size if state["rflags"] & 0x400 else size
+        dst = state["rdi"] & amask
+        for k in range(count):
+            addr = (dst + k * step) & amask
+            for b in range(addr, addr + size):
+                if not self.in_window(b) and not self.vm.ram.read(b, 1):
+                    if k == 0:
+                        return self._fault_stop(rip, state, UnmappedAccess(b, True, rip), restore=False)
+                    self._ins = []
+                    return None
+            if self.in_window(addr):
+                self._ins.append((addr, size))
+        return None
+
+    def _ins_writes(self, gpa: int, length: int, data: bytes) -> list[tuple[int, int, int]] | None:
+        """Split KVM's batched INS store (this piece of it) into the elements it is made of."""
+        out: list[tuple[int, int, int]] = []
+        pending = self._ins
+        while pending and gpa <= pending[0][0] and pending[0][0] + pending[0][1] <= gpa + length:
+            addr, n = pending.pop(0)
+            off = addr - gpa
+            out.append((addr, n, int.from_bytes(data[off : off + n], "little")))
+        if not out:
+            self._ins = []
+            return None
+        return out
 
     def _rip(self) -> int:
         return int(self.vm.get_regs().rip) & self._mask
@@ -603,6 +710,12 @@ class KvmMachine:
             kvm_exits[A.EXIT_NAMES.get(reason, f"exit_{reason}")] += 1
             if reason == A.KVM_EXIT_IO:
                 size, port, count, off = io_u.size, io_u.port, io_u.count, io_u.data_offset
+                if io_u.direction == A.KVM_EXIT_IO_IN:
+                    stop = self._string_in(size, count)
+                    if stop is not None:
+                        return stop
+                else:
+                    self._ins = []
                 snap = self._snapshot() if recording else ()
                 try:
                     if io_u.direction == A.KVM_EXIT_IO_OUT:
@@ -625,6 +738,23 @@ class KvmMachine:
                     return self._stop_at(StopReason.DEVICE_ERROR, f"device error on port {port:#x}: {exc}")
             elif reason == A.KVM_EXIT_MMIO:
                 gpa, length, write = mmio_u.phys_addr, mmio_u.len, mmio_u.is_write
+                data = bytes(mmio_u.data)[:length]
+                pieces = self._ins_writes(gpa, length, data) if write and self._ins else None
+                if pieces is not None:
+                    snap = self._snapshot() if recording else ()
+                    try:
+                        for addr, n, value in pieces:
+                            counts["mmio_write"] += 1
+                            if recording:
+                                self._record(ExitKind.MMIO_WRITE, addr, n, value, snap)
+                            bus.write(Space.MMIO, addr, n, value)
+                    except Exception as exc:  # noqa: BLE001
+                        return self._stop_at(StopReason.DEVICE_ERROR, f"device error on MMIO {gpa:#x}: {exc}")
+                    continue
+                self._ins = []
+                stop = self._mmio_fault(gpa, length, bool(write))
+                if stop is not None:
+                    return stop
                 if not self.in_window(gpa):
                     what = "write of" if write else "read of"
                     return self._stop_at(
@@ -689,6 +819,13 @@ class KvmMachine:
             return Stop(
                 StopReason.UNMAPPED, rip, f"instruction fetch from unmapped address {rip:#x} ({what})"
             )
+        if ie.suberror == 1:
+            # KVM's emulator refused the instruction (e.g. an SSE store) before doing anything; if
+            # its access leaves RAM and the windows, the architecture's answer is the fault (rule 6)
+            state = self._state()
+            got = probe_at(rip, state, self.mode, self._read_ram, self.in_window)
+            if got is not None and got[1] is not None:
+                return self._fault_stop(rip, state, got[1], restore=False)
         return Stop(
             StopReason.EMULATION_ERROR,
             rip,
