@@ -54,7 +54,7 @@ from emu.bus import Space
 from emu.errors import ExitlabError, GuestFormatError, UnmappedAccess
 from emu.exits import GPR_NAMES, MAX_INSN_LEN, REG_NAMES, ExitKind, ExitRecord
 from emu.interrupt import INTERRUPTED, TIMEOUT, Watchdog, check_timeout
-from emu.kvm_probe import fault_of, identify_write, probe_at
+from emu.kvm_probe import fault_of, identify_write, instruction_ends, probe_at
 from emu.machine import RunResult, Stop, StopReason
 from emu.platform import PAGE, PlatformSpec
 from emu.ram import GuestRam
@@ -516,6 +516,10 @@ class KvmMachine:
         # INS elements KVM read ahead from a port and will write to a window as one access: the
         # device must see one write per element (rule 4), low address first
         self._ins: list[tuple[int, int]] = []
+        self._ends: dict[int, int] = {}  # the code's instruction stream (kvm_probe.instruction_ends)
+        for seg in image.segments:
+            if seg.addr <= image.entry < seg.addr + len(seg.data):
+                self._ends = instruction_ends(seg.data[image.entry - seg.addr :], image.entry, self.mode)
         gprs = GPR_NAMES if self.mode == 64 else GPR_NAMES[:8]
         self._compare = (*gprs, "rip", "rflags")
 
@@ -572,7 +576,7 @@ class KvmMachine:
             return self._fault_stop(got[0].rip, got[0].regs, got[1], restore=False)
         if self.in_window(gpa) and not self._at_window_edge(gpa + length):
             return None
-        found = identify_write(state, gpa, self.mode, self._read_ram, self._compare)
+        found = identify_write(state, gpa, self.mode, self._read_ram, self._compare, self._ends)
         if found is None:
             return None
         fault = fault_of(found, self.mode, self._read_ram, self.in_window)

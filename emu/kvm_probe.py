@@ -30,6 +30,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import capstone
+
 from emu.access import Access, AccessKind, Op
 from emu.cpu import DeviceAccess
 from emu.decode import decode
@@ -183,16 +185,31 @@ def _replays(found: Found, mode: int, read_ram: ReadRam, post: dict[str, int], g
     return all(after.get(n, 0) & m == post.get(n, 0) & m for n in compare)
 
 
+def instruction_ends(code: bytes, addr: int, mode: int) -> dict[int, int]:
+    """Linear sweep of `code` (loaded at `addr`): next-instruction address -> instruction start.
+
+    The tie-breaker of `identify_write`: bytes before an instruction can decode as part of it
+    (`4e 48 ab` is a valid STOSQ with two REX prefixes when 0x4e is the last immediate byte of
+    the previous instruction), so the start the program's own instruction stream gives wins.
+    The sweep stops at the first byte Capstone cannot decode (data after the code).
+    """
+    if mode not in (32, 64):
+        return {}
+    cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64 if mode == 64 else capstone.CS_MODE_32)
+    return {start + size: start for start, size, _m, _o in cs.disasm_lite(code, addr)}
+
+
 def identify_write(post: dict[str, int], gpa: int, mode: int, read_ram: ReadRam,
-                   compare: tuple[str, ...]) -> Found | None:
+                   compare: tuple[str, ...], ends: dict[int, int] | None = None) -> Found | None:
     """The instruction whose write KVM reports at `gpa` with registers `post` (written back).
 
     Candidates: the REP STOS/MOVS at RIP (an unfinished iteration leaves RIP on it), then every
     instruction that ends exactly at RIP, longest first. Ties: the REP at RIP wins (a string store
     just before an identical REP store to the same address cannot be told apart from the state);
-    the longest instruction wins (`48 89 1e` ends where its REX-less tail `89 1e` ends, and both
-    write at the same address; a straddling access's first fragment does not show the size). None
-    when no candidate replays exactly. `compare` names the registers to check (the mode's GPRs, RIP, RFLAGS).
+    then the instruction the linear sweep `ends` (instruction_ends) puts before RIP, then the
+    longest (`48 89 1e` ends where its REX-less tail `89 1e` ends, both writing at the same
+    address; a straddling access's first fragment does not show the size). None when no
+    candidate replays exactly. `compare` names the registers to check (the mode's GPRs, RIP, RFLAGS).
     """
     mask = _MASK64 if mode == 64 else 0xFFFFFFFF
     rip = post["rip"] & mask
@@ -202,8 +219,13 @@ def identify_write(post: dict[str, int], gpa: int, mode: int, read_ram: ReadRam,
             cand = Found(rip, here, pre)
             if _replays(cand, mode, read_ram, post, gpa, compare):
                 return cand
-    for k in range(MAX_INSN_LEN, 0, -1):
-        start = (rip - k) & mask
+    starts = [(rip - k) & mask for k in range(MAX_INSN_LEN, 0, -1)]
+    swept = (ends or {}).get(rip)
+    if swept is not None and swept in starts:
+        starts.remove(swept)
+        starts.insert(0, swept)
+    for start in starts:
+        k = (rip - start) & mask
         access = _decode_at(read_ram, mode, start)
         if access is None or access.length != k:
             continue
