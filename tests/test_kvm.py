@@ -179,10 +179,11 @@ def test_unmapped_access_stops_like_unicorn() -> None:
     k, u = both("mov eax, dword ptr [0x10]\nhlt\n")
     assert k.stop.reason is u.stop.reason is StopReason.UNMAPPED
     assert k.stop.rip == u.stop.rip == 0x8000
-    # A write exit may come after KVM completed the instruction: RIP is then past it (7 bytes).
+    # KVM reports a write exit after it completed the instruction (RIP past it, 7 bytes); the
+    # engine finds the instruction and stops on it (SEMANTICS rule 6)
     k, u = both("mov dword ptr [0x500000], eax\nhlt\n")
-    assert k.stop.reason is u.stop.reason is StopReason.UNMAPPED and u.stop.rip == 0x8000
-    assert k.stop.rip in (0x8000, 0x8007)
+    assert k.stop.reason is u.stop.reason is StopReason.UNMAPPED
+    assert k.stop.rip == u.stop.rip == 0x8000
 
 
 @needs_kvm
@@ -230,3 +231,92 @@ def test_unavailable_kvm_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
     assert reason is not None and "/nonexistent/kvm: no such device" in reason
     with pytest.raises(emu.kvm.KvmUnavailableError):
         run_machine_kvm(assemble("hlt\n"), default_board())
+
+
+# -- streams T8: KVM's exits vs the exit model (SEMANTICS rules 4 and 6; emu/kvm_probe.py) ---------
+def _vs_reference(src: str, mode: int = 64):
+    """The KVM outcome and its field differences from the stream fuzzer's independent reference."""
+    from fastpath.fuzz.streams_compare import diff_fields
+    from fastpath.fuzz.streams_ref import reference
+    from fastpath.fuzz.streams_run import run_kvm
+
+    image = assemble(src, mode=mode)
+    ref, _ = reference(image)
+    got = run_kvm(image, None)
+    assert got is not None
+    return ref, got, diff_fields(ref, got)
+
+
+# (program, mode, stop rip, {register: value}, what the devices saw) -- each a minimized repro of
+# the seed-404/601 campaigns; before the fix KVM reached the device and/or stopped past the insn
+T8_CASES = {
+    # a read running off REGS_MMIO's end: KVM read the 5 in-window bytes from the device first
+    "read-straddle": ("mov ebx, 0xfeb01ffb\nmov rsi, qword ptr [ebx]\nhlt\n", 64, 0x8005,
+                      {"rsi": 0}, {"regs.reads": 0}),
+    # a write running off the end, REX.W: `4e 48 ab` and `48 ab` both decode; stop on the real start
+    "stosq-straddle": ("mov rdi, 0xfeb01ffc\nmov eax, 1316205108\nstosq\nhlt\n", 64, 0x800F,
+                       {"rdi": 0xFEB01FFC}, {"regs.writes": 0}),
+    "mov-rex-straddle": ("mov ebx, 5\nmov rsi, 0xfeb01ffc\nmov qword ptr [rsi], rbx\nhlt\n", 64, 0x800F,
+                         {"rsi": 0xFEB01FFC}, {"regs.writes": 0}),
+    "stosw-straddle": ("mov rdi, 0xfeb01fff\nmov eax, 71626533\nstosw\nhlt\n", 64, 0x800F,
+                       {"rdi": 0xFEB01FFF}, {"regs.writes": 0}),
+    "movups-straddle": ("mov r9, 0xfeb01ffd\nmovups xmmword ptr [r9], xmm2\nhlt\n", 64, 0x800A,
+                        {"r9": 0xFEB01FFD}, {"regs.writes": 0}),
+    # REP: KVM wrote RCX/RDI back for the faulting iteration (rcx 5, rdi 2)
+    "rep-stosw-page0": ("mov ecx, 6\nrep stosw\nhlt\n", 64, 0x8005, {"rcx": 6, "rdi": 0}, {}),
+    "rep-movsd-page0": ("mov rsi, 0x100041\nmov ecx, 5\nrep movsd\nhlt\n", 64, 0x800C,
+                        {"rcx": 5, "rsi": 0x100041, "rdi": 0}, {}),
+    "rep-stosw-straddle": ("mov rdi, 0xfeb01fff\nmov ecx, 2\nmov eax, 656955455\nrep stosw\nhlt\n", 64,
+                           0x8014, {"rcx": 2, "rdi": 0xFEB01FFF}, {"regs.writes": 0}),
+    # the other operand faults: MOVS/CMPS read their first operand from a device before
+    "movsq-dst-page0": ("mov rsi, 0xfeb01038\nmovsq\nhlt\n", 64, 0x800A,
+                        {"rsi": 0xFEB01038, "rdi": 0}, {"regs.reads": 0}),
+    "rep-movsd-dst-straddle": ("mov rsi, 0xfeb0000c\nmov rdi, 0xfeb01ffe\nmov ecx, 6\nrep movsd\nhlt\n", 64,
+                               0x8019, {"rcx": 6, "rsi": 0xFEB0000C}, {"notify.reads": 0, "regs.writes": 0}),
+    "cmpsw-straddle": ("mov rsi, 0xfeb00038\nmov rdi, 0xfeb01fff\ncmpsw\nhlt\n", 64, 0x8014,
+                       {"rsi": 0xFEB00038}, {"notify.reads": 0, "regs.reads": 0}),
+    "movsd-32bit-straddle": ("mov esi, 0xfeb00038\nmov edi, 0xfeb01fff\nmovsd\nhlt\n", 32, 0x800A,
+                             {"rdi": 0xFEB01FFF}, {"notify.reads": 0, "regs.writes": 0}),
+    # KVM's emulator refuses these SSE stores (KVM_EXIT_INTERNAL_ERROR): the address faults first
+    "movq-page0": ("movq qword ptr [r8d], xmm2\nhlt\n", 64, 0x8000, {}, {}),
+    "movd-page0-32bit": ("movd dword ptr [ebx], xmm2\nhlt\n", 32, 0x8000, {}, {}),
+}
+
+
+@needs_kvm
+@pytest.mark.parametrize("name", sorted(T8_CASES))
+def test_access_leaving_the_windows_faults_before_any_device_access(name: str) -> None:
+    src, mode, rip, regs, devices = T8_CASES[name]
+    ref, got, diff = _vs_reference(src, mode)
+    assert (got.stop, got.rip) == ("unmapped", rip), got.message
+    for reg, value in regs.items():
+        assert got.regs[reg] == value, reg
+    for key, value in devices.items():
+        assert got.devices[key] == value, key
+    assert diff == []
+
+
+@needs_kvm
+def test_ins_into_a_window_is_one_device_write_per_element() -> None:
+    # KVM reads the 3 port bytes in one exit and stores them with one 3-byte MMIO write
+    ref, got, diff = _vs_reference("mov rdi, 0xfeb01016\nmov ecx, 3\nrep insb\nhlt\n")
+    assert got.stop == "hlt" and got.devices["regs.writes"] == 3 and got.exits["pio_in"] == 3
+    assert diff == []
+
+
+@needs_kvm
+def test_ins_running_off_a_window_faults_before_the_port_read() -> None:
+    ref, got, diff = _vs_reference("mov rdi, 0xfeb01fff\nmov ecx, 2\nrep insb\nhlt\n")
+    assert (got.stop, got.rip) == ("unmapped", 0x800F)
+    assert got.regs["rcx"] == 1 and got.regs["rdi"] == 0xFEB02000
+    assert got.devices["regs.writes"] == 1 and got.exits["pio_in"] == 1
+    assert diff == []
+
+
+@needs_kvm
+def test_write_exactly_to_a_window_end_still_completes() -> None:
+    # the edge check must not refuse an access that ends exactly at the window's end
+    ref, got, diff = _vs_reference("mov rsi, 0xfeb01ff8\nmov rax, -1\nmov qword ptr [rsi], rax\n"
+                                   "mov ecx, 2\nmov rdi, 0xfeb01ffc\nrep stosw\nhlt\n")
+    assert got.stop == "hlt" and got.devices["regs.writes"] == 3
+    assert diff == []
