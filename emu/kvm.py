@@ -83,6 +83,7 @@ _GDT = (
 
 _MASK64 = (1 << 64) - 1
 _MASK32 = 0xFFFFFFFF
+_WIDEST_ACCESS = 64  # bytes: MOVDIR64B, ENTER's frame copies aside, the widest single access
 _LEGACY_PREFIXES = frozenset((0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3))
 
 
@@ -555,9 +556,17 @@ class KvmMachine:
     def _read_ram(self, addr: int, size: int) -> bytes:
         return self.vm.ram.read(addr, size)
 
-    def _at_window_edge(self, end: int) -> bool:
-        """An access piece ending at `end` may go on into unmapped space: KVM's next fragment."""
-        return end % PAGE == 0 and not self.in_window(end)
+    def _near_window_edge(self, gpa: int, length: int) -> bool:
+        """May this write exit be the first piece of an access that goes on into unmapped space?
+
+        KVM hands userspace a page's fragment in pieces of at most 8 bytes, so the first piece of
+        a wide store (up to 64 bytes) can end short of the page end it runs over.
+        """
+        end = gpa + length
+        page_end = (gpa | (PAGE - 1)) + 1
+        if self.in_window(page_end):
+            return False
+        return end == page_end or (length == 8 and page_end - end < _WIDEST_ACCESS)
 
     def _mmio_fault(self, gpa: int, length: int, write: bool) -> Stop | None:
         """The precise `unmapped` stop for the instruction behind this MMIO exit, or None.
@@ -566,7 +575,7 @@ class KvmMachine:
         is in), so the instruction at RIP is checked as it stands: every read exit, because its
         other operand (MOVS, CMPS) or its later fragments may leave the windows. A write exit shows
         the state after it; the instruction is identified (emu/kvm_probe.py) only where the write
-        can be part of a faulting access: outside the windows, or a piece ending at a window's end.
+        can be part of a faulting access: outside the windows, or a piece near a window's end.
         """
         state = self._state()
         if not write:
@@ -574,7 +583,7 @@ class KvmMachine:
             if got is None or got[1] is None:
                 return None
             return self._fault_stop(got[0].rip, got[0].regs, got[1], restore=False)
-        if self.in_window(gpa) and not self._at_window_edge(gpa + length):
+        if self.in_window(gpa) and not self._near_window_edge(gpa, length):
             return None
         found = identify_write(state, gpa, self.mode, self._read_ram, self._compare, self._ends)
         if found is None:

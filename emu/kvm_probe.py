@@ -180,7 +180,12 @@ def _replays(found: Found, mode: int, read_ram: ReadRam, post: dict[str, int], g
         return False
     if not cpu.accesses or not cpu.accesses[0].write or cpu.accesses[0].gpa != gpa:
         return False
-    after = dict(cpu.regs, rip=out.next_rip)
+    next_rip = out.next_rip
+    if found.access.rep and post.get("rip") == found.rip and next_rip == found.rip + found.access.length:
+        # KVM leaves RIP on a REP string instruction after its last iteration too (emulate.c's
+        # string_insn_completed is only about REPE/REPNE); the guest re-runs it with RCX = 0
+        next_rip = found.rip
+    after = dict(cpu.regs, rip=next_rip)
     m = _MASK64 if mode == 64 else 0xFFFFFFFF
     return all(after.get(n, 0) & m == post.get(n, 0) & m for n in compare)
 

@@ -262,12 +262,18 @@ T8_CASES = {
                        {"rdi": 0xFEB01FFF}, {"regs.writes": 0}),
     "movups-straddle": ("mov r9, 0xfeb01ffd\nmovups xmmword ptr [r9], xmm2\nhlt\n", 64, 0x800A,
                         {"r9": 0xFEB01FFD}, {"regs.writes": 0}),
+    # a 16-byte store whose first 8-byte piece ends short of the window's end (seed 602)
+    "movups-sib-straddle": ("mov r9, 0xfeb01fef\nmov r8, 14\nmovups xmmword ptr [r9+r8*4-0x31], xmm3\nhlt\n",
+                            64, 0x8011, {"r9": 0xFEB01FEF}, {"regs.writes": 0}),
     # REP: KVM wrote RCX/RDI back for the faulting iteration (rcx 5, rdi 2)
     "rep-stosw-page0": ("mov ecx, 6\nrep stosw\nhlt\n", 64, 0x8005, {"rcx": 6, "rdi": 0}, {}),
     "rep-movsd-page0": ("mov rsi, 0x100041\nmov ecx, 5\nrep movsd\nhlt\n", 64, 0x800C,
                         {"rcx": 5, "rsi": 0x100041, "rdi": 0}, {}),
     "rep-stosw-straddle": ("mov rdi, 0xfeb01fff\nmov ecx, 2\nmov eax, 656955455\nrep stosw\nhlt\n", 64,
                            0x8014, {"rcx": 2, "rdi": 0xFEB01FFF}, {"regs.writes": 0}),
+    # the last iteration faults: KVM leaves RIP on the REP even when RCX reaches 0 (seed 602)
+    "rep-stosd-last-iteration": ("mov rdi, 0xfeb01ffc\nmov ecx, 2\nrep stosd\nhlt\n", 64, 0x800F,
+                                 {"rcx": 1, "rdi": 0xFEB02000}, {"regs.writes": 1}),
     # the other operand faults: MOVS/CMPS read their first operand from a device before
     "movsq-dst-page0": ("mov rsi, 0xfeb01038\nmovsq\nhlt\n", 64, 0x800A,
                         {"rsi": 0xFEB01038, "rdi": 0}, {"regs.reads": 0}),
