@@ -54,7 +54,7 @@ from emu.bus import Space
 from emu.errors import ExitlabError, GuestFormatError, UnmappedAccess
 from emu.exits import GPR_NAMES, MAX_INSN_LEN, REG_NAMES, ExitKind, ExitRecord
 from emu.interrupt import INTERRUPTED, TIMEOUT, Watchdog, check_timeout
-from emu.kvm_probe import fault_of, identify_write, instruction_ends, probe_at
+from emu.kvm_probe import fault_of, identify_write, instruction_ends, may_touch_another_place, probe_at
 from emu.machine import RunResult, Stop, StopReason
 from emu.platform import PAGE, PlatformSpec
 from emu.ram import GuestRam
@@ -257,7 +257,16 @@ class KvmVm:
         self.run_view = memoryview(self._run_mm)
         self.run = A.KvmRun.from_buffer(self._run_mm)
         self._anchors.append(self.run)
+        self.sync_regs = False
         self._set_cpuid()
+
+    def enable_sync_regs(self) -> bool:
+        """Have the kernel copy the GPRs into kvm_run at every exit (KVM_CAP_SYNC_REGS), so that
+        `exit_rip` costs no ioctl. Off by default: kvm-bench measures exits without it."""
+        self.sync_regs = bool(self.check_extension(A.KVM_CAP_SYNC_REGS) & A.KVM_SYNC_X86_REGS)
+        if self.sync_regs:
+            self.run.kvm_valid_regs = A.KVM_SYNC_X86_REGS
+        return self.sync_regs
 
     def _set_cpuid(self) -> None:
         """Give the guest the host's supported CPUID: KVM rejects EFER.LME without CPUID.LM."""
@@ -318,6 +327,13 @@ class KvmVm:
         regs = A.KvmRegs()
         _ioctl(self.vcpu_fd, A.KVM_GET_REGS, regs, "KVM_GET_REGS")
         return regs
+
+    def exit_rip(self) -> int:
+        """RIP at the last exit: from the sync-regs area when the kernel fills it, else an ioctl.
+        Only valid right after an exit, before any KVM_SET_REGS."""
+        if self.sync_regs:
+            return int(self.run.s_regs.rip)
+        return int(self.get_regs().rip)
 
     def set_regs(self, regs: A.KvmRegs) -> None:
         _ioctl(self.vcpu_fd, A.KVM_SET_REGS, regs, "KVM_SET_REGS")
@@ -510,6 +526,7 @@ class KvmMachine:
         try:
             self.vm.load(image)
             self.vm.setup(self.mode, image.entry, self.board.spec.stack_top)
+            self.vm.enable_sync_regs()  # the exit checks read RIP at every MMIO read
         except BaseException:
             self.vm.close()
             raise
@@ -571,20 +588,26 @@ class KvmMachine:
     def _mmio_fault(self, gpa: int, length: int, write: bool) -> Stop | None:
         """The precise `unmapped` stop for the instruction behind this MMIO exit, or None.
 
-        A read exit shows the state before the instruction (KVM writes nothing back until the data
-        is in), so the instruction at RIP is checked as it stands: every read exit, because its
-        other operand (MOVS, CMPS) or its later fragments may leave the windows. A write exit shows
-        the state after it; the instruction is identified (emu/kvm_probe.py) only where the write
-        can be part of a faulting access: outside the windows, or a piece near a window's end.
+        Only an exit outside the windows, or a piece near a window end that borders unmapped space
+        (`_near_window_edge`), can belong to a faulting access, and for a read also an instruction
+        with another memory operand (MOVS/CMPS, the stack). A read exit shows the state before the
+        instruction (KVM writes nothing back until the data is in), so the instruction at RIP is
+        checked as it stands. A write exit shows the state after it; the instruction is identified
+        first (emu/kvm_probe.py).
         """
+        near_edge = self._near_window_edge(gpa, length)
+        if self.in_window(gpa) and not near_edge:
+            if write:
+                return None
+            rip = self.vm.exit_rip() & self._mask
+            if not may_touch_another_place(rip, self.mode, self._read_ram):
+                return None
         state = self._state()
         if not write:
             got = probe_at(state["rip"], state, self.mode, self._read_ram, self.in_window)
             if got is None or got[1] is None:
                 return None
             return self._fault_stop(got[0].rip, got[0].regs, got[1], restore=False)
-        if self.in_window(gpa) and not self._near_window_edge(gpa, length):
-            return None
         found = identify_write(state, gpa, self.mode, self._read_ram, self._compare, self._ends)
         if found is None:
             return None
@@ -620,11 +643,11 @@ class KvmMachine:
         state = self._state()
         rip = state["rip"]
         code = self.vm.read_ram(rip, MAX_INSN_LEN)
-        i, asz = 0, 8 if self.mode == 64 else 4
+        i, asz = 0, self.mode // 8
         rex = range(0x40, 0x50) if self.mode == 64 else range(0)
         while i < len(code) and (code[i] in _LEGACY_PREFIXES or code[i] in rex):
-            if code[i] == 0x67:
-                asz //= 2
+            if code[i] == 0x67:  # address size: 64 -> 32, 32 -> 16, 16 -> 32
+                asz = 4 if self.mode in (64, 16) else 2
             i += 1
         self._ins = []
         if i >= len(code) or code[i] not in (0x6C, 0x6D):

@@ -183,7 +183,8 @@ class KvmRunExit(ctypes.Union):
 
 
 class KvmRun(ctypes.Structure):
-    """The head of the shared kvm_run page (the rest, sync regs etc., is not used here)."""
+    """The head of the shared kvm_run page, up to the first member of the sync-regs area
+    (`s.regs`, filled by the kernel at every exit when `kvm_valid_regs` has KVM_SYNC_X86_REGS)."""
 
     _fields_ = [
         ("request_interrupt_window", ctypes.c_uint8),
@@ -196,6 +197,9 @@ class KvmRun(ctypes.Structure):
         ("cr8", ctypes.c_uint64),
         ("apic_base", ctypes.c_uint64),
         ("u", KvmRunExit),
+        ("kvm_valid_regs", ctypes.c_uint64),
+        ("kvm_dirty_regs", ctypes.c_uint64),
+        ("s_regs", KvmRegs),  # struct kvm_sync_regs starts with struct kvm_regs
     ]
 
 
@@ -208,6 +212,7 @@ assert ctypes.sizeof(KvmUserspaceMemoryRegion) == 32
 assert ctypes.sizeof(KvmIoeventfd) == 64
 assert ctypes.sizeof(KvmCpuidEntry2) == 40
 assert KvmRun.exit_reason.offset == 8 and KvmRun.u.offset == 32
+assert KvmRun.kvm_valid_regs.offset == 288 and KvmRun.s_regs.offset == 304
 
 # -- ioctls ------------------------------------------------------------------------------------
 KVM_GET_API_VERSION = _io(0x00)
@@ -229,6 +234,8 @@ KVM_SET_CPUID2 = _iow(0x90, KvmCpuid2Header)
 KVM_API_VERSION = 12
 KVM_CAP_IOEVENTFD = 36
 KVM_CAP_IOEVENTFD_ANY_LENGTH = 122
+KVM_CAP_SYNC_REGS = 74
+KVM_SYNC_X86_REGS = 1 << 0
 
 KVM_IOEVENTFD_FLAG_DATAMATCH = 1 << 0
 KVM_IOEVENTFD_FLAG_PIO = 1 << 1

@@ -101,14 +101,34 @@ class Found:
     regs: dict[str, int]  # REG_NAMES -> value before the instruction (REP: before this iteration)
 
 
+_DECODED: dict[tuple[int, int, bytes], Access | None] = {}
+_DECODED_MAX = 4096
+
+
 def _decode_at(read_ram: ReadRam, mode: int, rip: int) -> Access | None:
+    """The generic path's decode of the bytes at `rip`, None if it has none; cached by the bytes
+    (a guest's exits come from a few instructions, and a decode costs far more than the lookup)."""
     code = read_ram(rip, MAX_INSN_LEN)
     if not code:
         return None
+    key = (mode, rip, code)
+    if key in _DECODED:
+        return _DECODED[key]
     try:
-        return decode(code, mode, rip)
+        access: Access | None = decode(code, mode, rip)
     except EmulationError:
-        return None
+        access = None
+    if len(_DECODED) >= _DECODED_MAX:
+        _DECODED.clear()
+    _DECODED[key] = access
+    return access
+
+
+def may_touch_another_place(rip: int, mode: int, read_ram: ReadRam) -> bool:
+    """Whether the instruction at `rip` accesses memory other than its one operand (MOVS/CMPS's
+    second string operand, the stack), or cannot be decoded here (then it is not probed at all)."""
+    access = _decode_at(read_ram, mode, rip)
+    return access is not None and (access.src_mem is not None or access.kind is AccessKind.STACK)
 
 
 def fault_of(

@@ -65,6 +65,18 @@ def test_struct_layouts() -> None:
     assert ctypes.sizeof(A.KvmSregs) == 312 and A.KvmSregs.interrupt_bitmap.offset == 280
     assert A.KvmRun.u.offset == 32
     assert A.KvmRunMmio.len.offset == 16 and A.KvmRunIo.data_offset.offset == 8
+    assert A.KvmRun.kvm_valid_regs.offset == 288 and A.KvmRun.s_regs.offset == 304  # kvm_sync_regs
+
+
+@needs_kvm
+def test_sync_regs_rip_equals_kvm_get_regs() -> None:
+    with KvmVm(PlatformSpec()) as vm:
+        vm.load(assemble("mov eax, dword ptr [0xfeb01000]\nhlt\n"))
+        vm.setup(64, 0x8000, STACK_TOP)
+        if not vm.enable_sync_regs():
+            pytest.skip("KVM_CAP_SYNC_REGS without KVM_SYNC_X86_REGS")
+        assert vm.kvm_run() == A.KVM_EXIT_MMIO
+        assert vm.exit_rip() == vm.get_regs().rip == 0x8000
 
 
 # -- register round trips ---------------------------------------------------------------------
