@@ -620,7 +620,7 @@ class KvmMachine:
         put the pre-instruction state into the vCPU; the pending MMIO completion is never run."""
         if restore:
             regs = self.vm.get_regs()
-            for name in (*self._compare,):
+            for name in self._compare:
                 setattr(regs, name, pre[name] & self._mask)
             self.vm.set_regs(regs)
         what = "write to" if fault.write else "read from"
@@ -640,8 +640,7 @@ class KvmMachine:
         registers as before it. Elements going to a window are remembered so that the one MMIO
         write that follows reaches the device as one write per element (rule 4).
         """
-        state = self._state()
-        rip = state["rip"]
+        rip = self.vm.exit_rip() & self._mask
         code = self.vm.read_ram(rip, MAX_INSN_LEN)
         i, asz = 0, self.mode // 8
         rex = range(0x40, 0x50) if self.mode == 64 else range(0)
@@ -652,6 +651,7 @@ class KvmMachine:
         self._ins = []
         if i >= len(code) or code[i] not in (0x6C, 0x6D):
             return None
+        state = self._state()
         amask = (1 << (8 * asz)) - 1
         step = -size if state["rflags"] & 0x400 else size
         dst = state["rdi"] & amask
@@ -737,7 +737,7 @@ class KvmMachine:
         recording = self.trace is not None or self.keep_records
         counts, kvm_exits = self.exit_counts, self.kvm_exits
         budget = max_exits if max_exits is not None else -1
-        io_u, mmio_u = run.u.io, run.u.mmio
+        io_u = run.u.io
         view = vm.run_view
         while True:
             if dog.fired:
@@ -773,47 +773,9 @@ class KvmMachine:
                 except Exception as exc:  # noqa: BLE001 - a device failure is a stop, not a traceback
                     return self._stop_at(StopReason.DEVICE_ERROR, f"device error on port {port:#x}: {exc}")
             elif reason == A.KVM_EXIT_MMIO:
-                gpa, length, write = mmio_u.phys_addr, mmio_u.len, mmio_u.is_write
-                data = bytes(mmio_u.data)[:length]
-                pieces = self._ins_writes(gpa, length, data) if write and self._ins else None
-                if pieces is not None:
-                    snap = self._snapshot() if recording else ()
-                    try:
-                        for addr, n, value in pieces:
-                            counts["mmio_write"] += 1
-                            if recording:
-                                self._record(ExitKind.MMIO_WRITE, addr, n, value, snap)
-                            bus.write(Space.MMIO, addr, n, value)
-                    except Exception as exc:  # noqa: BLE001
-                        return self._stop_at(StopReason.DEVICE_ERROR, f"device error on MMIO {gpa:#x}: {exc}")
-                    continue
-                self._ins = []
-                stop = self._mmio_fault(gpa, length, bool(write))
+                stop = self._on_mmio(recording)
                 if stop is not None:
                     return stop
-                if not self.in_window(gpa):
-                    what = "write of" if write else "read of"
-                    return self._stop_at(
-                        StopReason.UNMAPPED,
-                        f"{what} {length} bytes at unmapped address {gpa:#x} "
-                        "by the instruction at rip={rip:#x}",
-                    )
-                snap = self._snapshot() if recording else ()
-                try:
-                    if write:
-                        value = int.from_bytes(bytes(mmio_u.data)[:length], "little")
-                        counts["mmio_write"] += 1
-                        if recording:
-                            self._record(ExitKind.MMIO_WRITE, gpa, length, value, snap)
-                        bus.write(Space.MMIO, gpa, length, value)
-                    else:
-                        value = bus.read(Space.MMIO, gpa, length) & ((1 << (8 * length)) - 1)
-                        ctypes.memmove(mmio_u.data, value.to_bytes(8, "little"), 8)
-                        counts["mmio_read"] += 1
-                        if recording:
-                            self._record(ExitKind.MMIO_READ, gpa, length, value, snap)
-                except Exception as exc:  # noqa: BLE001
-                    return self._stop_at(StopReason.DEVICE_ERROR, f"device error on MMIO {gpa:#x}: {exc}")
             elif reason == A.KVM_EXIT_HLT:
                 rip = self._rip()
                 return Stop(StopReason.HLT, (rip - 1) & self._mask, "hlt")
@@ -844,6 +806,43 @@ class KvmMachine:
                 budget -= 1
                 if budget == 0:
                     return self._stop_at(StopReason.BUDGET, f"exit budget of {max_exits} exhausted", False)
+
+    def _on_mmio(self, recording: bool) -> Stop | None:
+        """One KVM_EXIT_MMIO: a piece of a batched INS store, a fault (rule 6), or one access."""
+        mmio_u, bus, counts = self.vm.run.u.mmio, self.board.bus, self.exit_counts
+        gpa, length, write = mmio_u.phys_addr, mmio_u.len, bool(mmio_u.is_write)
+        data = bytes(mmio_u.data)[:length]
+        pieces = self._ins_writes(gpa, length, data) if write and self._ins else None
+        if not pieces:
+            self._ins = []
+            stop = self._mmio_fault(gpa, length, write)
+            if stop is not None:
+                return stop
+            if not self.in_window(gpa):
+                what = "write of" if write else "read of"
+                return self._stop_at(
+                    StopReason.UNMAPPED,
+                    f"{what} {length} bytes at unmapped address {gpa:#x} "
+                    "by the instruction at rip={rip:#x}",
+                )
+            pieces = [(gpa, length, int.from_bytes(data, "little"))]
+        snap = self._snapshot() if recording else ()
+        try:
+            if write:
+                for addr, n, value in pieces:
+                    counts["mmio_write"] += 1
+                    if recording:
+                        self._record(ExitKind.MMIO_WRITE, addr, n, value, snap)
+                    bus.write(Space.MMIO, addr, n, value)
+            else:
+                value = bus.read(Space.MMIO, gpa, length) & ((1 << (8 * length)) - 1)
+                ctypes.memmove(mmio_u.data, value.to_bytes(8, "little"), 8)
+                counts["mmio_read"] += 1
+                if recording:
+                    self._record(ExitKind.MMIO_READ, gpa, length, value, snap)
+        except Exception as exc:  # noqa: BLE001 - a device failure is a stop, not a traceback
+            return self._stop_at(StopReason.DEVICE_ERROR, f"device error on MMIO {gpa:#x}: {exc}")
+        return None
 
     def _internal_error(self) -> Stop:
         ie = self.vm.run.u.internal
