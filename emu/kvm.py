@@ -54,6 +54,7 @@ from emu.bus import Space
 from emu.errors import ExitlabError, GuestFormatError, UnmappedAccess
 from emu.exits import GPR_NAMES, MAX_INSN_LEN, REG_NAMES, ExitKind, ExitRecord
 from emu.interrupt import INTERRUPTED, TIMEOUT, Watchdog, check_timeout
+from emu.kvm_ins import FILLER, INS_OPCODES, InsBatch
 from emu.kvm_probe import fault_of, identify_write, instruction_ends, may_touch_another_place, probe_at
 from emu.machine import RunResult, Stop, StopReason
 from emu.platform import PAGE, PlatformSpec
@@ -84,7 +85,6 @@ _GDT = (
 _MASK64 = (1 << 64) - 1
 _MASK32 = 0xFFFFFFFF
 _WIDEST_ACCESS = 64  # bytes: MOVDIR64B, ENTER's frame copies aside, the widest single access
-_LEGACY_PREFIXES = frozenset((0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3))
 
 
 class KvmError(ExitlabError):
@@ -533,7 +533,7 @@ class KvmMachine:
         self._mask = _MASK64 if self.mode == 64 else _MASK32
         # INS elements KVM read ahead from a port and will write to a window as one access: the
         # device must see one write per element (rule 4), low address first
-        self._ins: list[tuple[int, int]] = []
+        self._ins = InsBatch()
         self._ends: dict[int, int] = {}  # the code's instruction stream (kvm_probe.instruction_ends)
         for seg in image.segments:
             if seg.addr <= image.entry < seg.addr + len(seg.data):
@@ -631,54 +631,27 @@ class KvmMachine:
             self.vm.read_ram(rip, MAX_INSN_LEN),
         )
 
-    def _string_in(self, size: int, count: int) -> Stop | None:
-        """At a port-input exit: if the instruction is INS, check where its elements go.
+    def _plan_ins(self, size: int, count: int) -> tuple[Stop | None, int]:
+        """At a port-input exit: (a stop, how many elements to read from the port) - emu/kvm_ins.py.
 
-        KVM reads up to a page of INS elements from the port in one exit and then stores them with
-        one memory access. An element whose destination leaves RAM and the windows faults before
-        its port read (rule 6, as Unicorn's INS probes the store first): stop `unmapped` here, the
-        registers as before it. Elements going to a window are remembered so that the one MMIO
-        write that follows reaches the device as one write per element (rule 4).
-        """
+        Not INS: (None, count). INS whose first element's store leaves RAM and the windows: the
+        `unmapped` stop before its port read (as Unicorn's INS probes the store first)."""
         rip = self.vm.exit_rip() & self._mask
         code = self.vm.read_ram(rip, MAX_INSN_LEN)
-        i, asz = 0, self.mode // 8
-        rex = range(0x40, 0x50) if self.mode == 64 else range(0)
-        while i < len(code) and (code[i] in _LEGACY_PREFIXES or code[i] in rex):
-            if code[i] == 0x67:  # address size: 64 -> 32, 32 -> 16, 16 -> 32
-                asz = 4 if self.mode in (64, 16) else 2
-            i += 1
-        self._ins = []
-        if i >= len(code) or code[i] not in (0x6C, 0x6D):
-            return None
+        if not any(op in code for op in INS_OPCODES):  # cheap: most port inputs are IN
+            self._ins.clear()
+            return None, count
         state = self._state()
-        amask = (1 << (8 * asz)) - 1
-        step = -size if state["rflags"] & 0x400 else size
-        dst = state["rdi"] & amask
-        for k in range(count):
-            addr = (dst + k * step) & amask
-            for b in range(addr, addr + size):
-                if not self.in_window(b) and not self.vm.ram.read(b, 1):
-                    if k == 0:
-                        return self._fault_stop(rip, state, UnmappedAccess(b, True, rip), restore=False)
-                    self._ins = []
-                    return None
-            if self.in_window(addr):
-                self._ins.append((addr, size))
-        return None
-
-    def _ins_writes(self, gpa: int, length: int, data: bytes) -> list[tuple[int, int, int]] | None:
-        """Split KVM's batched INS store (this piece of it) into the elements it is made of."""
-        out: list[tuple[int, int, int]] = []
-        pending = self._ins
-        while pending and gpa <= pending[0][0] and pending[0][0] + pending[0][1] <= gpa + length:
-            addr, n = pending.pop(0)
-            off = addr - gpa
-            out.append((addr, n, int.from_bytes(data[off : off + n], "little")))
-        if not out:
-            self._ins = []
-            return None
-        return out
+        real = self._ins.plan(code, self.mode, state, size, count, self.in_window,
+                              lambda a: bool(self.vm.ram.read(a, 1)))
+        if real is None:
+            return None, count
+        if real == 0:
+            assert self._ins.fault is not None
+            fault = UnmappedAccess(self._ins.fault[0], True, rip)
+            self._ins.clear()
+            return self._fault_stop(rip, state, fault, restore=False), 0
+        return None, real
 
     def _rip(self) -> int:
         return int(self.vm.get_regs().rip) & self._mask
@@ -746,12 +719,13 @@ class KvmMachine:
             kvm_exits[A.EXIT_NAMES.get(reason, f"exit_{reason}")] += 1
             if reason == A.KVM_EXIT_IO:
                 size, port, count, off = io_u.size, io_u.port, io_u.count, io_u.data_offset
+                real = count
                 if io_u.direction == A.KVM_EXIT_IO_IN:
-                    stop = self._string_in(size, count)
+                    stop, real = self._plan_ins(size, count)
                     if stop is not None:
                         return stop
                 else:
-                    self._ins = []
+                    self._ins.clear()
                 snap = self._snapshot() if recording else ()
                 try:
                     if io_u.direction == A.KVM_EXIT_IO_OUT:
@@ -763,13 +737,16 @@ class KvmMachine:
                                 self._record(ExitKind.PIO_OUT, port, size, value, snap)
                             bus.write(Space.PIO, port, size, value)
                     else:
-                        counts["pio_in"] += count
-                        for i in range(count):
+                        counts["pio_in"] += real
+                        for i in range(real):
                             o = off + i * size
                             value = bus.read(Space.PIO, port, size) & ((1 << (8 * size)) - 1)
                             view[o : o + size] = value.to_bytes(size, "little")
                             if recording:
                                 self._record(ExitKind.PIO_IN, port, size, value, snap)
+                        # elements KVM reads ahead but will not store (emu/kvm_ins.py): no port read
+                        rest = (count - real) * size
+                        view[off + real * size : off + count * size] = bytes([FILLER] * rest)
                 except Exception as exc:  # noqa: BLE001 - a device failure is a stop, not a traceback
                     return self._stop_at(StopReason.DEVICE_ERROR, f"device error on port {port:#x}: {exc}")
             elif reason == A.KVM_EXIT_MMIO:
@@ -812,9 +789,18 @@ class KvmMachine:
         mmio_u, bus, counts = self.vm.run.u.mmio, self.board.bus, self.exit_counts
         gpa, length, write = mmio_u.phys_addr, mmio_u.len, bool(mmio_u.is_write)
         data = bytes(mmio_u.data)[:length]
-        pieces = self._ins_writes(gpa, length, data) if write and self._ins else None
+        pieces: list[tuple[int, int, int]] = []
+        if write and self._ins.active:
+            try:
+                pieces, fault_now = self._ins.store(gpa, length, data)
+            except ValueError as exc:
+                return self._stop_at(StopReason.EMULATION_ERROR, f"{exc} (rip={{rip:#x}})")
+            if fault_now:
+                done = self._ins_fault_after(pieces, recording)
+                self._ins.clear()
+                return done
         if not pieces:
-            self._ins = []
+            self._ins.clear()
             stop = self._mmio_fault(gpa, length, write)
             if stop is not None:
                 return stop
@@ -843,6 +829,22 @@ class KvmMachine:
         except Exception as exc:  # noqa: BLE001 - a device failure is a stop, not a traceback
             return self._stop_at(StopReason.DEVICE_ERROR, f"device error on MMIO {gpa:#x}: {exc}")
         return None
+
+    def _ins_fault_after(self, pieces: list[tuple[int, int, int]], recording: bool) -> Stop:
+        """The INS batch reached its faulting element: store the earlier ones, then stop on the
+        instruction with the state before the faulting element (KVM wrote back the whole batch)."""
+        assert self._ins.fault is not None
+        snap = self._snapshot() if recording else ()
+        for addr, n, value in pieces:
+            self.exit_counts["mmio_write"] += 1
+            if recording:
+                self._record(ExitKind.MMIO_WRITE, addr, n, value, snap)
+            try:
+                self.board.bus.write(Space.MMIO, addr, n, value)
+            except Exception as exc:  # noqa: BLE001
+                return self._stop_at(StopReason.DEVICE_ERROR, f"device error on MMIO {addr:#x}: {exc}")
+        fault = UnmappedAccess(self._ins.fault[0], True, self._ins.rip)
+        return self._fault_stop(self._ins.rip, self._ins.registers_at_fault(), fault, restore=True)
 
     def _internal_error(self) -> Stop:
         ie = self.vm.run.u.internal

@@ -331,6 +331,32 @@ def test_ins_running_off_a_window_faults_before_the_port_read() -> None:
     assert diff == []
 
 
+# KVM caps an INS batch by the bytes left in the page but counts elements: a word/dword batch can
+# cross the window end (2 port reads, one 4-byte store straddling); with DF=1 it reads ahead RCX
+# elements per exit and stores one (6 port reads for 3 elements); downwards from RAM into page 0
+INS_CASES = {
+    "insw-batch-crosses-end": ("mov rdi, 0xfeb01ffd\nmov ecx, 2\nrep insw\nhlt\n", "unmapped",
+                               {"rcx": 1, "rdi": 0xFEB01FFF}, 1, 1),
+    "insd-batch-crosses-end": ("mov rdi, 0xfeb01ffb\nmov ecx, 3\nrep insd\nhlt\n", "unmapped",
+                               {"rcx": 2, "rdi": 0xFEB01FFF}, 1, 1),
+    "insb-df1-window": ("std\nmov rdi, 0xfeb01010\nmov ecx, 3\nrep insb\ncld\nhlt\n", "hlt",
+                        {"rcx": 0, "rdi": 0xFEB0100D}, 3, 3),
+    "insb-df1-ram-into-page0": ("std\nmov rdi, 0x1002\nmov ecx, 4\nrep insb\nhlt\n", "unmapped",
+                                {"rcx": 1, "rdi": 0xFFF}, 3, 0),
+}
+
+
+@needs_kvm
+@pytest.mark.parametrize("name", sorted(INS_CASES))
+def test_ins_port_reads_and_stores_per_element(name: str) -> None:
+    src, stop, regs, pio_in, writes = INS_CASES[name]
+    ref, got, diff = _vs_reference(src)
+    assert got.stop == stop and got.exits["pio_in"] == pio_in and got.devices["regs.writes"] == writes
+    for reg, value in regs.items():
+        assert got.regs[reg] == value, reg
+    assert diff == []
+
+
 @needs_kvm
 def test_write_exactly_to_a_window_end_still_completes() -> None:
     # the edge check must not refuse an access that ends exactly at the window's end
