@@ -54,7 +54,7 @@ from emu.bus import Space
 from emu.errors import ExitlabError, GuestFormatError, UnmappedAccess
 from emu.exits import GPR_NAMES, MAX_INSN_LEN, REG_NAMES, ExitKind, ExitRecord
 from emu.interrupt import INTERRUPTED, TIMEOUT, Watchdog, check_timeout
-from emu.kvm_ins import FILLER, INS_OPCODES, InsBatch
+from emu.kvm_ins import FILLER, INS_OPCODES, InsBatch, outs_fault
 from emu.kvm_probe import fault_of, identify_write, instruction_ends, may_touch_another_place, probe_at
 from emu.machine import RunResult, Stop, StopReason
 from emu.platform import PAGE, PlatformSpec
@@ -573,6 +573,9 @@ class KvmMachine:
     def _read_ram(self, addr: int, size: int) -> bytes:
         return self.vm.ram.read(addr, size)
 
+    def _mapped(self, addr: int) -> bool:
+        return self.in_window(addr) or bool(self.vm.ram.read(addr, 1))
+
     def _near_window_edge(self, gpa: int, length: int) -> bool:
         """May this write exit be the first piece of an access that goes on into unmapped space?
 
@@ -605,7 +608,13 @@ class KvmMachine:
         state = self._state()
         if not write:
             got = probe_at(state["rip"], state, self.mode, self._read_ram, self.in_window)
-            if got is None or got[1] is None:
+            if got is None:  # not decodable by the generic path: OUTS is checked here
+                code = self.vm.read_ram(state["rip"], MAX_INSN_LEN)
+                bad = outs_fault(code, self.mode, state, self._mapped)
+                if bad is None:
+                    return None
+                return self._fault_stop(state["rip"], state, UnmappedAccess(bad, False), restore=False)
+            if got[1] is None:
                 return None
             return self._fault_stop(got[0].rip, got[0].regs, got[1], restore=False)
         found = identify_write(state, gpa, self.mode, self._read_ram, self._compare, self._ends)
@@ -642,8 +651,7 @@ class KvmMachine:
             self._ins.clear()
             return None, count
         state = self._state()
-        real = self._ins.plan(code, self.mode, state, size, count, self.in_window,
-                              lambda a: bool(self.vm.ram.read(a, 1)))
+        real = self._ins.plan(code, self.mode, state, size, count, self.in_window, self._mapped)
         if real is None:
             return None, count
         if real == 0:

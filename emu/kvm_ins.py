@@ -1,4 +1,4 @@
-"""String INS under KVM, element by element (SEMANTICS rules 4 and 6; docs/kvm.md).
+"""String INS (and OUTS) under KVM, element by element (SEMANTICS rules 4 and 6; docs/kvm.md).
 
 KVM's emulator (`pio_in_emulated`) reads INS elements from the port ahead: one `KVM_EXIT_IO` asks
 userspace for up to `count` elements (RCX, capped by a page measured in *bytes* against a count of
@@ -23,9 +23,35 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 INS_OPCODES = (0x6C, 0x6D)
+OUTS_OPCODES = (0x6E, 0x6F)
 _LEGACY_PREFIXES = frozenset((0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3))
 _DF = 0x400
 FILLER = 0xFF  # port data the engine did not read; KVM must discard it (checked in `store`)
+
+
+def _prefixed_opcode(code: bytes, mode: int) -> tuple[int, int, bool, bool]:
+    """(opcode index, address size, REP seen, 66 seen) after the legacy prefixes and REX."""
+    i, asz, rep, opsize = 0, mode // 8, False, False
+    rex = range(0x40, 0x50) if mode == 64 else range(0)
+    while i < len(code) and (code[i] in _LEGACY_PREFIXES or code[i] in rex):
+        if code[i] == 0x67:  # address size: 64 -> 32, 32 -> 16, 16 -> 32
+            asz = 4 if mode in (64, 16) else 2
+        rep = rep or code[i] in (0xF2, 0xF3)
+        opsize = opsize or code[i] == 0x66
+        i += 1
+    return i, asz, rep, opsize
+
+
+def outs_fault(code: bytes, mode: int, regs: dict[str, int], is_mapped: Callable[[int], bool]) -> int | None:
+    """For OUTS at a memory-read exit (the state before this element): the first byte of the
+    element's source that is neither RAM nor a window, else None (also when not OUTS). The generic
+    path does not decode OUTS; one element is one read of DS:[RSI] of the operand size."""
+    i, asz, _rep, opsize = _prefixed_opcode(code, mode)
+    if i >= len(code) or code[i] not in OUTS_OPCODES:
+        return None
+    size = 1 if code[i] == 0x6E else (4 if opsize == (mode == 16) else 2)
+    src = regs.get("rsi", 0) & ((1 << (8 * asz)) - 1)
+    return next((b for b in range(src, src + size) if not is_mapped(b)), None)
 
 
 @dataclass
@@ -54,18 +80,12 @@ class InsBatch:
         return bool(self.pending or self.filler or self.fault)
 
     def plan(self, code: bytes, mode: int, regs: dict[str, int], size: int, count: int,
-             in_window: Callable[[int], bool], in_ram: Callable[[int], bool]) -> int | None:
+             in_window: Callable[[int], bool], is_mapped: Callable[[int], bool]) -> int | None:
         """At a port-input exit: None if the instruction (`code` at RIP) is not INS, else how many
         of the `count` elements to read from the port (0: the first element faults; `fault` says
         where). `regs` is the state before this batch (KVM writes nothing back before the data)."""
         self.clear()
-        i, asz, rep = 0, mode // 8, False
-        rex = range(0x40, 0x50) if mode == 64 else range(0)
-        while i < len(code) and (code[i] in _LEGACY_PREFIXES or code[i] in rex):
-            if code[i] == 0x67:  # address size: 64 -> 32, 32 -> 16, 16 -> 32
-                asz = 4 if mode in (64, 16) else 2
-            rep = rep or code[i] in (0xF2, 0xF3)
-            i += 1
+        i, asz, rep, _opsize = _prefixed_opcode(code, mode)
         if i >= len(code) or code[i] not in INS_OPCODES:
             return None
         self.rep, self.addr_size, self.rip, self.regs = rep, asz, regs.get("rip", 0), dict(regs)
@@ -75,7 +95,7 @@ class InsBatch:
         real = count
         for k in range(count):
             addr = (dst + k * self.step) & amask
-            bad = next((b for b in range(addr, addr + size) if not in_window(b) and not in_ram(b)), None)
+            bad = next((b for b in range(addr, addr + size) if not is_mapped(b)), None)
             if bad is not None:
                 self.fault, real = (bad, k), k
                 break

@@ -358,6 +358,16 @@ def test_ins_port_reads_and_stores_per_element(name: str) -> None:
 
 
 @needs_kvm
+@pytest.mark.parametrize("insn", ["outsw", "outsd"])
+def test_outs_element_running_off_a_window_faults_before_the_device_read(insn: str) -> None:
+    # the generic path does not decode OUTS: the engine checks the element's source itself
+    ref, got, diff = _vs_reference(f"mov rsi, 0xfeb01ffd\nmov ecx, 2\nmov dx, 0x80\nrep {insn}\nhlt\n")
+    assert (got.stop, got.rip) == ("unmapped", 0x8013)
+    assert got.devices["regs.reads"] == (1 if insn == "outsw" else 0)
+    assert diff == []
+
+
+@needs_kvm
 def test_write_exactly_to_a_window_end_still_completes() -> None:
     # the edge check must not refuse an access that ends exactly at the window's end
     ref, got, diff = _vs_reference("mov rsi, 0xfeb01ff8\nmov rax, -1\nmov qword ptr [rsi], rax\n"
