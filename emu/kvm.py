@@ -55,7 +55,14 @@ from emu.errors import ExitlabError, GuestFormatError, UnmappedAccess
 from emu.exits import GPR_NAMES, MAX_INSN_LEN, REG_NAMES, ExitKind, ExitRecord
 from emu.interrupt import INTERRUPTED, TIMEOUT, Watchdog, check_timeout
 from emu.kvm_ins import FILLER, INS_OPCODES, InsBatch, outs_fault
-from emu.kvm_probe import fault_of, identify_write, instruction_ends, may_touch_another_place, probe_at
+from emu.kvm_probe import (
+    fault_of,
+    flags_before_iteration,
+    identify_write,
+    instruction_ends,
+    may_touch_another_place,
+    probe_at,
+)
 from emu.machine import RunResult, Stop, StopReason
 from emu.platform import PAGE, PlatformSpec
 from emu.ram import GuestRam
@@ -534,6 +541,7 @@ class KvmMachine:
         # INS elements KVM read ahead from a port and will write to a window as one access: the
         # device must see one write per element (rule 4), low address first
         self._ins = InsBatch()
+        self._reads: list[tuple[int, int, int, int, int]] = []  # (rip, rcx, gpa, size, value)
         self._ends: dict[int, int] = {}  # the code's instruction stream (kvm_probe.instruction_ends)
         for seg in image.segments:
             if seg.addr <= image.entry < seg.addr + len(seg.data):
@@ -616,12 +624,21 @@ class KvmMachine:
                 return self._fault_stop(state["rip"], state, UnmappedAccess(bad, False), restore=False)
             if got[1] is None:
                 return None
-            return self._fault_stop(got[0].rip, got[0].regs, got[1], restore=False)
-        found = identify_write(state, gpa, self.mode, self._read_ram, self._compare, self._ends)
-        if found is None:
+            found, pre = got[0], got[0].regs
+            rcx_mask = (1 << (8 * found.access.mem.addr_size)) - 1
+            answers = {
+                (g, n): v for rip, rcx, g, n, v in self._reads
+                if rip == found.rip and rcx & rcx_mask == (pre["rcx"] + 1) & rcx_mask
+            }
+            flags = flags_before_iteration(found, self.mode, self._read_ram, answers) if answers else None
+            if flags is not None and flags != pre["rflags"]:
+                return self._fault_stop(found.rip, dict(pre, rflags=flags), got[1], restore=True)
+            return self._fault_stop(found.rip, pre, got[1], restore=False)
+        store = identify_write(state, gpa, self.mode, self._read_ram, self._compare, self._ends)
+        if store is None:
             return None
-        fault = fault_of(found, self.mode, self._read_ram, self.in_window)
-        return None if fault is None else self._fault_stop(found.rip, found.regs, fault, restore=True)
+        fault = fault_of(store, self.mode, self._read_ram, self.in_window)
+        return None if fault is None else self._fault_stop(store.rip, store.regs, fault, restore=True)
 
     def _fault_stop(self, rip: int, pre: dict[str, int], fault: UnmappedAccess, restore: bool) -> Stop:
         """Stop `unmapped` on the instruction with the registers as before it (for a REP: before
@@ -834,6 +851,10 @@ class KvmMachine:
                 counts["mmio_read"] += 1
                 if recording:
                     self._record(ExitKind.MMIO_READ, gpa, length, value, snap)
+                if self.vm.sync_regs:  # for flags_before_iteration: the last few reads served
+                    sr = self.vm.run.s_regs
+                    self._reads.append((sr.rip, sr.rcx, gpa, length, value))
+                    del self._reads[:-4]
         except Exception as exc:  # noqa: BLE001 - a device failure is a stop, not a traceback
             return self._stop_at(StopReason.DEVICE_ERROR, f"device error on MMIO {gpa:#x}: {exc}")
         return None

@@ -53,12 +53,14 @@ class ProbeCpu:
     """
 
     def __init__(self, mode: int, regs: dict[str, int], read_ram: ReadRam, in_window: Callable[[int], bool],
-                 strict: bool) -> None:
+                 strict: bool, answers: dict[tuple[int, int], int] | None = None) -> None:
         self.mode = mode
         self.regs = dict(regs)
         self._read_ram = read_ram
         self._in_window = in_window
         self._strict = strict
+        self._answers = answers  # (gpa, size) -> the value a device read returned, when replaying
+        self.unanswered = False
         self.accesses: list[DeviceAccess] = []
 
     def get(self, name: str) -> int:
@@ -85,8 +87,14 @@ class ProbeCpu:
         return not self._read_ram(gpa, 1)
 
     def mmio_read(self, gpa: int, size: int) -> int:
-        self.accesses.append(DeviceAccess(gpa, size, False, 0))
-        return 0
+        value = 0
+        if self._answers is not None:
+            if (gpa, size) in self._answers:
+                value = self._answers[(gpa, size)]
+            else:
+                self.unanswered = True
+        self.accesses.append(DeviceAccess(gpa, size, False, value))
+        return value
 
     def mmio_write(self, gpa: int, size: int, value: int) -> None:
         self.accesses.append(DeviceAccess(gpa, size, True, value))
@@ -208,6 +216,40 @@ def _replays(found: Found, mode: int, read_ram: ReadRam, post: dict[str, int], g
     after = dict(cpu.regs, rip=next_rip)
     m = _MASK64 if mode == 64 else 0xFFFFFFFF
     return all(after.get(n, 0) & m == post.get(n, 0) & m for n in compare)
+
+
+def flags_before_iteration(found: Found, mode: int, read_ram: ReadRam,
+                           answers: dict[tuple[int, int], int]) -> int | None:
+    """RFLAGS as a REP CMPS/SCAS's previous iteration left them, or None if not applicable.
+
+    KVM's emulator runs the iterations of a REP string instruction over MMIO in a restart loop:
+    it writes the GPRs back to the vCPU each iteration but RFLAGS only when the instruction ends,
+    so at the read exit of a later iteration KVM_GET_REGS shows RCX/RSI/RDI advanced and RFLAGS
+    from before the instruction. The previous iteration is replayed here from the values its
+    device reads returned (`answers`); None when one is missing.
+    """
+    a = found.access
+    if not (a.rep and a.op in (Op.CMPS, Op.SCAS)):
+        return None
+    asz = a.mem.addr_size
+    amask = (1 << (8 * asz)) - 1
+    step = -a.size if found.regs.get("rflags", 0) & DF else a.size
+
+    def back(name: str, delta: int) -> int:
+        v = found.regs.get(name, 0)
+        return (v & ~amask & _MASK64) | ((v - delta) & amask)
+
+    prev = dict(found.regs, rdi=back("rdi", step), rcx=back("rcx", -1))
+    if a.op is Op.CMPS:
+        prev["rsi"] = back("rsi", step)
+    cpu = ProbeCpu(mode, prev, read_ram, lambda g: True, strict=False, answers=answers)
+    try:
+        execute(a, cpu, found.rip, mode, max_iterations=1)
+    except (EmulationError, GuestFault, ValueError, KeyError):
+        return None
+    if cpu.unanswered or not any(not acc.write for acc in cpu.accesses):
+        return None
+    return cpu.regs["rflags"]
 
 
 def instruction_ends(code: bytes, addr: int, mode: int) -> dict[int, int]:

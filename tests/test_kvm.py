@@ -286,6 +286,11 @@ T8_CASES = {
     # the last iteration faults: KVM leaves RIP on the REP even when RCX reaches 0 (seed 602)
     "rep-stosd-last-iteration": ("mov rdi, 0xfeb01ffc\nmov ecx, 2\nrep stosd\nhlt\n", 64, 0x800F,
                                  {"rcx": 1, "rdi": 0xFEB02000}, {"regs.writes": 1}),
+    # KVM writes RFLAGS back only when a REP ends: at a later iteration's read exit they are stale
+    "rep-scasd-flags": ("mov rdi, 0xfeb01ff8\nmov ecx, 4\nrep scasd\nhlt\n", 64, 0x800F,
+                        {"rcx": 2, "rdi": 0xFEB02000}, {"regs.reads": 2}),
+    "repe-cmpsd-flags": ("mov rsi, 0x100000\nmov rdi, 0xfeb01ff0\nmov ecx, 8\nrepe cmpsd\nhlt\n", 64,
+                         0x8016, {}, {}),
     # the other operand faults: MOVS/CMPS read their first operand from a device before
     "movsq-dst-page0": ("mov rsi, 0xfeb01038\nmovsq\nhlt\n", 64, 0x800A,
                         {"rsi": 0xFEB01038, "rdi": 0}, {"regs.reads": 0}),
