@@ -5,7 +5,8 @@ access into fragments, one per page, and hands them to userspace one exit at a t
 beyond the window has no memslot, so to KVM it is "MMIO" too). By then part of the access has
 reached a device, and for a write the kernel has already written the registers back
 (`x86_emulate_instruction`: `writeback` is cleared only for MMIO *reads*), so the exit shows RIP
-after the instruction, or on it with RCX/RSI/RDI advanced for an unfinished REP iteration.
+after the instruction, or, for a REP STOS/MOVS iteration (even the last), on it with RCX/RSI/RDI
+already advanced.
 
 exitlab's contract is a precise fault before any part of the access (rule 6), so at such an exit
 the KVM engine asks this module, *before* touching a device:
@@ -20,8 +21,11 @@ the KVM engine asks this module, *before* touching a device:
   candidate's pre-state is the post-state with the instruction's register effects undone, and it is
   accepted only if emulating it from that pre-state (everything outside RAM a recording device)
   gives back exactly KVM's registers and its first non-RAM access is this write at this address.
+  Ties are broken by `instruction_ends` (a linear sweep of the code).
+- `flags_before_iteration(...)`: the RFLAGS a REP CMPS/SCAS's previous iteration left, which KVM
+  has not written back yet at a later iteration's exit.
 
-Both use emu.decode/emu.emulate, the generic path the streams reference agrees with, so the fault
+All use emu.decode/emu.emulate, the generic path the streams reference agrees with, so the fault
 address and order (MOVS: source, then destination) are the generic path's.
 """
 
