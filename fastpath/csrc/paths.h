@@ -38,6 +38,8 @@ int xl_dev_span(const struct xl_ctx *ctx, uint64_t gpa, int size, uint64_t *bad)
  * has checked the span (xl_dev_span), so XL_E_UNMAPPED cannot happen after a piece was done. */
 uint32_t xl_mmio_access(struct xl_ctx *ctx, struct xl_result *r, uint64_t gpa, int size, int write, uint64_t *v);
 uint64_t xl_dev_mmio(struct xl_ctx *ctx, uint64_t gpa, int size, int write, uint64_t value);
+/* pv-fast on a pv window of ctx->tab (not the flat notify window): XL_OK or XL_NOT_MINE. */
+uint32_t xl_pvfast_tab(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r);
 
 /* Fold one access into a result's hash (also done in Python to compare). */
 static inline uint64_t xl_acc_mix(uint64_t h, uint64_t gpa, int size, int write, uint64_t value)
@@ -81,7 +83,7 @@ static inline uint32_t xl_pvfast(struct xl_ctx *ctx, const struct xl_exit *ex, s
     uint64_t off = ex->addr - d->notify_base;
     if (ex->kind != XL_MMIO_WRITE || (c->mode != 64 && c->mode != 32) || off >= d->notify_size ||
         off > d->notify_size - 2 || (ex->size && ex->size != 2))
-        return XL_NOT_MINE;
+        return ctx->tab ? xl_pvfast_tab(ctx, ex, c, r) : XL_NOT_MINE;
     uint64_t rip = xl_cpu_get(c, XL_RIP);
     uint64_t moff = rip - c->mem_base;
     if (rip < c->mem_base || moff >= c->mem_size || c->mem_size - moff < 3)
@@ -96,6 +98,8 @@ static inline uint32_t xl_pvfast(struct xl_ctx *ctx, const struct xl_exit *ex, s
         d->kicks[v]++;
     else
         d->kicks_other++;
+    if (off < XL_NOTIFY_OFF_MULT * XL_NQUEUES_REG && off % XL_NOTIFY_OFF_MULT == 0)
+        d->eventfd_counts[off / XL_NOTIFY_OFF_MULT]++;
     xl_res_acc(r, ex->addr, 2, 1, v);
     r->next_rip = (rip + 3) & (c->mode == 64 ? ~0ull : 0xFFFFFFFFull);
     return XL_OK;
