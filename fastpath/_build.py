@@ -110,7 +110,7 @@ struct xl_live_cfg {
     int32_t mode;
     int32_t path;
     int32_t style;
-    int32_t pad;
+    int32_t inplace_raw;
     struct xl_live_ctl *ctl;
 };
 struct xl_live_result {

@@ -599,10 +599,13 @@ def run_live_uc(
     ctx: CContext | None = None,
     reset: bool = True,
     control: LiveControl | None = None,
+    inplace_raw: bool = False,
 ) -> LiveResult:
     """Run a Unicorn engine with C hooks until a stop; `uc` is a unicorn.Uc (or its raw handle).
 
-    max_insns: None (no budget) or 1 .. 2**63-1 for the whole run; timeout: None or seconds."""
+    max_insns: None (no budget) or 1 .. 2**63-1 for the whole run; timeout: None or seconds.
+    inplace_raw (in-place style): an access no C path emulates is performed as Unicorn reports it,
+    as the Python engine's in-place hook does, instead of stopping `emulation_error`."""
     if style not in ("exit", "inplace"):
         raise ValueError(f"style must be 'exit' or 'inplace' (got {style!r})")
     if mode not in _MODES:
@@ -618,6 +621,7 @@ def run_live_uc(
     cfg.start_rip, cfg.until = start_rip, _until(ram_base) if until is None else until
     cfg.max_insns, cfg.timeout_ns, cfg.max_exits = max_insns or 0, _timeout_ns(timeout), max_exits
     cfg.mode, cfg.path, cfg.style = mode, path_id(path), 0 if style == "exit" else 1
+    cfg.inplace_raw = int(inplace_raw)
     cfg.ctl = control.cdata if control is not None else ffi.NULL
     out = ffi.new("struct xl_live_result *")
     lib.xl_live_run(ctx.cdata, ffi.cast("void *", handle), cfg, out)
@@ -657,6 +661,7 @@ def run_live(
     ctx: CContext | None = None,
     control: LiveControl | None = None,
     reset: bool = True,
+    inplace_raw: bool = False,
 ) -> LiveResult:
     """Run an `emu.machine.Machine` (RAM, registers and image already set up, none of its own hooks
     installed; for style "exit" its MMIO windows must be unmapped) with the C hooks and C paths.
@@ -678,6 +683,7 @@ def run_live(
         ctx=ctx,
         reset=reset,
         control=control,
+        inplace_raw=inplace_raw,
     )
 
 
@@ -753,6 +759,7 @@ def run_machine_c(
                 start_rip=image.entry,
                 control=control,
                 reset=False,
+                inplace_raw=True,  # `--path inplace`: as the Python engine's in-place hook
             )
     finally:
         table.uninstall(used)

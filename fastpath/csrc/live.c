@@ -702,7 +702,7 @@ static void hook_mem_inplace(uc_engine *uc, uc_mem_type type, uint64_t addr, int
     if (L->trace && type == UC_MEM_WRITE)  /* as emu/inplace.py: a write before the device sees it */
         L->trace(L->trace_opaque, XL_MMIO_WRITE, read_rip(L), addr, (uint32_t)size, (uint64_t)value & vmask);
     uint32_t st = xl_handle_fast(L->ctx, L->cfg->path, &ex, &L->cpu, &res);
-    if (st == XL_E_UNSUPPORTED || st == XL_E_DECODE)
+    if ((st == XL_E_UNSUPPORTED || st == XL_E_DECODE) && L->cfg->inplace_raw)
         st = inplace_raw(L, &ex, &res);
     L->out->mmio_exits++;
     L->out->exits++;
