@@ -28,7 +28,7 @@ FLAT_NOTIFY_QUEUES = 16  # devstate.h XL_NQUEUES_REG: the wildcard registrations
 FLAT_REGS_SIZE = 0x1000  # devstate.h XL_REGS_SIZE
 _SPACES = (Space.MMIO, Space.PIO)  # devtab.h enum xl_space
 _KINDS = (ExitKind.MMIO_WRITE, ExitKind.MMIO_READ, ExitKind.PIO_OUT, ExitKind.PIO_IN, ExitKind.HYPERCALL)
-_OP_READ, _OP_WRITE, _OP_NOTIFY = 0, 1, 2
+_OP_READ, _OP_WRITE, _OP_NOTIFY, _OP_KICK = 0, 1, 2, 3
 
 
 def _flat_notify(board: Board, dev: Any) -> bool:
@@ -167,6 +167,8 @@ class DeviceTable:
                 return self.bus.read(sp, addr, size)
             if op == _OP_WRITE:
                 self.bus.write(sp, addr, size, value)
+            elif op == _OP_KICK:  # the flat notify's kick of queue >= 64 (its counters stop at 63)
+                self.board.notify.kicks[value] += 1
             else:
                 self.bus.notify(addr)
             return 0

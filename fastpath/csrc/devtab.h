@@ -23,7 +23,9 @@
 enum xl_space { XL_SPACE_MMIO = 0, XL_SPACE_PIO = 1 };
 /* What a callback is asked to do: a read (returns the value), a write, or an address-only
  * notification (the wildcard path: emu.bus.Bus.notify). */
-enum xl_devop { XL_OP_READ = 0, XL_OP_WRITE = 1, XL_OP_NOTIFY = 2 };
+enum xl_devop { XL_OP_READ = 0, XL_OP_WRITE = 1, XL_OP_NOTIFY = 2, XL_OP_KICK = 3 };
+/* XL_OP_KICK: the flat notify device saw a data kick of a queue number it has no counter for
+ * (value >= XL_NQUEUES): the Python notify device counts it (kicks[value]), nothing else. */
 
 struct xl_region {
     uint64_t base, size;

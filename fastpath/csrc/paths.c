@@ -97,8 +97,9 @@ int xl_dev_claims(const struct xl_ctx *ctx, uint64_t gpa)
 /* One MMIO access at the bus (claim by start address, value masked to the size, like emu/bus.py). */
 /* The notify device on either bus: a data-carrying write's value is the queue index; a write at a
  * wildcard registration's offset also counts for that eventfd (emu/devices.py NotifyDevice._signal). */
-static uint64_t notify_access(struct xl_devstate *d, uint64_t off, int write, uint64_t value)
+static uint64_t notify_access(struct xl_ctx *ctx, uint64_t off, int write, uint64_t value)
 {
+    struct xl_devstate *d = &ctx->dev;
     if (!write) {
         d->notify_reads++;
         return 0;
@@ -107,7 +108,7 @@ static uint64_t notify_access(struct xl_devstate *d, uint64_t off, int write, ui
     if (value < XL_NQUEUES)
         d->kicks[value]++;
     else
-        d->kicks_other++;
+        xl_kick_other(ctx, value);
     if (off % XL_NOTIFY_OFF_MULT == 0 && off / XL_NOTIFY_OFF_MULT < XL_NQUEUES_REG)
         d->eventfd_counts[off / XL_NOTIFY_OFF_MULT]++;
     return 0;
@@ -125,7 +126,7 @@ uint64_t xl_dev_mmio(struct xl_ctx *ctx, uint64_t gpa, int size, int write, uint
     struct xl_devstate *d = &ctx->dev;
     uint64_t m = mask_bytes(size);
     if (gpa - d->notify_base < d->notify_size) {
-        return notify_access(d, gpa - d->notify_base, write, value & m);
+        return notify_access(ctx, gpa - d->notify_base, write, value & m);
     }
     if (gpa - d->regs_base < d->regs_size) {
         uint64_t off = gpa - d->regs_base;
@@ -175,7 +176,7 @@ uint64_t xl_pio(struct xl_ctx *ctx, uint64_t port, int size, int write, uint64_t
     struct xl_devstate *d = &ctx->dev;
     uint64_t m = mask_bytes(size);
     if (port - d->notify_port < 2) {
-        return notify_access(d, port - d->notify_port, write, value & m);
+        return notify_access(ctx, port - d->notify_port, write, value & m);
     }
     if (port - d->console_port < 8) {
         uint64_t off = port - d->console_port;

@@ -1,0 +1,153 @@
+"""The C engine's device table (fastpath/devtab.py, fastpath/csrc/devtab.h): the flat C devices are
+an accelerator checked against the Python device model, every other device is the Python one
+reached by callback, and a device fault ends the run as it does in the Python engine."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from emu.assemble import assemble
+from emu.board import Board, default_board
+from emu.bus import Space
+from emu.devices import IoEventFd, RegisterDevice
+from emu.machine import Machine
+from exitlab.commands.run import run_image
+from fastpath.cengine import CContext, ffi
+from fastpath.devtab import NO_PORT, DeviceTable
+
+PATHS = ["inplace", "generic", "fast", "wildcard"]
+
+# Every flat device, every way in: notify by MMIO data write, by port, by wildcard-able address,
+# at offsets with and without a registration, unmatched and >= 64 values; the register file at
+# every width and across its bytes; the console by byte and by word.
+FLAT = """
+    mov rbx, NOTIFY_MMIO
+    mov ax, 3
+    mov word ptr [rbx + 12], ax
+    mov word ptr [rbx + 2], ax
+    mov ax, 70
+    mov word ptr [rbx], ax
+    mov dx, NOTIFY_PORT
+    mov ax, 5
+    out dx, ax
+    in ax, dx
+    mov eax, dword ptr [rbx + 8]
+    mov r14, REGS_MMIO
+    mov qword ptr [r14 + 0x20], rbx
+    mov word ptr [r14 + 0x31], ax
+    mov byte ptr [r14 + 0xfff], 0x5a
+    mov ecx, dword ptr [r14]
+    mov rdx, qword ptr [r14 + 0x20]
+    mov dx, CONSOLE_PORT
+    mov al, 0x68
+    out dx, al
+    mov ax, 0x0a69
+    out dx, ax
+    add dx, 5
+    in al, dx
+    hlt
+"""
+
+# A board with devices C has no flat copy of: a second register file (a callback device) and a
+# notify device with an extra data-matched registration (not the flat notify any more).
+CALLBACK = """
+    mov rbx, NOTIFY_MMIO
+    mov ax, 7
+    mov word ptr [rbx + 8], ax
+    mov r14, 0xfeb10000
+    mov dword ptr [r14 + 4], 0x12345678
+    mov eax, dword ptr [r14 + 4]
+    mov rcx, qword ptr [r14]
+    mov eax, 0x100
+    mov rbx, 0xfeb10010
+    mov ecx, 4
+    mov edx, 0xabcd
+    vmcall
+    hlt
+"""
+
+
+def extra_board() -> Board:
+    board = default_board()
+    board.bus.add(Space.MMIO, 0xFEB10000, 0x1000, RegisterDevice(name="regs2"))
+    board.notify.register(IoEventFd(offset=8, size=2, datamatch=7))
+    return board
+
+
+def run(src: str, engine: str, path: str, board: Board | None = None) -> tuple[dict[str, Any], Board]:
+    board = board or default_board()
+    res = run_image(assemble(src), board, engine=engine, path=path)
+    d = json.loads(json.dumps(res.to_json()))
+    d["devices"].pop("c_engine", None)
+    d["devices"]["notify"].pop("kicks_other", None)
+    return d, board
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_flat_devices_agree_with_the_python_model(path: str) -> None:
+    py, _ = run(FLAT, "python", path)
+    c, board = run(FLAT, "c", path)
+    assert py["stop"]["reason"] == "hlt"
+    assert c == py
+    # the C engine's state was synced into the Python devices: the same objects say the same
+    assert board.regs.mem[0xFFF] == 0x5A and board.console.text == "hi\n"
+    if path != "wildcard":  # address-only: the queue comes from the offset, no data is learned
+        assert board.notify.kicks[70] == 1 and board.notify.kicks[5] == 1
+
+
+def test_flat_devices_are_used_for_the_default_board() -> None:
+    board = default_board()
+    m = Machine(assemble("hlt"), board=board, mmio_style="exit")
+    table = DeviceTable(board, m)
+    assert set(table.flat) == {"notify_mmio", "notify_port", "regs", "console"}
+    assert table.callback == {Space.MMIO: [], Space.PIO: []}
+    assert table.cdata.trace == ffi.NULL  # no trace asked: the C loop never calls into Python for one
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_callback_devices_agree_with_the_python_model(path: str) -> None:
+    py, _ = run(CALLBACK, "python", path, extra_board())
+    c, board = run(CALLBACK, "c", path, extra_board())
+    assert py["stop"]["reason"] == "hlt"
+    assert c == py
+    assert py["devices"]["regs2"]["writes"] == 2  # the guest's store and the hypercall's
+    assert py["devices"]["notify"]["eventfds"]
+
+
+def test_callback_board_goes_through_the_table() -> None:
+    board = extra_board()
+    table = DeviceTable(board, Machine(assemble("hlt"), board=board, mmio_style="exit"))
+    assert "notify_mmio" not in table.flat and "notify_port" not in table.flat  # extra registration
+    assert [m.base for m in table.callback[Space.MMIO]] == [0xFEB00000, 0xFEB10000]
+    ctx = CContext()
+    table.install(ctx)
+    assert ctx.cdata.dev.notify_size == 0 and ctx.cdata.dev.notify_port == NO_PORT
+    assert ctx.cdata.tab != ffi.NULL
+    table.uninstall(ctx)
+    assert ctx.cdata.tab == ffi.NULL
+
+
+class Faulty:
+    name = "faulty"
+
+    def read(self, offset: int, size: int) -> int:
+        raise RuntimeError("no such register")
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        raise RuntimeError("read-only")
+
+    def state(self) -> dict[str, Any]:
+        return {}
+
+
+@pytest.mark.parametrize("engine", ["python", "c"])
+@pytest.mark.parametrize("src", ["mov dx, 0x5000\nin al, dx\nhlt", "mov dx, 0x5000\nout dx, al\nhlt"])
+def test_a_device_fault_stops_the_run(engine: str, src: str) -> None:
+    board = default_board()
+    board.bus.add(Space.PIO, 0x5000, 4, Faulty())
+    res = run_image(assemble(src), board, engine=engine, path="fast")
+    assert res.stop.reason.value == "device_error"
+    assert "0x5000" in res.stop.message
