@@ -780,10 +780,7 @@ def run_machine_c(
     state["inplace_mismatch"] = res.inplace_mismatch
     kicks_other = state.pop("notify")["kicks_other"]
     del state["regs"], state["console"]
-    console = used.console.decode("latin-1")
-    if console and board.console.echo is not None and "console" in table.flat:
-        board.console.echo(console)  # the flat console has no per-byte callback: echo at the end
-    table.sync_back(used)
+    table.sync_back(used)  # an echoing console was the Python device: it echoed as the guest wrote
     devices = board.state()  # the board's devices, the flat ones' counts added (one device model)
     notify = devices.get(board.notify.name)
     if isinstance(notify, dict):

@@ -93,7 +93,11 @@ class DeviceTable:
             if "notify_port" not in self.flat and _flat_notify(board, d) and m.size == 2:
                 self.flat["notify_port"] = m
             elif (
-                "console" not in self.flat and d is board.console and type(d) is ConsoleDevice and m.size == 8
+                "console" not in self.flat
+                and d is board.console
+                and type(d) is ConsoleDevice
+                and d.echo is None  # an echoing console prints as the guest writes: the Python device
+                and m.size == 8
             ):
                 self.flat["console"] = m
             else:
@@ -151,8 +155,8 @@ class DeviceTable:
             regs.mem[:] = ctx.regs_mem
             regs.reads += int(d.regs_reads)
             regs.writes += int(d.regs_writes)
-        if "console" in self.flat:
-            self.board.console.out += ctx.console
+        if "console" in self.flat:  # bytes past the flat buffer reached the device by callback
+            self.board.console.out[0:0] = ctx.console
         un = self.bus.unclaimed
         un["mmio_read"] += int(d.unclaimed_mmio_read)
         un["mmio_write"] += int(d.unclaimed_mmio_write)

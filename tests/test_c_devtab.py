@@ -151,3 +151,38 @@ def test_a_device_fault_stops_the_run(engine: str, src: str) -> None:
     res = run_image(assemble(src), board, engine=engine, path="fast")
     assert res.stop.reason.value == "device_error"
     assert "0x5000" in res.stop.message
+
+
+SUBPAGE = """
+    mov r14, 0xfeb20000
+    mov dword ptr [r14 + 0x10], 0x01020304
+    mov eax, dword ptr [r14 + 0x10]
+    mov ecx, dword ptr [r14 + 0x200]
+    mov dword ptr [r14 + 0x204], ecx
+    hlt
+"""
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_the_unclaimed_rest_of_a_device_window_is_the_bus(path: str) -> None:
+    """A device smaller than its page: the rest of the window is still device space (an exit the
+    bus answers all-ones and counts unclaimed), in both engines."""
+
+    def board() -> Board:
+        b = default_board()
+        b.bus.add(Space.MMIO, 0xFEB20000, 0x100, RegisterDevice(name="small", size=0x100))
+        return b
+
+    py, pyb = run(SUBPAGE, "python", path, board())
+    c, cb = run(SUBPAGE, "c", path, board())
+    assert py["stop"]["reason"] == "hlt" and py["regs"]["rcx"] == 0xFFFFFFFF
+    assert c == py
+    assert cb.bus.unclaimed == pyb.bus.unclaimed
+
+
+def test_console_output_past_the_flat_buffer_is_kept() -> None:
+    src = "mov dx, CONSOLE_PORT\nmov ecx, 5000\nl: mov al, cl\nand al, 0x3f\nadd al, 0x30\nout dx, al\nloop l\nhlt"
+    py, _ = run(src, "python", "fast")
+    c, board = run(src, "c", "fast")
+    assert len(py["console"]) == 5000
+    assert c == py and board.console.text == py["console"]

@@ -278,6 +278,16 @@ static uint64_t read_rip(struct live *L)
 
 /* ---- hooks */
 
+/* Is addr in a device window of the run (a page no device may fully claim: the rest of it is the
+ * bus's, unclaimed, as in emu/machine.py `mmio_window`)?  Only asked when no device claims addr. */
+static int in_window(const struct live *L, uint64_t addr)
+{
+    for (uint32_t i = 0; i < L->nwin; i++)
+        if (addr - L->win[i].base < L->win[i].size)
+            return 1;
+    return 0;
+}
+
 static bool hook_unmapped(uc_engine *uc, uc_mem_type type, uint64_t addr, int size, int64_t value, void *ud)
 {
     struct live *L = (struct live *)ud;
@@ -289,7 +299,8 @@ static bool hook_unmapped(uc_engine *uc, uc_mem_type type, uint64_t addr, int si
         type = UC_MEM_READ_UNMAPPED;
     else if (type == UC_MEM_FETCH_PROT)
         type = UC_MEM_FETCH_UNMAPPED;
-    if ((type == UC_MEM_WRITE_UNMAPPED || type == UC_MEM_READ_UNMAPPED) && xl_dev_claims(L->ctx, addr)) {
+    if ((type == UC_MEM_WRITE_UNMAPPED || type == UC_MEM_READ_UNMAPPED) &&
+        (xl_dev_claims(L->ctx, addr) || in_window(L, addr))) {
         if (L->pending == PEND_MMIO) {
             /* A second access in the same segment: Unicorn did not stop at the first one.  Some
              * helpers (fxsave, maskmovdqu) ignore the fault and go on, and the exit would then be

@@ -185,6 +185,9 @@ uint64_t xl_pio(struct xl_ctx *ctx, uint64_t port, int size, int write, uint64_t
                 for (int i = 0; i < size && i < 8; i++) {
                     if (d->console_len < XL_CONSOLE_BUF)
                         d->console[d->console_len] = (uint8_t)(value >> (8 * i));
+                    else if (ctx->tab)  /* past the flat buffer: the board's console keeps the rest */
+                        ctx->tab->dev(ctx->tab->dev_opaque, XL_SPACE_PIO, XL_OP_WRITE, port, 1,
+                                      (value >> (8 * i)) & 0xFF);
                     d->console_len++;
                 }
             return 0;
