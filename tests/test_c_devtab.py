@@ -181,7 +181,8 @@ def test_the_unclaimed_rest_of_a_device_window_is_the_bus(path: str) -> None:
 
 
 def test_console_output_past_the_flat_buffer_is_kept() -> None:
-    src = "mov dx, CONSOLE_PORT\nmov ecx, 5000\nl: mov al, cl\nand al, 0x3f\nadd al, 0x30\nout dx, al\nloop l\nhlt"
+    src = "mov dx, CONSOLE_PORT\nmov ecx, 5000\nl: mov al, cl\nand al, 0x3f\nadd al, 0x30\nout dx, al\n"
+    src += "loop l\nhlt"
     py, _ = run(src, "python", "fast")
     c, board = run(src, "c", "fast")
     assert len(py["console"]) == 5000
