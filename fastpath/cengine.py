@@ -773,6 +773,8 @@ def run_machine_c(
         msg = f"unmapped access at {res.addr:#x} by the instruction at rip={res.rip:#x}"
     elif res.stop == "triple_fault":
         msg = f"unhandled CPU exception (vector {res.addr}) at rip={res.rip:#x}"
+    elif res.stop == "budget":
+        msg = f"instruction budget of {max_insns} exhausted"  # the Python engine's words
     if table.error is not None:  # a Python device raised: the run stopped there (as the Python engine)
         reason, msg = "device_error", table.error
     exits = {k.value: res.kind_counts[i] for i, k in enumerate(KIND_CODES)}

@@ -63,6 +63,19 @@ def test_assigned_ports_and_io_bars_equal(capsys, offers, path):
     assert rc_c == rc_py and comparable(c) == comparable(py)
 
 
+@pytest.mark.parametrize("budget", [1, 50, 248, 1000, 5000])
+@pytest.mark.parametrize("path", PATHS)
+def test_budget_stops_equal_on_the_pci_board(capsys, path, budget):
+    """`--max-insns` stops both engines on the same instruction with the same state. 248: the C
+    budget used to skip one instruction long after a store into a code page (live.c smc_pending
+    stayed armed until its RIP came round again; emu/machine.py disarms it at the next instruction)."""
+    argv = ("pci_discover", "--path", path, "--devices", "64", "--max-insns", str(budget))
+    rc_py, py = run_json(capsys, *argv)
+    rc_c, c = run_json(capsys, *argv, "--engine", "c")
+    assert py["stop"]["reason"] == "budget"
+    assert rc_c == rc_py and comparable(c) == comparable(py)
+
+
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("guest", GUESTS)
 def test_c_engine_trace_equals_python_trace(capsys, tmp_path, guest, path):

@@ -412,9 +412,10 @@ static void hook_code_budget(uc_engine *uc, uint64_t address, uint32_t size, voi
 {
     struct live *L = (struct live *)ud;
     (void)size;
-    if (L->smc_pending && address == L->smc_rip) {
+    if (L->smc_pending) {  /* only the very next hook call can be the restart (emu/machine.py) */
         L->smc_pending = 0;
-        ++L->budget_left;  /* the restart of a store that invalidated its own block */
+        if (address == L->smc_rip)
+            ++L->budget_left;  /* the restart of a store that invalidated its own block */
     }
     if (--L->budget_left < 0 && !L->stop) {
         L->stop = XL_STOP_BUDGET;
