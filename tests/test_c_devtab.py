@@ -187,3 +187,27 @@ def test_console_output_past_the_flat_buffer_is_kept() -> None:
     c, board = run(src, "c", "fast")
     assert len(py["console"]) == 5000
     assert c == py and board.console.text == py["console"]
+
+
+@pytest.mark.parametrize(
+    "src",
+    [
+        "mov r14, REGS_MMIO\nmov eax, 7\nimul eax, dword ptr [r14]\nhlt",  # no C path emulates IMUL
+        "mov r14, REGS_MMIO\nmov ax, 5\ncmp word ptr [r14 + 4], ax\nsetb cl\nhlt",
+        "mov r14, REGS_MMIO\nmov dword ptr [r14 + 8], 3\nadd dword ptr [r14 + 8], 4\nhlt",
+    ],
+)
+def test_inplace_performs_what_no_c_path_emulates_as_python_does(src: str) -> None:
+    """`--engine c --path inplace`: Unicorn performs the instruction, the device sees its accesses,
+    as in the Python engine's in-place hook (run_live's strict default declines instead)."""
+    py, _ = run(src, "python", "inplace")
+    c, _ = run(src, "c", "inplace")
+    assert py["stop"]["reason"] == "hlt" and c == py
+
+
+def test_inplace_raw_is_not_for_string_instructions() -> None:
+    """INS into a device: Unicorn's dummy store is no guest access (emu/inplace.py knows); the raw
+    fallback must not hand it to the device, so the C engine declines rather than write twice."""
+    src = "mov rdi, REGS_MMIO + 0x18\nmov ecx, 2\nmov dx, 0x5000\nrep insb\nhlt"
+    c, board = run(src, "c", "inplace")
+    assert c["stop"]["reason"] == "emulation_error" and board.regs.writes == 0

@@ -683,8 +683,26 @@ static void abort_insn(struct live *L, uint64_t addr)
  * perform; the device sees the one access the hook reports, as in the Python engine's in-place hook
  * (emu/inplace.py).  The path's decline stays counted in ctx->errors / ctx->err.  Not per exit on
  * the paths' forms: only after a decline. */
-static uint32_t inplace_raw(struct live *L, const struct xl_exit *ex, struct xl_result *res)
+static uint32_t inplace_raw(struct live *L, const struct xl_exit *ex, struct xl_result *res, uint32_t st)
 {
+    /* Not for the forms where Unicorn's accesses are not the guest's (emu/inplace.py handles them
+     * one by one): string instructions (INS's dummy store, REP) and LOCK (LOCK NEG loads twice). */
+    uint64_t rip = xl_cpu_get(&L->cpu, XL_RIP), off = rip - L->cfg->ram_base;
+    if (rip < L->cfg->ram_base || off >= L->cfg->ram_size)
+        return st;
+    const uint8_t *p = (const uint8_t *)(uintptr_t)L->cfg->ram + off;
+    uint64_t n = L->cfg->ram_size - off < XL_MAX_INSN ? L->cfg->ram_size - off : XL_MAX_INSN, i = 0;
+    for (; i < n; i++) {
+        uint8_t b = p[i];
+        if (b == 0xF0)
+            return st;
+        if (b == 0x66 || b == 0x67 || b == 0xF2 || b == 0xF3 || b == 0x2E || b == 0x36 || b == 0x3E ||
+            b == 0x26 || b == 0x64 || b == 0x65 || (L->cfg->mode == 64 && (b & 0xF0) == 0x40))
+            continue;
+        break;
+    }
+    if (i >= n || (p[i] >= 0x6C && p[i] <= 0x6F) || (p[i] >= 0xA4 && p[i] <= 0xA7) || (p[i] >= 0xAA && p[i] <= 0xAF))
+        return st;
     uint64_t bad, v = ex->value;
     if (!xl_dev_span(L->ctx, ex->addr, (int)ex->size, &bad)) {
         L->ctx->fault_addr = bad;
@@ -715,7 +733,7 @@ static void hook_mem_inplace(uc_engine *uc, uc_mem_type type, uint64_t addr, int
         L->trace(L->trace_opaque, XL_MMIO_WRITE, read_rip(L), addr, (uint32_t)size, (uint64_t)value & vmask);
     uint32_t st = xl_handle_fast(L->ctx, L->cfg->path, &ex, &L->cpu, &res);
     if ((st == XL_E_UNSUPPORTED || st == XL_E_DECODE) && L->cfg->inplace_raw)
-        st = inplace_raw(L, &ex, &res);
+        st = inplace_raw(L, &ex, &res, st);
     L->out->mmio_exits++;
     L->out->exits++;
     L->out->kinds[ex.kind]++;
