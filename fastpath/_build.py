@@ -35,6 +35,7 @@ struct xl_devstate {
     uint64_t console_len;
     uint8_t console[4096];
     uint8_t regs[4096];
+    uint64_t eventfd_counts[16];
 };
 struct xl_err {
     uint64_t rip;
@@ -70,6 +71,7 @@ struct xl_ctx {
     void *cs_insn[3];
     uint32_t trap_len;
     uint32_t pad;
+    struct xl_devtab *tab;
 };
 struct xl_insn {
     int64_t disp;
@@ -108,7 +110,7 @@ struct xl_live_cfg {
     int32_t mode;
     int32_t path;
     int32_t style;
-    int32_t pad;
+    int32_t inplace_raw;
     struct xl_live_ctl *ctl;
 };
 struct xl_live_result {
@@ -202,6 +204,33 @@ void xl_fz_batch_free(struct xl_fz_batch *b);
 int xl_fz_batch_run(struct xl_fz_batch *b, uint64_t seed, uint64_t start, size_t n, const uint8_t *gens,
                     size_t ngens, const struct xl_fz_case *corpus, size_t ncorpus, struct xl_fz_case *cases,
                     struct xl_fz_out *out, struct xl_fz_stats *st);
+"""
+
+# issue 12 item 3: the device table (fastpath/csrc/devtab.h) and the Python side of its callbacks
+# (fastpath/devtab.py); appended, self-contained
+CDEF += """
+struct xl_region {
+    uint64_t base, size;
+};
+typedef uint64_t (*xl_dev_fn)(void *opaque, uint32_t space, uint32_t op, uint64_t addr, uint32_t size,
+                              uint64_t value);
+typedef void (*xl_trace_fn)(void *opaque, uint32_t kind, uint64_t rip, uint64_t addr, uint32_t size,
+                            uint64_t value);
+struct xl_devtab {
+    const struct xl_region *mmio;
+    const struct xl_region *pio;
+    const struct xl_region *pv;
+    const struct xl_region *win;
+    uint32_t nmmio, npio, npv, nwin;
+    xl_dev_fn dev;
+    void *dev_opaque;
+    xl_trace_fn trace;
+    void *trace_opaque;
+};
+extern "Python" uint64_t xl_py_dev(void *opaque, uint32_t space, uint32_t op, uint64_t addr, uint32_t size,
+                                   uint64_t value);
+extern "Python" void xl_py_trace(void *opaque, uint32_t kind, uint64_t rip, uint64_t addr, uint32_t size,
+                                 uint64_t value);
 """
 
 

@@ -19,7 +19,6 @@ import capstone  # noqa: F401  (loads libcapstone.so.5 before the extension)
 import unicorn  # noqa: F401  (loads libunicorn.so.2 before the extension)
 
 from emu.board import default_board
-from emu.bus import Space
 from emu.cpu import DeviceAccess
 from emu.errors import ExitlabError
 from emu.exits import MAX_INSN_LEN, REG_NAMES, ExitKind, ExitRecord
@@ -27,6 +26,7 @@ from emu.interrupt import Watchdog
 from emu.machine import Machine, RunResult, Stop, StopReason
 from emu.trace import iter_trace
 from fastpath._exitlab_c import ffi, lib
+from fastpath.devtab import DeviceTable
 
 PATHS: dict[str, int] = {
     "pio": 0,
@@ -599,10 +599,13 @@ def run_live_uc(
     ctx: CContext | None = None,
     reset: bool = True,
     control: LiveControl | None = None,
+    inplace_raw: bool = False,
 ) -> LiveResult:
     """Run a Unicorn engine with C hooks until a stop; `uc` is a unicorn.Uc (or its raw handle).
 
-    max_insns: None (no budget) or 1 .. 2**63-1 for the whole run; timeout: None or seconds."""
+    max_insns: None (no budget) or 1 .. 2**63-1 for the whole run; timeout: None or seconds.
+    inplace_raw (in-place style): an access no C path emulates is performed as Unicorn reports it,
+    as the Python engine's in-place hook does, instead of stopping `emulation_error`."""
     if style not in ("exit", "inplace"):
         raise ValueError(f"style must be 'exit' or 'inplace' (got {style!r})")
     if mode not in _MODES:
@@ -618,6 +621,7 @@ def run_live_uc(
     cfg.start_rip, cfg.until = start_rip, _until(ram_base) if until is None else until
     cfg.max_insns, cfg.timeout_ns, cfg.max_exits = max_insns or 0, _timeout_ns(timeout), max_exits
     cfg.mode, cfg.path, cfg.style = mode, path_id(path), 0 if style == "exit" else 1
+    cfg.inplace_raw = int(inplace_raw)
     cfg.ctl = control.cdata if control is not None else ffi.NULL
     out = ffi.new("struct xl_live_result *")
     lib.xl_live_run(ctx.cdata, ffi.cast("void *", handle), cfg, out)
@@ -656,6 +660,8 @@ def run_live(
     start_rip: int | None = None,
     ctx: CContext | None = None,
     control: LiveControl | None = None,
+    reset: bool = True,
+    inplace_raw: bool = False,
 ) -> LiveResult:
     """Run an `emu.machine.Machine` (RAM, registers and image already set up, none of its own hooks
     installed; for style "exit" its MMIO windows must be unmapped) with the C hooks and C paths.
@@ -675,7 +681,9 @@ def run_live(
         timeout=timeout,
         max_exits=max_exits,
         ctx=ctx,
+        reset=reset,
         control=control,
+        inplace_raw=inplace_raw,
     )
 
 
@@ -717,19 +725,12 @@ def run_machine_c(
 ) -> Any:
     """`exitlab run --engine c`: a Machine sets up RAM, image and registers; the C hooks run it.
 
-    The C engine has its own flat copy of the default board's devices (notify, regs, console);
-    it records no per-exit trace (nothing crosses into Python per exit)."""
-    if trace is not None:
-        raise ExitlabError("--engine c does not write a trace (no Python runs per exit); use --engine python")
+    Any board: the C engine's flat devices (notify, regs, console) serve the board's own devices
+    of those kinds, every other device range is reached through a callback into the board's bus
+    (fastpath/devtab.py), and `trace` (an emu.trace.TraceWriter) records every exit through a
+    second callback installed only then. The devices' JSON is the board's `state()`, as for the
+    Python engine, plus `c_engine`."""
     board = board or default_board()
-    layout = sorted((m.space.value, m.base, m.size) for sp in Space for m in board.bus.mappings(sp))
-    default = sorted(
-        (m.space.value, m.base, m.size) for sp in Space for m in default_board().bus.mappings(sp)
-    )
-    if layout != default:
-        raise ExitlabError(
-            "--engine c models the default board only (notify, regs, console); use --engine python"
-        )
     try:
         check_limits(max_insns, timeout)
     except ValueError as exc:  # the CLI validates first; this keeps the one-line error without it
@@ -740,19 +741,28 @@ def run_machine_c(
     machine = Machine(image, board=board, mmio_style=style)
     machine.init_regs()
     control = control or LiveControl()
+    used = ctx or CContext()
+    used.reset_counts()
+    table = DeviceTable(board, machine, trace=trace, stop=lambda: control.request_stop("interrupted"))
+    table.install(used)
     # Ctrl-C: pyengine's watchdog thread wakes on SIGINT (signal.set_wakeup_fd) and asks the C run to
     # stop; the C engine keeps its own deadline (no timeout given to the watchdog).
-    with _sigint_watchdog(control):
-        res = run_live(
-            machine,
-            path=cpath,
-            style=style,
-            max_insns=max_insns,
-            timeout=timeout,
-            ctx=ctx,
-            start_rip=image.entry,
-            control=control,
-        )
+    try:
+        with _sigint_watchdog(control):
+            res = run_live(
+                machine,
+                path=cpath,
+                style=style,
+                max_insns=max_insns,
+                timeout=timeout,
+                ctx=used,
+                start_rip=image.entry,
+                control=control,
+                reset=False,
+                inplace_raw=True,  # `--path inplace`: as the Python engine's in-place hook
+            )
+    finally:
+        table.uninstall(used)
     reason = {"max_exits": "budget", "uc_error": "triple_fault", "none": "triple_fault"}.get(
         res.stop, res.stop
     )
@@ -763,24 +773,28 @@ def run_machine_c(
         msg = f"unmapped access at {res.addr:#x} by the instruction at rip={res.rip:#x}"
     elif res.stop == "triple_fault":
         msg = f"unhandled CPU exception (vector {res.addr}) at rip={res.rip:#x}"
+    elif res.stop == "budget":
+        msg = f"instruction budget of {max_insns} exhausted"  # the Python engine's words
+    if table.error is not None:  # a Python device raised: the run stopped there (as the Python engine)
+        reason, msg = "device_error", table.error
     exits = {k.value: res.kind_counts[i] for i, k in enumerate(KIND_CODES)}
-    used = ctx or res.ctx
-    assert used is not None
     state = used.state()
     state["inplace_mismatch"] = res.inplace_mismatch
-    console = used.console.decode("latin-1")
-    if console and board.console.echo is not None:
-        board.console.echo(console)  # the C console has no per-byte callback: echo at the end
+    kicks_other = state.pop("notify")["kicks_other"]
+    del state["regs"], state["console"]
+    table.sync_back(used)  # an echoing console was the Python device: it echoed as the guest wrote
+    devices = board.state()  # the board's devices, the flat ones' counts added (one device model)
+    notify = devices.get(board.notify.name)
+    if isinstance(notify, dict):
+        notify["kicks_other"] = kicks_other  # kept: data kicks >= 64 in C's flat notify
+    insn = res.insn if res.is_error or reason == "device_error" else b""
     return RunResult(
-        stop=Stop(StopReason(reason), res.rip, msg, res.insn if res.is_error else b""),
+        stop=Stop(StopReason(reason), res.rip, msg, insn),
         exits=exits,
         regs=machine.regs(),
-        console=console,
+        console=board.console.text,
         devices={
-            # the same device keys as the Python engine, so scripts read `devices.notify.kicks` alike
-            "notify": state.pop("notify"),
-            "regs": state.pop("regs"),
-            "console": state.pop("console"),
+            **devices,
             "c_engine": {
                 **state,
                 "run": {

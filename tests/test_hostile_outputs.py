@@ -30,7 +30,7 @@ def _leftovers(directory: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("extra", [
-    ["--engine", "c"], ["--max-insns", "-1"], ["--timeout", "inf"], ["--path", "subset"],
+    ["--engine", "c", "--max-insns", "0"], ["--max-insns", "-1"], ["--timeout", "inf"], ["--path", "subset"],
     ["--engine", "kvm", "--path", "generic"],
 ])
 def test_failed_run_leaves_existing_trace_untouched(capsys: Cap, tmp_path: Path, extra: list[str]) -> None:

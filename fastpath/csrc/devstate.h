@@ -4,7 +4,9 @@
  * (which repeats these declarations; cffi checks the layouts at build time).  Nothing in here
  * is allocated per exit.
  *
- * The device model mirrors emu/devices.py + emu/board.py (the default board):
+ * The device model mirrors emu/devices.py + emu/board.py (the default board; the addresses below
+ * are the defaults of xl_ctx_init, a live run of `exitlab run --engine c` sets them from the board,
+ * and every other device of the board is reached through ctx->tab, see devtab.h):
  *   - notify device at NOTIFY_MMIO (4 KiB) and port NOTIFY_PORT (2 bytes): a data-carrying write's
  *     value is the queue index (kicks[value]); an address-only (wildcard) notification at offset
  *     4*q kicks queue q (q < XL_NQUEUES_REG, the default registrations); any other offset is
@@ -18,6 +20,8 @@
 
 #include <stdint.h>
 #include <stddef.h>
+
+#include "devtab.h"
 
 #define XL_NREGS 20           /* emu/exits.py REG_NAMES order */
 #define XL_RIP 16
@@ -82,6 +86,9 @@ struct xl_devstate {
     uint64_t console_len;          /* total bytes written; console[] keeps the first XL_CONSOLE_BUF */
     uint8_t console[XL_CONSOLE_BUF];
     uint8_t regs[XL_REGS_SIZE];
+    /* the default wildcard registrations' counts (emu/devices.py IoEventFd at offset 4*q, size 0):
+     * every write or address-only notification at that offset of either notify range */
+    uint64_t eventfd_counts[XL_NQUEUES_REG];
 };
 
 /* The first error seen (KVM hands the bytes to user space; so do we). */
@@ -162,6 +169,7 @@ struct xl_ctx {
     void *cs_insn[3];               /* cs_insn preallocated with cs_malloc */
     uint32_t trap_len;              /* TRAP path: fixed instruction length */
     uint32_t pad;
+    struct xl_devtab *tab;          /* the board's other devices (devtab.h); NULL: flat devices only */
 };
 
 static inline uint64_t xl_cpu_get(struct xl_cpu *c, int i)

@@ -53,6 +53,15 @@
 
 enum { PEND_NONE = 0, PEND_MMIO = 1, PEND_HC = 2 };
 
+struct live;
+/* One page-aligned device window the run maps (the board's, from ctx->tab, or the default board's
+ * two flat windows); allocated once per run. */
+struct win {
+    struct live *L;
+    uint64_t base, size;
+    int mapped;
+};
+
 struct live {
     struct xl_ctx *ctx;
     uc_engine *uc;
@@ -66,6 +75,7 @@ struct live {
     int pend_multi;         /* Unicorn went on after the faulting access (fxsave, maskmovdqu...) */
     uint64_t multi_rip;
     uint64_t pend_addr;
+    uint64_t pend_value;    /* the data of a write exit: for the trace only, never given to a path */
     uint32_t stop;
     int budget_on;
     int64_t budget_left;
@@ -84,7 +94,10 @@ struct live {
     int rd_size;
     /* in-place: a window whose permissions were removed to abort the current instruction */
     uint64_t prot_base, prot_size;
-    struct win { struct live *L; uint64_t base; } win[2];
+    struct win *win;
+    uint32_t nwin;
+    xl_trace_fn trace;      /* devtab.h: record every exit through Python (NULL: no trace) */
+    void *trace_opaque;
 };
 
 struct xl_live_ctl {
@@ -265,6 +278,16 @@ static uint64_t read_rip(struct live *L)
 
 /* ---- hooks */
 
+/* Is addr in a device window of the run (a page no device may fully claim: the rest of it is the
+ * bus's, unclaimed, as in emu/machine.py `mmio_window`)?  Only asked when no device claims addr. */
+static int in_window(const struct live *L, uint64_t addr)
+{
+    for (uint32_t i = 0; i < L->nwin; i++)
+        if (addr - L->win[i].base < L->win[i].size)
+            return 1;
+    return 0;
+}
+
 static bool hook_unmapped(uc_engine *uc, uc_mem_type type, uint64_t addr, int size, int64_t value, void *ud)
 {
     struct live *L = (struct live *)ud;
@@ -276,7 +299,8 @@ static bool hook_unmapped(uc_engine *uc, uc_mem_type type, uint64_t addr, int si
         type = UC_MEM_READ_UNMAPPED;
     else if (type == UC_MEM_FETCH_PROT)
         type = UC_MEM_FETCH_UNMAPPED;
-    if ((type == UC_MEM_WRITE_UNMAPPED || type == UC_MEM_READ_UNMAPPED) && xl_dev_claims(L->ctx, addr)) {
+    if ((type == UC_MEM_WRITE_UNMAPPED || type == UC_MEM_READ_UNMAPPED) &&
+        (xl_dev_claims(L->ctx, addr) || in_window(L, addr))) {
         if (L->pending == PEND_MMIO) {
             /* A second access in the same segment: Unicorn did not stop at the first one.  Some
              * helpers (fxsave, maskmovdqu) ignore the fault and go on, and the exit would then be
@@ -290,6 +314,7 @@ static bool hook_unmapped(uc_engine *uc, uc_mem_type type, uint64_t addr, int si
         L->pending = PEND_MMIO;
         L->pend_kind = type == UC_MEM_WRITE_UNMAPPED ? XL_MMIO_WRITE : XL_MMIO_READ;
         L->pend_addr = addr;
+        L->pend_value = (uint64_t)value;
         L->pend_size = size > 0 ? (uint32_t)size : 0;
         return false;
     }
@@ -330,7 +355,10 @@ static uint32_t hook_in(uc_engine *uc, uint32_t port, int size, void *ud)
     L->out->exits++;
     L->out->kinds[XL_PIO_IN]++;
     L->ctx->counts[XL_PATH_PIO]++;
-    return (uint32_t)xl_pio(L->ctx, port, size, 0, 0);
+    uint32_t v = (uint32_t)xl_pio(L->ctx, port, size, 0, 0);
+    if (L->trace)  /* as emu/machine.py _on_in: recorded with the value read */
+        L->trace(L->trace_opaque, XL_PIO_IN, read_rip(L), port, (uint32_t)size, v);
+    return v;
 }
 
 static void hook_out(uc_engine *uc, uint32_t port, int size, uint32_t value, void *ud)
@@ -341,6 +369,8 @@ static void hook_out(uc_engine *uc, uint32_t port, int size, uint32_t value, voi
     L->out->exits++;
     L->out->kinds[XL_PIO_OUT]++;
     L->ctx->counts[XL_PATH_PIO]++;
+    if (L->trace)
+        L->trace(L->trace_opaque, XL_PIO_OUT, read_rip(L), port, (uint32_t)size, value);
     xl_pio(L->ctx, port, size, 1, value);
 }
 
@@ -382,9 +412,10 @@ static void hook_code_budget(uc_engine *uc, uint64_t address, uint32_t size, voi
 {
     struct live *L = (struct live *)ud;
     (void)size;
-    if (L->smc_pending && address == L->smc_rip) {
+    if (L->smc_pending) {  /* only the very next hook call can be the restart (emu/machine.py) */
         L->smc_pending = 0;
-        ++L->budget_left;  /* the restart of a store that invalidated its own block */
+        if (address == L->smc_rip)
+            ++L->budget_left;  /* the restart of a store that invalidated its own block */
     }
     if (--L->budget_left < 0 && !L->stop) {
         L->stop = XL_STOP_BUDGET;
@@ -400,15 +431,15 @@ static void hook_code_budget(uc_engine *uc, uint64_t address, uint32_t size, voi
     uc_reg_read(uc, UC_X86_REG_EFLAGS, &L->stash_flags);
 }
 
-static uint64_t win_base_of(const struct xl_ctx *ctx, uint64_t addr, uint64_t *size)
+static uint64_t win_base_of(const struct live *L, uint64_t addr, uint64_t *size)
 {
-    const struct xl_devstate *d = &ctx->dev;
-    if (addr - d->notify_base < d->notify_size) {
-        *size = d->notify_size;
-        return d->notify_base;
-    }
-    *size = d->regs_size;
-    return d->regs_base;
+    for (uint32_t i = 0; i < L->nwin; i++)
+        if (addr - L->win[i].base < L->win[i].size) {
+            *size = L->win[i].size;
+            return L->win[i].base;
+        }
+    *size = 0;
+    return 0;
 }
 
 /* ---- the code guard */
@@ -641,10 +672,44 @@ static uint64_t system_insn(struct live *L, const struct xl_guarded *g, uint64_t
 static void abort_insn(struct live *L, uint64_t addr)
 {
     if (!L->prot_base) {
-        L->prot_base = win_base_of(L->ctx, addr, &L->prot_size);
-        uc_mem_protect(L->uc, L->prot_base, L->prot_size, UC_PROT_NONE);
+        L->prot_base = win_base_of(L, addr, &L->prot_size);
+        if (L->prot_size)
+            uc_mem_protect(L->uc, L->prot_base, L->prot_size, UC_PROT_NONE);
     }
     uc_emu_stop(L->uc);
+}
+
+/* in-place: an instruction no C path emulates (CMP with a device operand, say) is still Unicorn's to
+ * perform; the device sees the one access the hook reports, as in the Python engine's in-place hook
+ * (emu/inplace.py).  The path's decline stays counted in ctx->errors / ctx->err.  Not per exit on
+ * the paths' forms: only after a decline. */
+static uint32_t inplace_raw(struct live *L, const struct xl_exit *ex, struct xl_result *res, uint32_t st)
+{
+    /* Not for the forms where Unicorn's accesses are not the guest's (emu/inplace.py handles them
+     * one by one): string instructions (INS's dummy store, REP) and LOCK (LOCK NEG loads twice). */
+    uint64_t rip = xl_cpu_get(&L->cpu, XL_RIP), off = rip - L->cfg->ram_base;
+    if (rip < L->cfg->ram_base || off >= L->cfg->ram_size)
+        return st;
+    const uint8_t *p = (const uint8_t *)(uintptr_t)L->cfg->ram + off;
+    uint64_t n = L->cfg->ram_size - off < XL_MAX_INSN ? L->cfg->ram_size - off : XL_MAX_INSN, i = 0;
+    for (; i < n; i++) {
+        uint8_t b = p[i];
+        if (b == 0xF0)
+            return st;
+        if (b == 0x66 || b == 0x67 || b == 0xF2 || b == 0xF3 || b == 0x2E || b == 0x36 || b == 0x3E ||
+            b == 0x26 || b == 0x64 || b == 0x65 || (L->cfg->mode == 64 && (b & 0xF0) == 0x40))
+            continue;
+        break;
+    }
+    if (i >= n || (p[i] >= 0x6C && p[i] <= 0x6F) || (p[i] >= 0xA4 && p[i] <= 0xA7) || (p[i] >= 0xAA && p[i] <= 0xAF))
+        return st;
+    uint64_t bad, v = ex->value;
+    if (!xl_dev_span(L->ctx, ex->addr, (int)ex->size, &bad)) {
+        L->ctx->fault_addr = bad;
+        return XL_E_UNMAPPED;
+    }
+    xl_res_init(res);
+    return xl_mmio_access(L->ctx, res, ex->addr, (int)ex->size, ex->kind == XL_MMIO_WRITE, &v);
 }
 
 /* in-place: runs the path at the exact RIP before Unicorn performs the access */
@@ -663,7 +728,12 @@ static void hook_mem_inplace(uc_engine *uc, uc_mem_type type, uint64_t addr, int
     L->cpu.dirty = 0;
     if (L->cfg->path == XL_PATH_PVFAST)
         prefetch(L, pv_regs, 2);
+    uint64_t vmask = size >= 8 ? ~0ull : ((1ull << (8 * size)) - 1);
+    if (L->trace && type == UC_MEM_WRITE)  /* as emu/inplace.py: a write before the device sees it */
+        L->trace(L->trace_opaque, XL_MMIO_WRITE, read_rip(L), addr, (uint32_t)size, (uint64_t)value & vmask);
     uint32_t st = xl_handle_fast(L->ctx, L->cfg->path, &ex, &L->cpu, &res);
+    if ((st == XL_E_UNSUPPORTED || st == XL_E_DECODE) && L->cfg->inplace_raw)
+        st = inplace_raw(L, &ex, &res, st);
     L->out->mmio_exits++;
     L->out->exits++;
     L->out->kinds[ex.kind]++;
@@ -695,6 +765,9 @@ static void hook_mem_inplace(uc_engine *uc, uc_mem_type type, uint64_t addr, int
         L->rd_addr = addr;
         L->rd_size = size;
         L->rd_value = res.n_acc ? L->ctx->last_read : 0;
+        if (L->trace)  /* a read after the device answered, with its value */
+            L->trace(L->trace_opaque, XL_MMIO_READ, xl_cpu_get(&L->cpu, XL_RIP), addr, (uint32_t)size,
+                     L->rd_value & vmask);
     }
 }
 
@@ -757,6 +830,15 @@ static int handle_pending(struct live *L, uint64_t *rip)
         c->regs[XL_RFLAGS] = L->stash_flags;
         c->valid |= 1u << XL_RFLAGS;
     }
+    if (L->trace) {  /* as emu/machine.py: the exit as it happened, before the path runs */
+        uint64_t rip0 = xl_cpu_get(c, XL_RIP);
+        if (L->pending == PEND_HC)
+            L->trace(L->trace_opaque, XL_HYPERCALL, rip0, xl_cpu_get(c, 0), 0, 0);
+        else
+            L->trace(L->trace_opaque, ex.kind, rip0, ex.addr, ex.size,
+                     ex.kind == XL_MMIO_WRITE ? L->pend_value & (ex.size >= 8 ? ~0ull : ((1ull << (8 * ex.size)) - 1)) : 0);
+        c->valid = 0;  /* the trace callback may have read registers through the engine: refetch */
+    }
     if (L->pending == PEND_HC && L->cfg->path != XL_PATH_TRAP)
         prefetch(L, hc_regs, 5);
     else if (L->cfg->path == XL_PATH_PVFAST)
@@ -805,7 +887,6 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
     uc_hook h[10];
     int nh = 0;
     uc_err err;
-    int mapped = 0;
 
     memset(&L, 0, sizeof(L));
     memset(out, 0, sizeof(*out));
@@ -830,9 +911,10 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
     L.cpu.mem_base = cfg->ram_base;
     L.cpu.mem_size = cfg->ram_size;
     L.cpu.flags = cfg->style == XL_STYLE_INPLACE ? XL_CPU_ONE_ELEMENT : 0;
-    L.win[0].L = L.win[1].L = &L;
-    L.win[0].base = ctx->dev.notify_base;
-    L.win[1].base = ctx->dev.regs_base;
+    if (ctx->tab) {
+        L.trace = ctx->tab->trace;
+        L.trace_opaque = ctx->tab->trace_opaque;
+    }
 
     /* the watchdog: wall-clock limit and stop requests */
     uint64_t t0 = mono_ns(), k0 = __rdtsc();
@@ -857,9 +939,31 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
     L.clean = calloc(npages ? npages : 1, 1);
     L.gexits = calloc(XL_MAX_GUARD, sizeof(uint64_t));
     int guard_on = 0;
-    if (!L.clean || !L.gexits) {
+    /* the device windows: the board's (ctx->tab) or the default board's two flat ones */
+    uint32_t nwin = ctx->tab ? ctx->tab->nwin : 2;
+    L.win = calloc(nwin ? nwin : 1, sizeof(struct win));
+    if (!L.clean || !L.gexits || !L.win) {
         err = UC_ERR_NOMEM;
         goto hook_fail;
+    }
+    uint64_t wlo = ~0ull, whi = 0;  /* the hooks' range: every window */
+    for (uint32_t i = 0; i < nwin; i++) {
+        struct win *w = &L.win[L.nwin];
+        w->L = &L;
+        if (ctx->tab) {
+            w->base = ctx->tab->win[i].base;
+            w->size = ctx->tab->win[i].size;
+        } else {
+            w->base = i == 0 ? ctx->dev.notify_base : ctx->dev.regs_base;
+            w->size = i == 0 ? ctx->dev.notify_size : ctx->dev.regs_size;
+        }
+        if (!w->size)
+            continue;
+        L.nwin++;
+        if (w->base < wlo)
+            wlo = w->base;
+        if (w->base + w->size - 1 > whi)
+            whi = w->base + w->size - 1;
     }
 
 #define ADD(...)                                                   \
@@ -879,23 +983,19 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
          * unmapped page misses the TLB at every exit, and with the code guard's virtual TLB each
          * miss costs a CPU state restore (~60 ns per exit).  I/O pages always take the slow path,
          * so no access reaches the (never called) callbacks. */
-        err = uc_mmio_map(uc, ctx->dev.notify_base, ctx->dev.notify_size, mmio_read_cb, &L.win[0], mmio_write_cb,
-                          &L.win[0]);
-        if (err != UC_ERR_OK)
-            goto hook_fail;
-        mapped = 1;
-        err = uc_mmio_map(uc, ctx->dev.regs_base, ctx->dev.regs_size, mmio_read_cb, &L.win[1], mmio_write_cb,
-                          &L.win[1]);
-        if (err != UC_ERR_OK)
-            goto hook_fail;
-        mapped = 2;
-        err = uc_mem_protect(uc, ctx->dev.notify_base, ctx->dev.notify_size, UC_PROT_NONE);
-        if (err == UC_ERR_OK)
-            err = uc_mem_protect(uc, ctx->dev.regs_base, ctx->dev.regs_size, UC_PROT_NONE);
-        if (err != UC_ERR_OK)
-            goto hook_fail;
-        ADD(UC_HOOK_MEM_READ_PROT | UC_HOOK_MEM_WRITE_PROT | UC_HOOK_MEM_FETCH_PROT, (void *)hook_unmapped, &L,
-            ctx->dev.notify_base, ctx->dev.regs_base + ctx->dev.regs_size - 1);
+        for (uint32_t i = 0; i < L.nwin; i++) {
+            struct win *w = &L.win[i];
+            err = uc_mmio_map(uc, w->base, w->size, mmio_read_cb, w, mmio_write_cb, w);
+            if (err != UC_ERR_OK)
+                goto hook_fail;
+            w->mapped = 1;
+            err = uc_mem_protect(uc, w->base, w->size, UC_PROT_NONE);
+            if (err != UC_ERR_OK)
+                goto hook_fail;
+        }
+        if (L.nwin)
+            ADD(UC_HOOK_MEM_READ_PROT | UC_HOOK_MEM_WRITE_PROT | UC_HOOK_MEM_FETCH_PROT, (void *)hook_unmapped, &L,
+                wlo, whi);
     }
     ADD(UC_HOOK_INSN_INVALID, (void *)hook_invalid, &L, 1, 0);
     ADD(UC_HOOK_INSN, (void *)hook_in, &L, 1, 0, UC_X86_INS_IN);
@@ -919,20 +1019,16 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
     if (L.budget_on)
         ADD(UC_HOOK_CODE, (void *)hook_code_budget, &L, 1, 0);
     if (cfg->style == XL_STYLE_INPLACE) {
-        err = uc_mmio_map(uc, ctx->dev.notify_base, ctx->dev.notify_size, mmio_read_cb, &L.win[0], mmio_write_cb,
-                          &L.win[0]);
-        if (err != UC_ERR_OK)
-            goto hook_fail;
-        mapped = 1;
-        err = uc_mmio_map(uc, ctx->dev.regs_base, ctx->dev.regs_size, mmio_read_cb, &L.win[1], mmio_write_cb,
-                          &L.win[1]);
-        if (err != UC_ERR_OK)
-            goto hook_fail;
-        mapped = 2;
-        ADD(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, (void *)hook_mem_inplace, &L, ctx->dev.notify_base,
-            ctx->dev.notify_base + ctx->dev.notify_size - 1);
-        ADD(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, (void *)hook_mem_inplace, &L, ctx->dev.regs_base,
-            ctx->dev.regs_base + ctx->dev.regs_size - 1);
+        for (uint32_t i = 0; i < L.nwin; i++) {
+            struct win *w = &L.win[i];
+            err = uc_mmio_map(uc, w->base, w->size, mmio_read_cb, w, mmio_write_cb, w);
+            if (err != UC_ERR_OK)
+                goto hook_fail;
+            w->mapped = 1;
+        }
+        /* one hook over every window: the hook fires only for mapped (window) pages in the range */
+        if (L.nwin)
+            ADD(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, (void *)hook_mem_inplace, &L, wlo, whi);
     }
 #undef ADD
 
@@ -1086,10 +1182,10 @@ hook_fail:
         uc_ctl_tlb_mode(uc, UC_TLB_CPU);
     free(L.clean);
     free(L.gexits);
-    if (mapped >= 1)
-        uc_mem_unmap(uc, ctx->dev.notify_base, ctx->dev.notify_size);
-    if (mapped >= 2)
-        uc_mem_unmap(uc, ctx->dev.regs_base, ctx->dev.regs_size);
+    for (uint32_t i = 0; L.win && i < L.nwin; i++)
+        if (L.win[i].mapped)
+            uc_mem_unmap(uc, L.win[i].base, L.win[i].size);
+    free(L.win);
     if (err != UC_ERR_OK) {
         out->stop = XL_STOP_UC_ERROR;
         out->uc_err = (uint32_t)err;

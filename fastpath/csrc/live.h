@@ -46,7 +46,9 @@ struct xl_live_cfg {
     int32_t mode;
     int32_t path;
     int32_t style;
-    int32_t pad;
+    int32_t inplace_raw;   /* in place: an access no C path emulates is performed as Unicorn reports it
+                            * (the Python engine's in-place hook; `exitlab run --engine c --path
+                            * inplace`), else it is a decline (emulation_error) */
     struct xl_live_ctl *ctl;  /* optional: stop requests from other threads */
 };
 

@@ -35,6 +35,7 @@ void xl_ctx_reset_counts(struct xl_ctx *ctx)
     d->regs_reads = d->regs_writes = 0;
     d->unclaimed_mmio_read = d->unclaimed_mmio_write = d->unclaimed_pio_in = d->unclaimed_pio_out = 0;
     d->console_len = 0;
+    memset(d->eventfd_counts, 0, sizeof(d->eventfd_counts));
     memset(ctx->counts, 0, sizeof(ctx->counts));
     ctx->fallbacks = ctx->violations = ctx->errors = 0;
     memset(&ctx->err, 0, sizeof(ctx->err));
@@ -89,13 +90,16 @@ static inline uint64_t mask_bytes(int size)
 int xl_dev_claims(const struct xl_ctx *ctx, uint64_t gpa)
 {
     const struct xl_devstate *d = &ctx->dev;
-    return (gpa - d->notify_base < d->notify_size) || (gpa - d->regs_base < d->regs_size);
+    return (gpa - d->notify_base < d->notify_size) || (gpa - d->regs_base < d->regs_size) ||
+           (ctx->tab && xl_tab_find(ctx->tab->mmio, ctx->tab->nmmio, gpa));
 }
 
 /* One MMIO access at the bus (claim by start address, value masked to the size, like emu/bus.py). */
-/* The notify device on either bus: a data-carrying write's value is the queue index. */
-static uint64_t notify_access(struct xl_devstate *d, int write, uint64_t value)
+/* The notify device on either bus: a data-carrying write's value is the queue index; a write at a
+ * wildcard registration's offset also counts for that eventfd (emu/devices.py NotifyDevice._signal). */
+static uint64_t notify_access(struct xl_ctx *ctx, uint64_t off, int write, uint64_t value)
 {
+    struct xl_devstate *d = &ctx->dev;
     if (!write) {
         d->notify_reads++;
         return 0;
@@ -104,8 +108,17 @@ static uint64_t notify_access(struct xl_devstate *d, int write, uint64_t value)
     if (value < XL_NQUEUES)
         d->kicks[value]++;
     else
-        d->kicks_other++;
+        xl_kick_other(ctx, value);
+    if (off % XL_NOTIFY_OFF_MULT == 0 && off / XL_NOTIFY_OFF_MULT < XL_NQUEUES_REG)
+        d->eventfd_counts[off / XL_NOTIFY_OFF_MULT]++;
     return 0;
+}
+
+/* A device of the table (devtab.h): the Python device model through the callback. */
+static uint64_t tab_access(struct xl_ctx *ctx, uint32_t space, uint64_t addr, int size, int write, uint64_t value)
+{
+    struct xl_devtab *t = ctx->tab;
+    return t->dev(t->dev_opaque, space, write ? XL_OP_WRITE : XL_OP_READ, addr, (uint32_t)size, value);
 }
 
 uint64_t xl_dev_mmio(struct xl_ctx *ctx, uint64_t gpa, int size, int write, uint64_t value)
@@ -113,7 +126,7 @@ uint64_t xl_dev_mmio(struct xl_ctx *ctx, uint64_t gpa, int size, int write, uint
     struct xl_devstate *d = &ctx->dev;
     uint64_t m = mask_bytes(size);
     if (gpa - d->notify_base < d->notify_size) {
-        return notify_access(d, write, value & m);
+        return notify_access(ctx, gpa - d->notify_base, write, value & m);
     }
     if (gpa - d->regs_base < d->regs_size) {
         uint64_t off = gpa - d->regs_base;
@@ -129,6 +142,8 @@ uint64_t xl_dev_mmio(struct xl_ctx *ctx, uint64_t gpa, int size, int write, uint
             v = (v << 8) | (off + (uint64_t)i < XL_REGS_SIZE ? d->regs[off + (uint64_t)i] : 0xFF);
         return v;
     }
+    if (ctx->tab && xl_tab_find(ctx->tab->mmio, ctx->tab->nmmio, gpa))
+        return tab_access(ctx, XL_SPACE_MMIO, gpa, size, write, value & m) & m;
     if (write) {
         d->unclaimed_mmio_write++;
         return 0;
@@ -142,11 +157,18 @@ static void dev_notify(struct xl_ctx *ctx, uint64_t gpa)
 {
     struct xl_devstate *d = &ctx->dev;
     uint64_t off = gpa - d->notify_base;
+    if (off >= d->notify_size) {  /* a pv window of another device: the bus decides (Bus.notify) */
+        if (ctx->tab)
+            ctx->tab->dev(ctx->tab->dev_opaque, XL_SPACE_MMIO, XL_OP_NOTIFY, gpa, 0, 0);
+        return;
+    }
     d->notify_writes++;
-    if (off % XL_NOTIFY_OFF_MULT == 0 && off / XL_NOTIFY_OFF_MULT < XL_NQUEUES_REG)
+    if (off % XL_NOTIFY_OFF_MULT == 0 && off / XL_NOTIFY_OFF_MULT < XL_NQUEUES_REG) {
         d->kicks[off / XL_NOTIFY_OFF_MULT]++;
-    else
+        d->eventfd_counts[off / XL_NOTIFY_OFF_MULT]++;
+    } else {
         d->notify_unmatched++;
+    }
 }
 
 uint64_t xl_pio(struct xl_ctx *ctx, uint64_t port, int size, int write, uint64_t value)
@@ -154,7 +176,7 @@ uint64_t xl_pio(struct xl_ctx *ctx, uint64_t port, int size, int write, uint64_t
     struct xl_devstate *d = &ctx->dev;
     uint64_t m = mask_bytes(size);
     if (port - d->notify_port < 2) {
-        return notify_access(d, write, value & m);
+        return notify_access(ctx, port - d->notify_port, write, value & m);
     }
     if (port - d->console_port < 8) {
         uint64_t off = port - d->console_port;
@@ -163,12 +185,17 @@ uint64_t xl_pio(struct xl_ctx *ctx, uint64_t port, int size, int write, uint64_t
                 for (int i = 0; i < size && i < 8; i++) {
                     if (d->console_len < XL_CONSOLE_BUF)
                         d->console[d->console_len] = (uint8_t)(value >> (8 * i));
+                    else if (ctx->tab)  /* past the flat buffer: the board's console keeps the rest */
+                        ctx->tab->dev(ctx->tab->dev_opaque, XL_SPACE_PIO, XL_OP_WRITE, port, 1,
+                                      (value >> (8 * i)) & 0xFF);
                     d->console_len++;
                 }
             return 0;
         }
         return off == 5 ? 0x60 : 0;
     }
+    if (ctx->tab && xl_tab_find(ctx->tab->pio, ctx->tab->npio, port))
+        return tab_access(ctx, XL_SPACE_PIO, port, size, write, value & m) & m;
     if (write) {
         d->unclaimed_pio_out++;
         return 0;
@@ -192,6 +219,11 @@ static inline uint64_t win_left(const struct xl_ctx *ctx, uint64_t gpa)
         return d->notify_size - (gpa - d->notify_base);
     if (gpa - d->regs_base < d->regs_size)
         return d->regs_size - (gpa - d->regs_base);
+    if (ctx->tab) {
+        const struct xl_region *r = xl_tab_find(ctx->tab->mmio, ctx->tab->nmmio, gpa);
+        if (r)
+            return r->size - (gpa - r->base);
+    }
     return 0;
 }
 
@@ -632,7 +664,28 @@ static uint32_t path_hypercall(struct xl_ctx *ctx, const struct xl_exit *ex, str
 
 static inline int in_pv_window(const struct xl_ctx *ctx, uint64_t gpa)
 {
-    return gpa - ctx->dev.notify_base < ctx->dev.notify_size;
+    return gpa - ctx->dev.notify_base < ctx->dev.notify_size || (ctx->tab && xl_tab_in_pv(ctx->tab, gpa, 1));
+}
+
+/* pv-fast on a pv window of the table (a PCI device's): the same contract check as xl_pvfast, the
+ * write goes to the device through the bus. */
+uint32_t xl_pvfast_tab(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r)
+{
+    if (!ctx->tab || ex->kind != XL_MMIO_WRITE || (c->mode != 64 && c->mode != 32) ||
+        !xl_tab_in_pv(ctx->tab, ex->addr, 2) || (ex->size && ex->size != 2))
+        return XL_NOT_MINE;
+    uint64_t rip = xl_cpu_get(c, XL_RIP);
+    uint64_t moff = rip - c->mem_base;
+    if (rip < c->mem_base || moff >= c->mem_size || c->mem_size - moff < 3)
+        return XL_NOT_MINE;
+    const uint8_t *p = c->mem + moff;
+    if (p[0] != 0x66 || p[1] != 0x89 || p[2] != 0x02)
+        return XL_NOT_MINE;
+    uint64_t v = xl_cpu_get(c, 0) & 0xFFFF;
+    xl_dev_mmio(ctx, ex->addr, 2, 1, v);
+    xl_res_acc(r, ex->addr, 2, 1, v);
+    r->next_rip = (rip + 3) & (c->mode == 64 ? ~0ull : 0xFFFFFFFFull);
+    return XL_OK;
 }
 
 static inline uint32_t path_pvfast(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c,

@@ -193,7 +193,8 @@ def run_c(image: GuestImage, path_name: str, max_insns: int | None) -> Outcome:
     m = Machine(image, board=default_board(), mmio_style=style)
     m.init_regs()
     res = run_live(
-        m, path=cpath, style=style, max_insns=max_insns, timeout=RUN_TIMEOUT, ctx=ctx, start_rip=image.entry
+        m, path=cpath, style=style, max_insns=max_insns, timeout=RUN_TIMEOUT, ctx=ctx, start_rip=image.entry,
+        inplace_raw=True,
     )
     reason = {"max_exits": "budget", "uc_error": "triple_fault", "none": "triple_fault"}.get(
         res.stop, res.stop
