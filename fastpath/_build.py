@@ -110,6 +110,8 @@ struct xl_live_cfg {
     int32_t style;
     int32_t pad;
     struct xl_live_ctl *ctl;
+    int32_t trap;
+    int32_t pad2;
 };
 struct xl_live_result {
     uint64_t rip;
