@@ -1149,8 +1149,14 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
             rip = next;
             continue;
         }
-        if (L.pio_stop && !pio_stop_halted(&L, rip))
-            continue;  /* trap EXIT: the stop a port I/O exit asked for; go on at RIP */
+        if (L.pio_stop && !pio_stop_halted(&L, rip)) {
+            /* trap EXIT: the stop a port I/O exit asked for; go on at RIP.  With the budget's code
+             * hook Unicorn stops right after the IN/OUT, once the hook has counted the instruction
+             * at RIP, which has not run: count it once. */
+            if (L.budget_on && L.stash_addr == rip)
+                L.budget_left++;
+            continue;
+        }
         L.stop = XL_STOP_HLT;
         out->rip = (rip - 1) & (cfg->mode == 64 ? ~0ull : 0xFFFFFFFFull);
         break;
