@@ -90,3 +90,11 @@ def test_cli_trap_needs_c_live_rows(capsys):
     assert "C engine live rows" in capsys.readouterr().err
     assert main(["bench", "--decoders", "--trap", "exit", "--no-progress"]) == 1
     assert "--trap belongs to the exit-cost table" in capsys.readouterr().err
+
+
+def test_api_bench_traps():
+    import exitlab
+
+    res = exitlab.bench(["pio", "hypercall"], engines=("c",), modes=("live",), exits=20, traps=("hook",))
+    assert [(r.mechanism.name, r.trap_mode) for r in res.rows] == [("pio", "hook"), ("hypercall", "hook")]
+    assert {r["trap"] for r in res.to_json()["rows"]} == {"hook"}
