@@ -86,8 +86,6 @@ struct live {
     /* in-place: a window whose permissions were removed to abort the current instruction */
     uint64_t prot_base, prot_size;
     struct win { struct live *L; uint64_t base; } win[2];
-    /* the register batches of prefetch(), built once per run (ids and pointers into cpu.regs) */
-    struct batch { int n; uint32_t mask; int ids[5]; void *ptrs[5]; } pv_batch, hc_batch;
     /* trap EXIT: a port I/O exit asked Unicorn to stop; the end of its instruction (see pio_stop) */
     int pio_stop;
     uint64_t pio_end;
@@ -448,25 +446,18 @@ static void hook_intr(uc_engine *uc, uint32_t intno, void *ud)
 /* Registers a path is known to need come in one uc_reg_read_batch call, as a real exit hands the
  * host its register file: pv-fast needs RIP and RAX, a hypercall RIP, RAX, RBX, RCX, RDX.  Other
  * paths fetch lazily, one register at a time, only what the instruction uses. */
-static void prefetch(struct live *L, const struct batch *b)
+static void prefetch(struct live *L, const int *idx, int n)
 {
+    int ids[5];
+    void *ptrs[5];
     struct xl_cpu *c = &L->cpu;
-    if (c->mode != 64)  /* E-registers: Unicorn writes 4 bytes */
-        for (int i = 0; i < b->n; i++)
-            *(uint64_t *)b->ptrs[i] = 0;
-    c->valid |= b->mask;
-    uc_reg_read_batch(L->uc, b->ids, (void **)b->ptrs, b->n);
-}
-
-static void batch_init(struct live *L, struct batch *b, const int *idx, int n)
-{
-    b->n = n;
-    b->mask = 0;
     for (int i = 0; i < n; i++) {
-        b->ids[i] = L->ids[idx[i]];
-        b->ptrs[i] = &L->cpu.regs[idx[i]];
-        b->mask |= 1u << idx[i];
+        ids[i] = L->ids[idx[i]];
+        c->regs[idx[i]] = 0;
+        ptrs[i] = &c->regs[idx[i]];
+        c->valid |= 1u << idx[i];
     }
+    uc_reg_read_batch(L->uc, ids, ptrs, n);
 }
 
 static const int pv_regs[2] = {XL_RIP, 0};
@@ -759,7 +750,7 @@ static void hook_mem_inplace(uc_engine *uc, uc_mem_type type, uint64_t addr, int
     L->cpu.valid = 0;
     L->cpu.dirty = 0;
     if (L->cfg->path == XL_PATH_PVFAST)
-        prefetch(L, &L->pv_batch);
+        prefetch(L, pv_regs, 2);
     uint32_t st = xl_handle_fast(L->ctx, L->cfg->path, &ex, &L->cpu, &res);
     L->out->mmio_exits++;
     L->out->exits++;
@@ -855,9 +846,9 @@ static int handle_pending(struct live *L, uint64_t *rip)
         c->valid |= 1u << XL_RFLAGS;
     }
     if (L->pending == PEND_HC && L->cfg->path != XL_PATH_TRAP)
-        prefetch(L, &L->hc_batch);
+        prefetch(L, hc_regs, 5);
     else if (L->cfg->path == XL_PATH_PVFAST)
-        prefetch(L, &L->pv_batch);
+        prefetch(L, pv_regs, 2);
     c->wlo = c->whi = 0;
     uint32_t st = xl_handle_fast(L->ctx, L->cfg->path, &ex, c, &res);
     if (c->wlo < c->whi)
@@ -923,8 +914,6 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
     L.cpu.fill = live_fill;
     L.cpu.vec = live_vec;
     L.cpu.opaque = &L;
-    batch_init(&L, &L.pv_batch, pv_regs, 2);
-    batch_init(&L, &L.hc_batch, hc_regs, 5);
     L.cpu.mem = (const uint8_t *)(uintptr_t)cfg->ram;
     L.cpu.wmem = (uint8_t *)(uintptr_t)cfg->ram;
     L.cpu.mem_base = cfg->ram_base;
