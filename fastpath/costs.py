@@ -100,7 +100,7 @@ MECHANISM_NAMES = tuple(m.name for m in MECHANISMS)
 # How exits are trapped in a live run: mixed (today's default), exit, hook. "all" on the CLI = all three.
 TRAP_MODES = ("mixed", "exit", "hook")
 # trap mode -> (C MMIO style, C PIO/hypercall trap: fastpath.cengine.TRAPS)
-_C_TRAPS = {"mixed": ("exit", "mixed"), "exit": ("exit", "exit"), "hook": ("inplace", "hook")}
+C_TRAPS = {"mixed": ("exit", "mixed"), "exit": ("exit", "exit"), "hook": ("inplace", "hook")}
 
 
 def workload_image(mech: Mechanism, kicks: int, trap: bool = False) -> GuestImage:
@@ -285,7 +285,7 @@ def c_live(mech: Mechanism, kicks: int, trap: bool = False, trap_mode: str = "mi
     from fastpath import cengine
 
     mmio = mech.kind is ExitKind.MMIO_WRITE
-    style, pio_hc = _C_TRAPS[trap_mode]
+    style, pio_hc = C_TRAPS[trap_mode]
     m = Machine(workload_image(mech, kicks, trap), board=bench_board(), mmio_style=MmioStyle(style))
     m.init_regs()
     ctx = _c_ctx(mech)
