@@ -60,6 +60,29 @@ JUMP_OVER_HLT = """
     hlt
 """
 
+# a branch not taken ends the block before the HLT after it; string and imm8 port I/O
+MORE_PIO = """
+    mov dx, 0x80
+    out dx, al
+    cmp eax, eax
+    jne 1f
+    inc r10d
+    hlt
+1:  hlt
+"""
+STRING_PIO = """
+    lea rsi, [rip + msg]
+    mov dx, CONSOLE_PORT
+    mov ecx, 5
+    rep outsb
+    in al, 0x80
+    out 0x80, al
+    mov r11d, ecx
+    inc r10d
+    hlt
+msg: .ascii "hello"
+"""
+
 # hypercalls: a good MMIO write, an unknown number, a bad size, then the same MMIO write by pv MMIO
 HYPERCALLS = """
     mov eax, HC_MMIO_WRITE
@@ -136,6 +159,14 @@ def test_pio_exit_mode_a_branch_past_a_hlt_is_not_a_halt() -> None:
     mixed, ex = _run(JUMP_OVER_HLT, "mixed"), _run(JUMP_OVER_HLT, "exit")
     _same(mixed, ex)
     assert ex[0].stop == "hlt" and ex[1]["r10"] == 3 and ex[0].segments == 3
+
+
+@pytest.mark.parametrize("src", [MORE_PIO, STRING_PIO], ids=["branch-not-taken", "string-imm8"])
+def test_pio_guests_end_alike_in_every_mode(src: str) -> None:
+    runs = [_run(src, t) for t in ("mixed", "exit", "hook")]
+    for other in runs[1:]:
+        _same(runs[0], other)
+    assert runs[0][0].stop == "hlt" and runs[0][1]["r10"] == 1
 
 
 def test_hypercall_hook_mode_equals_exit_style() -> None:

@@ -391,8 +391,9 @@ static void hook_out(uc_engine *uc, uint32_t port, int size, uint32_t value, voi
 static int is_branch(const uint8_t *p, size_t n)
 {
     uint8_t b = p[0];
-    if ((b >= 0x70 && b <= 0x7F) || (b >= 0xE0 && b <= 0xEB) || b == 0xC2 || b == 0xC3 || b == 0x9A ||
-        (b >= 0xCA && b <= 0xCF))
+    /* jcc, loop/jcxz, call/jmp (near, far, short), ret, ret far, int3/int/into/iret, int1 */
+    if ((b >= 0x70 && b <= 0x7F) || (b >= 0xE0 && b <= 0xE3) || (b >= 0xE8 && b <= 0xEB) || b == 0xC2 ||
+        b == 0xC3 || b == 0x9A || (b >= 0xCA && b <= 0xCF) || b == 0xF1)
         return 1;
     if (b == 0xFF)
         return n < 2 || (((p[1] >> 3) & 7) >= 2 && ((p[1] >> 3) & 7) <= 5);
