@@ -75,7 +75,8 @@ test-asan-ext: $(STAMP)
 	  $(abspath $(PY)) -c 'import fastpath.cengine, fastpath._exitlab_c as m; assert "asan-ext" in m.__file__, m.__file__' && \
 	  $(abspath $(PY)) -m pytest -p no:cacheprovider -p no:randomly tests/test_c_decoder.py \
 	    tests/test_c_length.py tests/test_c_length_real.py tests/test_c_paths.py tests/test_c_live.py \
-	    tests/test_c_records.py tests/test_c_semantics.py tests/test_c_devtab.py
+	    tests/test_c_records.py tests/test_c_semantics.py tests/test_c_devtab.py \
+	    tests/test_c_trap.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info fastpath/*.so fastpath/_exitlab_c.c

@@ -227,10 +227,13 @@ def bench(
     modes: Iterable[str] = ("replay",),
     exits: int = 1000,
     repeat: int = 1,
+    traps: Iterable[str] = ("mixed",),
 ) -> BenchResult:
     """A quick exit-cost sweep (defaults: every mechanism, C engine, replay, 1000 exits, once).
 
-    Mechanisms: pio, mmio-generic, mmio-subset, pv-fast, wildcard, hypercall, assigned-port."""
+    Mechanisms: pio, mmio-generic, mmio-subset, pv-fast, wildcard, hypercall, assigned-port.
+    traps: "mixed" (today's trapping) and/or "exit", "hook" (C live rows with every kind of exit
+    trapped alike, as `exitlab bench --trap`)."""
     if exits < 1 or repeat < 1:
         raise ExitlabError("exits and repeat must be positive")
     mechs = list(costs.MECHANISMS)
@@ -241,4 +244,4 @@ def bench(
             known = ", ".join(costs.MECHANISM_NAMES)
             raise ExitlabError(f"unknown mechanism(s) {', '.join(unknown)}; one of {known}")
         mechs = [m for m in mechs if m.name in wanted]
-    return BenchResult(costs.run_sweep(exits, repeat, mechs, list(engines), list(modes)))
+    return BenchResult(costs.run_sweep(exits, repeat, mechs, list(engines), list(modes), traps=list(traps)))

@@ -112,6 +112,8 @@ struct xl_live_cfg {
     int32_t style;
     int32_t inplace_raw;
     struct xl_live_ctl *ctl;
+    int32_t trap;
+    int32_t pad2;
 };
 struct xl_live_result {
     uint64_t rip;

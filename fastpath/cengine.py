@@ -75,6 +75,8 @@ STOP_NAMES: tuple[str, ...] = (
     "interrupted",
 )
 STOP_CODES: dict[str, int] = {name: i for i, name in enumerate(STOP_NAMES)}
+# How port I/O and hypercall exits are trapped in a live run (enum xl_trap, live.h); MMIO is by style.
+TRAPS: dict[str, int] = {"mixed": 0, "exit": 1, "hook": 2}
 SUBSET_KINDS: tuple[str, ...] = ("none", "write", "write_imm", "read", "read_zx", "read_sx", "movs", "stos")
 SEGMENTS: tuple[str, ...] = ("", "es", "cs", "ss", "ds", "fs", "gs")
 NREGS = len(REG_NAMES)
@@ -600,14 +602,19 @@ def run_live_uc(
     reset: bool = True,
     control: LiveControl | None = None,
     inplace_raw: bool = False,
+    trap: str = "mixed",
 ) -> LiveResult:
     """Run a Unicorn engine with C hooks until a stop; `uc` is a unicorn.Uc (or its raw handle).
 
     max_insns: None (no budget) or 1 .. 2**63-1 for the whole run; timeout: None or seconds.
     inplace_raw (in-place style): an access no C path emulates is performed as Unicorn reports it,
-    as the Python engine's in-place hook does, instead of stopping `emulation_error`."""
+    as the Python engine's in-place hook does, instead of stopping `emulation_error`.
+    trap: how PIO and hypercall exits are trapped -- "mixed" (PIO in its hook, a hypercall stops the
+    engine), "exit" (both stop the engine and restart) or "hook" (both handled inside their hook)."""
     if style not in ("exit", "inplace"):
         raise ValueError(f"style must be 'exit' or 'inplace' (got {style!r})")
+    if trap not in TRAPS:
+        raise ValueError(f"trap must be one of {', '.join(TRAPS)} (got {trap!r})")
     if mode not in _MODES:
         raise ValueError(f"mode must be 16, 32 or 64 (got {mode!r})")
     check_limits(max_insns, timeout)
@@ -623,6 +630,7 @@ def run_live_uc(
     cfg.mode, cfg.path, cfg.style = mode, path_id(path), 0 if style == "exit" else 1
     cfg.inplace_raw = int(inplace_raw)
     cfg.ctl = control.cdata if control is not None else ffi.NULL
+    cfg.trap = TRAPS[trap]
     out = ffi.new("struct xl_live_result *")
     lib.xl_live_run(ctx.cdata, ffi.cast("void *", handle), cfg, out)
     return LiveResult(
@@ -662,6 +670,7 @@ def run_live(
     control: LiveControl | None = None,
     reset: bool = True,
     inplace_raw: bool = False,
+    trap: str = "mixed",
 ) -> LiveResult:
     """Run an `emu.machine.Machine` (RAM, registers and image already set up, none of its own hooks
     installed; for style "exit" its MMIO windows must be unmapped) with the C hooks and C paths.
@@ -684,6 +693,7 @@ def run_live(
         reset=reset,
         control=control,
         inplace_raw=inplace_raw,
+        trap=trap,
     )
 
 

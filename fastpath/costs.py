@@ -7,6 +7,13 @@ the path's own cost is seen apart from the emulator's). Every row is split into:
 - *trap*: what any exit of that kind costs (a count-only handler, no decode, no device);
 - *tax*: what the path adds to learn size, data and next RIP and reach the device (total - trap).
 Rows run interleaved, `repeat` times, and report the median with min and max.
+
+Trap parity: under Unicorn the exit kinds are not trapped alike by default ("mixed": a PIO exit is
+a hook inside the translated block, an MMIO exit and a hypercall stop the engine and restart it), so
+a ratio to PIO mixes trap mechanisms. The trap modes "exit" (every kind stops the engine and
+restarts) and "hook" (every kind is handled inside a Unicorn hook at the exact RIP: MMIO in the
+memory hook before the access, in-place style) add C live rows where all kinds are trapped the
+same way, the like-for-like counterpart of the seed's KVM ratios (docs/bench.md).
 """
 
 from __future__ import annotations
@@ -89,6 +96,11 @@ MECHANISMS: tuple[Mechanism, ...] = (
     ),
 )
 MECHANISM_NAMES = tuple(m.name for m in MECHANISMS)
+
+# How exits are trapped in a live run: mixed (today's default), exit, hook. "all" on the CLI = all three.
+TRAP_MODES = ("mixed", "exit", "hook")
+# trap mode -> (C MMIO style, C PIO/hypercall trap: fastpath.cengine.TRAPS)
+C_TRAPS = {"mixed": ("exit", "mixed"), "exit": ("exit", "exit"), "hook": ("inplace", "hook")}
 
 
 def workload_image(mech: Mechanism, kicks: int, trap: bool = False) -> GuestImage:
@@ -204,10 +216,12 @@ class Row:
     ticks: list[float] = field(default_factory=list)
     exits: int = 0
     note: str = ""
+    trap_mode: str = "mixed"  # how the exits were trapped (only C live rows have other modes)
 
     @property
     def key(self) -> str:
-        return f"{self.mechanism.name}/{self.engine}/{self.mode}"
+        key = f"{self.mechanism.name}/{self.engine}/{self.mode}"
+        return key if self.trap_mode == "mixed" else f"{key}/{self.trap_mode}"
 
     @property
     def median(self) -> float:
@@ -230,15 +244,28 @@ def seed_ratio(mech: Mechanism) -> float | None:
     return None if mech.seed_cycles is None else mech.seed_cycles / SEED_PIO_CYCLES
 
 
-def plan_rows(mechanisms: Iterable[Mechanism], engines: Iterable[str], modes: Iterable[str]) -> list[Row]:
+def plan_rows(
+    mechanisms: Iterable[Mechanism],
+    engines: Iterable[str],
+    modes: Iterable[str],
+    traps: Iterable[str] = ("mixed",),
+) -> list[Row]:
+    """The rows of a sweep: every (mechanism, engine, mode) with a path for today's trapping, then
+    the C live rows of each other trap mode (replay has no trap; the Python engine traps one way)."""
+    engines, modes, traps = list(engines), list(modes), list(traps)
     rows = []
-    for mech in mechanisms:
-        for engine in engines:
-            for mode in modes:
-                path = mech.py_path if engine == "python" else mech.c_path
-                if path is None:
-                    continue
-                rows.append(Row(mech, engine, mode))
+    if "mixed" in traps:
+        for mech in mechanisms:
+            for engine in engines:
+                for mode in modes:
+                    path = mech.py_path if engine == "python" else mech.c_path
+                    if path is None:
+                        continue
+                    rows.append(Row(mech, engine, mode))
+    if "c" in engines and "live" in modes:
+        for trap in traps:
+            if trap != "mixed":
+                rows.extend(Row(m, "c", "live", trap_mode=trap) for m in mechanisms if m.c_path is not None)
     return rows
 
 
@@ -253,17 +280,22 @@ def _c_ctx(mech: Mechanism) -> Any:
     return ctx
 
 
-def c_live(mech: Mechanism, kicks: int, trap: bool = False) -> Sample:
+def c_live(mech: Mechanism, kicks: int, trap: bool = False, trap_mode: str = "mixed") -> Sample:
+    """One C live run; `trap_mode` says how every kind of exit is trapped (TRAP_MODES)."""
     from fastpath import cengine
 
     mmio = mech.kind is ExitKind.MMIO_WRITE
-    m = Machine(workload_image(mech, kicks, trap), board=bench_board(), mmio_style=MmioStyle.EXIT)
+    style, pio_hc = C_TRAPS[trap_mode]
+    m = Machine(workload_image(mech, kicks, trap), board=bench_board(), mmio_style=MmioStyle(style))
     m.init_regs()
     ctx = _c_ctx(mech)
     path = "trap" if trap and mmio else (mech.c_path or "")
-    res = cengine.run_live(m, path=path, style="exit", timeout=600, ctx=ctx, start_rip=m.image.entry)
+    res = cengine.run_live(
+        m, path=path, style=style, timeout=600, ctx=ctx, start_rip=m.image.entry, trap=pio_hc
+    )
+    where = "live" if trap_mode == "mixed" else f"live, trap {trap_mode}"
     if res.is_error:
-        raise ExitlabError(f"{mech.name} (c, live): {res.stop} at rip={res.rip:#x}")
+        raise ExitlabError(f"{mech.name} (c, {where}): {res.stop} at rip={res.rip:#x}")
     n = res.kind_counts[cengine.KIND_CODES[mech.kind]]
     if not trap:
         _check_c_kicks(mech, ctx, kicks)
@@ -271,8 +303,13 @@ def c_live(mech: Mechanism, kicks: int, trap: bool = False) -> Sample:
 
 
 def c_replay(mech: Mechanism, packed: Any, trap: bool = False) -> Sample:
+    """One timed C replay, after an untimed one on a scratch context: a live exit finds its
+    registers and instruction hot in cache, so the timed pass must too. Without the warm-up the
+    first pass of a row (the path; the trap baseline runs second) paid the cache misses the live
+    rows run in between had caused, ~10-20 ns a record, and they showed up as tax."""
     from fastpath import cengine
 
+    cengine.replay(packed, "trap" if trap else (mech.c_path or ""), ctx=_c_ctx(mech), keep_results=False)
     ctx = _c_ctx(mech)
     res = cengine.replay(packed, "trap" if trap else (mech.c_path or ""), ctx=ctx, keep_results=False)
     if res.errors:
@@ -306,6 +343,7 @@ class Sweep:
     seconds: float = 0.0
     tsc_ghz: float | None = None
     skipped: list[str] = field(default_factory=list)
+    traps: list[str] = field(default_factory=lambda: ["mixed"])
 
 
 def run_sweep(
@@ -315,15 +353,25 @@ def run_sweep(
     engines: Iterable[str] = ("python", "c"),
     modes: Iterable[str] = ("live", "replay"),
     progress: Callable[[str], None] | None = None,
+    traps: Iterable[str] = ("mixed",),
 ) -> Sweep:
     """Measure every row `repeat` times, interleaved (row order within a repeat is fixed), so slow
-    drift of the machine spreads over all rows alike instead of biasing the last ones."""
-    mechanisms, engines, modes = list(mechanisms), list(engines), list(modes)
+    drift of the machine spreads over all rows alike instead of biasing the last ones.
+    `traps`: TRAP_MODES to measure; modes other than "mixed" add C live rows only."""
+    mechanisms, engines, modes, traps = list(mechanisms), list(engines), list(modes), list(traps)
+    unknown = [t for t in traps if t not in TRAP_MODES]
+    if unknown or not traps:
+        raise ExitlabError(f"trap mode(s) {', '.join(unknown) or '(none)'}: one of {', '.join(TRAP_MODES)}")
     skipped = []
     if "c" in engines and (why := c_available()) is not None:
         engines.remove("c")
         skipped.append(f"C engine rows skipped: the extension does not import ({why})")
-    rows = plan_rows(mechanisms, engines, modes)
+    others = [t for t in traps if t != "mixed"]
+    if others and not ("c" in engines and "live" in modes):
+        skipped.append(f"trap mode(s) {', '.join(others)} skipped: they are C engine live rows only")
+    rows = plan_rows(mechanisms, engines, modes, traps)
+    if "mixed" not in traps:
+        modes = [m for m in modes if m == "live"]  # no replay row to record for
     records: dict[str, list[ExitRecord]] = {}
     packed: dict[str, Any] = {}
     t0 = time.perf_counter()
@@ -343,7 +391,8 @@ def run_sweep(
                 recs = records[mech.name]
                 tot, trap = py_replay(mech, recs), py_replay(mech, recs, trap=True)
             elif row.mode == "live":
-                tot, trap = c_live(mech, exits), c_live(mech, exits, trap=True)
+                tm = row.trap_mode
+                tot, trap = c_live(mech, exits, trap_mode=tm), c_live(mech, exits, trap=True, trap_mode=tm)
             else:
                 tot, trap = c_replay(mech, packed[mech.name]), c_replay(mech, packed[mech.name], trap=True)
             row.exits = tot.exits
@@ -353,7 +402,7 @@ def run_sweep(
                 row.ticks.append(tot.ticks / tot.exits)
             if progress is not None:
                 progress(row.key)
-    sweep = Sweep(rows, exits, repeat, time.perf_counter() - t0, skipped=skipped)
+    sweep = Sweep(rows, exits, repeat, time.perf_counter() - t0, skipped=skipped, traps=traps)
     ratios = [statistics.median(r.ticks) / r.median for r in rows if r.ticks and r.median > 0]
     sweep.tsc_ghz = statistics.median(ratios) if ratios else None
     return sweep

@@ -16,12 +16,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
-from fastpath.costs import SEED_PIO_CYCLES, Row, Sweep, seed_ratio
+from fastpath.costs import SEED_PIO_CYCLES, TRAP_MODES, Row, Sweep, seed_ratio
 
 
 def _pio_row(sweep: Sweep, row: Row) -> Row | None:
+    """The PIO row of the same engine, mode and trap mode (ratios never mix trap mechanisms)."""
     return next(
-        (r for r in sweep.rows if r.mechanism.name == "pio" and (r.engine, r.mode) == (row.engine, row.mode)),
+        (r for r in sweep.rows if r.mechanism.name == "pio"
+         and (r.engine, r.mode, r.trap_mode) == (row.engine, row.mode, row.trap_mode)),
         None,
     )
 
@@ -36,12 +38,62 @@ def _fmt(x: float | None, spec: str = ".0f") -> str:
 
 
 def table(sweep: Sweep) -> str:
+    """Today's table (rows trapped the default way), then, when the sweep has other trap modes, the
+    trap-parity table beside it."""
+    text = _main_table(sweep)
+    if any(r.trap_mode != "mixed" for r in sweep.rows):
+        text += "\n\n" + parity_table(sweep)
+    return text
+
+
+_TRAP_TITLES = {
+    "mixed": "mixed (default)",
+    "exit": "exit (all stop+restart)",
+    "hook": "hook (all in a hook)",
+}
+
+
+def parity_table(sweep: Sweep) -> str:
+    """C live rows side by side per trap mode: ns/exit, trap, tax and ratio to the PIO row trapped
+    the same way, with the seed's KVM ratio (where every exit is a whole VM exit) at the end."""
+    traps = [t for t in TRAP_MODES if any(r.trap_mode == t and (r.engine, r.mode) == ("c", "live")
+                                          for r in sweep.rows)]
+    rows = {(r.mechanism.name, r.trap_mode): r for r in sweep.rows if (r.engine, r.mode) == ("c", "live")}
+    mechs = list(dict.fromkeys(r.mechanism for r in sweep.rows if (r.engine, r.mode) == ("c", "live")))
+    cell = f"{'ns/exit':>8} {'trap':>6} {'tax':>6} {'xPIO':>6}"
+    head1 = f"{'':<15} " + " | ".join(f"{_TRAP_TITLES[t]:^{len(cell)}}" for t in traps) + " |"
+    head2 = f"{'mechanism':<15} " + " | ".join(cell for _ in traps) + f" | {'seed xPIO':>9}"
+    lines = ["trap parity (C engine, live): every kind of exit trapped the same way", head1, head2,
+             "-" * len(head2)]
+    for mech in mechs:
+        cells = []
+        for t in traps:
+            r = rows.get((mech.name, t))
+            if r is None:
+                cells.append(f"{'-':>8} {'-':>6} {'-':>6} {'-':>6}")
+                continue
+            ratio = ratio_to_pio(sweep, r)
+            cells.append(f"{r.median:>8.0f} {r.trap:>6.0f} {r.tax:>6.0f} {_fmt(ratio, '.2f'):>6}")
+        lines.append(f"{mech.name:<15} " + " | ".join(cells) + f" | {_fmt(seed_ratio(mech), '.2f'):>9}")
+    lines.append("")
+    lines.append(
+        "mixed: PIO in its IN/OUT hook, MMIO and vmcall stop the engine and restart (today's table);\n"
+        "exit: every kind stops the engine and restarts (PIO after the rest of its translated block);\n"
+        "hook: every kind is handled inside a hook at the exact RIP (MMIO in-place, before the access).\n"
+        "xPIO within one trap mode compares paths trapped alike, as the seed's KVM ratios do."
+    )
+    return "\n".join(lines)
+
+
+def _main_table(sweep: Sweep) -> str:
     head = (
         f"{'mechanism':<15} {'engine':<6} {'mode':<6} {'exits':>7} {'ns/exit':>9} {'(min-max)':>17} "
         f"{'ticks':>8} {'trap ns':>8} {'tax ns':>8} {'xPIO':>6} | {'seed cyc':>8} {'seed xPIO':>9}"
     )
     lines = [head, "-" * len(head)]
     for r in sweep.rows:
+        if r.trap_mode != "mixed":
+            continue
         ratio = ratio_to_pio(sweep, r)
         mech = r.mechanism
         spread = f"({min(r.totals):.0f}-{max(r.totals):.0f})"
@@ -135,6 +187,7 @@ def to_json(sweep: Sweep) -> dict[str, Any]:
                 "tax_ns": r.tax,
                 "ratio_to_pio": ratio_to_pio(sweep, r),
                 "seed": {"cycles": r.mechanism.seed_cycles, "ratio_to_pio": seed_ratio(r.mechanism)},
+                "trap": r.trap_mode,
             }
         )
     return {
@@ -146,6 +199,7 @@ def to_json(sweep: Sweep) -> dict[str, Any]:
         "tsc_ticks_per_ns": sweep.tsc_ghz,
         "seed_reference": {"pio_cycles": SEED_PIO_CYCLES, "source": "x86 KVM measurement in DESIGN.md"},
         "skipped": sweep.skipped,
+        "traps": sweep.traps,
         "environment": environment(),
         "rows": rows,
     }
@@ -165,26 +219,34 @@ class PlotRow:
     total: float
     trap: float
     seed_ratio: float | None
+    trap_mode: str = "mixed"
 
     @property
     def tax(self) -> float:
         return self.total - self.trap
 
 
-_ENGINES_MODES = [(e, m) for e in ("python", "c") for m in ("live", "replay")]
+_ENGINES_MODES = [(e, m, "mixed") for e in ("python", "c") for m in ("live", "replay")] + [
+    ("c", "live", "exit"), ("c", "live", "hook")]
 _TRAP, _TAX, _SEED = "#9e9e9e", "#1f77b4", "#d62728"
 _GROUP_STYLE = {
-    ("python", "live"): ("o", "#ff7f0e"),
-    ("python", "replay"): ("s", "#ffbb78"),
-    ("c", "live"): ("D", "#1f77b4"),
-    ("c", "replay"): ("^", "#2ca02c"),
+    ("python", "live", "mixed"): ("o", "#ff7f0e"),
+    ("python", "replay", "mixed"): ("s", "#ffbb78"),
+    ("c", "live", "mixed"): ("D", "#1f77b4"),
+    ("c", "replay", "mixed"): ("^", "#2ca02c"),
+    ("c", "live", "exit"): ("v", "#9467bd"),
+    ("c", "live", "hook"): ("P", "#8c564b"),
 }
+
+
+def _group(r: PlotRow) -> tuple[str, str, str]:
+    return (r.engine, r.mode, r.trap_mode)
 
 
 def plot(sweep: Sweep, path: str | Path | IO[bytes], format: str | None = None) -> None:
     """Draw the exit-cost chart of a sweep (see plot_rows); `format` is needed when `path` is a stream."""
-    rows = [PlotRow(r.mechanism.name, r.engine, r.mode, r.median, r.trap, seed_ratio(r.mechanism))
-            for r in sweep.rows]
+    rows = [PlotRow(r.mechanism.name, r.engine, r.mode, r.median, r.trap, seed_ratio(r.mechanism),
+                    r.trap_mode) for r in sweep.rows]
     plot_rows(rows, path, f"{sweep.exits} exits, median of {sweep.repeat}", format)
 
 
@@ -195,7 +257,7 @@ def plot_json(json_path: str | Path, path: str | Path) -> None:
         raise ValueError(f"{json_path}: not an exitlab-bench document")
     rows = [
         PlotRow(r["mechanism"], r["engine"], r["mode"], float(r["ns_per_exit"]["median"]),
-                float(r["trap_ns"]["median"]), r["seed"]["ratio_to_pio"])
+                float(r["trap_ns"]["median"]), r["seed"]["ratio_to_pio"], r.get("trap", "mixed"))
         for r in doc["rows"]
     ]
     plot_rows(rows, path, f"{doc['exits']} exits, median of {doc['repeat']}")
@@ -214,15 +276,15 @@ def plot_rows(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = [g for g in _ENGINES_MODES if any((r.engine, r.mode) == g for r in rows)]
+    groups = [g for g in _ENGINES_MODES if any(_group(r) == g for r in rows)]
     mechs = list(dict.fromkeys(r.mechanism for r in rows))
     ncols = 2 if len(groups) > 1 else 1
     nrows = (len(groups) + ncols - 1) // ncols
     fig = plt.figure(figsize=(13, 3.1 * nrows + 3.6))
     grid = fig.add_gridspec(nrows + 1, ncols, height_ratios=[1.0] * nrows + [1.15])
-    for i, (engine, mode) in enumerate(groups):
+    for i, g in enumerate(groups):
         ax = fig.add_subplot(grid[i // ncols, i % ncols])
-        _cost_panel(ax, [r for r in rows if (r.engine, r.mode) == (engine, mode)], engine, mode)
+        _cost_panel(ax, [r for r in rows if _group(r) == g], *g)
     _tax_panel(fig.add_subplot(grid[nrows, :]), rows, mechs, groups)
     fig.suptitle("exitlab: host cost per notify exit = trap + tax" + (f" ({subtitle})" if subtitle else ""))
     handles = [
@@ -237,7 +299,7 @@ def plot_rows(
     plt.close(fig)
 
 
-def _cost_panel(ax: Any, rows: list[PlotRow], engine: str, mode: str) -> None:
+def _cost_panel(ax: Any, rows: list[PlotRow], engine: str, mode: str, trap_mode: str = "mixed") -> None:
     y = list(range(len(rows)))
     traps = [max(min(r.trap, r.total), 0.0) for r in rows]
     taxes = [max(r.total - t, 0.0) for r, t in zip(rows, traps, strict=True)]
@@ -262,20 +324,23 @@ def _cost_panel(ax: Any, rows: list[PlotRow], engine: str, mode: str) -> None:
     ax.set_yticks(y, [r.mechanism for r in rows])
     ax.invert_yaxis()
     ax.set_xlabel("ns per exit")
-    ax.set_title(f"{engine} engine, {mode}", fontsize=10)
+    how = {"mixed": "", "exit": ", every exit stops the engine", "hook": ", every exit in a hook"}
+    trapped = how.get(trap_mode, f", trap {trap_mode}")
+    ax.set_title(f"{engine} engine, {mode}{trapped}", fontsize=10)
 
 
-def _tax_panel(ax: Any, rows: list[PlotRow], mechs: list[str], groups: list[tuple[str, str]]) -> None:
+def _tax_panel(ax: Any, rows: list[PlotRow], mechs: list[str], groups: list[tuple[str, str, str]]) -> None:
     positive = [r.tax for r in rows if r.tax > 0]
     floor = min(positive) / 2 if positive else 1.0
-    offsets = {g: (k - (len(groups) - 1) / 2) * 0.18 for k, g in enumerate(groups)}
+    step = min(0.18, 0.8 / max(len(groups), 1))
+    offsets = {g: (k - (len(groups) - 1) / 2) * step for k, g in enumerate(groups)}
     for g in groups:
         marker, color = _GROUP_STYLE[g]
-        pts = [(mechs.index(r.mechanism) + offsets[g], r.tax) for r in rows if (r.engine, r.mode) == g]
+        pts = [(mechs.index(r.mechanism) + offsets[g], r.tax) for r in rows if _group(r) == g]
         pos = [(y, t) for y, t in pts if t > 0]
         neg = [(y, t) for y, t in pts if t <= 0]
         ax.plot([t for _, t in pos], [y for y, _ in pos], marker=marker, color=color, linestyle="none",
-                markersize=7, label=f"{g[0]} {g[1]}")
+                markersize=7, label=f"{g[0]} {g[1]}" + ("" if g[2] == "mixed" else f" ({g[2]})"))
         if neg:
             ax.plot([floor] * len(neg), [y for y, _ in neg], marker=marker, markerfacecolor="none",
                     color=color, linestyle="none", markersize=7)

@@ -44,6 +44,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
+        "--trap",
+        choices=(*costs.TRAP_MODES, "all"),
+        default="mixed",
+        help="how exits are trapped: mixed (default: PIO in a hook, MMIO and vmcall stop the engine), exit "
+        "(every kind stops the engine), hook (every kind handled in a hook at the exact RIP), all (the "
+        "three side by side); exit and hook add C live rows and a trap-parity table",
+    )
+    p.add_argument(
         "--decoders",
         action="store_true",
         help="instead: the instruction-decoder benchmark (exitlab length and subset, Capstone, iced-x86) "
@@ -80,7 +88,12 @@ def run(args: argparse.Namespace) -> int:
         mechs = [m for m in mechs if m.name in args.mechanism]
     engines = ("python", "c") if args.engine == "both" else (args.engine,)
     modes = ("live", "replay") if args.mode == "both" else (args.mode,)
-    total = repeat * len(costs.plan_rows(mechs, engines, modes))
+    traps = costs.TRAP_MODES if args.trap == "all" else (args.trap,)
+    if args.trap != "mixed" and ("c" not in engines or "live" not in modes):
+        raise ExitlabError(
+            f"--trap {args.trap} measures C engine live rows: drop --engine python / --mode replay"
+        )
+    total = repeat * len(costs.plan_rows(mechs, engines, modes, traps))
     bar = None
     if not args.no_progress and sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None:
         from tqdm import tqdm  # the `bench` extra; without it, no progress bar (never a crash)
@@ -93,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
             bar.update(1)
 
     try:
-        sweep = costs.run_sweep(exits, repeat, mechs, engines, modes, progress=tick)
+        sweep = costs.run_sweep(exits, repeat, mechs, engines, modes, progress=tick, traps=traps)
     finally:
         if bar is not None:
             bar.close()
@@ -115,6 +128,8 @@ def run_decoders(args: argparse.Namespace) -> int:
     """`--decoders`: fastpath.decoderbench over the given (or default) binaries' .text."""
     if args.exits is not None or args.mechanism:
         raise ExitlabError("--exits and --mechanism belong to the exit-cost table, not to --decoders")
+    if args.trap != "mixed":
+        raise ExitlabError("--trap belongs to the exit-cost table, not to --decoders")
     notes: list[str] = []
     if args.binary:
         paths = list(args.binary)

@@ -46,6 +46,7 @@
 
 #include "live.h"
 #include "lockguard.h"
+#include "insn_subset.h"
 #include "paths.h"
 
 #define PAGE 0x1000ull
@@ -98,6 +99,9 @@ struct live {
     uint32_t nwin;
     xl_trace_fn trace;      /* devtab.h: record every exit through Python (NULL: no trace) */
     void *trace_opaque;
+    /* trap EXIT: a port I/O exit asked Unicorn to stop; the end of its instruction (see pio_stop) */
+    int pio_stop;
+    uint64_t pio_end;
 };
 
 struct xl_live_ctl {
@@ -326,10 +330,11 @@ static bool hook_unmapped(uc_engine *uc, uc_mem_type type, uint64_t addr, int si
     return false;
 }
 
+static int handle_pending(struct live *L, uint64_t *rip);
+
 static bool hook_invalid(uc_engine *uc, void *ud)
 {
     struct live *L = (struct live *)ud;
-    (void)uc;
     uint64_t rip = read_rip(L);
     const struct xl_live_cfg *cfg = L->cfg;
     uint64_t off = rip - cfg->ram_base;
@@ -337,6 +342,18 @@ static bool hook_invalid(uc_engine *uc, void *ud)
         const uint8_t *p = (const uint8_t *)(uintptr_t)cfg->ram + off;
         if (p[0] == 0x0F && p[1] == 0x01 && (p[2] == 0xC1 || p[2] == 0xD9)) {
             L->pending = PEND_HC;
+            /* trap HOOK: the hypercall is handled here and Unicorn goes on at its next RIP without
+             * leaving uc_emu_start (a stop request or an error: the run loop sees it as today) */
+            if (cfg->trap == XL_TRAP_HOOK && !L->stop && !*L->cpu.stop_flag) {
+                uint64_t next;
+                if (handle_pending(L, &next) < 0) {
+                    L->pending = PEND_NONE;
+                    return false;
+                }
+                L->pending = PEND_NONE;
+                uc_reg_write(uc, L->ids[XL_RIP], &next);
+                return true;
+            }
             return false;
         }
     }
@@ -345,6 +362,23 @@ static bool hook_invalid(uc_engine *uc, void *ud)
         record_bytes(L, rip);
     }
     return false;
+}
+
+/* trap EXIT: after the access (done in the hook, at the exact RIP, in program order), stop the engine
+ * as an exit would and note where the IN/OUT ends; the run loop restarts (see pio_stop_halted). */
+static void pio_exit_stop(struct live *L)
+{
+    const struct xl_live_cfg *cfg = L->cfg;
+    uint64_t rip = read_rip(L), off = rip - cfg->ram_base;
+    int len = -1;
+    if (rip >= cfg->ram_base && off < cfg->ram_size) {
+        uint64_t left = cfg->ram_size - off;
+        len = xl_insn_length((const uint8_t *)(uintptr_t)cfg->ram + off, left < XL_MAX_INSN ? (size_t)left
+                             : XL_MAX_INSN, cfg->mode);
+    }
+    L->pio_stop = 1;
+    L->pio_end = len > 0 ? rip + (uint64_t)len : rip;
+    uc_emu_stop(L->uc);
 }
 
 static uint32_t hook_in(uc_engine *uc, uint32_t port, int size, void *ud)
@@ -358,6 +392,8 @@ static uint32_t hook_in(uc_engine *uc, uint32_t port, int size, void *ud)
     uint32_t v = (uint32_t)xl_pio(L->ctx, port, size, 0, 0);
     if (L->trace)  /* as emu/machine.py _on_in: recorded with the value read */
         L->trace(L->trace_opaque, XL_PIO_IN, read_rip(L), port, (uint32_t)size, v);
+    if (L->cfg->trap == XL_TRAP_EXIT)
+        pio_exit_stop(L);
     return v;
 }
 
@@ -372,6 +408,58 @@ static void hook_out(uc_engine *uc, uint32_t port, int size, uint32_t value, voi
     if (L->trace)
         L->trace(L->trace_opaque, XL_PIO_OUT, read_rip(L), port, (uint32_t)size, value);
     xl_pio(L->ctx, port, size, 1, value);
+    if (L->cfg->trap == XL_TRAP_EXIT)
+        pio_exit_stop(L);
+}
+
+/* trap EXIT: Unicorn honours a stop only between translated blocks, so the instructions after the
+ * IN/OUT up to the end of its block have run when uc_emu_start returns UC_ERR_OK -- as it does for a
+ * HLT.  Walk that straight-line code from the end of the IN/OUT: a HLT that ends exactly at RIP was
+ * executed (the run stops there); a branch ends the block (RIP is its target); landing on RIP first
+ * is a plain stop. */
+static int is_branch(const uint8_t *p, size_t n)
+{
+    uint8_t b = p[0];
+    /* jcc, loop/jcxz, call/jmp (near, far, short), ret, ret far, int3/int/into/iret, int1 */
+    if ((b >= 0x70 && b <= 0x7F) || (b >= 0xE0 && b <= 0xE3) || (b >= 0xE8 && b <= 0xEB) || b == 0xC2 ||
+        b == 0xC3 || b == 0x9A || (b >= 0xCA && b <= 0xCF) || b == 0xF1)
+        return 1;
+    if (b == 0xFF)
+        return n < 2 || (((p[1] >> 3) & 7) >= 2 && ((p[1] >> 3) & 7) <= 5);
+    if (b == 0x0F)
+        return n < 2 || (p[1] >= 0x80 && p[1] <= 0x8F) || p[1] <= 0x01 || p[1] == 0x05 || p[1] == 0x07 ||
+               p[1] == 0x0B || p[1] == 0x34 || p[1] == 0x35;
+    return 0;
+}
+
+static int pio_stop_halted(const struct live *L, uint64_t rip)
+{
+    const struct xl_live_cfg *cfg = L->cfg;
+    uint64_t a = L->pio_end, wrap = cfg->mode == 64 ? ~0ull : 0xFFFFFFFFull;
+    for (int k = 0; k < 512 && a != rip; k++) {
+        uint64_t off = a - cfg->ram_base;
+        if (a < cfg->ram_base || off >= cfg->ram_size)
+            return 0;
+        const uint8_t *p = (const uint8_t *)(uintptr_t)cfg->ram + off;
+        size_t n = cfg->ram_size - off < XL_MAX_INSN ? (size_t)(cfg->ram_size - off) : XL_MAX_INSN;
+        int len = xl_insn_length(p, n, cfg->mode);
+        if (len <= 0)
+            return 0;
+        size_t op = 0;  /* the opcode, after legacy prefixes and (64-bit) REX */
+        while (op < (size_t)len - 1 && (p[op] == 0x66 || p[op] == 0x67 || p[op] == 0xF0 || p[op] == 0xF2 ||
+                                        p[op] == 0xF3 || p[op] == 0x2E || p[op] == 0x36 || p[op] == 0x3E ||
+                                        p[op] == 0x26 || p[op] == 0x64 || p[op] == 0x65))
+            op++;
+        if (cfg->mode == 64 && op < (size_t)len - 1 && (p[op] & 0xF0) == 0x40)
+            op++;
+        uint64_t next = (a + (uint64_t)len) & wrap;
+        if (p[op] == 0xF4)
+            return next == rip;
+        if (is_branch(p + op, (size_t)len - op))
+            return 0;
+        a = next;
+    }
+    return 0;
 }
 
 static void hook_intr(uc_engine *uc, uint32_t intno, void *ud)
@@ -891,6 +979,7 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
     memset(&L, 0, sizeof(L));
     memset(out, 0, sizeof(*out));
     if (cfg->max_insns > (uint64_t)INT64_MAX || (cfg->mode != 16 && cfg->mode != 32 && cfg->mode != 64) ||
+        cfg->trap < XL_TRAP_MIXED || cfg->trap > XL_TRAP_HOOK ||
         (cfg->style != XL_STYLE_EXIT && cfg->style != XL_STYLE_INPLACE) || cfg->path < 0 ||
         cfg->path >= XL_NPATHS) {
         out->stop = XL_STOP_UC_ERROR;
@@ -1042,6 +1131,7 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
         }
         L.pending = PEND_NONE;
         L.pend_multi = 0;
+        L.pio_stop = 0;
         err = uc_emu_start(uc, rip, cfg->until, 0, 0);  /* `until` is ignored once exits are on */
         out->segments++;
         if (L.prot_base) {
@@ -1153,6 +1243,14 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
             if (L.budget_on)
                 L.budget_left--;
             rip = next;
+            continue;
+        }
+        if (L.pio_stop && !pio_stop_halted(&L, rip)) {
+            /* trap EXIT: the stop a port I/O exit asked for; go on at RIP.  With the budget's code
+             * hook Unicorn stops right after the IN/OUT, once the hook has counted the instruction
+             * at RIP, which has not run: count it once. */
+            if (L.budget_on && L.stash_addr == rip)
+                L.budget_left++;
             continue;
         }
         L.stop = XL_STOP_HLT;

@@ -7,6 +7,14 @@
 
 enum xl_style { XL_STYLE_EXIT = 0, XL_STYLE_INPLACE = 1 };
 
+/* How port I/O and hypercall exits are trapped (MMIO: by xl_style).  MIXED: PIO in the IN/OUT hook,
+ * a hypercall stops the engine (exit style).  EXIT: the PIO hook does the access at its exact RIP and
+ * asks Unicorn to stop, the loop restarts (Unicorn ends the translated block first, so the block's
+ * remaining instructions run before the stop; a HLT among them is found and stops the run).  HOOK:
+ * the hypercall runs inside the invalid-instruction hook and execution goes on at its next RIP.
+ * The exit-cost table's --trap modes: every kind of exit trapped the same way. */
+enum xl_trap { XL_TRAP_MIXED = 0, XL_TRAP_EXIT = 1, XL_TRAP_HOOK = 2 };
+
 enum xl_stop {
     XL_STOP_NONE = 0,
     XL_STOP_HLT = 1,
@@ -50,6 +58,8 @@ struct xl_live_cfg {
                             * (the Python engine's in-place hook; `exitlab run --engine c --path
                             * inplace`), else it is a decline (emulation_error) */
     struct xl_live_ctl *ctl;  /* optional: stop requests from other threads */
+    int32_t trap;          /* enum xl_trap (PIO and hypercall exits) */
+    int32_t pad2;
 };
 
 struct xl_live_result {
