@@ -21,8 +21,8 @@ sys.path.insert(0, str(CSRC))
 import gen_len_fast  # noqa: E402
 from fastpath._exitlab_c import lib  # noqa: E402
 
-BASE, MODRM_MASK, IV4 = 0xFF, 0xFF << 8, 4 << 16
-KIND_SHIFT, FORMS_SHIFT = 20, 32
+BASE, MODRM_MASK, IV4 = 0xFF, 0xFF << 8, 4 << 24
+KIND_SHIFT, GRP_SHIFT, FORMS_SHIFT = 16, 19, 32
 K_PLAIN, K_SLOW, K_GRP, K_REX, K_ESC, K_PREFIX = range(6)
 ALL_FORMS = 0xFFFFFFFF
 
@@ -86,7 +86,7 @@ def test_prefix_classes(derived: object) -> None:
 
 
 def _kind(e: int) -> int:
-    return (e >> KIND_SHIFT) & 0xF
+    return (e >> KIND_SHIFT) & 7
 
 
 def test_opcode_class_spot_checks(derived: object) -> None:
@@ -111,7 +111,7 @@ def test_opcode_class_spot_checks(derived: object) -> None:
     assert lea_forms == sum(1 << (mod << 3 | reg) for mod in range(3) for reg in range(8))
     # F6/F7: the immediate depends on ModRM.reg (TEST has one): the group table
     assert _kind(one[0xF7]) == K_GRP and one[0xF7] >> FORMS_SHIFT == 0
-    grp = derived.grp[0][2][(one[0xF7] >> 24) & 0x1F]  # type: ignore[attr-defined]
+    grp = derived.grp[0][2][(one[0xF7] >> GRP_SHIFT) & 0x1F]  # type: ignore[attr-defined]
     assert grp[0 << 3 | 0] == 4 and grp[3 << 3 | 2] == 0  # TEST r/m32, imm32; NOT r32
     # REX, 0F and prefixes are not opcodes here; 0F 38 / VEX take the full walk
     assert _kind(one[0x48]) == K_REX and _kind(one[0x0F]) == K_ESC and _kind(one[0x66]) == K_PREFIX

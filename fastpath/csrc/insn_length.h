@@ -35,12 +35,13 @@
 #include <stdint.h>
 #include <string.h>
 
-/* xl_lt.op entry */
+/* xl_lt.op entry (bits 16-23 are 0 in a common-case entry, so (entry >> 8) & ModRM entry is the
+ * ModRM length or 0) */
 #define XL_O_BASE 0xFFull          /* opcode byte + immediate bytes */
 #define XL_O_MODRM (0xFFull << 8)  /* ModRM mask: a ModRM follows (and with the ModRM entry) */
-#define XL_O_IV4 (4ull << 16)      /* B8+r: 4 more immediate bytes with REX.W */
-#define XL_O_KIND_SHIFT 20         /* bits 20-23: what an entry without forms is */
-#define XL_O_GRP_SHIFT 24          /* bits 24-28: group index (XL_K_GRP) */
+#define XL_O_KIND_SHIFT 16         /* bits 16-18: what an entry without forms is (0 in the others) */
+#define XL_O_GRP_SHIFT 19          /* bits 19-23: group index (XL_K_GRP) */
+#define XL_O_IV4 (4ull << 24)      /* B8+r: 4 more immediate bytes with REX.W */
 #define XL_O_FORMS_SHIFT 32        /* bits 32-63: the (mod, reg) forms that exist */
 enum {
     XL_K_PLAIN = 0, /* the common case (forms given) */
@@ -77,18 +78,6 @@ int xl_insn_length_slow(const uint8_t *p, size_t n, int mode);
 /* Not the common case: legacy prefixes, groups, the full walk (insn_subset.c). */
 int xl_len_other(const uint8_t *p, size_t n, int mi);
 
-/* c ? a : b as a conditional move: the compiler turns these selects into branches otherwise, and
- * on real code they would mispredict. */
-static inline uint64_t xl_sel(uint64_t c, uint64_t a, uint64_t b)
-{
-#if defined(__GNUC__) && defined(__x86_64__)
-    __asm__("testq %1, %1\n\tcmovneq %2, %0" : "+r"(b) : "r"(c), "r"(a) : "cc");
-    return b;
-#else
-    return c ? a : b;
-#endif
-}
-
 static inline unsigned xl_ld16(const uint8_t *p)
 {
     uint16_t v;
@@ -96,33 +85,60 @@ static inline unsigned xl_ld16(const uint8_t *p)
     return v;
 }
 
+/* The selects below as conditional moves, several on one flag: compilers turn such selects into
+ * branches, and on real code those would mispredict. */
+#if defined(__GNUC__) && defined(__x86_64__)
+/* if (C) { *A0 = A1; *B0 = B1; *C0 = C1; *D0 = D1; *X0 = X1; } */
+#define XL_SEL5(C, A0, A1, B0, B1, C0, C1, D0, D1, X0, X1)                                          \
+    __asm__("testq %[c], %[c]\n\tcmovneq %[a1], %[a0]\n\tcmovneq %[b1], %[b0]\n\t"                  \
+            "cmovneq %[c1], %[c0]\n\tcmovneq %[d1], %[d0]\n\tcmovneq %[x1], %[x0]"                   \
+            : [a0] "+r"(A0), [b0] "+r"(B0), [c0] "+r"(C0), [d0] "+r"(D0), [x0] "+r"(X0)            \
+            : [c] "r"(C), [a1] "r"(A1), [b1] "r"(B1), [c1] "r"(C1), [d1] "r"(D1), [x1] "r"(X1)      \
+            : "cc")
+/* if (X == 0x0F) { *A0 = A1; *B0 = B1; } */
+#define XL_SEL2_0F(X, A0, A1, B0, B1)                                                                \
+    __asm__("cmpq $15, %[x]\n\tcmoveq %[a1], %[a0]\n\tcmoveq %[b1], %[b0]"                          \
+            : [a0] "+r"(A0), [b0] "+r"(B0)                                                            \
+            : [x] "r"(X), [a1] "r"(A1), [b1] "r"(B1)                                                 \
+            : "cc")
+#else
+#define XL_SEL5(C, A0, A1, B0, B1, C0, C1, D0, D1, X0, X1)                                          \
+    do {                                                                                              \
+        if (C) { A0 = A1; B0 = B1; C0 = C1; D0 = D1; X0 = X1; }                                       \
+    } while (0)
+#define XL_SEL2_0F(X, A0, A1, B0, B1)                                                                \
+    do {                                                                                              \
+        if ((X) == 0x0F) { A0 = A1; B0 = B1; }                                                        \
+    } while (0)
+#endif
+
 /* Length of the common-case instruction at p after prefix context ctx, or 0 when it is not the
  * common case.  Reads p[0..4]; the result is at most 13. */
 static inline unsigned xl_len_core(const uint8_t *p, int mi, unsigned ctx)
 {
     const uint64_t(*op)[256] = xl_lt.op[ctx][mi];
     const uint16_t *ml = xl_lt.ml[mi == 0];
-    unsigned b0 = p[0], b1 = p[1];
-    uint64_t e00 = op[0][b0], e01 = op[1][b1];
-    uint64_t m1 = ml[xl_ld16(p + 1) & 0x7FF], m2 = ml[xl_ld16(p + 2) & 0x7FF];
-    uint64_t esc0 = b0 == 0x0F, e, m, k, wm = 0;
+    uint64_t b0 = p[0], b1 = p[1];
+    /* the opcode at p[0] (map 0) or p[1] (0F), the ModRM after it */
+    uint64_t e = op[0][b0], e_esc = op[1][b1];
+    uint64_t m = ml[xl_ld16(p + 1) & 0x7FF], m_esc = ml[xl_ld16(p + 2) & 0x7FF];
+    uint64_t k, wm = 0, c = b0;
     if (mi == 2) {
-        uint64_t e10 = op[0][b1], e11 = op[1][p[2]];
-        uint64_t m3 = ml[xl_ld16(p + 3) & 0x7FF];
-        uint64_t rex = (b0 & 0xF0) == 0x40;
-        uint64_t esc = xl_sel(rex, b1 == 0x0F, esc0);
-        e = xl_sel(esc, xl_sel(rex, e11, e01), xl_sel(rex, e10, e00));
-        m = xl_sel(esc, xl_sel(rex, m3, m2), xl_sel(rex, m2, m1));
-        k = rex + esc;
-        wm = (uint64_t)0 - ((b0 >> 3) & rex);
+        /* after a REX: the opcode at p[1] (map 0) or p[2] (0F) */
+        uint64_t e_rex = op[0][b1], e_rexesc = op[1][p[2]];
+        uint64_t m_rex = m_esc, m_rexesc = ml[xl_ld16(p + 3) & 0x7FF];
+        uint64_t rex = (b0 >> 4) == 4;
+        XL_SEL5(rex, e, e_rex, e_esc, e_rexesc, m, m_rex, m_esc, m_rexesc, c, b1);
+        wm = (b0 >> 1) & 4 & (0 - rex);  /* REX.W: 4 more immediate bytes for B8+r */
+        k = rex;
     } else {
-        e = xl_sel(esc0, e01, e00);
-        m = xl_sel(esc0, m2, m1);
-        k = esc0;
+        k = 0;
     }
+    k += c == 0x0F;
+    XL_SEL2_0F(c, e, e_esc, m, m_esc);
     if (__builtin_expect(!((e >> (m >> 8)) & 1), 0))
         return 0;
-    return (unsigned)(k + (e & XL_O_BASE) + (m & (e >> 8) & 0xFF) + ((e >> 16) & wm & 0xF));
+    return (unsigned)(k + (e & XL_O_BASE) + ((e >> 8) & m) + ((e >> 24) & wm));
 }
 
 /* mi: 0, 1, 2 for 16-, 32-, 64-bit mode (a constant where inlined, so each mode is specialised). */

@@ -1009,12 +1009,12 @@ static int len_group(const uint8_t *p, size_t n, unsigned i, unsigned ctx, int m
 {
     const uint64_t(*op)[256] = xl_lt.op[ctx][mi];
     uint64_t e = op[0][p[i]];
-    if (((e >> XL_O_KIND_SHIFT) & 0xF) == XL_K_REX)
+    if (((e >> XL_O_KIND_SHIFT) & 7) == XL_K_REX)
         e = op[0][p[++i]];
-    if (((e >> XL_O_KIND_SHIFT) & 0xF) == XL_K_ESC)
+    if (((e >> XL_O_KIND_SHIFT) & 7) == XL_K_ESC)
         e = op[1][p[++i]];
     i++;
-    if (((e >> XL_O_KIND_SHIFT) & 0xF) != XL_K_GRP)
+    if (((e >> XL_O_KIND_SHIFT) & 7) != XL_K_GRP)
         return xl_insn_length_slow(p, n, 16 << mi);
     uint8_t imm = xl_lt.grp[ctx][mi][(e >> XL_O_GRP_SHIFT) & 0x1F][p[i] >> 3];
     if (imm & XL_G_SLOW)
