@@ -76,16 +76,18 @@ int xl_bench_sweep(int decoder, const uint8_t *buf, size_t n, int mode, struct x
     uint64_t insns = 0, bad = 0, w0 = now_ns(CLOCK_MONOTONIC), t0 = now_ns(CLOCK_THREAD_CPUTIME_ID);
     size_t pos = 0;
     if (decoder == XL_DEC_LENGTH) {
-        /* one loop per mode, the fast path inlined and specialised (insn_length.h) */
+        /* one loop per mode, the fast path inlined and specialised (insn_length.h), walking a
+         * pointer (the walk is one serial chain: no index arithmetic on it) */
+        const uint8_t *q = buf, *end = buf + n;
 #define XL_SWEEP(MI)                                                       \
-    while (pos < n) {                                                      \
-        int len = xl_insn_length_mi(buf + pos, n - pos, MI);               \
+    while (q < end) {                                                      \
+        int len = xl_insn_length_mi(q, (size_t)(end - q), MI);             \
         if (len > 0) {                                                     \
             insns++;                                                       \
-            pos += (size_t)len;                                            \
+            q += (unsigned)len;                                            \
         } else {                                                           \
             bad++;                                                         \
-            pos++;                                                         \
+            q++;                                                           \
         }                                                                  \
     }
         if (mode == 64)

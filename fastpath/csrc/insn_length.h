@@ -19,7 +19,7 @@
  * REX or 0F, p[2] after REX 0F) and the three places the ModRM can be, all at once, and selects with
  * conditional moves.  Two table loads deep, no data-dependent branch.  Legacy prefixes (segment and
  * one of 66 / F3 / F2) and groups whose immediate depends on ModRM.reg (F6/F7) take an out-of-line
- * path over the same tables (xl_len_other); everything else -- LOCK, 67, VEX/EVEX, 0F38/0F3A,
+ * path over the same tables (xl_len_other64 and the like); everything else -- LOCK, 67, VEX/EVEX, 0F38/0F3A,
  * mandatory-prefix and ModRM-form rules, fewer than 15 bytes available -- the full walk,
  * xl_insn_length_slow().
  *
@@ -68,6 +68,10 @@ struct xl_len_tables {
     /* [context][mode index][group][ModRM >> 3 (mod, reg)]: immediate bytes, or XL_G_SLOW */
     uint8_t grp[4][3][XL_NGRP][32];
 };
+#if defined(__GNUC__)
+/* hidden: one shared object, so the tables are addressed directly, not through the GOT */
+__attribute__((visibility("hidden")))
+#endif
 extern const struct xl_len_tables xl_lt;
 /* The tables derived afresh (gen_len_fast.py writes them out; the tests compare), and the compiled-in
  * ones. */
@@ -75,8 +79,10 @@ void xl_len_derive(struct xl_len_tables *t);
 const struct xl_len_tables *xl_len_tables_compiled(void);
 
 int xl_insn_length_slow(const uint8_t *p, size_t n, int mode);
-/* Not the common case: legacy prefixes, groups, the full walk (insn_subset.c). */
-int xl_len_other(const uint8_t *p, size_t n, int mi);
+/* Not the common case: legacy prefixes, groups, the full walk (insn_subset.c), per mode. */
+int xl_len_other16(const uint8_t *p, size_t n);
+int xl_len_other32(const uint8_t *p, size_t n);
+int xl_len_other64(const uint8_t *p, size_t n);
 
 static inline unsigned xl_ld16(const uint8_t *p)
 {
@@ -149,9 +155,12 @@ static inline int xl_insn_length_mi(const uint8_t *p, size_t n, int mi)
     if (__builtin_expect(n < 15, 0))
         return xl_insn_length_slow(p, n, 16 << mi);
     unsigned len = xl_len_core(p, mi, 0);
-    if (__builtin_expect(len != 0, 1))
+    if (__builtin_expect(len != 0, 1)) {
+        if (len > 15)
+            __builtin_unreachable();  /* at most 13: lets a caller's pointer step skip a sign extension */
         return (int)len;
-    return xl_len_other(p, n, mi);
+    }
+    return mi == 2 ? xl_len_other64(p, n) : mi == 1 ? xl_len_other32(p, n) : xl_len_other16(p, n);
 }
 
 static inline int xl_insn_length_inline(const uint8_t *p, size_t n, int mode)

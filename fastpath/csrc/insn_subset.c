@@ -1005,7 +1005,7 @@ const struct xl_len_tables *xl_len_tables_compiled(void)
 }
 
 /* A group opcode at p[i] after prefix context ctx (REX allowed): its immediate per (mod, reg). */
-static int len_group(const uint8_t *p, size_t n, unsigned i, unsigned ctx, int mi)
+static inline __attribute__((always_inline)) int len_group(const uint8_t *p, size_t n, unsigned i, unsigned ctx, int mi)
 {
     const uint64_t(*op)[256] = xl_lt.op[ctx][mi];
     uint64_t e = op[0][p[i]];
@@ -1025,9 +1025,17 @@ static int len_group(const uint8_t *p, size_t n, unsigned i, unsigned ctx, int m
 
 /* Out of line: the minority (legacy prefixes, groups whose immediate depends on ModRM.reg, the full
  * walk), and the hot loop stays small.  Called with at least 15 bytes at p. */
-int xl_len_other(const uint8_t *p, size_t n, int mi)
+static inline __attribute__((always_inline)) int len_other(const uint8_t *p, size_t n, int mi)
 {
     unsigned i = 0, ctx = 0, pc = xl_lt.pfx[mi][p[0]];
+    if (pc >= XL_P_SEG && pc <= XL_P_F2) {
+        /* one prefix (most prefixed instructions): no loop */
+        unsigned c1 = pc >= XL_P_66 ? pc - 1 : 0, pc1 = xl_lt.pfx[mi][p[1]];
+        if (pc1 == XL_P_OP || (pc1 == XL_P_REX && !(c1 == 1 && (p[1] & 8)))) {
+            unsigned len = xl_len_core(p + 1, mi, c1);
+            return len ? (int)len + 1 : len_group(p, n, 1, c1, mi);
+        }
+    }
     if (pc != XL_P_OP && pc != XL_P_REX) {
         /* segment prefixes and one of 66 / F3 / F2, at most 4 */
         for (;;) {
@@ -1046,6 +1054,20 @@ int xl_len_other(const uint8_t *p, size_t n, int mi)
             return i + len <= 15 ? (int)(i + len) : -1;
     }
     return len_group(p, n, i, ctx, mi);
+}
+
+/* one per mode, so that the mode is a constant there as in the inlined fast path */
+int xl_len_other16(const uint8_t *p, size_t n)
+{
+    return len_other(p, n, 0);
+}
+int xl_len_other32(const uint8_t *p, size_t n)
+{
+    return len_other(p, n, 1);
+}
+int xl_len_other64(const uint8_t *p, size_t n)
+{
+    return len_other(p, n, 2);
 }
 
 int xl_insn_length(const uint8_t *p, size_t n, int mode)
