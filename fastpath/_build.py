@@ -143,6 +143,7 @@ int xl_insn_length(const uint8_t *p, size_t n, int mode);
 int xl_insn_length_slow(const uint8_t *p, size_t n, int mode);
 struct xl_len_tables {
     uint64_t op[4][3][2][256];
+    uint64_t op_rex[4][3][256];
     uint16_t ml[2][2048];
     uint8_t pfx[3][256];
     uint8_t grp[4][3][32][32];

@@ -21,9 +21,9 @@ sys.path.insert(0, str(CSRC))
 import gen_len_fast  # noqa: E402
 from fastpath._exitlab_c import lib  # noqa: E402
 
-BASE, MODRM_MASK, IV4 = 0xFF, 0xFF << 8, 4 << 24
+BASE, MODRM_MASK = 0xFF, 0xFF << 8
 KIND_SHIFT, GRP_SHIFT, FORMS_SHIFT = 16, 19, 32
-K_PLAIN, K_SLOW, K_GRP, K_REX, K_ESC, K_PREFIX = range(6)
+K_PLAIN, K_SLOW, K_GRP, K_REX, K_ESC, K_PREFIX, K_IMMV = range(7)
 ALL_FORMS = 0xFFFFFFFF
 
 
@@ -99,8 +99,12 @@ def test_opcode_class_spot_checks(derived: object) -> None:
     assert one[0x50] == 1 | ALL_FORMS << FORMS_SHIFT
     # CALL rel32, and rel32 stays 4 bytes after 66 in 64-bit mode (iced / AMD-Intel: Jz is 32-bit)
     assert one[0xE8] & BASE == 5
-    # MOV r32, imm32 (B8+r): 4 more with REX.W
-    assert one[0xB8] == 5 | IV4 | ALL_FORMS << FORMS_SHIFT
+    # MOV r32, imm32 (B8+r); after a REX it is not the common case (imm64 with REX.W)
+    assert one[0xB8] == 5 | ALL_FORMS << FORMS_SHIFT
+    rex_one = derived.op_rex[0][2]  # type: ignore[attr-defined]
+    assert rex_one[0xB8] == K_IMMV << KIND_SHIFT | 5
+    # otherwise the one-byte map after a REX is the one-byte map
+    assert all(rex_one[b] == one[b] for b in range(256) if b & 0xF8 != 0xB8)
     # ADD r/m32, imm8 and imm32
     assert one[0x83] & (BASE | MODRM_MASK) == 2 | MODRM_MASK
     assert one[0x81] & BASE == 5

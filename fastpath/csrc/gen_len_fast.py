@@ -94,12 +94,13 @@ def _field(name: str, flat: Sequence[int], dims: Sequence[int], width: int, per_
 
 def render(raw: bytes) -> str:
     """len_fast.h for the tables in raw (the bytes of a struct xl_len_tables)."""
-    sizes = {"op": 4 * 3 * 2 * 256 * 8, "ml": 2 * 2048 * 2, "pfx": 3 * 256, "grp": 4 * 3 * 32 * 32}
+    sizes = {"op": 4 * 3 * 2 * 256 * 8, "op_rex": 4 * 3 * 256 * 8, "ml": 2 * 2048 * 2, "pfx": 3 * 256,
+             "grp": 4 * 3 * 32 * 32}
     if len(raw) != sum(sizes.values()):
         raise SystemExit(f"struct xl_len_tables is {len(raw)} bytes, expected {sum(sizes.values())}")
     pos = 0
     parts: dict[str, Sequence[int]] = {}
-    for name, typecode in (("op", "Q"), ("ml", "H"), ("pfx", "B"), ("grp", "B")):
+    for name, typecode in (("op", "Q"), ("op_rex", "Q"), ("ml", "H"), ("pfx", "B"), ("grp", "B")):
         a = array(typecode)
         a.frombytes(raw[pos : pos + sizes[name]])
         if sys.byteorder != "little":
@@ -109,6 +110,7 @@ def render(raw: bytes) -> str:
     groups = [f"group {g}" for g in range(32)]
     lines = [HEADER, "const struct xl_len_tables xl_lt = {"]
     lines += _field("op", parts["op"], (4, 3, 2, 256), 16, 4, (CTX, MODES, MAPS))
+    lines += _field("op_rex", parts["op_rex"], (4, 3, 256), 16, 4, (CTX, MODES))
     lines += _field("ml", parts["ml"], (2, 2048), 4, 16, (("32/64-bit addressing", "16-bit addressing"),))
     lines += _field("pfx", parts["pfx"], (3, 256), 2, 16, (MODES,))
     lines += _field("grp", parts["grp"], (4, 3, 32, 32), 2, 16, (CTX, MODES, groups))

@@ -5,10 +5,11 @@
  * map whose length is ModRM/SIB/displacement plus an immediate fixed by the opcode.  For those the
  * length is one opcode-class entry plus one ModRM entry:
  *
- *   - xl_lt.op[ctx][mode][map][opcode] (64 bits): opcode + immediate bytes, a ModRM mask, the 4 extra
- *     immediate bytes of B8+r with REX.W, and in the high 32 bits the ModRM (mod, reg) forms that
- *     exist (all of them when there is no ModRM; none for what is not the common case, so that one
- *     test is both the validity check and the "needs the other path" bit);
+ *   - xl_lt.op[ctx][mode][map][opcode] (64 bits): opcode + immediate bytes, a ModRM mask, and in
+ *     the high 32 bits the ModRM (mod, reg) forms that exist (all of them when there is no ModRM;
+ *     none for what is not the common case, so that one test is both the validity check and the
+ *     "needs the other path" bit); after a REX the one-byte map is xl_lt.op_rex, where B8+r (whose
+ *     immediate grows with REX.W) is not the common case;
  *   - xl_lt.ml[addressing][ModRM | (SIB & 7) << 8] (16 bits): ModRM + SIB + displacement bytes
  *     (the SIB's base = 5 rule folded in), and in the high byte 32 + (mod, reg), the bit of the
  *     opcode entry that says whether that form exists.
@@ -41,7 +42,6 @@
 #define XL_O_MODRM (0xFFull << 8)  /* ModRM mask: a ModRM follows (and with the ModRM entry) */
 #define XL_O_KIND_SHIFT 16         /* bits 16-18: what an entry without forms is (0 in the others) */
 #define XL_O_GRP_SHIFT 19          /* bits 19-23: group index (XL_K_GRP) */
-#define XL_O_IV4 (4ull << 24)      /* B8+r: 4 more immediate bytes with REX.W */
 #define XL_O_FORMS_SHIFT 32        /* bits 32-63: the (mod, reg) forms that exist */
 enum {
     XL_K_PLAIN = 0, /* the common case (forms given) */
@@ -49,7 +49,8 @@ enum {
     XL_K_GRP = 2,   /* immediate per (mod, reg): xl_lt.grp */
     XL_K_REX = 3,   /* one-byte map, 64-bit mode */
     XL_K_ESC = 4,   /* 0F */
-    XL_K_PREFIX = 5 /* a legacy prefix */
+    XL_K_PREFIX = 5, /* a legacy prefix */
+    XL_K_IMMV = 6    /* after a REX: B8+r, whose immediate is 8 bytes with REX.W */
 };
 #define XL_G_SLOW 0x80 /* xl_lt.grp: that form takes the full walk */
 #define XL_NGRP 32
@@ -61,6 +62,9 @@ struct xl_len_tables {
     /* [context: 0 no prefix, 1 66, 2 F3, 3 F2][mode index 0/1/2: 16/32/64-bit][map: 0 one-byte,
      * 1 0F][opcode] */
     uint64_t op[4][3][2][256];
+    /* [context][mode index][opcode]: the one-byte map after a REX (64-bit mode): as op[..][0] but
+     * B8+r is XL_K_IMMV, so that REX.W need not be looked at on the common path */
+    uint64_t op_rex[4][3][256];
     /* [0: 32/64-bit addressing, 1: 16-bit][ModRM | (SIB & 7) << 8]: length | (32 + ModRM >> 3) << 8 */
     uint16_t ml[2][2048];
     /* [mode index][byte]: prefix class */
@@ -128,14 +132,13 @@ static inline unsigned xl_len_core(const uint8_t *p, int mi, unsigned ctx)
     /* the opcode at p[0] (map 0) or p[1] (0F), the ModRM after it */
     uint64_t e = op[0][b0], e_esc = op[1][b1];
     uint64_t m = ml[xl_ld16(p + 1) & 0x7FF], m_esc = ml[xl_ld16(p + 2) & 0x7FF];
-    uint64_t k, wm = 0, c = b0;
+    uint64_t k, c = b0;
     if (mi == 2) {
         /* after a REX: the opcode at p[1] (map 0) or p[2] (0F) */
-        uint64_t e_rex = op[0][b1], e_rexesc = op[1][p[2]];
+        uint64_t e_rex = xl_lt.op_rex[ctx][mi][b1], e_rexesc = op[1][p[2]];
         uint64_t m_rex = m_esc, m_rexesc = ml[xl_ld16(p + 3) & 0x7FF];
         uint64_t rex = (b0 >> 4) == 4;
         XL_SEL5(rex, e, e_rex, e_esc, e_rexesc, m, m_rex, m_esc, m_rexesc, c, b1);
-        wm = (b0 >> 1) & 4 & (0 - rex);  /* REX.W: 4 more immediate bytes for B8+r */
         k = rex;
     } else {
         k = 0;
@@ -144,7 +147,7 @@ static inline unsigned xl_len_core(const uint8_t *p, int mi, unsigned ctx)
     XL_SEL2_0F(c, e, e_esc, m, m_esc);
     if (__builtin_expect(!((e >> (m >> 8)) & 1), 0))
         return 0;
-    return (unsigned)(k + (e & XL_O_BASE) + ((e >> 8) & m) + ((e >> 24) & wm));
+    return (unsigned)(k + (e & XL_O_BASE) + ((e >> 8) & m));
 }
 
 /* mi: 0, 1, 2 for 16-, 32-, 64-bit mode (a constant where inlined, so each mode is specialised). */

@@ -913,6 +913,8 @@ static uint8_t fast_group(int ctx, int mode, int g, int modreg)
     return (uint8_t)imm;
 }
 
+#define IV4 (1ull << 24) /* fast_class: B8+r (REX.W: 4 more immediate bytes); split off by xl_len_derive */
+
 static uint64_t kind(int k)
 {
     return (uint64_t)k << XL_O_KIND_SHIFT;
@@ -972,7 +974,7 @@ static uint64_t fast_class(int ctx, int mode, int map, int op)
     if (f & L_MOFFS) imm += mode / 8;
     uint64_t e = (1 + (uint64_t)imm) | 0xFFFFFFFFull << XL_O_FORMS_SHIFT;
     if (f & L_M) e |= XL_O_MODRM;
-    if ((f & L_IV) && mode == 64) e |= XL_O_IV4;
+    if ((f & L_IV) && mode == 64) e |= IV4;
     return e;
 }
 
@@ -990,8 +992,12 @@ void xl_len_derive(struct xl_len_tables *t)
             t->pfx[mi][b] = prefix_class(16 << mi, b);
         for (int ctx = 0; ctx < 4; ctx++) {
             for (int map = 0; map < 2; map++)
-                for (int op = 0; op < 256; op++)
-                    t->op[ctx][mi][map][op] = fast_class(ctx, 16 << mi, map, op);
+                for (int op = 0; op < 256; op++) {
+                    uint64_t e = fast_class(ctx, 16 << mi, map, op);
+                    t->op[ctx][mi][map][op] = e & ~IV4;
+                    if (map == 0)
+                        t->op_rex[ctx][mi][op] = e & IV4 ? kind(XL_K_IMMV) | (e & XL_O_BASE) : e;
+                }
             for (int g = 0; g < N_FAST_GROUPS; g++)
                 for (int mr = 0; mr < 32; mr++)
                     t->grp[ctx][mi][g][mr] = fast_group(ctx, 16 << mi, g, mr);
@@ -1004,13 +1010,21 @@ const struct xl_len_tables *xl_len_tables_compiled(void)
     return &xl_lt;
 }
 
-/* A group opcode at p[i] after prefix context ctx (REX allowed): its immediate per (mod, reg). */
-static inline __attribute__((always_inline)) int len_group(const uint8_t *p, size_t n, unsigned i, unsigned ctx, int mi)
+/* A group opcode at p[i] after prefix context ctx (REX allowed): its immediate per (mod, reg); or
+ * B8+r after a REX. */
+static inline __attribute__((always_inline)) int len_group(const uint8_t *p, size_t n, unsigned i, unsigned ctx,
+                                                           int mi)
 {
     const uint64_t(*op)[256] = xl_lt.op[ctx][mi];
     uint64_t e = op[0][p[i]];
-    if (((e >> XL_O_KIND_SHIFT) & 7) == XL_K_REX)
-        e = op[0][p[++i]];
+    if (((e >> XL_O_KIND_SHIFT) & 7) == XL_K_REX) {
+        unsigned w = (p[i] >> 3) & 1;
+        e = xl_lt.op_rex[ctx][mi][p[++i]];
+        if (((e >> XL_O_KIND_SHIFT) & 7) == XL_K_IMMV) {
+            unsigned len = i + (unsigned)(e & XL_O_BASE) + 4 * w;
+            return len <= 15 ? (int)len : -1;
+        }
+    }
     if (((e >> XL_O_KIND_SHIFT) & 7) == XL_K_ESC)
         e = op[1][p[++i]];
     i++;
