@@ -122,9 +122,9 @@ static inline unsigned xl_ld16(const uint8_t *p)
     } while (0)
 #endif
 
-/* Length of the common-case instruction at p after prefix context ctx, or 0 when it is not the
- * common case.  Reads p[0..4]; the result is at most 13. */
-static inline unsigned xl_len_core(const uint8_t *p, int mi, unsigned ctx)
+/* Whether the instruction at p after prefix context ctx is the common case, and its length in *len
+ * (at most 13) if so.  Reads p[0..4]. */
+static inline int xl_len_core(const uint8_t *p, int mi, unsigned ctx, unsigned *len)
 {
     const uint64_t(*op)[256] = xl_lt.op[ctx][mi];
     const uint16_t *ml = xl_lt.ml[mi == 0];
@@ -145,9 +145,8 @@ static inline unsigned xl_len_core(const uint8_t *p, int mi, unsigned ctx)
     }
     k += c == 0x0F;
     XL_SEL2_0F(c, e, e_esc, m, m_esc);
-    if (__builtin_expect(!((e >> (m >> 8)) & 1), 0))
-        return 0;
-    return (unsigned)(k + (e & XL_O_BASE) + ((e >> 8) & m));
+    *len = (unsigned)(k + (e & XL_O_BASE) + ((e >> 8) & m));
+    return (e >> (m >> 8)) & 1;
 }
 
 /* mi: 0, 1, 2 for 16-, 32-, 64-bit mode (a constant where inlined, so each mode is specialised). */
@@ -157,10 +156,10 @@ static inline int xl_insn_length_mi(const uint8_t *p, size_t n, int mi)
      * neither reading nor a length can run past the buffer */
     if (__builtin_expect(n < 15, 0))
         return xl_insn_length_slow(p, n, 16 << mi);
-    unsigned len = xl_len_core(p, mi, 0);
-    if (__builtin_expect(len != 0, 1)) {
-        if (len > 15)
-            __builtin_unreachable();  /* at most 13: lets a caller's pointer step skip a sign extension */
+    unsigned len;
+    if (__builtin_expect(xl_len_core(p, mi, 0, &len), 1)) {
+        if (len - 1 > 14)
+            __builtin_unreachable();  /* 1..13: a caller's "len > 0" and its sign extension fold away */
         return (int)len;
     }
     return mi == 2 ? xl_len_other64(p, n) : mi == 1 ? xl_len_other32(p, n) : xl_len_other16(p, n);

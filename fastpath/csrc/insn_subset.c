@@ -1046,8 +1046,8 @@ static inline __attribute__((always_inline)) int len_other(const uint8_t *p, siz
         /* one prefix (most prefixed instructions): no loop */
         unsigned c1 = pc >= XL_P_66 ? pc - 1 : 0, pc1 = xl_lt.pfx[mi][p[1]];
         if (pc1 == XL_P_OP || (pc1 == XL_P_REX && !(c1 == 1 && (p[1] & 8)))) {
-            unsigned len = xl_len_core(p + 1, mi, c1);
-            return len ? (int)len + 1 : len_group(p, n, 1, c1, mi);
+            unsigned len;
+            return xl_len_core(p + 1, mi, c1, &len) ? (int)len + 1 : len_group(p, n, 1, c1, mi);
         }
     }
     if (pc != XL_P_OP && pc != XL_P_REX) {
@@ -1063,8 +1063,8 @@ static inline __attribute__((always_inline)) int len_other(const uint8_t *p, siz
         }
         if (ctx == 1 && pc == XL_P_REX && (p[i] & 8))  /* 66 with REX.W: REX.W wins the operand size */
             return xl_insn_length_slow(p, n, 16 << mi);
-        unsigned len = xl_len_core(p + i, mi, ctx);  /* reads p[i + 4] <= p[8] */
-        if (len)
+        unsigned len;
+        if (xl_len_core(p + i, mi, ctx, &len))  /* reads p[i + 4] <= p[8] */
             return i + len <= 15 ? (int)(i + len) : -1;
     }
     return len_group(p, n, i, ctx, mi);
