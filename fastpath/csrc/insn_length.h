@@ -162,6 +162,18 @@ static inline int xl_insn_length_mi(const uint8_t *p, size_t n, int mi)
             __builtin_unreachable();  /* 1..13: a caller's "len > 0" and its sign extension fold away */
         return (int)len;
     }
+    {
+        /* one segment / 66 / F3 / F2 prefix, then the common case (not REX.W after 66) */
+        unsigned pc = xl_lt.pfx[mi][p[0]], pc1 = xl_lt.pfx[mi][p[1]];
+        unsigned ctx = pc >= XL_P_66 ? pc - 1 : 0;
+        if (pc - XL_P_SEG <= XL_P_F2 - XL_P_SEG &&
+            (pc1 == XL_P_OP || (pc1 == XL_P_REX && !(ctx == 1 && (p[1] & 8)))) &&
+            xl_len_core(p + 1, mi, ctx, &len)) {
+            if (len > 13)
+                __builtin_unreachable();
+            return (int)len + 1;
+        }
+    }
     return mi == 2 ? xl_len_other64(p, n) : mi == 1 ? xl_len_other32(p, n) : xl_len_other16(p, n);
 }
 
