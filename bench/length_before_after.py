@@ -5,7 +5,7 @@ interleaved round by round so that both see the same machine load.
     git worktree add --detach /tmp/old <commit>
     (cd /tmp && .venv/bin/python /tmp/old/fastpath/_build.py)   # -> /tmp/build/cffi/fastpath/_exitlab_c*.so
     .venv/bin/python bench/length_before_after.py /tmp/build/cffi/fastpath/_exitlab_c*.so [--rounds 7]
-        [--binary PATH ...]
+        [--binary PATH[:MAX_MIB] ...]
 
 Prints, for each build, MiB/s and ns/insn (best round; thread CPU time of a C loop over the whole
 .text, as `exitlab bench --decoders` does) and the exactness counts against iced-x86.
@@ -57,10 +57,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("old_so", type=Path, help="the other build's _exitlab_c*.so")
     ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--binary", action="append", default=[])
+    ap.add_argument("--binary", action="append", default=[], help="PATH or PATH:MAX_MIB (first MiB of .text)")
     a = ap.parse_args()
-    paths = [Path(b) for b in a.binary] or db.default_binaries()[0]
-    secs = [db.elf_text(p) for p in paths]
+    secs = []
+    for b in a.binary or [str(p) for p in db.default_binaries()[0]]:
+        path, _, cap = b.partition(":")
+        s = db.elf_text(path)
+        if cap:
+            s.data = s.data[: int(float(cap) * (1 << 20))]
+        secs.append(s)
     import fastpath._exitlab_c as new
 
     builds = {"before": _load(a.old_so.resolve(), "_xl_before"), "after": new}
