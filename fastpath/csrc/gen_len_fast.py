@@ -21,6 +21,8 @@ from array import array
 from collections.abc import Sequence
 from typing import Any
 
+from fastpath._exitlab_c import ffi, lib
+
 CTX = ("no prefix", "66", "F3", "F2")
 MODES = ("16-bit", "32-bit", "64-bit")
 MAPS = ("one-byte map", "0F map")
@@ -34,8 +36,6 @@ HEADER = """\
 
 def derive() -> Any:
     """The tables as xl_len_derive computes them now (a cdata struct xl_len_tables *)."""
-    from fastpath._exitlab_c import ffi, lib
-
     t = ffi.new("struct xl_len_tables *")
     lib.xl_len_derive(t)
     return t
@@ -43,14 +43,10 @@ def derive() -> Any:
 
 def compiled() -> Any:
     """The tables compiled into the extension (from len_fast.h)."""
-    from fastpath._exitlab_c import lib
-
     return lib.xl_len_tables_compiled()
 
 
 def table_bytes(t: Any) -> bytes:
-    from fastpath._exitlab_c import ffi
-
     return bytes(ffi.buffer(t, ffi.sizeof("struct xl_len_tables")))
 
 
