@@ -1051,9 +1051,11 @@ static inline __attribute__((always_inline)) int len_other(const uint8_t *p, siz
         }
     }
     if (pc != XL_P_OP && pc != XL_P_REX) {
-        /* segment prefixes and one of 66 / F3 / F2, at most 4 */
+        /* segment prefixes and one of 66 / F3 / F2 (repeated or not: nop padding has 66 66 2E),
+         * at most 8, so that neither xl_len_core (p[i + 4]) nor len_group (p[i + 5]) reads past
+         * the 15 bytes */
         for (;;) {
-            if (pc >= XL_P_SLOW || i >= 4 || (pc >= XL_P_66 && ctx))
+            if (pc >= XL_P_SLOW || i >= 8 || (pc >= XL_P_66 && ctx && ctx != pc - 1))
                 return xl_insn_length_slow(p, n, 16 << mi);
             if (pc >= XL_P_66)
                 ctx = pc - 1;
@@ -1064,7 +1066,7 @@ static inline __attribute__((always_inline)) int len_other(const uint8_t *p, siz
         if (ctx == 1 && pc == XL_P_REX && (p[i] & 8))  /* 66 with REX.W: REX.W wins the operand size */
             return xl_insn_length_slow(p, n, 16 << mi);
         unsigned len;
-        if (xl_len_core(p + i, mi, ctx, &len))  /* reads p[i + 4] <= p[8] */
+        if (xl_len_core(p + i, mi, ctx, &len))
             return i + len <= 15 ? (int)(i + len) : -1;
     }
     return len_group(p, n, i, ctx, mi);
