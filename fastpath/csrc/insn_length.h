@@ -18,11 +18,12 @@
  * mixes REX / no REX, 0F / one-byte, ModRM / none unpredictably, so the fast path does not find the
  * opcode first and then look it up: it looks up the four places the opcode can be (p[0], p[1] after
  * REX or 0F, p[2] after REX 0F) and the three places the ModRM can be, all at once, and selects with
- * conditional moves.  Two table loads deep, no data-dependent branch.  Legacy prefixes (segment and
- * one of 66 / F3 / F2) and groups whose immediate depends on ModRM.reg (F6/F7) take an out-of-line
- * path over the same tables (xl_len_other64 and the like); everything else -- LOCK, 67, VEX/EVEX, 0F38/0F3A,
- * mandatory-prefix and ModRM-form rules, fewer than 15 bytes available -- the full walk,
- * xl_insn_length_slow().
+ * conditional moves.  Two table loads deep, no data-dependent branch.  One segment / 66 / F3 / F2
+ * prefix then the common case: the same lookup on that prefix context's tables, inline.  Several
+ * prefixes, groups whose immediate depends on ModRM.reg (F6/F7) and B8+r after a REX: an
+ * out-of-line path over the same tables (xl_len_other64 and the like).  Everything else -- LOCK, 67,
+ * two different 66 / F3 / F2, VEX/EVEX, 0F38/0F3A, mandatory-prefix and ModRM-form rules, fewer
+ * than 15 bytes available -- the full walk, xl_insn_length_slow().
  *
  * The tables are generated (fastpath/csrc/len_fast.h, by fastpath/csrc/gen_len_fast.py) from the
  * full walk's own tables and by probing the full walk (xl_len_derive, insn_subset.c), so the two

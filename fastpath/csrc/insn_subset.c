@@ -1012,8 +1012,8 @@ const struct xl_len_tables *xl_len_tables_compiled(void)
 
 /* A group opcode at p[i] after prefix context ctx (REX allowed): its immediate per (mod, reg); or
  * B8+r after a REX. */
-static inline __attribute__((always_inline)) int len_group(const uint8_t *p, size_t n, unsigned i, unsigned ctx,
-                                                           int mi)
+static inline __attribute__((always_inline)) int len_group(const uint8_t *p, size_t n, unsigned i,
+                                                           unsigned ctx, int mi)
 {
     const uint64_t(*op)[256] = xl_lt.op[ctx][mi];
     uint64_t e = op[0][p[i]];
@@ -1041,15 +1041,8 @@ static inline __attribute__((always_inline)) int len_group(const uint8_t *p, siz
  * walk), and the hot loop stays small.  Called with at least 15 bytes at p. */
 static inline __attribute__((always_inline)) int len_other(const uint8_t *p, size_t n, int mi)
 {
+    /* (one prefix then the common case was handled inline in xl_insn_length_mi) */
     unsigned i = 0, ctx = 0, pc = xl_lt.pfx[mi][p[0]];
-    if (pc >= XL_P_SEG && pc <= XL_P_F2) {
-        /* one prefix (most prefixed instructions): no loop */
-        unsigned c1 = pc >= XL_P_66 ? pc - 1 : 0, pc1 = xl_lt.pfx[mi][p[1]];
-        if (pc1 == XL_P_OP || (pc1 == XL_P_REX && !(c1 == 1 && (p[1] & 8)))) {
-            unsigned len;
-            return xl_len_core(p + 1, mi, c1, &len) ? (int)len + 1 : len_group(p, n, 1, c1, mi);
-        }
-    }
     if (pc != XL_P_OP && pc != XL_P_REX) {
         /* segment prefixes and one of 66 / F3 / F2 (repeated or not: nop padding has 66 66 2E),
          * at most 8, so that neither xl_len_core (p[i + 4]) nor len_group (p[i + 5]) reads past
