@@ -145,6 +145,15 @@ void xl_ctx_reset_counts(struct xl_ctx *ctx);
 int xl_decode_subset(const uint8_t *p, size_t n, int mode, struct xl_insn *out);
 int xl_insn_length(const uint8_t *p, size_t n, int mode);
 int xl_insn_length_slow(const uint8_t *p, size_t n, int mode);
+struct xl_len_tables {
+    uint64_t op[4][3][2][256];
+    uint64_t op_rex[4][3][256];
+    uint16_t ml[2][2048];
+    uint8_t pfx[3][256];
+    uint8_t grp[4][3][32][32];
+};
+void xl_len_derive(struct xl_len_tables *t);
+const struct xl_len_tables *xl_len_tables_compiled(void);
 int xl_replay(struct xl_ctx *ctx, int path, const struct xl_record *recs, size_t n,
               struct xl_result *results, struct xl_replay_stats *stats);
 uint32_t xl_replay_one(struct xl_ctx *ctx, int path, const struct xl_record *rec, struct xl_result *res,
@@ -266,7 +275,7 @@ def _ffibuilder(sanitize: bool = False) -> FFI:
     ffi.set_source(
         "fastpath._exitlab_c",
         '#include "paths.h"\n#include "insn_subset.h"\n#include "replay.h"\n#include "live.h"\n'
-        '#include "decoderbench.h"\n' + FUZZ_INCLUDES,
+        '#include "decoderbench.h"\n#include "insn_length.h"\n' + FUZZ_INCLUDES,
         sources=[str(CSRC / s) if sanitize else _source(s) for s in SOURCES],
         include_dirs=[str(CSRC), str(uc_dir / "include"), str(cs_dir / "include")],
         extra_compile_args=CFLAGS + (SANITIZE_FLAGS if sanitize else []),

@@ -15,6 +15,7 @@ enum xl_decoder {
     XL_DEC_SUBSET = 1,          /* xl_decode_subset */
     XL_DEC_CAPSTONE = 2,        /* cs_disasm_iter, CS_OPT_DETAIL off */
     XL_DEC_CAPSTONE_DETAIL = 3, /* cs_disasm_iter, CS_OPT_DETAIL on */
+    XL_DEC_LENGTH_SLOW = 4,     /* xl_insn_length_slow: the full walk without the fast path */
 };
 
 struct xl_sweep {

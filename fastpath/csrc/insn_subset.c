@@ -834,15 +834,12 @@ int xl_insn_length_slow(const uint8_t *p, size_t n, int mode)
 
 /* ---------------------------------------------------------------- fast-path tables (insn_length.h) */
 
-uint8_t xl_len_pfx[3][256];
-uint16_t xl_len_class[4][3][2][256];
-uint32_t xl_len_formok[XL_NFORMROWS];
-static int n_formrows;
-uint8_t xl_len_modrm[2][256];
-uint8_t xl_len_grp[4][3][XL_NGRP][32];
+/* The tables the fast path reads, generated (gen_len_fast.py calls xl_len_derive below and writes
+ * them out as constants): see insn_length.h. */
+#include "len_fast.h"
 
 /* Opcodes whose ModRM (reg, mod, sometimes rm) select the form or its validity: the immediate
- * size per (mod, reg) comes from xl_len_grp, probed from the full walk at load time. */
+ * size per (mod, reg) is probed from the full walk. */
 static const struct { uint8_t map, op; } fast_groups[] = {
     {0, 0x8C}, {0, 0x8D}, {0, 0x8E}, {0, 0x8F}, {0, 0xC6}, {0, 0xC7}, {0, 0xF6}, {0, 0xF7},
     {0, 0xFE}, {0, 0xFF}, {0, 0xD8}, {0, 0xD9}, {0, 0xDA}, {0, 0xDB}, {0, 0xDC}, {0, 0xDD},
@@ -872,77 +869,24 @@ static uint8_t prefix_class(int mode, int b)
     }
 }
 
-/* Class of an opcode after the prefix context ctx (none, 66, F3, F2; REX allowed): its immediate
- * size and ModRM, or "slow" where the full walk applies a rule these tables do not express. */
-static uint8_t fast_group(int ctx, int mode, int g, int modreg);
-
-/* Row of xl_len_formok holding mask (rows are shared; row 0 is all forms). */
-static uint16_t form_row(uint32_t mask)
+/* ModRM + SIB + displacement bytes (SIB.base = 5 with mod 0: a disp32). */
+static int modrm_sib_len(int a16, int m, int sib)
 {
-    for (int r = 0; r < n_formrows; r++)
-        if (xl_len_formok[r] == mask)
-            return (uint16_t)r;
-    if (n_formrows == XL_NFORMROWS)
-        return 0xFFFF;
-    xl_len_formok[n_formrows] = mask;
-    return (uint16_t)n_formrows++;
-}
-
-static uint16_t fast_class(int ctx, int mode, int map, int op)
-{
-    uint16_t f = map ? len_map1[op] : len_map0[op];
-    for (int g = 0; g < N_FAST_GROUPS; g++) {
-        if (fast_groups[g].map != map || fast_groups[g].op != op)
-            continue;
-        /* one immediate size over every existing (mod, reg) form: a plain class with the forms as
-         * a row of xl_len_formok; else the group table decides per form */
-        uint32_t mask = 0;
-        int imm = -1, uniform = 1;
-        for (int mr = 0; mr < 32; mr++) {
-            uint8_t v = fast_group(ctx, mode, g, mr);
-            if (v & XL_F_SLOW)
-                continue;
-            mask |= 1u << mr;
-            if (imm >= 0 && v != imm)
-                uniform = 0;
-            imm = v;
-        }
-        uint16_t row = mask ? form_row(mask) : 0xFFFF;
-        if (!mask || !uniform || row == 0xFFFF)
-            return (uint16_t)(XL_F_GRP | (g & 0xF) | ((g & 0x10) ? XL_F_IV : 0));
-        return (uint16_t)(XL_F_MODRM | imm | (row << XL_F_ROW_SHIFT));
+    int mod = m >> 6, rm = m & 7, len = 1;
+    if (mod == 3)
+        return len;
+    if (a16) {
+        if (mod == 1) len += 1;
+        else if (mod == 2 || (mod == 0 && rm == 6)) len += 2;
+        return len;
     }
-    if (map == 0) {
-        if (mode == 64 && (op & 0xF0) == 0x40)
-            return XL_C_REX;
-        if (op == 0x0F)
-            return XL_C_ESC;
-        if (is_legacy_prefix(op))
-            return XL_C_PREFIX;
+    if (rm == 4) {
+        len += 1;
+        if (mod == 0 && (sib & 7) == 5) len += 4;
     }
-    if (f & (L_INV | L_SPEC | L_MEMONLY | L_NOMOD) || ((f & L_INV64) && mode == 64))
-        return XL_F_SLOW;
-    if (map == 1) {
-        static const uint8_t mp[4] = {P_N, P_66, P_F3, P_F2};
-        uint8_t s = sse_pfx[op];
-        if (s && (!(s & mp[ctx]) || (s & (P_MEM | P_REG))))
-            return XL_F_SLOW;  /* mandatory prefix or ModRM form rules */
-        if (s && ((ctx == 1 && (op == 0x12 || op == 0x16)) || (ctx != 1 && op == 0xD6)))
-            return XL_F_SLOW;  /* per-prefix ModRM forms (sse_ok) */
-    }
-    int opsize = ctx == 1 ? (mode == 16 ? 4 : 2) : (mode == 16 ? 2 : 4);
-    if ((f & L_IV) && ctx == 1 && mode == 64)
-        return XL_F_SLOW;
-    int imm = 0;
-    if (f & L_I8) imm += 1;
-    if (f & L_I16) imm += 2;
-    if (f & L_IZ) imm += (f & L_REL) && mode == 64 ? 4 : opsize;
-    if (f & L_IV) imm += opsize;
-    if (f & L_MOFFS) imm += mode / 8;
-    uint16_t e = (uint16_t)imm;
-    if (f & L_M) e |= XL_F_MODRM;
-    if ((f & L_IV) && mode == 64) e |= XL_F_IV;
-    return e;
+    if (mod == 1) len += 1;
+    else if (mod == 2 || (mod == 0 && rm == 5)) len += 4;
+    return len;
 }
 
 /* Immediate bytes of group g after prefix context ctx, ModRM mod/reg, mode: the same for every rm
@@ -961,52 +905,178 @@ static uint8_t fast_group(int ctx, int mode, int g, int modreg)
         uint8_t m = (uint8_t)(modreg << 3 | rm);
         buf[k] = m;
         int len = xl_insn_length_slow(buf, sizeof buf, mode);
-        int base = k + (xl_len_modrm[mode == 16][m] & 0xF);
+        int base = k + modrm_sib_len(mode == 16, m, 0);
         if (len < 0 || len - base < 0 || len - base > 4 || (imm >= 0 && len - base != imm))
-            return XL_F_SLOW;
+            return XL_G_SLOW;
         imm = len - base;
     }
     return (uint8_t)imm;
 }
 
-__attribute__((constructor)) static void build_fast_tables(void)
+#define IV4 (1ull << 24) /* fast_class: B8+r (REX.W: 4 more immediate bytes); split off by xl_len_derive */
+
+static uint64_t kind(int k)
 {
-    n_formrows = 0;
-    form_row(0xFFFFFFFFu);  /* row 0 */
-    for (int m = 0; m < 256; m++) {
-        int mod = m >> 6, rm = m & 7;
-        uint8_t l32 = 1, l16 = 1;
-        if (mod != 3) {
-            if (rm == 4) {
-                l32 += 1;
-                if (mod == 0) l32 |= XL_M_SIB5;
-            }
-            if (mod == 1) l32 += 1;
-            else if (mod == 2 || (mod == 0 && rm == 5)) l32 += 4;
-            if (mod == 1) l16 += 1;
-            else if (mod == 2 || (mod == 0 && rm == 6)) l16 += 2;
+    return (uint64_t)k << XL_O_KIND_SHIFT;
+}
+
+/* Class of an opcode after the prefix context ctx (none, 66, F3, F2; REX allowed): its immediate
+ * size, ModRM and forms, or a kind for what the common case does not cover. */
+static uint64_t fast_class(int ctx, int mode, int map, int op)
+{
+    uint16_t f = map ? len_map1[op] : len_map0[op];
+    for (int g = 0; g < N_FAST_GROUPS; g++) {
+        if (fast_groups[g].map != map || fast_groups[g].op != op)
+            continue;
+        /* one immediate size over every existing (mod, reg) form: a plain class with those forms;
+         * else the group table decides per form */
+        uint64_t forms = 0;
+        int imm = -1, uniform = 1;
+        for (int mr = 0; mr < 32; mr++) {
+            uint8_t v = fast_group(ctx, mode, g, mr);
+            if (v & XL_G_SLOW)
+                continue;
+            forms |= 1ull << mr;
+            if (imm >= 0 && v != imm)
+                uniform = 0;
+            imm = v;
         }
-        xl_len_modrm[0][m] = l32;
-        xl_len_modrm[1][m] = l16;
+        if (!forms || !uniform)
+            return kind(XL_K_GRP) | (uint64_t)g << XL_O_GRP_SHIFT;
+        return (1 + (uint64_t)imm) | XL_O_MODRM | forms << XL_O_FORMS_SHIFT;
+    }
+    if (map == 0) {
+        if (mode == 64 && (op & 0xF0) == 0x40)
+            return kind(XL_K_REX);
+        if (op == 0x0F)
+            return kind(XL_K_ESC);
+        if (is_legacy_prefix(op))
+            return kind(XL_K_PREFIX);
+    }
+    if (f & (L_INV | L_SPEC | L_MEMONLY | L_NOMOD) || ((f & L_INV64) && mode == 64))
+        return kind(XL_K_SLOW);
+    if (map == 1) {
+        static const uint8_t mp[4] = {P_N, P_66, P_F3, P_F2};
+        uint8_t s = sse_pfx[op];
+        if (s && (!(s & mp[ctx]) || (s & (P_MEM | P_REG))))
+            return kind(XL_K_SLOW);  /* mandatory prefix or ModRM form rules */
+        if (s && ((ctx == 1 && (op == 0x12 || op == 0x16)) || (ctx != 1 && op == 0xD6)))
+            return kind(XL_K_SLOW);  /* per-prefix ModRM forms (sse_ok) */
+    }
+    int opsize = ctx == 1 ? (mode == 16 ? 4 : 2) : (mode == 16 ? 2 : 4);
+    if ((f & L_IV) && ctx == 1 && mode == 64)
+        return kind(XL_K_SLOW);
+    int imm = 0;
+    if (f & L_I8) imm += 1;
+    if (f & L_I16) imm += 2;
+    if (f & L_IZ) imm += (f & L_REL) && mode == 64 ? 4 : opsize;
+    if (f & L_IV) imm += opsize;
+    if (f & L_MOFFS) imm += mode / 8;
+    uint64_t e = (1 + (uint64_t)imm) | 0xFFFFFFFFull << XL_O_FORMS_SHIFT;
+    if (f & L_M) e |= XL_O_MODRM;
+    if ((f & L_IV) && mode == 64) e |= IV4;
+    return e;
+}
+
+void xl_len_derive(struct xl_len_tables *t)
+{
+    memset(t, 0, sizeof *t);
+    for (int i = 0; i < 2048; i++) {
+        int m = i & 0xFF, sib = i >> 8;
+        uint16_t form = (uint16_t)((32 + (m >> 3)) << 8);
+        t->ml[0][i] = (uint16_t)(modrm_sib_len(0, m, sib) | form);
+        t->ml[1][i] = (uint16_t)(modrm_sib_len(1, m, sib) | form);
     }
     for (int mi = 0; mi < 3; mi++) {
         for (int b = 0; b < 256; b++)
-            xl_len_pfx[mi][b] = prefix_class(16 << mi, b);
+            t->pfx[mi][b] = prefix_class(16 << mi, b);
         for (int ctx = 0; ctx < 4; ctx++) {
             for (int map = 0; map < 2; map++)
-                for (int op = 0; op < 256; op++)
-                    xl_len_class[ctx][mi][map][op] = fast_class(ctx, 16 << mi, map, op);
+                for (int op = 0; op < 256; op++) {
+                    uint64_t e = fast_class(ctx, 16 << mi, map, op);
+                    t->op[ctx][mi][map][op] = e & ~IV4;
+                    if (map == 0)
+                        t->op_rex[ctx][mi][op] = e & IV4 ? kind(XL_K_IMMV) | (e & XL_O_BASE) : e;
+                }
             for (int g = 0; g < N_FAST_GROUPS; g++)
                 for (int mr = 0; mr < 32; mr++)
-                    xl_len_grp[ctx][mi][g][mr] = fast_group(ctx, 16 << mi, g, mr);
+                    t->grp[ctx][mi][g][mr] = fast_group(ctx, 16 << mi, g, mr);
         }
     }
 }
 
-/* Out of line: prefixed instructions are the minority, and the hot loop stays small. */
-int xl_len_prefixed(const uint8_t *p, size_t n, int mi)
+const struct xl_len_tables *xl_len_tables_compiled(void)
 {
-    return xl_len_prefixed_inl(p, n, mi);
+    return &xl_lt;
+}
+
+/* A group opcode at p[i] after prefix context ctx (REX allowed): its immediate per (mod, reg); or
+ * B8+r after a REX. */
+static inline __attribute__((always_inline)) int len_group(const uint8_t *p, size_t n, unsigned i,
+                                                           unsigned ctx, int mi)
+{
+    const uint64_t(*op)[256] = xl_lt.op[ctx][mi];
+    uint64_t e = op[0][p[i]];
+    if (((e >> XL_O_KIND_SHIFT) & 7) == XL_K_REX) {
+        unsigned w = (p[i] >> 3) & 1;
+        e = xl_lt.op_rex[ctx][mi][p[++i]];
+        if (((e >> XL_O_KIND_SHIFT) & 7) == XL_K_IMMV) {
+            unsigned len = i + (unsigned)(e & XL_O_BASE) + 4 * w;
+            return len <= 15 ? (int)len : -1;
+        }
+    }
+    if (((e >> XL_O_KIND_SHIFT) & 7) == XL_K_ESC)
+        e = op[1][p[++i]];
+    i++;
+    if (((e >> XL_O_KIND_SHIFT) & 7) != XL_K_GRP)
+        return xl_insn_length_slow(p, n, 16 << mi);
+    uint8_t imm = xl_lt.grp[ctx][mi][(e >> XL_O_GRP_SHIFT) & 0x1F][p[i] >> 3];
+    if (imm & XL_G_SLOW)
+        return xl_insn_length_slow(p, n, 16 << mi);
+    unsigned len = i + imm + (xl_lt.ml[mi == 0][xl_ld16(p + i) & 0x7FF] & 0xFF);
+    return len <= 15 ? (int)len : -1;
+}
+
+/* Out of line: the minority (legacy prefixes, groups whose immediate depends on ModRM.reg, the full
+ * walk), and the hot loop stays small.  Called with at least 15 bytes at p. */
+static inline __attribute__((always_inline)) int len_other(const uint8_t *p, size_t n, int mi)
+{
+    /* (one prefix then the common case was handled inline in xl_insn_length_mi) */
+    unsigned i = 0, ctx = 0, pc = xl_lt.pfx[mi][p[0]];
+    if (pc != XL_P_OP && pc != XL_P_REX) {
+        /* segment prefixes and one of 66 / F3 / F2 (repeated or not: nop padding has 66 66 2E),
+         * at most 8, so that neither xl_len_core (p[i + 4]) nor len_group (p[i + 5]) reads past
+         * the 15 bytes */
+        for (;;) {
+            if (pc >= XL_P_SLOW || i >= 8 || (pc >= XL_P_66 && ctx && ctx != pc - 1))
+                return xl_insn_length_slow(p, n, 16 << mi);
+            if (pc >= XL_P_66)
+                ctx = pc - 1;
+            pc = xl_lt.pfx[mi][p[++i]];
+            if (pc == XL_P_OP || pc == XL_P_REX)
+                break;
+        }
+        if (ctx == 1 && pc == XL_P_REX && (p[i] & 8))  /* 66 with REX.W: REX.W wins the operand size */
+            return xl_insn_length_slow(p, n, 16 << mi);
+        unsigned len;
+        if (xl_len_core(p + i, mi, ctx, &len))
+            return i + len <= 15 ? (int)(i + len) : -1;
+    }
+    return len_group(p, n, i, ctx, mi);
+}
+
+/* one per mode, so that the mode is a constant there as in the inlined fast path */
+int xl_len_other16(const uint8_t *p, size_t n)
+{
+    return len_other(p, n, 0);
+}
+int xl_len_other32(const uint8_t *p, size_t n)
+{
+    return len_other(p, n, 1);
+}
+int xl_len_other64(const uint8_t *p, size_t n)
+{
+    return len_other(p, n, 2);
 }
 
 int xl_insn_length(const uint8_t *p, size_t n, int mode)
