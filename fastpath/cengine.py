@@ -59,6 +59,7 @@ STATUS_NAMES: tuple[str, ...] = (
     "unmapped",
     "record",
     "gp",
+    "de",
 )
 # Stop reasons use the Python machine's names (emu.machine.StopReason) where one exists.
 STOP_NAMES: tuple[str, ...] = (

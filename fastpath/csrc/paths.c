@@ -985,3 +985,16 @@ uint32_t xl_handle(struct xl_ctx *ctx, int path, const struct xl_exit *ex, struc
         set_err(ctx, st, used, ex, c);
     return st;
 }
+
+/* ---------------------------------------------------------------- string elements for sem*.c */
+
+uint32_t xl_str_access(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,
+                       uint64_t addr, int size, int write, uint64_t *v)
+{
+    return str_access(ctx, ex, c, r, addr, size, write, v);
+}
+
+uint32_t xl_str_check(struct xl_ctx *ctx, const struct xl_exit *ex, const struct xl_cpu *c, uint64_t addr, int size)
+{
+    return str_check(ctx, ex, c, addr, size);
+}
