@@ -243,6 +243,49 @@ def test_lods_agrees() -> None:
     assert n == 288
 
 
+def test_cmps_scas_agree() -> None:
+    """CMPS/SCAS (REPE, REPNE, F3 F2 / F2 F3 where the last decides, 66, REX.W, DF, a segment
+    override, 0x67) with both operands in the regs device; the content has equal runs and
+    differences so REPE/REPNE stop early as well as on rCX = 0."""
+    rng = random.Random(1414)
+    content = bytes(rng.choice((0, 0, 0, 1, 0xFF, rng.getrandbits(8))) for _ in range(0x1000))
+    win = (NOTIFY_MMIO, 0x2000)
+    tally: Counter[str] = Counter()
+    for pre in (b"", b"\x66", b"\x48", b"\xf3", b"\xf2", b"\xf3\x48", b"\xf2\x66", b"\xf3\xf2", b"\xf2\xf3",
+                b"\x67\xf3", b"\x64\xf3", b"\xf0"):
+        for op in (b"\xa6", b"\xa7", b"\xae", b"\xaf"):
+            for _ in range(6):
+                rflags = 2 | (DF if rng.random() < 0.3 else 0) | (ZF if rng.random() < 0.5 else 0)
+                regs = {"rsi": REGS_MMIO + rng.randrange(0x40, 0x800), "rdi": REGS_MMIO + rng.randrange(0x40, 0x800),
+                        "rcx": rng.choice((0, 1, 2, 7, 40)), "rax": rng.choice((0, 1, 0xFF, rng.getrandbits(64))),
+                        "rflags": rflags, "fs_base": 0}
+                code = pre + op
+                tally[agree(code, 64, regs, win, content)] += 1
+                r32 = {k: v & 0xFFFFFFFF for k, v in regs.items()}
+                tally[agree(code, 32, r32, win, content)] += 1
+    assert tally["ok"] >= 400 and tally["refused"] >= 24, tally  # LOCK forms refuse (#UD)
+
+
+def test_cmps_repe_stops_early_exact() -> None:
+    """A hand-checked REPE CMPSB: the third byte differs, so three elements run, rCX = 5 - 3,
+    ZF clear, CF from 0x10 - 0x20; and a DIV by zero is stop #DE after the divisor's read."""
+    content = bytearray(0x1000)
+    content[0x100:0x103] = b"\x01\x02\x10"
+    content[0x200:0x203] = b"\x01\x02\x20"
+    regs = {"rsi": REGS_MMIO + 0x100, "rdi": REGS_MMIO + 0x200, "rcx": 5, "rflags": 2}
+    rec = _record(bytes.fromhex("f3 a6"), 64, regs, REGS_MMIO + 0x100, ExitKind.MMIO_READ)
+    ctx = c.CContext()
+    ctx.set_regs_mem(bytes(content))
+    res, after = c.handle_one(rec, "capstone", ctx)
+    assert res.ok and res.n_acc == 6 and res.next_rip == RIP + 2
+    assert after["rcx"] == 2 and after["rsi"] == REGS_MMIO + 0x103 and after["rdi"] == REGS_MMIO + 0x203
+    assert after["rflags"] & (ZF | CF) == CF
+    rec = _record(bytes.fromhex("f7 32"), 64, {"rdx": REGS_MMIO + 0x300, "rax": 7, "rflags": 2},
+                  REGS_MMIO + 0x300, ExitKind.MMIO_READ)  # div dword ptr [rdx], divisor 0
+    res, after = c.handle_one(rec, "capstone", ctx)
+    assert res.status == "de" and res.n_acc == 1 and after["rax"] == 7
+
+
 @pytest.mark.parametrize("mode", [64, 32])
 @pytest.mark.parametrize("form", NEW_FORMS, ids=lambda f: f.name)
 def test_c_path_equals_unicorn(form: Form, mode: int, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -379,6 +422,97 @@ WIDE_32 = """
     pop edx
     hlt
 """
+
+
+FAMILIES_64 = """
+    mov rbx, REGS_MMIO
+    mov dword ptr [rbx], 0x80000001
+    mov qword ptr [rbx+8], -7
+    mov eax, 0x10001
+    mul dword ptr [rbx]
+    imul rcx, qword ptr [rbx+8], -3
+    imul r8w, word ptr [rbx]
+    imul byte ptr [rbx+1]
+    mov edx, 0
+    mov eax, 1000
+    div dword ptr [rbx+8]
+    mov rdx, -1
+    mov rax, -100
+    idiv qword ptr [rbx+8]
+    shl dword ptr [rbx], 1
+    mov cl, 35
+    sar qword ptr [rbx+8], cl
+    rcl word ptr [rbx+2], 3
+    ror byte ptr [rbx+4], cl
+    stc
+    rcr dword ptr [rbx+4], 7
+    shld dword ptr [rbx], esi, 9
+    shrd qword ptr [rbx+8], rdi, cl
+    bsf r9d, dword ptr [rbx]
+    bsr r10, qword ptr [rbx+8]
+    popcnt r11, qword ptr [rbx+8]
+    lzcnt r12d, dword ptr [rbx+0x40]
+    tzcnt r13w, word ptr [rbx]
+    cmp eax, eax
+    cmove r14, qword ptr [rbx+8]
+    cmovne r15d, dword ptr [rbx]
+    setae byte ptr [rbx+0x20]
+    setl byte ptr [rbx+0x21]
+    mov dword ptr [rbx+0x100], 0x04030201
+    mov dword ptr [rbx+0x200], 0x05030201
+    lea rsi, [rbx+0x100]
+    lea rdi, [rbx+0x200]
+    mov ecx, 4
+    repe cmpsb
+    mov eax, 0x05
+    lea rdi, [rbx+0x200]
+    mov ecx, 8
+    repne scasb
+    pushfq
+    pop rbp
+    xor edx, edx
+    div dword ptr [rbx+0x300]
+    hlt
+"""
+
+FAMILIES_32 = """
+    mov ebx, REGS_MMIO
+    mov dword ptr [ebx], 0xfffffff0
+    mov eax, 3
+    imul eax, dword ptr [ebx], 100
+    mov edx, 0
+    mov eax, 77
+    div byte ptr [ebx+1]
+    shr dword ptr [ebx], 4
+    rol word ptr [ebx], 1
+    bsr ecx, dword ptr [ebx]
+    cmovs esi, dword ptr [ebx]
+    sets byte ptr [ebx+8]
+    lea edi, [ebx]
+    mov eax, 0
+    mov ecx, 3
+    repe scasd
+    pushfd
+    pop ebp
+    hlt
+"""
+
+
+@pytest.mark.parametrize("src,mode,stop", [(FAMILIES_64, 64, "triple_fault"), (FAMILIES_32, 32, "hlt")],
+                         ids=["families64", "families32"])
+def test_live_issue14_families_equal_python_machine(src: str, mode: int, stop: str) -> None:
+    """The issue-14 families live on the C engine (exit style) against the Python machine: same
+    registers, RFLAGS, device contents and stop (the 64-bit program ends on DIV by zero: #DE)."""
+    py = Machine(assemble(src, mode=mode), board=default_board(), mmio_style="exit", path=GenericPath())
+    pr = py.run(timeout=20)
+    ctx = c.CContext()
+    cr = c.run_machine_c(assemble(src, mode=mode), path="capstone", style="exit", ctx=ctx)
+    assert pr.stop.reason.value == stop, pr.stop
+    assert cr.stop.reason.value == stop, cr.stop
+    assert cr.stop.rip == pr.stop.rip
+    assert cr.regs == pr.regs
+    assert ctx.regs_mem == bytes(py.board.regs.mem)
+    assert cr.exits == pr.exits
 
 
 @pytest.mark.parametrize("src,mode", [(WIDE_64, 64), (WIDE_32, 32)], ids=["wide64", "wide32"])
