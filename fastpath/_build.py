@@ -200,6 +200,7 @@ struct xl_fz_out {
 struct xl_fz_batch;
 struct xl_fz_batch *xl_fz_batch_new(void);
 void xl_fz_batch_free(struct xl_fz_batch *b);
+int xl_fz_batch_family(struct xl_fz_batch *b, const uint8_t *templates, size_t n);
 int xl_fz_batch_run(struct xl_fz_batch *b, uint64_t seed, uint64_t start, size_t n, const uint8_t *gens,
                     size_t ngens, const struct xl_fz_case *corpus, size_t ncorpus, struct xl_fz_case *cases,
                     struct xl_fz_out *out, struct xl_fz_stats *st);

@@ -189,9 +189,17 @@ def test_c_path_refuses_what_python_refuses() -> None:
         (bytes.fromhex("0f c3 02"), 64, {**base, "rdx": REGS_MMIO + 0xFFE}, None),  # runs off the device
         (bytes.fromhex("0f 58 02"), 64, base, None),                 # addps xmm0, [rdx]: in neither table
         (bytes.fromhex("66 0f 6f 02"), 64, base, None),              # movdqa: no XMM in a record
+        (bytes.fromhex("f0 f7 22"), 64, base, None),                 # lock mul: #UD
+        (bytes.fromhex("f0 0f 44 02"), 64, base, None),              # lock cmove: #UD
+        (bytes.fromhex("f0 a6"), 64, base, None),                    # lock cmpsb: #UD
+        (bytes.fromhex("2e d1 22"), 32, base, None),                 # cs: shl [edx], 1 writes: #GP
     ]
     for code, mode, regs, addr in cases:
         assert agree(code, mode, regs, win, content, None, addr) == "refused", code.hex()
+    # a CS override on a form that only reads its operand 0 (MUL/DIV, CMPS's source) runs
+    for code in ("2e f7 22", "2e f7 3a", "2e a6"):
+        regs = {**base, "rsi": REGS_MMIO + 0x20, "rdi": REGS_MMIO + 0x30, "rcx": 9}
+        assert agree(bytes.fromhex(code), 32, regs, win, content) in ("ok", "de"), code
 
 
 def test_rmw_examples_exact() -> None:
