@@ -988,6 +988,12 @@ static int skip_reason(struct xl_fz_batch *b, const struct xl_fz_case *c)
     /* state.unicorn_would_abort: LOCK without a memory operand can abort() the process */
     if (lock && !has_mem)
         return XL_FZ_SKIP_LOCK;
+    /* state.idiv_traps_host: unicorn divides the most negative EDX:EAX / DX:AX with a host idiv,
+     * which a divisor of -1 turns into SIGFPE for the whole process */
+    if (in && in->id == X86_INS_IDIV &&
+        (((c->regs[2] & 0xFFFFFFFFull) == 0x80000000ull && (c->regs[0] & 0xFFFFFFFFull) == 0) ||
+         ((c->regs[2] & 0xFFFF) == 0x8000 && (c->regs[0] & 0xFFFF) == 0)))
+        return XL_FZ_SKIP_LOCK;
     /* state.rep_too_long */
     if (rep && (c->regs[1] & am) > 64)
         return XL_FZ_SKIP_REP;
