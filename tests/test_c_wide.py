@@ -264,8 +264,9 @@ def test_cmps_scas_agree() -> None:
         for op in (b"\xa6", b"\xa7", b"\xae", b"\xaf"):
             for _ in range(6):
                 rflags = 2 | (DF if rng.random() < 0.3 else 0) | (ZF if rng.random() < 0.5 else 0)
-                regs = {"rsi": REGS_MMIO + rng.randrange(0x40, 0x800), "rdi": REGS_MMIO + rng.randrange(0x40, 0x800),
-                        "rcx": rng.choice((0, 1, 2, 7, 40)), "rax": rng.choice((0, 1, 0xFF, rng.getrandbits(64))),
+                regs = {"rsi": REGS_MMIO + rng.randrange(0x40, 0x800),
+                        "rdi": REGS_MMIO + rng.randrange(0x40, 0x800), "rcx": rng.choice((0, 1, 2, 7, 40)),
+                        "rax": rng.choice((0, 1, 0xFF, rng.getrandbits(64))),
                         "rflags": rflags, "fs_base": 0}
                 code = pre + op
                 tally[agree(code, 64, regs, win, content)] += 1

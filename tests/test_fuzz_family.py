@@ -28,7 +28,8 @@ MNEMONICS = {
 def test_family_generates_only_its_forms(family: str) -> None:
     """Every case the family generator makes that Capstone decodes is one of the family's forms
     (prefix mixes the CPU rejects aside), and most aim at memory: their truth touches the window."""
-    config = FuzzConfig(cases=400, seed=3, generators=("structured",), fast=True, python_every=0, family=family)
+    config = FuzzConfig(cases=400, seed=3, generators=("structured",), fast=True, python_every=0,
+                        family=family)
     w = fastrun.worker(config.generators, None, None, family)
     from fastpath._exitlab_c import ffi, lib
 
@@ -37,7 +38,8 @@ def test_family_generates_only_its_forms(family: str) -> None:
     seen, decoded = set(), 0
     for k in range(400):
         case = fastrun.case_from_c(w.cases[k], k)
-        cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64 if case.mode == 64 else capstone.CS_MODE_32)
+        mode = capstone.CS_MODE_64 if case.mode == 64 else capstone.CS_MODE_32
+        cs = capstone.Cs(capstone.CS_ARCH_X86, mode)
         insn = next(cs.disasm(case.code + b"\0" * 15, case.rip, count=1), None)
         if insn is None:
             continue

@@ -161,8 +161,8 @@ def run(args: argparse.Namespace) -> int:
             generators = ("structured",)
         if "structured" not in generators:
             raise UsageError("--family restricts the structured generator: include it in --gen")
-    config = FuzzConfig(cases=args.cases, seed=args.seed, jobs=args.jobs, generators=generators, corpus=corpus,
-                        fast=fast, python_every=args.python_every, family=args.family)
+    config = FuzzConfig(cases=args.cases, seed=args.seed, jobs=args.jobs, generators=generators,
+                        corpus=corpus, fast=fast, python_every=args.python_every, family=args.family)
     result = run_campaign(config)
     paths = write_reproducers(result, args.out) if result.reported else []
     if args.json:

@@ -35,7 +35,8 @@ FAMILIES: dict[str, tuple[Template, ...]] = {
     "bitscan": (_t("0f bc"), _t("0f bd"), _t("0f bc", prefix=0xF3), _t("0f bd", prefix=0xF3),
                 _t("0f b8", prefix=0xF3)),
     # CMOVcc r, m and SETcc m8, every condition
-    "cond": (*(_t(f"0f {0x40 + cc:02x}") for cc in range(16)), *(_t(f"0f {0x90 + cc:02x}") for cc in range(16))),
+    "cond": (*(_t(f"0f {0x40 + cc:02x}") for cc in range(16)),
+             *(_t(f"0f {0x90 + cc:02x}") for cc in range(16))),
 }
 
 

@@ -119,8 +119,8 @@ def run_range(config: Any, start: int, stop: int, tally: Any, update: Any = None
             t0 = time.perf_counter()
             case = case_from_c(w.cases[k], index)
             # a flagged C capstone refusal is judged against the generic path (oracles._c_should_have_run)
-            capstone = bool(o.suspect >> C_ORACLES.index("c-capstone") & 1)
-            result = w.checker.check(case, python=full or capstone)
+            c_refused = bool(o.suspect >> C_ORACLES.index("c-capstone") & 1)
+            result = w.checker.check(case, python=full or c_refused)
             flagged = {C_ORACLES[b] for b in range(len(C_ORACLES)) if o.suspect >> b & 1}
             keep = flagged | (PY_ORACLES if full else set())
             tally.outcomes.update(x for x in result.outcomes if x[0] in keep)

@@ -593,12 +593,14 @@ class _Run:
             # CMPS: hand over the truth with each pair's reads swapped when the C result proves to
             # be exactly that (explain.py unicorn-cmps-reads-rdi-first judges it)
             pairs = list(t.accesses)
-            swapped = tuple(pairs[i + 1 - 2 * (i % 2)] for i in range(len(pairs))) if len(pairs) % 2 == 0 else ()
+            swapped = (tuple(pairs[i + 1 - 2 * (i % 2)] for i in range(len(pairs)))
+                       if len(pairs) % 2 == 0 else ())
             same = bool(swapped) and a is not None and a.op is Op.CMPS and res.n_acc == len(swapped) and (
                 res.gpa, res.size, res.write) == (swapped[0].gpa, swapped[0].size, swapped[0].write)
             if same and values_known:
                 same = res.acc_hash == self.chk.c.access_hash(swapped)
-            self.find(oracle, "address", "first device access differs", got, ours_accesses=swapped if same else ())
+            self.find(oracle, "address", "first device access differs", got,
+                      ours_accesses=swapped if same else ())
             return
         if res.size != first.size or res.n_acc != len(t.accesses):
             # The C result names its first access and hashes all: when that proves they are the

@@ -294,7 +294,8 @@ def idiv_traps_host(regs: dict[str, int]) -> bool:
     --family muldiv`; docs/known-discrepancies.md). IDIV with that dividend is skipped whatever
     the divisor and operand size (the divisor may come from a device)."""
     eax, edx = regs.get("rax", 0), regs.get("rdx", 0)
-    return (edx & 0xFFFFFFFF == 0x80000000 and eax & 0xFFFFFFFF == 0) or (edx & 0xFFFF == 0x8000 and eax & 0xFFFF == 0)
+    most_negative_32 = edx & 0xFFFFFFFF == 0x80000000 and eax & 0xFFFFFFFF == 0
+    return most_negative_32 or (edx & 0xFFFF == 0x8000 and eax & 0xFFFF == 0)
 
 
 def unicorn_would_abort(case: Case) -> bool:
@@ -303,7 +304,9 @@ def unicorn_would_abort(case: Case) -> bool:
     case is never handed to the in-process oracle. Nothing of it could reach a device anyway.
     Also IDIV of the most negative dividend, which can SIGFPE the process (idiv_traps_host)."""
     ins = decode_iced(case.code, case.mode, case.rip, padded=True)
-    if ins.code != iced.Code.INVALID and ins.mnemonic == iced.Mnemonic.IDIV and idiv_traps_host(case.reg_dict()):
+    if ins.code == iced.Code.INVALID:
+        return False
+    if ins.mnemonic == iced.Mnemonic.IDIV and idiv_traps_host(case.reg_dict()):
         return True
     if ins.code == iced.Code.INVALID or not ins.has_lock_prefix:
         return False
