@@ -587,3 +587,15 @@ out: .quad 0, 0, 0, 0
     assert ctx.regs_mem == bytes(py.board.regs.mem)
     assert pr.regs["rax"] != 0 or pr.regs["rcx"] != 0  # the value made the round trip
     TALLY[f"{store}:live-ok"] += 1
+
+
+def test_generic_is_an_alias_of_the_c_capstone_path() -> None:
+    """docs/c-capstone-path.md "Naming": `generic` names the full-decode path on every engine; the
+    C API takes it as well as the C path's own name `capstone`, with the same answer."""
+    regs = {"rdx": REGS_MMIO + 0x10, "rax": 6, "rflags": 2}
+    rec = _record(bytes.fromhex("f7 22"), 64, regs, REGS_MMIO + 0x10, ExitKind.MMIO_READ)  # mul [rdx]
+    a, after_a = c.handle_one(rec, "generic", c.CContext())
+    b, after_b = c.handle_one(rec, "capstone", c.CContext())
+    assert a.ok and a == b and after_a == after_b
+    with pytest.raises(ValueError, match="generic"):
+        c.handle_one(rec, "no-such-path")
