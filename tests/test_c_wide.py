@@ -599,3 +599,34 @@ def test_generic_is_an_alias_of_the_c_capstone_path() -> None:
     assert a.ok and a == b and after_a == after_b
     with pytest.raises(ValueError, match="generic"):
         c.handle_one(rec, "no-such-path")
+
+
+REP_COMPARE = """
+    mov rbx, REGS_MMIO
+    mov byte ptr [rbx+0x46], 1
+    mov byte ptr [rbx+0x86], 2
+    lea rsi, [rbx+0x40]
+    lea rdi, [rbx+0x80]
+    mov ecx, 12
+    {insn}
+    mov eax, 1
+    mov eax, 2
+    hlt
+"""
+
+
+@pytest.mark.parametrize("insn", ["repe cmpsb", "repne cmpsb", "mov al, 2\n    repne scasb",
+                                  "xor eax, eax\n    repe scasb"])
+def test_rep_compare_under_a_budget_counts_as_in_place(insn: str) -> None:
+    """REPE/REPNE CMPS/SCAS under every budget around their iterations: the C engine and the
+    Python machine in exit style stop where Unicorn in place stops (each iteration counts; one
+    ended by its compare has no extra entry), with the same registers."""
+    src = REP_COMPARE.format(insn=insn)
+    for n in range(4, 28):
+        ip = Machine(assemble(src, mode=64), board=default_board(), mmio_style="inplace").run(max_insns=n)
+        py = Machine(assemble(src, mode=64), board=default_board(), mmio_style="exit",
+                     path=GenericPath()).run(max_insns=n)
+        cr = c.run_machine_c(assemble(src, mode=64), path="capstone", style="exit", max_insns=n)
+        for r in (py, cr):
+            assert (r.stop.reason, r.stop.rip) == (ip.stop.reason, ip.stop.rip), (insn, n, r.stop, ip.stop)
+            assert r.regs == ip.regs, (insn, n)
