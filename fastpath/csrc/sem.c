@@ -252,7 +252,6 @@ uint32_t xl_sem_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu
         } else if (o[i].type == X86_OP_REG) {
             if (is_other_vector_reg(o[i].reg))
                 return XL_E_UNSUPPORTED;  /* MMX/AVX/x87 register */
-            s.has_cl |= o[i].reg == X86_REG_CL;
             if (reg_i < 0)
                 reg_i = i;
         } else if (o[i].type == X86_OP_IMM && !s.has_imm) {

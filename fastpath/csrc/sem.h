@@ -90,7 +90,6 @@ struct xl_sem {
     uint8_t align16;
     uint8_t cond;         /* CMOVcc/SETcc condition code */
     uint8_t repne;        /* CMPS/SCAS: the last of F2/F3 was F2 */
-    uint8_t has_cl;       /* a CL count operand (shifts by CL) */
 };
 
 /* Executors: all checks that can refuse are done by the caller; these only act. */
