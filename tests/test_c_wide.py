@@ -477,11 +477,24 @@ FAMILIES_64 = """
     lea rdi, [rbx+0x200]
     mov ecx, 8
     repne scasb
+    lea rsi, [rip+text]
+    lea rdi, [rbx+0x100]
+    mov ecx, 4
+    repe cmpsb
+    lea rsi, [rbx+0x100]
+    lea rdi, [rip+text]
+    mov ecx, 4
+    std
+    add rsi, 3
+    add rdi, 3
+    repne cmpsb
+    cld
     pushfq
     pop rbp
     xor edx, edx
     div dword ptr [rbx+0x300]
     hlt
+text: .byte 1, 2, 3, 9
 """
 
 FAMILIES_32 = """
