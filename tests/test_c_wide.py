@@ -643,3 +643,27 @@ def test_rep_compare_under_a_budget_counts_as_in_place(insn: str) -> None:
         for r in (py, cr):
             assert (r.stop.reason, r.stop.rip) == (ip.stop.reason, ip.stop.rip), (insn, n, r.stop, ip.stop)
             assert r.regs == ip.regs, (insn, n)
+
+
+@pytest.mark.parametrize("insn", ["repe cmpsb", "repe cmpsw", "repne scasb"])
+def test_rep_compare_fault_part_way_equals_python_machine(insn: str) -> None:
+    """SEMANTICS rule 6 for CMPS/SCAS: the elements before the one that runs off the register
+    device into unmapped space stay done (rCX/rSI/rDI, flags), the faulting one does nothing; the
+    C engine stops `unmapped` at the same address and state as the Python machine."""
+    src = f"""
+    mov rsi, REGS_MMIO+0xffb
+    mov rdi, REGS_MMIO+0xffb
+    mov eax, 0x55
+    mov ecx, 9
+    {insn}
+    hlt
+"""
+    py = Machine(assemble(src, mode=64), board=default_board(), mmio_style="exit", path=GenericPath())
+    pr = py.run(timeout=20)
+    ctx = c.CContext()
+    cr = c.run_machine_c(assemble(src, mode=64), path="capstone", style="exit", ctx=ctx)
+    assert pr.stop.reason.value == "unmapped", pr.stop
+    assert (cr.stop.reason, cr.stop.rip) == (pr.stop.reason, pr.stop.rip)
+    assert "0xfeb02000" in pr.stop.message and "0xfeb02000" in cr.stop.message, (pr.stop, cr.stop)
+    assert cr.regs == pr.regs and 0 < pr.regs["rcx"] < 9
+    assert ctx.regs_mem == bytes(py.board.regs.mem)
