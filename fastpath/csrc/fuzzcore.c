@@ -610,7 +610,8 @@ int xl_fz_batch_family(struct xl_fz_batch *b, const uint8_t *templates, size_t n
 {
     if (n > XL_FZ_MAXFAM)
         return -1;
-    memcpy(b->fam, templates, n * XL_FZ_TEMPLATE);
+    if (n)
+        memcpy(b->fam, templates, n * XL_FZ_TEMPLATE);
     b->nfam = (int)n;
     return 0;
 }
