@@ -24,7 +24,7 @@ MNEMONICS = {
 }
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("family", sorted(MNEMONICS))
 def test_family_generates_only_its_forms(family: str) -> None:
     """Every case the family generator makes that Capstone decodes is one of the family's forms
     (prefix mixes the CPU rejects aside), and most aim at memory: their truth touches the window."""

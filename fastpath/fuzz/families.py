@@ -6,7 +6,9 @@ opcode bytes, the ModRM /reg field (0-7; ANY; NO_MODRM for forms without one) an
 0-2 legacy prefixes, the mandatory prefix, REX in 64-bit mode, the opcode, a ModRM aimed at memory
 with the /reg forced, SIB/displacement and the immediate, then the state solver points the memory
 operand at an MMIO window as for every structured case. The names are the family names of
-emu/semantics/ and tests/emulate/ (issue 14); append a family here to fuzz it.
+emu/semantics/ and tests/emulate/ (issue 14); append a family here to fuzz it. stack/atomic/vector/misc
+are cfam2's templates for its C families (sem_stack.c & co.; on a tree without them the C capstone
+oracle refuses those forms).
 """
 
 from __future__ import annotations
@@ -37,6 +39,24 @@ FAMILIES: dict[str, tuple[Template, ...]] = {
     # CMOVcc r, m and SETcc m8, every condition
     "cond": (*(_t(f"0f {0x40 + cc:02x}") for cc in range(16)),
              *(_t(f"0f {0x90 + cc:02x}") for cc in range(16))),
+    # issue 14 part 2 (cfam2's templates; their C side is fastpath/csrc/sem_stack.c & co.):
+    # PUSH/POP m, CALL/JMP m, PUSH/POP r, PUSH imm, CALL rel, RET [imm16], LEAVE, ENTER
+    "stack": (_t("ff", 6), _t("8f", 0), _t("ff", 2), _t("ff", 4),
+              *(_t(f"{op:02x}", NO_MODRM)
+                for op in (0x50, 0x53, 0x55, 0x57, 0x58, 0x5B, 0x5D, 0x5F, 0xC3, 0xC9)),
+              _t("6a", NO_MODRM, 1), _t("68", NO_MODRM, 2), _t("e8", NO_MODRM, 2), _t("c2", NO_MODRM, 2),
+              _t("c8", NO_MODRM, 2)),
+    # CMPXCHG8B/16B (REX.W drawn), MOVBE load/store, MOVDIRI, MOVDIR64B
+    "atomic": (_t("0f c7", 1), _t("0f 38 f0"), _t("0f 38 f1"), _t("0f 38 f9"), _t("0f 38 f8", prefix=0x66)),
+    # SSE/MMX moves (the C oracle needs vector registers a replay record lacks: checked by the generic oracle)
+    "vector": (_t("0f 10", prefix=0xF3), _t("0f 11", prefix=0xF3), _t("0f 10", prefix=0xF2),
+               _t("0f 11", prefix=0xF2), _t("0f 6e", prefix=0x66), _t("0f 7e", prefix=0x66),
+               _t("0f 7e", prefix=0xF3), _t("0f d6", prefix=0x66), _t("0f f0", prefix=0xF2),
+               _t("0f 38 2a", prefix=0x66), _t("0f 2b"), _t("0f e7", prefix=0x66), _t("0f 6f", prefix=0xF3),
+               _t("0f 7f", prefix=0x66), _t("0f 28"), _t("0f 29", prefix=0x66), _t("0f 6e"), _t("0f 7e"),
+               _t("0f 6f"), _t("0f 7f")),
+    # XLAT, SMSW m16, MOVSXD
+    "misc": (_t("d7", NO_MODRM), _t("0f 01", 4), _t("63")),
 }
 
 
