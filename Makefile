@@ -42,12 +42,13 @@ ASAN_DIR    := build/asan
 ASAN_SRC    := fastpath/csrc/asan_driver.c fastpath/csrc/insn_subset.c fastpath/csrc/paths.c fastpath/csrc/replay.c \
                fastpath/csrc/lockguard.c \
                fastpath/csrc/sem.c fastpath/csrc/sem_alu.c fastpath/csrc/sem_xchg.c fastpath/csrc/sem_bit.c fastpath/csrc/sem_sse.c
-ASAN_SRC    += fastpath/csrc/sem_string.c fastpath/csrc/sem_muldiv.c fastpath/csrc/sem_shift.c \
-               fastpath/csrc/sem_bitscan.c fastpath/csrc/sem_cond.c
 ASAN_FLAGS  := -O1 -g -std=gnu11 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
                -Wall -Wextra -Werror
 ASAN_RANDOM ?= 300000
 ASAN_SEED   ?= 1
+# issue 14 (C side, part 1): the string-compare, mul/div, shift, bit-scan and conditional families
+ASAN_SRC    += fastpath/csrc/sem_string.c fastpath/csrc/sem_muldiv.c fastpath/csrc/sem_shift.c \
+               fastpath/csrc/sem_bitscan.c fastpath/csrc/sem_cond.c
 
 test-asan: $(STAMP)
 	@mkdir -p $(ASAN_DIR)
