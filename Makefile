@@ -46,6 +46,9 @@ ASAN_FLAGS  := -O1 -g -std=gnu11 -fsanitize=address,undefined -fno-sanitize-reco
                -Wall -Wextra -Werror
 ASAN_RANDOM ?= 300000
 ASAN_SEED   ?= 1
+# issue 14 (C side, part 1): the string-compare, mul/div, shift, bit-scan and conditional families
+ASAN_SRC    += fastpath/csrc/sem_string.c fastpath/csrc/sem_muldiv.c fastpath/csrc/sem_shift.c \
+               fastpath/csrc/sem_bitscan.c fastpath/csrc/sem_cond.c
 
 test-asan: $(STAMP)
 	@mkdir -p $(ASAN_DIR)

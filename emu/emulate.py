@@ -56,7 +56,9 @@ SEMANTICS: dict[Op, Callable[[Exec], None]] = {
 }
 
 # Ops that only read their memory operand even when it is the first operand.
-_READ_ONLY = frozenset({Op.CMP, Op.TEST, Op.BT, Op.LODS, Op.CMPS, Op.SCAS, Op.PUSH, Op.CALL, Op.JMP})
+# MUL/IMUL/DIV/IDIV r/m name their memory source as operand 0 (the result goes to rAX/rDX).
+_READ_ONLY = frozenset({Op.CMP, Op.TEST, Op.BT, Op.LODS, Op.CMPS, Op.SCAS, Op.PUSH, Op.CALL, Op.JMP,
+                        Op.MUL, Op.IMUL, Op.DIV, Op.IDIV})
 
 
 def execute(access: Access, cpu: Cpu, rip: int, mode: int, max_iterations: int | None = None) -> Outcome:

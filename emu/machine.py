@@ -531,6 +531,10 @@ class Machine:
             raise EmulationError(f"path {path.name!r} declined the exit and has no fallback", rip, rec.insn)
         if rep is not None:
             self._executed += max(done - 1, 0)  # the code hook counted the first iteration
+            if done and rep[4] is not None and bool(self.regfile.get("rflags") & 0x40) == rep[4]:
+                # REPE/REPNE CMPS/SCAS ended by its compare: done, and QEMU leaves from that
+                # iteration's own entry (no extra entry to find RCX = 0), budget cap or not
+                return outcome.next_rip
             if self.regfile.get("rcx") & rep[1]:
                 if rep[3]:
                     return rip  # capped by the budget: an interrupted REP, RIP stays on it (rule 1)
@@ -543,28 +547,31 @@ class Machine:
                 self._executed += 1
         return outcome.next_rip
 
-    def _rep_budget(self, rec: ExitRecord) -> tuple[str, int, int, int] | None:
+    def _rep_budget(self, rec: ExitRecord) -> tuple[str, int, int, int, bool | None] | None:
         """For a REP string instruction under a budget: cap the count register so the path performs at
         most the iterations the budget has left (SEMANTICS rule 1). Returns (register, mask, count
-        handed to the path, count held back) for `_rep_settle`, or None for anything else."""
+        handed to the path, count held back, REPNE for CMPS/SCAS else None) for `_rep_settle`, or
+        None for anything else. CMPS/SCAS count like MOVS/STOS/LODS (each iteration is an
+        instruction, as in place), except that one ended by its compare has no extra entry."""
         try:
             access = decode(rec.insn, self.mode, rec.rip)
         except ExitlabError:
             return None  # the path reports it
-        if not access.rep or access.op not in (Op.MOVS, Op.STOS, Op.LODS):
+        if not access.rep or access.op not in (Op.MOVS, Op.STOS, Op.LODS, Op.CMPS, Op.SCAS):
             return None
+        compare = access.repne if access.op in (Op.CMPS, Op.SCAS) else None
         mask = (1 << (8 * access.mem.addr_size)) - 1
         rcx = self.regfile.get("rcx")
         count = rcx & mask
         allowed = 1 + self._max_insns - self._executed  # type: ignore[operator]
         if count <= allowed:
-            return ("rcx", mask, count, 0)
+            return ("rcx", mask, count, 0, compare)
         self.regfile.set("rcx", (rcx & ~mask) | allowed)
-        return ("rcx", mask, allowed, count - allowed)
+        return ("rcx", mask, allowed, count - allowed, compare)
 
-    def _rep_settle(self, rep: tuple[str, int, int, int]) -> int:
+    def _rep_settle(self, rep: tuple[str, int, int, int, bool | None]) -> int:
         """Give back the held-back count; return how many iterations the path performed."""
-        _, mask, handed, held = rep
+        _, mask, handed, held, _compare = rep
         rcx = self.regfile.get("rcx")
         left = rcx & mask
         if held:

@@ -19,7 +19,8 @@ from cffi import FFI
 HERE = Path(__file__).resolve().parent
 CSRC = HERE / "csrc"
 SOURCES = ["insn_subset.c", "paths.c", "replay.c", "live.c", "lockguard.c", "decoderbench.c",
-           "sem.c", "sem_alu.c", "sem_xchg.c", "sem_bit.c", "sem_sse.c"]
+           "sem.c", "sem_alu.c", "sem_xchg.c", "sem_bit.c", "sem_sse.c",
+           "sem_string.c", "sem_muldiv.c", "sem_shift.c", "sem_bitscan.c", "sem_cond.c"]
 CFLAGS = ["-O2", "-Wall", "-Wextra", "-Werror", "-std=gnu11", "-fno-strict-aliasing"]
 
 CDEF = """
@@ -212,6 +213,7 @@ struct xl_fz_out {
 struct xl_fz_batch;
 struct xl_fz_batch *xl_fz_batch_new(void);
 void xl_fz_batch_free(struct xl_fz_batch *b);
+int xl_fz_batch_family(struct xl_fz_batch *b, const uint8_t *templates, size_t n);
 int xl_fz_batch_run(struct xl_fz_batch *b, uint64_t seed, uint64_t start, size_t n, const uint8_t *gens,
                     size_t ngens, const struct xl_fz_case *corpus, size_t ncorpus, struct xl_fz_case *cases,
                     struct xl_fz_out *out, struct xl_fz_stats *st);

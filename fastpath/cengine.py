@@ -59,6 +59,7 @@ STATUS_NAMES: tuple[str, ...] = (
     "unmapped",
     "record",
     "gp",
+    "de",
 )
 # Stop reasons use the Python machine's names (emu.machine.StopReason) where one exists.
 STOP_NAMES: tuple[str, ...] = (
@@ -87,11 +88,16 @@ _M64 = (1 << 64) - 1
 assert RECORD.size == ffi.sizeof("struct xl_record") == 208
 
 
+# "generic" is the role (the full-decode exit path) on every engine; `capstone` is the C path's
+# own name, kept (docs/c-capstone-path.md "Naming").
+PATH_ALIASES: dict[str, str] = {"generic": "capstone"}
+
+
 def path_id(path: str) -> int:
     try:
-        return PATHS[path]
+        return PATHS[PATH_ALIASES.get(path, path)]
     except KeyError:
-        raise ValueError(f"unknown C path {path!r} (one of {', '.join(PATHS)})") from None
+        raise ValueError(f"unknown C path {path!r} (one of {', '.join((*PATHS, *PATH_ALIASES))})") from None
 
 
 def access_hash(accesses: Iterable[DeviceAccess]) -> int:

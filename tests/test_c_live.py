@@ -176,13 +176,14 @@ def test_budget() -> None:
 
 
 def test_emulation_error_has_rip_and_bytes() -> None:
-    src = "mov rbx, REGS_MMIO\nnop\nshl dword ptr [rbx], 1\nhlt"  # outside the generic path's table
+    # outside the C path's tables (SHL was the example until the C path learnt shifts, issue 14)
+    src = "mov rbx, REGS_MMIO\nnop\naddps xmm0, xmmword ptr [rbx]\nhlt"
     img = assemble(src, mode=64)
     cr, ctx = _c(src, 64, "subset")
     assert cr.stop.reason.value == "emulation_error"
     rip = img.entry + 10 + 1
     assert cr.stop.rip == rip
-    assert cr.stop.insn.startswith(bytes.fromhex("d1 23"))
+    assert cr.stop.insn.startswith(bytes.fromhex("0f 58 03"))
     assert ctx.error is not None and ctx.error.status == "unsupported" and ctx.error.rip == rip
 
 

@@ -152,8 +152,9 @@ def test_access_straddling_two_windows_is_split_per_region(path: str, style: str
 # ------------------------------------------------------------------ rule 5: declines touch nothing
 @pytest.mark.parametrize("path,style", CONFIGS, ids=IDS)
 def test_decline_has_no_device_access_and_no_effect(path: str, style: str) -> None:
-    """issue 11 row 4: `imul eax, [mmio]` is outside every C path: emulation_error, nothing done."""
-    r, m = run("mov r14, REGS_MMIO\nmov eax, 7\nimul eax, dword ptr [r14+0x10]\nhlt", path, style)
+    """issue 11 row 4: `addps xmm0, [mmio]` is outside every C path: emulation_error, nothing done.
+    (It was `imul eax, [mmio]` until the C capstone path learnt IMUL, issue 14.)"""
+    r, m = run("mov r14, REGS_MMIO\nmov eax, 7\naddps xmm0, xmmword ptr [r14+0x10]\nhlt", path, style)
     assert r.stop == "emulation_error"
     assert r.rip == 0x8000 + 10 + 5
     assert reg(m, "rax") == 7

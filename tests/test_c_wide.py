@@ -27,7 +27,7 @@ from emu.batchcpu import default_ram_regions
 from emu.board import default_board
 from emu.decode import decode, effective_address
 from emu.emulate import CF, DF, OF, STATUS, ZF
-from emu.errors import EmulationError
+from emu.errors import EmulationError, GuestFault
 from emu.exits import REG_NAMES, ExitKind, ExitRecord
 from emu.generic import GenericPath
 from emu.machine import Machine
@@ -38,11 +38,15 @@ from fastpath import cengine as c
 
 M64 = (1 << 64) - 1
 RIP = test_emulate.RIP
-# the families the C capstone path covers (fastpath/csrc/sem.c + the MOV family in paths.c); the
-# Python generic path's newer families (MUL/DIV, shifts, bit scans, CMOV/SETcc, MOVBE) are not in C yet
+# the families the C capstone path covers (fastpath/csrc/sem.c + the MOV family in paths.c, and the
+# issue-14 family files sem_muldiv.c, sem_shift.c, sem_bitscan.c, sem_cond.c; CMPS/SCAS below)
 C_FAMILIES = {"adc", "add", "and", "bt", "btc", "btr", "bts", "cmp", "cmpxchg", "dec", "inc", "mov", "movaps",
               "movd", "movdqa", "movdqu", "movnti", "movq", "movsx", "movsxd", "movupd", "movups", "movzx",
               "neg", "not", "or", "sbb", "sub", "test", "xadd", "xchg", "xor"}
+C_FAMILIES |= {"mul", "imul", "div", "idiv"}                                          # sem_muldiv.c
+C_FAMILIES |= {"rol", "ror", "rcl", "rcr", "shl", "shr", "sal", "sar", "shld", "shrd"}  # sem_shift.c
+C_FAMILIES |= {"bsf", "bsr", "tzcnt", "lzcnt", "popcnt"}                              # sem_bitscan.c
+C_FAMILIES |= {"cmov", "set"}                                                         # sem_cond.c
 FORMS = [f for f in FORMS if f.name.split()[0] in C_FAMILIES]
 NOT_SSE = [f for f in FORMS if f.sizes != "x"]
 NEW_FORMS = [f for f in NOT_SSE if not f.name.startswith(("mov ", "movzx", "movsx"))]
@@ -82,7 +86,7 @@ def _exit_kind(code: bytes, mode: int) -> ExitKind:
         acc = decode(code, mode, RIP)
     except EmulationError:
         return ExitKind.MMIO_READ
-    store = acc.op in (Op.MOV, Op.SSE_STORE) and acc.mem_is_dest
+    store = acc.op in (Op.MOV, Op.SSE_STORE, Op.SETCC) and acc.mem_is_dest
     return ExitKind.MMIO_WRITE if store else ExitKind.MMIO_READ
 
 
@@ -103,14 +107,24 @@ def agree(code: bytes, mode: int, regs: dict[str, int], window: tuple[int, int],
     board = default_board()
     board.regs.mem[:] = content
     cpu = ReplayCpu(rec, board.bus, [window])
+    fault: GuestFault | None = None
     try:
         py = GenericPath().handle(rec, cpu)
+    except GuestFault as exc:
+        py, fault = None, exc
     except EmulationError:
         py = None
     ctx = c.CContext()
     ctx.set_regs_mem(content)
     res, after = c.handle_one(rec, "capstone", ctx)
     where = f"bytes={code.hex(' ')} mode={mode} addr={addr:#x}"
+    if fault is not None and fault.vector == 0:
+        # #DE: after the divisor's read (the same device access), no register changed
+        assert res.status == "de", f"{where}: Python #DE, C {res.status}"
+        assert res.n_acc == len(fault.accesses) and res.acc_hash == c.access_hash(fault.accesses), where
+        before = rec.regs_dict()
+        assert all(after[n] == before[n] for n in REG_NAMES if n != "rip"), where
+        return "de"
     if py is None:
         assert not res.ok, f"{where}: Python refused, C did {res}"
         before = rec.regs_dict()
@@ -175,9 +189,17 @@ def test_c_path_refuses_what_python_refuses() -> None:
         (bytes.fromhex("0f c3 02"), 64, {**base, "rdx": REGS_MMIO + 0xFFE}, None),  # runs off the device
         (bytes.fromhex("0f 58 02"), 64, base, None),                 # addps xmm0, [rdx]: in neither table
         (bytes.fromhex("66 0f 6f 02"), 64, base, None),              # movdqa: no XMM in a record
+        (bytes.fromhex("f0 f7 22"), 64, base, None),                 # lock mul: #UD
+        (bytes.fromhex("f0 0f 44 02"), 64, base, None),              # lock cmove: #UD
+        (bytes.fromhex("f0 a6"), 64, base, None),                    # lock cmpsb: #UD
+        (bytes.fromhex("2e d1 22"), 32, base, None),                 # cs: shl [edx], 1 writes: #GP
     ]
     for code, mode, regs, addr in cases:
         assert agree(code, mode, regs, win, content, None, addr) == "refused", code.hex()
+    # a CS override on a form that only reads its operand 0 (MUL/DIV, CMPS's source) runs
+    for code in ("2e f7 22", "2e f7 3a", "2e a6"):
+        regs = {**base, "rsi": REGS_MMIO + 0x20, "rdi": REGS_MMIO + 0x30, "rcx": 9}
+        assert agree(bytes.fromhex(code), 32, regs, win, content) in ("ok", "de"), code
 
 
 def test_rmw_examples_exact() -> None:
@@ -227,6 +249,50 @@ def test_lods_agrees() -> None:
                 agree(code, 32, {**regs, "rsi": regs["rsi"] & 0xFFFFFFFF}, win, content)
                 n += 2
     assert n == 288
+
+
+def test_cmps_scas_agree() -> None:
+    """CMPS/SCAS (REPE, REPNE, F3 F2 / F2 F3 where the last decides, 66, REX.W, DF, a segment
+    override, 0x67) with both operands in the regs device; the content has equal runs and
+    differences so REPE/REPNE stop early as well as on rCX = 0."""
+    rng = random.Random(1414)
+    content = bytes(rng.choice((0, 0, 0, 1, 0xFF, rng.getrandbits(8))) for _ in range(0x1000))
+    win = (NOTIFY_MMIO, 0x2000)
+    tally: Counter[str] = Counter()
+    for pre in (b"", b"\x66", b"\x48", b"\xf3", b"\xf2", b"\xf3\x48", b"\xf2\x66", b"\xf3\xf2", b"\xf2\xf3",
+                b"\x67\xf3", b"\x64\xf3", b"\xf0"):
+        for op in (b"\xa6", b"\xa7", b"\xae", b"\xaf"):
+            for _ in range(6):
+                rflags = 2 | (DF if rng.random() < 0.3 else 0) | (ZF if rng.random() < 0.5 else 0)
+                regs = {"rsi": REGS_MMIO + rng.randrange(0x40, 0x800),
+                        "rdi": REGS_MMIO + rng.randrange(0x40, 0x800), "rcx": rng.choice((0, 1, 2, 7, 40)),
+                        "rax": rng.choice((0, 1, 0xFF, rng.getrandbits(64))),
+                        "rflags": rflags, "fs_base": 0}
+                code = pre + op
+                tally[agree(code, 64, regs, win, content)] += 1
+                r32 = {k: v & 0xFFFFFFFF for k, v in regs.items()}
+                tally[agree(code, 32, r32, win, content)] += 1
+    assert tally["ok"] >= 400 and tally["refused"] >= 24, tally  # LOCK forms refuse (#UD)
+
+
+def test_cmps_repe_stops_early_exact() -> None:
+    """A hand-checked REPE CMPSB: the third byte differs, so three elements run, rCX = 5 - 3,
+    ZF clear, CF from 0x10 - 0x20; and a DIV by zero is stop #DE after the divisor's read."""
+    content = bytearray(0x1000)
+    content[0x100:0x103] = b"\x01\x02\x10"
+    content[0x200:0x203] = b"\x01\x02\x20"
+    regs = {"rsi": REGS_MMIO + 0x100, "rdi": REGS_MMIO + 0x200, "rcx": 5, "rflags": 2}
+    rec = _record(bytes.fromhex("f3 a6"), 64, regs, REGS_MMIO + 0x100, ExitKind.MMIO_READ)
+    ctx = c.CContext()
+    ctx.set_regs_mem(bytes(content))
+    res, after = c.handle_one(rec, "capstone", ctx)
+    assert res.ok and res.n_acc == 6 and res.next_rip == RIP + 2
+    assert after["rcx"] == 2 and after["rsi"] == REGS_MMIO + 0x103 and after["rdi"] == REGS_MMIO + 0x203
+    assert after["rflags"] & (ZF | CF) == CF
+    rec = _record(bytes.fromhex("f7 32"), 64, {"rdx": REGS_MMIO + 0x300, "rax": 7, "rflags": 2},
+                  REGS_MMIO + 0x300, ExitKind.MMIO_READ)  # div dword ptr [rdx], divisor 0
+    res, after = c.handle_one(rec, "capstone", ctx)
+    assert res.status == "de" and res.n_acc == 1 and after["rax"] == 7
 
 
 @pytest.mark.parametrize("mode", [64, 32])
@@ -367,6 +433,110 @@ WIDE_32 = """
 """
 
 
+FAMILIES_64 = """
+    mov rbx, REGS_MMIO
+    mov dword ptr [rbx], 0x80000001
+    mov qword ptr [rbx+8], -7
+    mov eax, 0x10001
+    mul dword ptr [rbx]
+    imul rcx, qword ptr [rbx+8], -3
+    imul r8w, word ptr [rbx]
+    imul byte ptr [rbx+1]
+    mov edx, 0
+    mov eax, 1000
+    div dword ptr [rbx+8]
+    mov rdx, -1
+    mov rax, -100
+    idiv qword ptr [rbx+8]
+    shl dword ptr [rbx], 1
+    mov cl, 35
+    sar qword ptr [rbx+8], cl
+    rcl word ptr [rbx+2], 3
+    ror byte ptr [rbx+4], cl
+    stc
+    rcr dword ptr [rbx+4], 7
+    shld dword ptr [rbx], esi, 9
+    shrd qword ptr [rbx+8], rdi, cl
+    bsf r9d, dword ptr [rbx]
+    bsr r10, qword ptr [rbx+8]
+    popcnt r11, qword ptr [rbx+8]
+    lzcnt r12d, dword ptr [rbx+0x40]
+    tzcnt r13w, word ptr [rbx]
+    cmp eax, eax
+    cmove r14, qword ptr [rbx+8]
+    cmovne r15d, dword ptr [rbx]
+    setae byte ptr [rbx+0x20]
+    setl byte ptr [rbx+0x21]
+    mov dword ptr [rbx+0x100], 0x04030201
+    mov dword ptr [rbx+0x200], 0x05030201
+    lea rsi, [rbx+0x100]
+    lea rdi, [rbx+0x200]
+    mov ecx, 4
+    repe cmpsb
+    mov eax, 0x05
+    lea rdi, [rbx+0x200]
+    mov ecx, 8
+    repne scasb
+    lea rsi, [rip+text]
+    lea rdi, [rbx+0x100]
+    mov ecx, 4
+    repe cmpsb
+    lea rsi, [rbx+0x100]
+    lea rdi, [rip+text]
+    mov ecx, 4
+    std
+    add rsi, 3
+    add rdi, 3
+    repne cmpsb
+    cld
+    pushfq
+    pop rbp
+    xor edx, edx
+    div dword ptr [rbx+0x300]
+    hlt
+text: .byte 1, 2, 3, 9
+"""
+
+FAMILIES_32 = """
+    mov ebx, REGS_MMIO
+    mov dword ptr [ebx], 0xfffffff0
+    mov eax, 3
+    imul eax, dword ptr [ebx], 100
+    mov edx, 0
+    mov eax, 77
+    div byte ptr [ebx+1]
+    shr dword ptr [ebx], 4
+    rol word ptr [ebx], 1
+    bsr ecx, dword ptr [ebx]
+    cmovs esi, dword ptr [ebx]
+    sets byte ptr [ebx+8]
+    lea edi, [ebx]
+    mov eax, 0
+    mov ecx, 3
+    repe scasd
+    pushfd
+    pop ebp
+    hlt
+"""
+
+
+@pytest.mark.parametrize("src,mode,stop", [(FAMILIES_64, 64, "triple_fault"), (FAMILIES_32, 32, "hlt")],
+                         ids=["families64", "families32"])
+def test_live_issue14_families_equal_python_machine(src: str, mode: int, stop: str) -> None:
+    """The issue-14 families live on the C engine (exit style) against the Python machine: same
+    registers, RFLAGS, device contents and stop (the 64-bit program ends on DIV by zero: #DE)."""
+    py = Machine(assemble(src, mode=mode), board=default_board(), mmio_style="exit", path=GenericPath())
+    pr = py.run(timeout=20)
+    ctx = c.CContext()
+    cr = c.run_machine_c(assemble(src, mode=mode), path="capstone", style="exit", ctx=ctx)
+    assert pr.stop.reason.value == stop, pr.stop
+    assert cr.stop.reason.value == stop, cr.stop
+    assert cr.stop.rip == pr.stop.rip
+    assert cr.regs == pr.regs
+    assert ctx.regs_mem == bytes(py.board.regs.mem)
+    assert cr.exits == pr.exits
+
+
 @pytest.mark.parametrize("src,mode", [(WIDE_64, 64), (WIDE_32, 32)], ids=["wide64", "wide32"])
 @pytest.mark.parametrize("path", ["capstone", "subset", "pv-fast"])
 def test_live_rmw_sse_equals_python_machine(src: str, mode: int, path: str) -> None:
@@ -430,3 +600,70 @@ out: .quad 0, 0, 0, 0
     assert ctx.regs_mem == bytes(py.board.regs.mem)
     assert pr.regs["rax"] != 0 or pr.regs["rcx"] != 0  # the value made the round trip
     TALLY[f"{store}:live-ok"] += 1
+
+
+def test_generic_is_an_alias_of_the_c_capstone_path() -> None:
+    """docs/c-capstone-path.md "Naming": `generic` names the full-decode path on every engine; the
+    C API takes it as well as the C path's own name `capstone`, with the same answer."""
+    regs = {"rdx": REGS_MMIO + 0x10, "rax": 6, "rflags": 2}
+    rec = _record(bytes.fromhex("f7 22"), 64, regs, REGS_MMIO + 0x10, ExitKind.MMIO_READ)  # mul [rdx]
+    a, after_a = c.handle_one(rec, "generic", c.CContext())
+    b, after_b = c.handle_one(rec, "capstone", c.CContext())
+    assert a.ok and a == b and after_a == after_b
+    with pytest.raises(ValueError, match="generic"):
+        c.handle_one(rec, "no-such-path")
+
+
+REP_COMPARE = """
+    mov rbx, REGS_MMIO
+    mov byte ptr [rbx+0x46], 1
+    mov byte ptr [rbx+0x86], 2
+    lea rsi, [rbx+0x40]
+    lea rdi, [rbx+0x80]
+    mov ecx, 12
+    {insn}
+    mov eax, 1
+    mov eax, 2
+    hlt
+"""
+
+
+@pytest.mark.parametrize("insn", ["repe cmpsb", "repne cmpsb", "mov al, 2\n    repne scasb",
+                                  "xor eax, eax\n    repe scasb"])
+def test_rep_compare_under_a_budget_counts_as_in_place(insn: str) -> None:
+    """REPE/REPNE CMPS/SCAS under every budget around their iterations: the C engine and the
+    Python machine in exit style stop where Unicorn in place stops (each iteration counts; one
+    ended by its compare has no extra entry), with the same registers."""
+    src = REP_COMPARE.format(insn=insn)
+    for n in range(4, 28):
+        ip = Machine(assemble(src, mode=64), board=default_board(), mmio_style="inplace").run(max_insns=n)
+        py = Machine(assemble(src, mode=64), board=default_board(), mmio_style="exit",
+                     path=GenericPath()).run(max_insns=n)
+        cr = c.run_machine_c(assemble(src, mode=64), path="capstone", style="exit", max_insns=n)
+        for r in (py, cr):
+            assert (r.stop.reason, r.stop.rip) == (ip.stop.reason, ip.stop.rip), (insn, n, r.stop, ip.stop)
+            assert r.regs == ip.regs, (insn, n)
+
+
+@pytest.mark.parametrize("insn", ["repe cmpsb", "repe cmpsw", "repne scasb"])
+def test_rep_compare_fault_part_way_equals_python_machine(insn: str) -> None:
+    """SEMANTICS rule 6 for CMPS/SCAS: the elements before the one that runs off the register
+    device into unmapped space stay done (rCX/rSI/rDI, flags), the faulting one does nothing; the
+    C engine stops `unmapped` at the same address and state as the Python machine."""
+    src = f"""
+    mov rsi, REGS_MMIO+0xffb
+    mov rdi, REGS_MMIO+0xffb
+    mov eax, 0x55
+    mov ecx, 9
+    {insn}
+    hlt
+"""
+    py = Machine(assemble(src, mode=64), board=default_board(), mmio_style="exit", path=GenericPath())
+    pr = py.run(timeout=20)
+    ctx = c.CContext()
+    cr = c.run_machine_c(assemble(src, mode=64), path="capstone", style="exit", ctx=ctx)
+    assert pr.stop.reason.value == "unmapped", pr.stop
+    assert (cr.stop.reason, cr.stop.rip) == (pr.stop.reason, pr.stop.rip)
+    assert "0xfeb02000" in pr.stop.message and "0xfeb02000" in cr.stop.message, (pr.stop, cr.stop)
+    assert cr.regs == pr.regs and 0 < pr.regs["rcx"] < 9
+    assert ctx.regs_mem == bytes(py.board.regs.mem)

@@ -177,8 +177,9 @@ def test_comparator_catches_a_wrong_exit_rip() -> None:
 
 
 def test_a_clean_decline_is_not_a_failure_but_a_dirty_one_is() -> None:
-    # `imul eax, [mmio]` is outside the C paths: C exit paths decline it before touching the device
-    p = parse_program("mov r14, REGS_MMIO\nmov ebx, 3\nimul eax, dword ptr [r14+0x10]\nhlt\n")
+    # `addps xmm0, [mmio]` is outside the C paths (IMUL was, until issue 14): C exit paths decline
+    # it before touching the device
+    p = parse_program("mov r14, REGS_MMIO\nmov ebx, 3\naddps xmm0, xmmword ptr [r14+0x10]\nhlt\n")
     from fastpath.fuzz.streams_run import run_c
 
     res = Comparator({"c-subset": lambda img, n: run_c(img, "subset", n)}).check(p, image_of(p))

@@ -12,6 +12,7 @@ from emu.errors import UsageError
 from emu.limits import count_arg
 from emu.outfile import check_output_dir
 from fastpath.fuzz.corpuscheck import check_corpus
+from fastpath.fuzz.families import FAMILIES
 from fastpath.fuzz.gen import GENERATORS
 from fastpath.fuzz.report import replay, summary_json, summary_text, write_reproducers
 from fastpath.fuzz.runner import DEFAULT_CORPUS, FuzzConfig, run_campaign
@@ -79,6 +80,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="check every case through every oracle in Python (the reference runner, "
                         "~30x slower); the default is the fast runner when the C extension is built")
     parser.add_argument(
+        "--family",
+        choices=sorted(FAMILIES),
+        default=None,
+        help="fast runner: restrict the structured generator to one instruction family "
+        "(fastpath/fuzz/families.py; implies --gen structured unless --gen is given)",
+    )
+    parser.add_argument(
         "--streams",
         action="store_true",
         help="fuzz whole guest programs through every engine x path (and KVM when usable) against an "
@@ -144,8 +152,17 @@ def run(args: argparse.Namespace) -> int:
         check_corpus(corpus, "corpus" in args.gen)  # before the campaign: missing dir, corrupt files
     if args.python_every < 0:
         raise UsageError(f"--python-every must be 0 or more (got {args.python_every})")
-    config = FuzzConfig(cases=args.cases, seed=args.seed, jobs=args.jobs, generators=args.gen, corpus=corpus,
-                        fast=not args.full and _fast_available(), python_every=args.python_every)
+    fast = not args.full and _fast_available()
+    generators = args.gen
+    if args.family is not None:
+        if not fast:
+            raise UsageError("--family needs the fast runner (the C extension, and no --full)")
+        if generators == GENERATORS:
+            generators = ("structured",)
+        if "structured" not in generators:
+            raise UsageError("--family restricts the structured generator: include it in --gen")
+    config = FuzzConfig(cases=args.cases, seed=args.seed, jobs=args.jobs, generators=generators,
+                        corpus=corpus, fast=fast, python_every=args.python_every, family=args.family)
     result = run_campaign(config)
     paths = write_reproducers(result, args.out) if result.reported else []
     if args.json:

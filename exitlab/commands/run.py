@@ -59,7 +59,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="how MMIO exits are handled: inplace (Unicorn completes the access), generic "
         "(exit style, Capstone decode), fast (exit style, pv fast path, generic fallback), wildcard "
         "(exit style, address-only notify: length decode only); with --engine c also subset (the C "
-        "subset decoder, Capstone fallback), pv-fast and capstone",
+        "subset decoder, Capstone fallback), pv-fast (= fast) and capstone (= generic: the C generic "
+        "path's own name, kept as an alias)",
     )
     p.add_argument(
         "--engine",

@@ -72,6 +72,7 @@ enum xl_status {
     XL_E_UNMAPPED = 10,     /* the access runs into unmapped space: #PF, ctx->fault_addr = first byte */
     XL_E_RECORD = 11,       /* replay: malformed record (size, mode, length), rejected before any effect */
     XL_E_GP = 12,           /* #GP found by the path (a write through CS in 32-bit code), before any effect */
+    XL_E_DE = 13,           /* #DE (DIV/IDIV): after the divisor's device read, no register changed */
 };
 
 struct xl_devstate {

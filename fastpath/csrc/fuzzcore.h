@@ -82,10 +82,19 @@ struct xl_fz_out {
     uint8_t suspect, skip, gen, touched;
 };
 
+/* --family templates: [mandatory prefix or 0, opcode length 1-3, opcode bytes x3, ModRM /reg (0-7;
+ * 8: any; XL_FZ_NO_MODRM: none), immediate (0 none, 1 imm8, 2 imm16/32 by operand size)] */
+#define XL_FZ_TEMPLATE 7
+#define XL_FZ_MAXFAM 64
+#define XL_FZ_NO_MODRM 9
+
 struct xl_fz_batch;
 /* A batch runner: its C context (paths, Capstone handles) and its Unicorn engines.  NULL: no memory. */
 struct xl_fz_batch *xl_fz_batch_new(void);
 void xl_fz_batch_free(struct xl_fz_batch *b);
+/* Restrict the structured generator to these templates (n of them; 0: the whole opcode map).
+ * -1 when n > XL_FZ_MAXFAM. */
+int xl_fz_batch_family(struct xl_fz_batch *b, const uint8_t *templates, size_t n);
 /* Cases [start, start+n) of campaign `seed`: case i from generator gens[i % ngens] with a random
  * stream of its own (splitmix64 of seed and i); corpus cases from `corpus`.  Fills cases[] and
  * out[] (n each) and adds to *st.  Returns 0, or -1 when Capstone cannot be opened. */

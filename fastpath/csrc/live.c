@@ -831,9 +831,9 @@ static void hook_mem_inplace(uc_engine *uc, uc_mem_type type, uint64_t addr, int
             L->stop = XL_STOP_UNMAPPED;
             L->out->addr = L->ctx->fault_addr;
             L->out->access = type == UC_MEM_WRITE ? UC_MEM_WRITE_UNMAPPED : UC_MEM_READ_UNMAPPED;
-        } else if (st == XL_E_GP) {
+        } else if (st == XL_E_GP || st == XL_E_DE) {
             L->stop = XL_STOP_EXCEPTION;
-            L->out->addr = 13;
+            L->out->addr = st == XL_E_GP ? 13 : 0;
         } else {
             L->stop = XL_STOP_EMULATION_ERROR;
             L->out->status = st;
@@ -952,8 +952,8 @@ static int handle_pending(struct live *L, uint64_t *rip)
         record_bytes(L, xl_cpu_get(c, XL_RIP));
         return -1;
     }
-    if (st == XL_E_GP) {  /* no IDT: the exception ends the run, as Unicorn's own faults do */
-        guard_fault(L, xl_cpu_get(c, XL_RIP), 13);
+    if (st == XL_E_GP || st == XL_E_DE) {  /* no IDT: the exception ends the run, as Unicorn's own faults do */
+        guard_fault(L, xl_cpu_get(c, XL_RIP), st == XL_E_GP ? 13 : 0);
         return -1;
     }
     if (st != XL_OK) {

@@ -832,6 +832,19 @@ static uint32_t unsupported_or_fault(struct xl_ctx *ctx, const struct xl_exit *e
     return XL_E_UNSUPPORTED;
 }
 
+/* Forms whose memory operand 0 is only read (beyond CMP/TEST/BT/PUSH): MUL/IMUL/DIV/IDIV r/m name
+ * their source first, CMPS its DS:[rSI] (emu/emulate.py _READ_ONLY); no #GP through CS for them. */
+static int reads_operand0(unsigned id)
+{
+    switch (id) {
+    case X86_INS_MUL: case X86_INS_IMUL: case X86_INS_DIV: case X86_INS_IDIV:
+    case X86_INS_CMPSB: case X86_INS_CMPSW: case X86_INS_CMPSD: case X86_INS_CMPSQ:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 static uint32_t path_capstone(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r)
 {
     if (ex->kind != XL_MMIO_WRITE && ex->kind != XL_MMIO_READ)
@@ -861,7 +874,7 @@ static uint32_t path_capstone(struct xl_ctx *ctx, const struct xl_exit *ex, stru
          * the read-only forms are emu/emulate.py's _READ_ONLY */
         if ((mov || xl_sem_known(insn->id)) && xs->op_count > 0 && xs->operands[0].type == X86_OP_MEM &&
             xs->operands[0].mem.segment == X86_REG_CS && insn->id != X86_INS_CMP && insn->id != X86_INS_TEST &&
-            insn->id != X86_INS_BT && insn->id != X86_INS_PUSH)
+            insn->id != X86_INS_BT && insn->id != X86_INS_PUSH && !reads_operand0(insn->id))
             return XL_E_GP;
     }
     /* the forms beyond the MOV family and MOVS/STOS: ALU, XCHG*, BT*, SSE moves, LODS (sem.c) */
@@ -1037,4 +1050,17 @@ uint32_t xl_handle(struct xl_ctx *ctx, int path, const struct xl_exit *ex, struc
     else
         set_err(ctx, st, used, ex, c);
     return st;
+}
+
+/* ---------------------------------------------------------------- string elements for sem*.c */
+
+uint32_t xl_str_access(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,
+                       uint64_t addr, int size, int write, uint64_t *v)
+{
+    return str_access(ctx, ex, c, r, addr, size, write, v);
+}
+
+uint32_t xl_str_check(struct xl_ctx *ctx, const struct xl_exit *ex, const struct xl_cpu *c, uint64_t addr, int size)
+{
+    return str_check(ctx, ex, c, addr, size);
 }

@@ -130,4 +130,11 @@ static inline uint32_t xl_handle_fast(struct xl_ctx *ctx, int path, const struct
     return xl_handle(ctx, path, ex, c, r);
 }
 
+/* One element operand of a string instruction (as MOVS/STOS use them): device (claimed, or the
+ * exit's own address), RAM, or unmapped (XL_E_UNMAPPED, ctx->fault_addr; replay: XL_E_NOMEM).
+ * xl_str_check says beforehand whether the access would fault, accessing nothing. */
+uint32_t xl_str_access(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,
+                       uint64_t addr, int size, int write, uint64_t *v);
+uint32_t xl_str_check(struct xl_ctx *ctx, const struct xl_exit *ex, const struct xl_cpu *c, uint64_t addr, int size);
+
 #endif

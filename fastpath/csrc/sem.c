@@ -9,40 +9,32 @@
 #include "paths.h"
 #include "sem.h"
 
-struct xs_form {
-    unsigned id;          /* Capstone instruction id */
-    uint8_t op;           /* enum xl_sem_op */
-    uint8_t lockable;     /* LOCK allowed with a memory destination */
-    uint8_t align16;      /* 16-byte operand must be 16-byte aligned (#GP) */
-    uint8_t by_prefix;    /* operand size from 66/REX.W (emu/decode.py _SIZED_BY_PREFIXES) */
-};
-
 static const struct xs_form forms[] = {
-    {X86_INS_ADD, XS_ADD, 1, 0, 1},       {X86_INS_OR, XS_OR, 1, 0, 1},
-    {X86_INS_ADC, XS_ADC, 1, 0, 1},       {X86_INS_SBB, XS_SBB, 1, 0, 1},
-    {X86_INS_AND, XS_AND, 1, 0, 1},       {X86_INS_SUB, XS_SUB, 1, 0, 1},
-    {X86_INS_XOR, XS_XOR, 1, 0, 1},       {X86_INS_CMP, XS_CMP, 0, 0, 1},
-    {X86_INS_TEST, XS_TEST, 0, 0, 1},     {X86_INS_INC, XS_INC, 1, 0, 1},
-    {X86_INS_DEC, XS_DEC, 1, 0, 1},       {X86_INS_NOT, XS_NOT, 1, 0, 1},
-    {X86_INS_NEG, XS_NEG, 1, 0, 1},       {X86_INS_XCHG, XS_XCHG, 1, 0, 1},
-    {X86_INS_XADD, XS_XADD, 1, 0, 1},     {X86_INS_CMPXCHG, XS_CMPXCHG, 1, 0, 1},
-    {X86_INS_BT, XS_BT, 0, 0, 1},         {X86_INS_BTS, XS_BTS, 1, 0, 1},
-    {X86_INS_BTR, XS_BTR, 1, 0, 1},       {X86_INS_BTC, XS_BTC, 1, 0, 1},
-    {X86_INS_MOVNTI, XS_MOVNTI, 0, 0, 1},
-    {X86_INS_MOVD, XS_SSE, 0, 0, 0},      {X86_INS_MOVQ, XS_SSE, 0, 0, 0},
-    {X86_INS_MOVDQU, XS_SSE, 0, 0, 0},    {X86_INS_MOVUPS, XS_SSE, 0, 0, 0},
-    {X86_INS_MOVUPD, XS_SSE, 0, 0, 0},    {X86_INS_MOVDQA, XS_SSE, 0, 1, 0},
-    {X86_INS_MOVAPS, XS_SSE, 0, 1, 0},    {X86_INS_MOVAPD, XS_SSE, 0, 1, 0},
-    {X86_INS_MOVNTDQ, XS_SSE, 0, 1, 0},   {X86_INS_MOVNTPS, XS_SSE, 0, 1, 0},
-    {X86_INS_MOVNTPD, XS_SSE, 0, 1, 0},
-    {X86_INS_LODSB, XS_LODS, 0, 0, 0},    {X86_INS_LODSW, XS_LODS, 0, 0, 0},
-    {X86_INS_LODSD, XS_LODS, 0, 0, 0},    {X86_INS_LODSQ, XS_LODS, 0, 0, 0},
+    {X86_INS_ADD, XS_ADD, 1, 0, 1, 0},       {X86_INS_OR, XS_OR, 1, 0, 1, 0},
+    {X86_INS_ADC, XS_ADC, 1, 0, 1, 0},       {X86_INS_SBB, XS_SBB, 1, 0, 1, 0},
+    {X86_INS_AND, XS_AND, 1, 0, 1, 0},       {X86_INS_SUB, XS_SUB, 1, 0, 1, 0},
+    {X86_INS_XOR, XS_XOR, 1, 0, 1, 0},       {X86_INS_CMP, XS_CMP, 0, 0, 1, 0},
+    {X86_INS_TEST, XS_TEST, 0, 0, 1, 0},     {X86_INS_INC, XS_INC, 1, 0, 1, 0},
+    {X86_INS_DEC, XS_DEC, 1, 0, 1, 0},       {X86_INS_NOT, XS_NOT, 1, 0, 1, 0},
+    {X86_INS_NEG, XS_NEG, 1, 0, 1, 0},       {X86_INS_XCHG, XS_XCHG, 1, 0, 1, 0},
+    {X86_INS_XADD, XS_XADD, 1, 0, 1, 0},     {X86_INS_CMPXCHG, XS_CMPXCHG, 1, 0, 1, 0},
+    {X86_INS_BT, XS_BT, 0, 0, 1, 0},         {X86_INS_BTS, XS_BTS, 1, 0, 1, 0},
+    {X86_INS_BTR, XS_BTR, 1, 0, 1, 0},       {X86_INS_BTC, XS_BTC, 1, 0, 1, 0},
+    {X86_INS_MOVNTI, XS_MOVNTI, 0, 0, 1, 0},
+    {X86_INS_MOVD, XS_SSE, 0, 0, 0, 0},      {X86_INS_MOVQ, XS_SSE, 0, 0, 0, 0},
+    {X86_INS_MOVDQU, XS_SSE, 0, 0, 0, 0},    {X86_INS_MOVUPS, XS_SSE, 0, 0, 0, 0},
+    {X86_INS_MOVUPD, XS_SSE, 0, 0, 0, 0},    {X86_INS_MOVDQA, XS_SSE, 0, 1, 0, 0},
+    {X86_INS_MOVAPS, XS_SSE, 0, 1, 0, 0},    {X86_INS_MOVAPD, XS_SSE, 0, 1, 0, 0},
+    {X86_INS_MOVNTDQ, XS_SSE, 0, 1, 0, 0},   {X86_INS_MOVNTPS, XS_SSE, 0, 1, 0, 0},
+    {X86_INS_MOVNTPD, XS_SSE, 0, 1, 0, 0},
+    {X86_INS_LODSB, XS_LODS, 0, 0, 0, 0},    {X86_INS_LODSW, XS_LODS, 0, 0, 0, 0},
+    {X86_INS_LODSD, XS_LODS, 0, 0, 0, 0},    {X86_INS_LODSQ, XS_LODS, 0, 0, 0, 0},
 };
 
 /* The row for a Capstone id, or NULL.  Called on every exit of the path (MOV exits included), so
  * ids outside the table are turned away by one switch, not a scan.  The switch lists the table's
  * ids again: a row missing here is a form the C path refuses, which tests/test_c_wide.py catches. */
-static const struct xs_form *find_form(unsigned id)
+static const struct xs_form *core_form(unsigned id)
 {
     switch (id) {
     case X86_INS_ADD: case X86_INS_OR: case X86_INS_ADC: case X86_INS_SBB: case X86_INS_AND:
@@ -60,6 +52,21 @@ static const struct xs_form *find_form(unsigned id)
     for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++)
         if (forms[i].id == id)
             return &forms[i];
+    return NULL;
+}
+
+/* The tables: sem.c's own, then one per family file (append a family's lookup at the end). */
+static const xs_lookup_fn families[] = {
+    core_form, xs_string_form, xs_muldiv_form, xs_shift_form, xs_bitscan_form, xs_cond_form,
+};
+
+static const struct xs_form *find_form(unsigned id)
+{
+    for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
+        const struct xs_form *f = families[i](id);
+        if (f)
+            return f;
+    }
     return NULL;
 }
 
@@ -163,6 +170,7 @@ static inline int legacy_prefix(uint8_t b)
 /* Raw prefix scan (emu/decode.py _prefixes/_operand_size/_legacy_prefixes). */
 struct prefixes {
     uint8_t lock, rep, has66, has_f2f3, opsize;
+    uint8_t repne;  /* the last of F2/F3 was F2 (the CPU's REPNE for CMPS/SCAS) */
 };
 
 static void scan_prefixes(const uint8_t *p, size_t n, int mode, struct prefixes *pf)
@@ -175,6 +183,8 @@ static void scan_prefixes(const uint8_t *p, size_t n, int mode, struct prefixes 
             pf->lock |= b == 0xF0;
             pf->rep |= b == 0xF2 || b == 0xF3;
             pf->has_f2f3 |= b == 0xF2 || b == 0xF3;
+            if (b == 0xF2 || b == 0xF3)
+                pf->repne = b == 0xF2;
             pf->has66 |= b == 0x66;
             rex = 0;
         } else if (mode == 64 && (b & 0xF0) == 0x40) {
@@ -217,11 +227,22 @@ uint32_t xl_sem_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu
     struct xl_sem s;
     memset(&s, 0, sizeof(s));
     s.op = f->op;
+    s.cond = f->cond;
     s.m.len = (uint8_t)insn->size;
     s.m.addr_size = x->addr_size;
     size_t raw_n = insn->size < n ? insn->size : n;
     struct prefixes pf;
     scan_prefixes(p, raw_n, c->mode, &pf);
+    if (s.op == XS_CMPS || s.op == XS_SCAS) {
+        /* two memory operands (CMPS) or ES:[rdi] and the accumulator (SCAS): sem_string.c decodes */
+        if (pf.lock)
+            return XL_E_UNSUPPORTED;  /* LOCK CMPS/SCAS is #UD */
+        s.rep = pf.rep;
+        s.repne = pf.repne;
+        if (ex->kind != XL_MMIO_READ && ex->kind != XL_MMIO_WRITE)
+            return XL_E_KIND;
+        return xs_strcmp(ctx, ex, c, r, insn, &s, rip);
+    }
     int nmem = 0, mem_i = -1, reg_i = -1;
     for (int i = 0; i < x->op_count; i++) {
         if (o[i].type == X86_OP_MEM) {
@@ -257,8 +278,9 @@ uint32_t xl_sem_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu
         s.size = pf.opsize;
     if (s.op == XS_MOVNTI && (pf.has66 || pf.has_f2f3))
         return XL_E_UNSUPPORTED;  /* NP: 66/F2/F3 make MOVNTI #UD */
+    int count8 = (s.op >= XS_BT && s.op <= XS_BTC) || (s.op >= XS_ROL && s.op <= XS_SHRD);
     if (s.has_imm)
-        s.imm &= (s.op >= XS_BT && s.op <= XS_BTC) ? 0xFF : xs_mask(s.size);
+        s.imm &= count8 ? 0xFF : xs_mask(s.size);  /* bit offsets and shift counts: imm8 */
     if (reg_i >= 0) {
         s.has_reg = 1;
         s.reg_size = o[reg_i].size;
@@ -281,6 +303,17 @@ uint32_t xl_sem_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu
         return XL_E_UNSUPPORTED;
     if (s.op >= XS_ADD && s.op <= XS_TEST && !s.has_imm && !s.has_reg)
         return XL_E_UNSUPPORTED;
+    /* issue-14 families: the operand shapes Capstone gives them (anything else is not a form) */
+    if ((s.op >= XS_ROL && s.op <= XS_SHRD) || s.op == XS_MUL || s.op == XS_DIV || s.op == XS_IDIV ||
+        s.op == XS_SETCC) {
+        if (!s.mem_is_dest || ((s.op == XS_SHLD || s.op == XS_SHRD) && !s.has_reg))
+            return XL_E_UNSUPPORTED;
+    } else if ((s.op >= XS_BSF && s.op <= XS_TZCNT) || s.op == XS_CMOV) {
+        if (s.mem_is_dest || !s.has_reg)
+            return XL_E_UNSUPPORTED;
+    } else if (s.op == XS_IMUL && s.has_reg && s.mem_is_dest) {
+        return XL_E_UNSUPPORTED;
+    }
     s.align16 = f->align16 && s.size == 16;
     if (ex->kind != XL_MMIO_READ && ex->kind != XL_MMIO_WRITE)
         return XL_E_KIND;
@@ -314,6 +347,19 @@ uint32_t xl_sem_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu
         break;
     case XS_MOVNTI: case XS_SSE:
         st = xs_sse(ctx, c, r, &s, a);
+        break;
+    case XS_MUL: case XS_IMUL: case XS_DIV: case XS_IDIV:
+        st = xs_muldiv(ctx, c, r, &s, a);
+        break;
+    case XS_ROL: case XS_ROR: case XS_RCL: case XS_RCR: case XS_SHL: case XS_SHR: case XS_SAR:
+    case XS_SHLD: case XS_SHRD:
+        st = xs_shift(ctx, c, r, &s, a);
+        break;
+    case XS_BSF: case XS_BSR: case XS_POPCNT: case XS_LZCNT: case XS_TZCNT:
+        st = xs_bitscan(ctx, c, r, &s, a);
+        break;
+    case XS_CMOV: case XS_SETCC:
+        st = xs_cond(ctx, c, r, &s, a);
         break;
     default:
         st = xs_binary(ctx, c, r, &s, a);

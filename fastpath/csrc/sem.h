@@ -36,7 +36,32 @@ enum xl_sem_op {
     XS_MOVNTI,                                                               /* sem_sse.c */
     XS_SSE,                                                                  /* MOVD/MOVQ/16-byte moves */
     XS_LODS,                                                                 /* sem_sse.c */
+    /* issue 14, one file per family (rows in that file's table) */
+    XS_CMPS, XS_SCAS,                                                        /* sem_string.c */
+    XS_MUL, XS_IMUL, XS_DIV, XS_IDIV,                                        /* sem_muldiv.c */
+    XS_ROL, XS_ROR, XS_RCL, XS_RCR, XS_SHL, XS_SHR, XS_SAR, XS_SHLD, XS_SHRD,  /* sem_shift.c */
+    XS_BSF, XS_BSR, XS_POPCNT, XS_LZCNT, XS_TZCNT,                           /* sem_bitscan.c */
+    XS_CMOV, XS_SETCC,                                                       /* sem_cond.c */
 };
+
+/* One row of a forms table (emu/decode.py Form): sem.c holds the older forms, each issue-14
+ * family file (sem_string.c, sem_muldiv.c, ...) its own table, found by its lookup function. */
+struct xs_form {
+    unsigned id;          /* Capstone instruction id */
+    uint8_t op;           /* enum xl_sem_op */
+    uint8_t lockable;     /* LOCK allowed with a memory destination */
+    uint8_t align16;      /* 16-byte operand must be 16-byte aligned (#GP) */
+    uint8_t by_prefix;    /* operand size from 66/REX.W (emu/decode.py _SIZED_BY_PREFIXES) */
+    uint8_t cond;         /* CMOVcc/SETcc: the condition code (low nibble of the opcode) */
+};
+
+/* A family's lookup: its row for a Capstone id, or NULL (a switch first: called on every exit). */
+typedef const struct xs_form *(*xs_lookup_fn)(unsigned id);
+const struct xs_form *xs_string_form(unsigned id);
+const struct xs_form *xs_muldiv_form(unsigned id);
+const struct xs_form *xs_shift_form(unsigned id);
+const struct xs_form *xs_bitscan_form(unsigned id);
+const struct xs_form *xs_cond_form(unsigned id);
 
 #define XS_FLAG_CF 0x1ull
 #define XS_FLAG_PF 0x4ull
@@ -63,6 +88,8 @@ struct xl_sem {
     uint8_t xmm;          /* the register operand is an XMM register */
     uint8_t rep;
     uint8_t align16;
+    uint8_t cond;         /* CMOVcc/SETcc condition code */
+    uint8_t repne;        /* CMPS/SCAS: the last of F2/F3 was F2 */
 };
 
 /* Executors: all checks that can refuse are done by the caller; these only act. */
@@ -75,6 +102,16 @@ uint32_t xs_bit(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, 
 uint32_t xs_sse(struct xl_ctx *ctx, struct xl_cpu *c, struct xl_result *r, const struct xl_sem *s, uint64_t a);
 uint32_t xs_lods(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,
                  const struct xl_sem *s, uint64_t rip);
+
+/* issue-14 families: one executor per file */
+uint32_t xs_strcmp(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,
+                   const cs_insn *insn, const struct xl_sem *s, uint64_t rip);
+uint32_t xs_muldiv(struct xl_ctx *ctx, struct xl_cpu *c, struct xl_result *r, const struct xl_sem *s, uint64_t a);
+uint32_t xs_shift(struct xl_ctx *ctx, struct xl_cpu *c, struct xl_result *r, const struct xl_sem *s, uint64_t a);
+uint32_t xs_bitscan(struct xl_ctx *ctx, struct xl_cpu *c, struct xl_result *r, const struct xl_sem *s, uint64_t a);
+uint32_t xs_cond(struct xl_ctx *ctx, struct xl_cpu *c, struct xl_result *r, const struct xl_sem *s, uint64_t a);
+/* The x86 condition cc (0..15) on rflags (emu/semantics/core.py condition). */
+int xs_condition(int cc, uint64_t rflags);
 
 /* Flags helpers, one per class (emu/emulate.py add_flags / sub_flags / logic_flags). */
 uint64_t xl_add_flags(uint64_t a, uint64_t b, uint64_t carry, int size, uint64_t *flags);

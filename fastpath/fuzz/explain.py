@@ -15,7 +15,7 @@ from emu.access import Access, Op
 from emu.batchcpu import BatchCpu, default_ram_regions
 from emu.cpu import DeviceAccess
 from emu.emulate import DF, PF, SF, STATUS, ZF, execute
-from emu.errors import EmulationError
+from emu.errors import EmulationError, UnmappedAccess
 from fastpath.fuzz.case import Case
 
 _PREFIXES = frozenset((0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65, 0x66, 0x67))
@@ -324,15 +324,79 @@ def _unicorn_shld_riprel(e: Evidence) -> bool:
         t.gpa + 1 == o.gpa for o, t in zip(e.ours_accesses, e.truth_accesses, strict=True))
 
 
+def _rerun_gives_truth(e: Evidence, access: Access, swap_pairs: bool = False) -> bool:
+    """Run the generic path's execute on the case with `access` instead of the decoded one; True when
+    that gives exactly the truth: the device accesses (each pair swapped for CMPS's read order when
+    `swap_pairs`), the GPRs, the status flags and DF, and the fault (an unmapped stop where Unicorn
+    stopped on unmapped memory, with the same accesses before it)."""
+    c = e.case
+    cpu = BatchCpu(c.mode, {**c.reg_dict(), "rip": c.rip}, c.mmio, c.read_value,
+                   default_ram_regions(c.rip, c.mmio), c.xmm_dict())
+    try:
+        got, faulted = list(execute(access, cpu, c.rip, c.mode).accesses), False
+    except UnmappedAccess as exc:
+        got, faulted = [a for a in exc.accesses if isinstance(a, DeviceAccess)], True
+    except EmulationError:
+        return False
+    if faulted != (e.truth_fault is not None and "UNMAPPED" in e.truth_fault):
+        return False
+    if e.truth_fault is not None and not faulted:
+        return False
+    truth = list(e.truth_accesses)
+    end = c.mmio[0] + c.mmio[1]
+    if faulted and len(truth) == len(got) + 1 and truth[-1].gpa + truth[-1].size > end:
+        truth = truth[:-1]  # unicorn-reports-whole-access-leaving-window: the faulting element's report
+    swapped = [truth[i + 1 - 2 * (i % 2)] for i in range(len(truth))] if len(truth) % 2 == 0 else truth
+    if got != truth and not (swap_pairs and got == swapped):
+        return False
+    m = (1 << c.mode) - 1
+    return all(cpu.get(k) & (m if k != "rflags" else STATUS | DF) == v & (m if k != "rflags" else STATUS | DF)
+               for k, v in e.truth_regs.items() if k != "rip")
+
+
+def _unicorn_popcnt_66_beats_rex_w(e: Evidence) -> bool:
+    """unicorn 2.1.4 (QEMU 5 `case 0x1b8`) sizes POPCNT 16-bit whenever 66 is present, even with
+    REX.W; the SDM (and Capstone, iced-x86, KVM) give REX.W precedence: a 64-bit POPCNT. Matched only
+    when our path run as the 16-bit form gives exactly the truth."""
+    a = e.access
+    if a is None or a.op is not Op.POPCNT or a.size != 8 or 0x66 not in _opcode(e)[0] or a.reg is None:
+        return False
+    return _rerun_gives_truth(e, replace(a, size=2, reg=_REG16.get(a.reg, a.reg), reg_size=2))
+
+
+_REG16 = {f"r{n}": f"r{n}w" for n in range(8, 16)} | {
+    "rax": "ax", "rcx": "cx", "rdx": "dx", "rbx": "bx", "rsp": "sp", "rbp": "bp", "rsi": "si", "rdi": "di"}
+_SCAN_AS_F3 = {Op.BSF: Op.TZCNT, Op.BSR: Op.LZCNT}
+
+
+def _unicorn_f3_wins_on_bitscan(e: Evidence) -> bool:
+    """F3 0F B8/BC/BD with an F2 prefix too (the SDM leaves the mix undefined): the generic path,
+    Capstone and KVM's decoder take the last of F2/F3; unicorn 2.1.4 makes any F3 an LZCNT/TZCNT
+    (so F3 F2 0F BD is LZCNT there, BSR here) and any F2 a #UD on POPCNT. Matched only for those
+    opcodes with both prefixes, and only when the truth is the #UD or our path run as the F3 form."""
+    a = e.access
+    pfx, rest = _opcode(e)
+    if a is None or not {0xF2, 0xF3} <= pfx or rest[:2] not in (b"\x0f\xb8", b"\x0f\xbc", b"\x0f\xbd"):
+        return False
+    if rest[:2] == b"\x0f\xb8":
+        return (a.op is Op.POPCNT and e.cls == "accepted-but-should-fault" and e.truth_fault is not None
+                and "INSN_INVALID" in e.truth_fault)
+    if a.op not in _SCAN_AS_F3:
+        return False
+    return _rerun_gives_truth(e, replace(a, op=_SCAN_AS_F3[a.op]))
+
+
 def _unicorn_f2_wins_over_f3(e: Evidence) -> bool:
     """CMPS/SCAS with both F2 and F3, F3 last: the generic path takes the last (REPE, as KVM's
     decoder does; the SDM calls the mix undefined); unicorn 2.1.4 lets F2 win (REPNE). Matched only
     when re-running our path as REPNE gives exactly the truth (up to CMPS's read order, above)."""
     a = e.access
-    if a is None or a.op not in (Op.CMPS, Op.SCAS) or a.repne or e.truth_fault is not None:
+    if a is None or a.op not in (Op.CMPS, Op.SCAS) or a.repne:
         return False
     if not {0xF2, 0xF3} <= _opcode(e)[0]:
         return False
+    if e.truth_fault is not None:  # a REPNE that runs on into unmapped memory: the same fault
+        return _rerun_gives_truth(e, replace(a, repne=True), swap_pairs=a.op is Op.CMPS)
     c = e.case
     cpu = BatchCpu(c.mode, {**c.reg_dict(), "rip": c.rip}, c.mmio, c.read_value,
                    default_ram_regions(c.rip, c.mmio), c.xmm_dict())
@@ -351,6 +415,8 @@ def _unicorn_f2_wins_over_f3(e: Evidence) -> bool:
 
 RULES: tuple[tuple[str, Callable[[Evidence], bool]], ...] = (
     ("unicorn-f2-wins-over-f3-on-cmps-scas", _unicorn_f2_wins_over_f3),
+    ("unicorn-popcnt-66-beats-rex-w", _unicorn_popcnt_66_beats_rex_w),
+    ("unicorn-f3-wins-on-popcnt-lzcnt-tzcnt", _unicorn_f3_wins_on_bitscan),
     ("unicorn-shld-shrd-riprel-misses-imm8", _unicorn_shld_riprel),
     ("unicorn-cmps-reads-rdi-first", _unicorn_cmps_order),
     ("unicorn-movbe-hook-value", _unicorn_movbe_hook_value),

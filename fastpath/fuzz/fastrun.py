@@ -28,6 +28,7 @@ from emu.exits import GPR_NAMES
 from fastpath._exitlab_c import ffi, lib
 from fastpath.fuzz.case import Case
 from fastpath.fuzz.ctruth import pack_case
+from fastpath.fuzz.families import packed
 from fastpath.fuzz.gen import GENERATORS, load_corpus
 from fastpath.fuzz.oracles import Checker
 
@@ -64,11 +65,17 @@ def case_from_c(c: Any, index: int) -> Case:
 class FastWorker:
     """Per process: the C batch runner, the packed corpus, the Python Checker and buffers."""
 
-    def __init__(self, generators: tuple[str, ...], corpus: str | None, plant: str | None) -> None:
+    def __init__(self, generators: tuple[str, ...], corpus: str | None, plant: str | None,
+                 family: str | None = None) -> None:
         raw = lib.xl_fz_batch_new()
         if raw == ffi.NULL:
             raise MemoryError("xl_fz_batch_new")
         self.batch = ffi.gc(raw, lib.xl_fz_batch_free)
+        if family is not None:  # --family: the structured generator draws only that family's forms
+            templates, count = packed(family)
+            self._templates = ffi.from_buffer(templates)
+            if lib.xl_fz_batch_family(self.batch, self._templates, count) != 0:
+                raise ValueError(f"family {family!r} has too many templates")
         self.gens = bytes(GEN_IDS[g] for g in generators)
         usable = [c for c in load_corpus(corpus) if c.mode in (32, 64)] if "corpus" in generators else []
         self.corpus = ffi.new("struct xl_fz_case[]", max(len(usable), 1))
@@ -81,13 +88,14 @@ class FastWorker:
 
 
 @functools.lru_cache(maxsize=4)
-def worker(generators: tuple[str, ...], corpus: str | None, plant: str | None) -> FastWorker:
-    return FastWorker(generators, corpus, plant)
+def worker(generators: tuple[str, ...], corpus: str | None, plant: str | None,
+           family: str | None = None) -> FastWorker:
+    return FastWorker(generators, corpus, plant, family)
 
 
 def run_range(config: Any, start: int, stop: int, tally: Any, update: Any = None) -> None:
     """Cases [start, stop) of the campaign into `tally` (a runner.Tally), BATCH at a time."""
-    w = worker(config.generators, config.corpus, config.plant)
+    w = worker(config.generators, config.corpus, config.plant, getattr(config, "family", None))
     every = config.python_every
     tally.c_status = tally.c_status or w.checker.c_status
     for lo in range(start, stop, BATCH):
@@ -110,7 +118,9 @@ def run_range(config: Any, start: int, stop: int, tally: Any, update: Any = None
                 continue
             t0 = time.perf_counter()
             case = case_from_c(w.cases[k], index)
-            result = w.checker.check(case, python=full)
+            # a flagged C capstone refusal is judged against the generic path (oracles._c_should_have_run)
+            c_refused = bool(o.suspect >> C_ORACLES.index("c-capstone") & 1)
+            result = w.checker.check(case, python=full or c_refused)
             flagged = {C_ORACLES[b] for b in range(len(C_ORACLES)) if o.suspect >> b & 1}
             keep = flagged | (PY_ORACLES if full else set())
             tally.outcomes.update(x for x in result.outcomes if x[0] in keep)

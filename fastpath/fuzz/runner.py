@@ -43,6 +43,7 @@ class FuzzConfig:
     # every `python_every`-th case (0: never); False is the full runner (every case in Python)
     fast: bool = False
     python_every: int = 100
+    family: str | None = None  # fastrun only: structured cases restricted to families.FAMILIES[family]
 
 
 @dataclass

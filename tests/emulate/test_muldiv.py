@@ -53,3 +53,14 @@ def test_idiv_truncates_toward_zero_with_remainder_sign_of_dividend() -> None:
                 read_value=2)
     emulate_at(cpu, RIP, 64)
     assert cpu.get("rax") == (-3) & 0xFFFFFFFF and cpu.get("rdx") == (-1) & 0xFFFFFFFF
+
+
+def test_muldiv_through_cs_override_reads_without_gp() -> None:
+    """32-bit `cs: mul/imul/div/idiv [m]` only reads its memory operand: no #GP (a CS override is
+    #GP only for writes; found by `exitlab fuzz --family muldiv`), while `cs: shl [m], 1` writes."""
+    for code in ("2e f7 23", "2e f6 2b", "2e f7 33", "2e f7 3b"):  # mul/imul/div/idiv [ebx]
+        cpu = batch(bytes.fromhex(code), mode=32, regs={"rbx": W, "rax": 6, "rdx": 0}, read_value=3)
+        emulate_at(cpu, RIP, 32)
+    cpu = batch(bytes.fromhex("2e d1 22"), mode=32, regs={"rdx": W}, read_value=3)
+    with pytest.raises(GuestFault):
+        emulate_at(cpu, RIP, 32)
