@@ -49,6 +49,7 @@ from unicorn import (
 from unicorn import x86_const as X
 from unicorn.unicorn_py3.unicorn import HOOK_CODE_CFUNC, uclib
 
+from emu import flagsites
 from emu.access import Op
 from emu.assemble import GuestImage
 from emu.board import Board, default_board
@@ -252,9 +253,12 @@ class Machine:
         self.guard = CodeGuard(
             self.uc, self.read_ram, self.ram_base, self.ram_size, self.mode,
             late_rip=self.mmio_style is MmioStyle.EXIT, on_code_written=self._on_code_written,
+            on_scan=self._hook_flag_sites,
         )
         self._exit_sites: dict[int, bool] = {}  # address -> may end in an exit (budget hook's cache)
         self._budget_cb: Any = None
+        self._stash_cb: Any = None  # the raw code hook of `_hook_flag_sites`
+        self._flag_sites: set[int] = set()
         self._cs = capstone.Cs(capstone.CS_ARCH_X86, _CS_MODE[self.mode])
         self._cs.detail = True
         self.ram.load(image)
@@ -464,6 +468,35 @@ class Machine:
             )
         self._exit_sites[address] = may
         return may
+
+    def _hook_flag_sites(self, data: bytes, base: int) -> None:
+        """Hook every SETcc-to-memory start in a scanned span (emu/flagsites.py says why): a raw
+        UC_HOOK_CODE callback bounded to the one address stashes RFLAGS at the instruction start,
+        and `_repair_flags` writes it back after a fault there. Other instructions pay nothing."""
+        sites = flagsites.scan(data, base, self.mode) - self._flag_sites
+        if not sites:
+            return
+        handle = self.uc._uch  # noqa: SLF001 - the C handle, for the raw hook and the raw reads
+        if self._stash_cb is None:
+            flags = ctypes.c_uint64(0)
+            flags_ref = ctypes.byref(flags)
+            reg_read, eflags_id = uclib.uc_reg_read, X.UC_X86_REG_EFLAGS
+
+            def on_site(_h: int, address: int, _size: int, _ud: int) -> None:
+                reg_read(handle, eflags_id, flags_ref)
+                self._flags_stash = (address, flags.value)
+
+            self._stash_cb = HOOK_CODE_CFUNC(on_site)  # kept alive as long as the engine
+        cb = ctypes.cast(self._stash_cb, ctypes.c_void_p)
+        for site in sorted(sites):
+            hook = ctypes.c_size_t()
+            err = uclib.uc_hook_add(
+                handle, ctypes.byref(hook), UC_HOOK_CODE, cb, None,
+                ctypes.c_uint64(site), ctypes.c_uint64(site),
+            )
+            if err:
+                raise UcError(err)
+        self._flag_sites |= sites
 
     def _repair_flags(self, rip: int) -> None:
         """After a fault at `rip`, restore RFLAGS from the code hook's stash (_install_budget_hook)."""

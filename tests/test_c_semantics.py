@@ -449,3 +449,24 @@ def test_unsupported_instruction_faults_on_its_other_device_operand(path: str, s
     r, _ = run("mov esi, 0xfeb01fff\nmov edi, 0xfeb00006\ncmpsd\nhlt", path, style, mode=32)
     assert (r.stop, r.rip, r.addr) == ("unmapped", 0x800A, REGS_MMIO + 0x1000)
     assert dev(r)["notify"]["reads"] == 0 and dev(r)["regs"]["reads"] == 0
+
+
+# ------------------------------------------------------------------ issue 11 T12: SETcc store faults
+@pytest.mark.parametrize("path,style", CONFIGS, ids=IDS)
+@pytest.mark.parametrize(
+    "src,flags",
+    [
+        ("xor r8d, r8d\ncmp r8d, 3\njnc 1f\nmov r9, REGS_MMIO\nsetz byte ptr [r9+0x10]\n1: hlt", 0x91),
+        ("mov ebx, 0x7fffffff\nmov r8, REGS_MMIO\nadd ebx, 1\nsetle byte ptr [r8+0x10]\nhlt", 0x894),
+    ],
+    ids=["after-branch", "same-block"],
+)
+@pytest.mark.parametrize("max_insns", [None, 100])
+def test_setcc_to_mmio_keeps_its_flags(
+    path: str, style: str, src: str, flags: int, max_insns: int | None
+) -> None:
+    """Unicorn restores mismatched lazy flags when a SETcc's store faults (emu/flagsites.py); the
+    engine stashes RFLAGS at every SETcc-to-memory start and puts them back (live.c)."""
+    r, m = run(src, path, style, max_insns=max_insns)
+    assert r.stop in ("hlt", "emulation_error")  # a path may decline SETcc: the state must be right
+    assert reg(m, "rflags") & 0x8D5 == flags

@@ -50,6 +50,8 @@
 
 #define PAGE 0x1000ull
 #define XL_MAX_GUARD 4096  /* LOCK #UD sites a run can register as Unicorn exits */
+#define XL_MAX_FSITES 512  /* SETcc-to-memory starts hooked one by one; beyond, one hook on all code */
+#define NO_STASH UINT64_MAX
 
 enum { PEND_NONE = 0, PEND_MMIO = 1, PEND_HC = 2 };
 
@@ -71,6 +73,11 @@ struct live {
     int64_t budget_left;
     /* RFLAGS at the start of the last instruction the budget hook saw (Unicorn bug workaround) */
     uint64_t stash_addr, stash_flags;
+    /* the SETcc-to-memory starts hooked to fill that stash (lockguard.h xl_setcc_scan) */
+    uint64_t *fsites;
+    uc_hook *fhooks;
+    size_t nfsites;
+    int fsites_all;         /* too many: one stash hook on every instruction instead */
     /* the LOCK #UD code guard: per RAM page "scanned since its last write", and the exits */
     uint8_t *clean;
     uint64_t *gexits;
@@ -400,6 +407,40 @@ static void hook_code_budget(uc_engine *uc, uint64_t address, uint32_t size, voi
     uc_reg_read(uc, UC_X86_REG_EFLAGS, &L->stash_flags);
 }
 
+/* RFLAGS at the start of a SETcc with a memory destination (emu/flagsites.py): Unicorn 2.1.4
+ * restores mismatched lazy flags when its store faults; the run loop writes these back. */
+static void hook_code_stash(uc_engine *uc, uint64_t address, uint32_t size, void *ud)
+{
+    struct live *L = (struct live *)ud;
+    (void)size;
+    L->stash_addr = address;
+    uc_reg_read(uc, UC_X86_REG_EFLAGS, &L->stash_flags);
+}
+
+static void hook_setcc_sites(struct live *L, uint64_t lo, uint64_t hi)
+{
+    const struct xl_live_cfg *cfg = L->cfg;
+    const uint8_t *ram = (const uint8_t *)(uintptr_t)cfg->ram;
+    uint64_t found[64];
+    size_t n = L->fsites_all ? 0 : xl_setcc_scan(ram + (lo - cfg->ram_base), (size_t)(hi - lo), lo, cfg->mode,
+                                                   found, 64);
+    for (size_t i = 0; i < n && !L->fsites_all; i++) {
+        size_t j;
+        for (j = 0; j < L->nfsites && L->fsites[j] != found[i]; j++)
+            ;
+        if (j < L->nfsites)
+            continue;
+        if (n > 64 || L->nfsites >= XL_MAX_FSITES) {
+            L->fsites_all = 1;
+            uc_hook_add(L->uc, &L->fhooks[L->nfsites], UC_HOOK_CODE, (void *)hook_code_stash, L, 1, 0);
+        } else {
+            uc_hook_add(L->uc, &L->fhooks[L->nfsites], UC_HOOK_CODE, (void *)hook_code_stash, L, found[i],
+                        found[i]);
+        }
+        L->fsites[L->nfsites++] = found[i];
+    }
+}
+
 static uint64_t win_base_of(const struct xl_ctx *ctx, uint64_t addr, uint64_t *size)
 {
     const struct xl_devstate *d = &ctx->dev;
@@ -422,6 +463,7 @@ static void guard_scan(struct live *L, uint64_t page)
     uint64_t found[64];
     const uint8_t *ram = (const uint8_t *)(uintptr_t)cfg->ram;
     size_t n = xl_lock_scan(ram + (lo - cfg->ram_base), (size_t)(hi - lo), lo, cfg->mode, found, 64);
+    hook_setcc_sites(L, lo, hi);
     if (n > 64)
         L->guard_full = 1;  /* more than 64 LOCK #UD starts in one page: refuse the run (see loop) */
     int added = 0;
@@ -752,11 +794,6 @@ static int handle_pending(struct live *L, uint64_t *rip)
     /* the code hook already counted this instruction (this iteration) */
     c->max_iter = L->budget_on ? (uint64_t)L->budget_left + 1 : 0;
     c->iters = 0;  /* pv-fast's inline hit does not go through xl_handle, which resets it */
-    if (L->budget_on && xl_cpu_get(c, XL_RIP) == L->stash_addr) {
-        uc_reg_write(L->uc, UC_X86_REG_EFLAGS, &L->stash_flags);
-        c->regs[XL_RFLAGS] = L->stash_flags;
-        c->valid |= 1u << XL_RFLAGS;
-    }
     if (L->pending == PEND_HC && L->cfg->path != XL_PATH_TRAP)
         prefetch(L, hc_regs, 5);
     else if (L->cfg->path == XL_PATH_PVFAST)
@@ -856,8 +893,11 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
     size_t npages = (size_t)((cfg->ram_size + PAGE - 1) / PAGE);
     L.clean = calloc(npages ? npages : 1, 1);
     L.gexits = calloc(XL_MAX_GUARD, sizeof(uint64_t));
+    L.fsites = calloc(XL_MAX_FSITES + 1, sizeof(uint64_t));
+    L.fhooks = calloc(XL_MAX_FSITES + 1, sizeof(uc_hook));
+    L.stash_addr = NO_STASH;
     int guard_on = 0;
-    if (!L.clean || !L.gexits) {
+    if (!L.clean || !L.gexits || !L.fsites || !L.fhooks) {
         err = UC_ERR_NOMEM;
         goto hook_fail;
     }
@@ -948,6 +988,12 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
         L.pend_multi = 0;
         err = uc_emu_start(uc, rip, cfg->until, 0, 0);  /* `until` is ignored once exits are on */
         out->segments++;
+        /* a fault rolled the instruction back to its start: if a stash hook saw that start, its
+         * RFLAGS are the right ones (Unicorn's may be mismatched lazy flags: hook_code_stash) */
+        if (err != UC_ERR_OK && L.stash_addr != NO_STASH && read_rip(&L) == L.stash_addr) {
+            uc_reg_write(uc, UC_X86_REG_EFLAGS, &L.stash_flags);
+            L.stash_addr = NO_STASH;
+        }
         if (L.prot_base) {
             uc_mem_protect(uc, L.prot_base, L.prot_size, UC_PROT_READ | UC_PROT_WRITE);
             L.prot_base = 0;
@@ -1080,12 +1126,16 @@ hook_fail:
         ctl_destroy(&local_ctl);
     for (int i = 0; i < nh; i++)
         uc_hook_del(uc, h[i]);
+    for (size_t i = 0; i < L.nfsites; i++)
+        uc_hook_del(uc, L.fhooks[i]);
     if (L.exits_on)
         uc_ctl_exits_disable(uc);
     if (guard_on)
         uc_ctl_tlb_mode(uc, UC_TLB_CPU);
     free(L.clean);
     free(L.gexits);
+    free(L.fsites);
+    free(L.fhooks);
     if (mapped >= 1)
         uc_mem_unmap(uc, ctx->dev.notify_base, ctx->dev.notify_size);
     if (mapped >= 2)
