@@ -472,6 +472,19 @@ def test_inplace_access_off_the_window_end_reaches_no_device(src: str) -> None:
     assert result.records == []
 
 
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("offset", [0xFEE, 0xFF0])
+def test_wide_store_near_the_window_end_reaches_the_device_whole(style: str, offset: int) -> None:
+    """issue 11: in place, the high half of a 16-byte store that ends inside the window but starts
+    less than 32 bytes before its end was taken for the low half of an access leaving the window
+    and dropped: one 8-byte device write instead of two, bytes +8..+15 never written."""
+    src = f"pcmpeqb xmm2, xmm2\nmovups xmmword ptr [REGS_MMIO+{offset:#x}], xmm2\nhlt"
+    result, _, board = run_on(style, src, mode=32)
+    assert result.stop.reason is StopReason.HLT
+    assert board.regs.state()["writes"] == 2
+    assert bytes(board.regs.mem[offset : offset + 16]) == b"\xff" * 16
+
+
 def test_inplace_rep_stops_at_the_element_that_leaves_the_window() -> None:
     result, _, board = run_on("inplace", "mov rdi, 0xfeb01ff8\nmov ecx, 4\ncld\nrep stosd\nhlt")
     assert result.stop.reason is StopReason.UNMAPPED
