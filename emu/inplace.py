@@ -227,7 +227,8 @@ class InplaceMmio:
         insn = next(self.m._cs.disasm(self.m.read_ram(rip, MAX_INSN_LEN), rip, 1), None)
         if insn is None:
             return False
-        wide = next((op for op in insn.operands if op.type == capstone.x86.X86_OP_MEM and op.size >= 16), None)
+        mem = capstone.x86.X86_OP_MEM
+        wide = next((op for op in insn.operands if op.type == mem and op.size >= 16), None)
         if wide is None:
             return False
         start = effective_address(mem_operand(insn, wide), self.m.regfile.get, rip + insn.size, self.m.mode)
