@@ -667,6 +667,9 @@ class Machine:
             try:
                 self.uc.emu_start(rip, 0)  # `until` is ignored: exits are enabled (_install_guard)
             except UcError as err:
+                # a fault rolled the instruction back to its start: the stash (if it saw that start)
+                # holds its right RFLAGS, also when a hook already decided the stop (unmapped...)
+                self._repair_flags(self._rip())
                 if self._stop is not None:
                     return
                 if self._resume is not None:  # a hypercall was handled: restart behind it (rule 3)
@@ -674,7 +677,6 @@ class Machine:
                     continue
                 if self._external_stop():
                     return
-                self._repair_flags(self._rip())
                 if self._pending is not None and err.errno in (UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED):
                     next_rip = self._exit_style_step()
                     if next_rip is None:

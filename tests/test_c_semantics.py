@@ -470,3 +470,24 @@ def test_setcc_to_mmio_keeps_its_flags(
     r, m = run(src, path, style, max_insns=max_insns)
     assert r.stop in ("hlt", "emulation_error")  # a path may decline SETcc: the state must be right
     assert reg(m, "rflags") & 0x8D5 == flags
+
+
+@pytest.mark.parametrize("path,style", CONFIGS, ids=IDS)
+@pytest.mark.parametrize("max_insns", [None, 2, 4])
+@pytest.mark.parametrize(
+    "src,flags",
+    [
+        ("mov ebx, 9\nadd bx, 30\nmovq qword ptr [REGS_MMIO+0xffc], xmm1\nhlt", 0x14),
+        ("add byte ptr [0x1000e6], bl\nmov bx, word ptr [REGS_MMIO+0xfff]\nhlt", 0x44),
+    ],
+    ids=["add-movq", "add-mov"],
+)
+def test_unmapped_stop_keeps_the_flags_under_a_budget(
+    path: str, style: str, max_insns: int | None, src: str, flags: int
+) -> None:
+    """The budget hook's RFLAGS stash is written back after every fault, not only at exits: an
+    access running off the window end stopped with mismatched lazy flags (0x55 for 0x44)."""
+    r, m = run(src, path, style, mode=32, max_insns=max_insns)
+    assert r.stop in ("unmapped", "budget", "emulation_error")
+    if r.stop != "budget":
+        assert reg(m, "rflags") & 0x8D5 == flags

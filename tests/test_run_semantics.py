@@ -737,3 +737,24 @@ def test_setcc_to_mmio_keeps_its_flags(style: str, case: str, max_insns: int | N
     # a path that declines SETcc stops on it (emulation_error): its state must be right all the same
     assert result.stop.reason in (StopReason.HLT, StopReason.EMULATION_ERROR)
     assert result.regs["rflags"] & 0x8D5 == flags
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("max_insns", [None, 4])
+@pytest.mark.parametrize(
+    "src,flags",
+    [
+        ("mov ebx, 9\nadd bx, 30\nmovq qword ptr [REGS_MMIO+0xffc], xmm1\nhlt", 0x14),
+        ("add byte ptr [0x1000e6], bl\nmov bx, word ptr [REGS_MMIO+0xfff]\nhlt", 0x44),
+    ],
+    ids=["add-movq", "add-mov"],
+)
+def test_unmapped_stop_keeps_the_flags_under_a_budget(
+    style: str, max_insns: int | None, src: str, flags: int
+) -> None:
+    """issue 11: with the budget's code hook, an access running off the window end was restored
+    with the lazy flags half-converted (AF lost, or garbage), and the stop kept them: the stash
+    is now put back on every fault, also one a hook already turned into the stop."""
+    result, _, _ = run_on(style, src, mode=32, max_insns=max_insns)
+    assert result.stop.reason is StopReason.UNMAPPED
+    assert result.regs["rflags"] & 0x8D5 == flags
