@@ -53,3 +53,41 @@ def scan(data: bytes, base: int, mode: int) -> set[int]:
             found.update(base + s for s in range(first, k + 1))
         k = data.find(0x0F, k + 1)
     return found
+
+
+# -- LOCK NEG ----------------------------------------------------------------------------------
+# Unicorn 2.1.4 runs LOCK NEG m as a cmpxchg loop and then computes the flags from the loop's
+# *old* value instead of the result: SF and PF come from the operand (`lock neg dword [m]` on
+# 0xd4000000 gives SF=1; the result 0x2c000000 is positive). CF, OF, ZF and AF happen to agree.
+# The engines hook the instruction (which arms a fix-up with its operand's address) and the address
+# right after it, where RFLAGS are rewritten as NEG's: those of 0 - operand.
+
+LOCK = 0xF0
+
+
+def lock_neg(code: bytes, mode: int) -> bool:
+    """True when the instruction starting at code[0] is LOCK NEG with a memory operand."""
+    i, locked = 0, False
+    while i < len(code) and i < MAX_INSN_LEN and _is_prefix(code[i], mode):
+        locked |= code[i] == LOCK
+        i += 1
+    return (
+        locked
+        and i + 1 < len(code)
+        and code[i] in (0xF6, 0xF7)
+        and (code[i + 1] >> 3) & 7 == 3
+        and code[i + 1] >> 6 != 3
+    )
+
+
+def scan_lock_neg(data: bytes, base: int, mode: int) -> set[int]:
+    """Addresses `base + k` where an instruction starting at data[k] is LOCK NEG m."""
+    found: set[int] = set()
+    k = data.find(LOCK)
+    while k >= 0:
+        first = k
+        while first > 0 and k - first < MAX_INSN_LEN and _is_prefix(data[first - 1], mode):
+            first -= 1
+        found.update(base + s for s in range(first, k + 1) if lock_neg(data[s : s + MAX_INSN_LEN], mode))
+        k = data.find(LOCK, k + 1)
+    return found

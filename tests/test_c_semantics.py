@@ -491,3 +491,23 @@ def test_unmapped_stop_keeps_the_flags_under_a_budget(
     assert r.stop in ("unmapped", "budget", "emulation_error")
     if r.stop != "budget":
         assert reg(m, "rflags") & 0x8D5 == flags
+
+
+@pytest.mark.parametrize("path,style", CONFIGS, ids=IDS)
+@pytest.mark.parametrize(
+    "src",
+    [
+        "mov rcx, 0x100000\nmov dword ptr [rcx+8], {v}\nlock neg dword ptr [rcx+8]\nsets bl\nhlt",
+        "mov dword ptr [rip+x], {v}\nlock neg dword ptr [rip+x]\nsets bl\nhlt\nx: .long 0",
+    ],
+    ids=["base-disp", "rip-relative"],
+)
+@pytest.mark.parametrize("value,flags", [(0xD4000000, 0x05), (1, 0x95)])
+def test_lock_neg_on_ram_has_the_result_flags(
+    path: str, style: str, src: str, value: int, flags: int
+) -> None:
+    """Unicorn takes LOCK NEG's SF/PF from the operand; live.c rewrites them at the next instruction."""
+    r, m = run(src.format(v=hex(value)), path, style)
+    assert r.stop == "hlt"
+    assert reg(m, "rflags") & 0x8D5 == flags
+    assert reg(m, "rbx") & 0xFF == flags >> 7

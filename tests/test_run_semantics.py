@@ -758,3 +758,22 @@ def test_unmapped_stop_keeps_the_flags_under_a_budget(
     result, _, _ = run_on(style, src, mode=32, max_insns=max_insns)
     assert result.stop.reason is StopReason.UNMAPPED
     assert result.regs["rflags"] & 0x8D5 == flags
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("operand", ["0x100000", "REGS_MMIO+0xffb"], ids=["ram", "mmio"])
+@pytest.mark.parametrize("value,flags", [(0xD4000000, 0x05), (1, 0x95)])
+def test_lock_neg_flags_come_from_the_result(style: str, operand: str, value: int, flags: int) -> None:
+    """issue 11: Unicorn computes LOCK NEG's SF/PF from the operand (a cmpxchg loop's old value):
+    0xd4000000 gave SF=1, 1 gave SF=0 PF=0. The engine rewrites them at the next instruction."""
+    src = f"""
+        mov ecx, {operand}
+        mov dword ptr [ecx], {value:#x}
+        lock neg dword ptr [ecx]
+        sets bl
+        hlt
+    """
+    result, _, _ = run_on(style, src, mode=32)
+    assert result.stop.reason is StopReason.HLT
+    assert result.regs["rflags"] & 0x8D5 == flags
+    assert result.regs["rbx"] & 0xFF == flags >> 7
