@@ -541,11 +541,14 @@ class Machine:
         self.uc.hook_add(UC_HOOK_CODE, on_start, None, site, site)
         self.uc.hook_add(UC_HOOK_CODE, on_after, None, after, after)
 
-    def _repair_flags(self, rip: int) -> None:
-        """After a fault at `rip`, restore RFLAGS from the code hook's stash (_install_budget_hook)."""
+    def _repair_flags(self, rip: int | None = None) -> None:
+        """After a fault at `rip` (default: RIP now), restore RFLAGS from the stash of the budget hook
+        or of a SETcc site hook. RIP is read only when there is a stash."""
         self._neg_armed = None  # the faulting instruction did not complete (_hook_lock_neg)
         address, flags = self._flags_stash
-        if address == rip:
+        if address < 0:
+            return
+        if address == (self._rip() if rip is None else rip):
             self._flags_stash = (-1, 0)
             self.regfile.set("rflags", flags)
 
@@ -713,7 +716,7 @@ class Machine:
             except UcError as err:
                 # a fault rolled the instruction back to its start: the stash (if it saw that start)
                 # holds its right RFLAGS, also when a hook already decided the stop (unmapped...)
-                self._repair_flags(self._rip())
+                self._repair_flags()
                 if self._stop is not None:
                     return
                 if self._resume is not None:  # a hypercall was handled: restart behind it (rule 3)
