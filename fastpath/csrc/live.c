@@ -44,16 +44,13 @@
 
 #include <unicorn/unicorn.h>
 
+#include "flagfix.h"
 #include "live.h"
 #include "lockguard.h"
 #include "paths.h"
-#include "sem.h"
 
 #define PAGE 0x1000ull
 #define XL_MAX_GUARD 4096  /* LOCK #UD sites a run can register as Unicorn exits */
-#define XL_MAX_FSITES 512  /* SETcc-to-memory starts hooked one by one; beyond, one hook on all code */
-#define NO_STASH UINT64_MAX
-#define XL_MAX_NEGS 64     /* LOCK NEG m starts whose flags are fixed up (more: left as Unicorn has them) */
 
 enum { PEND_NONE = 0, PEND_MMIO = 1, PEND_HC = 2 };
 
@@ -73,18 +70,8 @@ struct live {
     uint32_t stop;
     int budget_on;
     int64_t budget_left;
-    /* RFLAGS at the start of the last instruction the budget hook saw (Unicorn bug workaround) */
-    uint64_t stash_addr, stash_flags;
-    /* the SETcc-to-memory starts hooked to fill that stash (lockguard.h xl_setcc_scan) */
-    uint64_t *fsites;
-    uc_hook *fhooks;
-    size_t nfsites;
-    int fsites_all;         /* too many: one stash hook on every instruction instead */
-    /* LOCK NEG m sites (hook_neg_start / hook_neg_after) and the armed fix-up */
-    struct negsite { uint64_t start, after; struct xl_insn d; } negs[XL_MAX_NEGS];
-    size_t nnegs;
-    uint64_t neg_after, neg_ea;
-    int neg_size;
+    /* RFLAGS corrections (flagfix.h): the budget hook and the SETcc site hooks fill its stash */
+    struct xl_flagfix ff;
     /* the LOCK #UD code guard: per RAM page "scanned since its last write", and the exits */
     uint8_t *clean;
     uint64_t *gexits;
@@ -410,152 +397,7 @@ static void hook_code_budget(uc_engine *uc, uint64_t address, uint32_t size, voi
      * right after one that set the lazy flags (cmp/sub) is restored with the flags half-converted:
      * CF is lost.  The flags at the start of the instruction are the right ones; the run loop
      * writes them back at an exit on this instruction.  Only runs with a budget pay this read. */
-    L->stash_addr = address;
-    uc_reg_read(uc, UC_X86_REG_EFLAGS, &L->stash_flags);
-}
-
-/* RFLAGS at the start of a SETcc with a memory destination (emu/flagsites.py): Unicorn 2.1.4
- * restores mismatched lazy flags when its store faults; the run loop writes these back. */
-static void hook_code_stash(uc_engine *uc, uint64_t address, uint32_t size, void *ud)
-{
-    struct live *L = (struct live *)ud;
-    (void)size;
-    L->stash_addr = address;
-    uc_reg_read(uc, UC_X86_REG_EFLAGS, &L->stash_flags);
-}
-
-static void hook_setcc_sites(struct live *L, uint64_t lo, uint64_t hi)
-{
-    const struct xl_live_cfg *cfg = L->cfg;
-    const uint8_t *ram = (const uint8_t *)(uintptr_t)cfg->ram;
-    uint64_t found[64];
-    size_t n = L->fsites_all ? 0 : xl_setcc_scan(ram + (lo - cfg->ram_base), (size_t)(hi - lo), lo, cfg->mode,
-                                                   found, 64);
-    for (size_t i = 0; i < n && !L->fsites_all; i++) {
-        size_t j;
-        for (j = 0; j < L->nfsites && L->fsites[j] != found[i]; j++)
-            ;
-        if (j < L->nfsites)
-            continue;
-        if (n > 64 || L->nfsites >= XL_MAX_FSITES) {
-            L->fsites_all = 1;
-            uc_hook_add(L->uc, &L->fhooks[L->nfsites], UC_HOOK_CODE, (void *)hook_code_stash, L, 1, 0);
-        } else {
-            uc_hook_add(L->uc, &L->fhooks[L->nfsites], UC_HOOK_CODE, (void *)hook_code_stash, L, found[i],
-                        found[i]);
-        }
-        L->fsites[L->nfsites++] = found[i];
-    }
-}
-
-/* ---- LOCK NEG m: Unicorn 2.1.4 takes SF/PF from the operand, not the result (emu/flagsites.py) */
-
-static uint64_t reg_at(struct live *L, int i)
-{
-    uint64_t v = 0;
-    if (L->ids[i] >= 0)
-        uc_reg_read(L->uc, L->ids[i], &v);
-    return v;
-}
-
-static void hook_neg_start(uc_engine *uc, uint64_t address, uint32_t size, void *ud)
-{
-    struct live *L = (struct live *)ud;
-    (void)uc;
-    (void)size;
-    for (size_t i = 0; i < L->nnegs; i++) {
-        const struct negsite *n = &L->negs[i];
-        if (n->start != address)
-            continue;
-        const struct xl_insn *d = &n->d;
-        uint64_t ea = (uint64_t)d->disp;
-        if (d->base == XL_BASE_RIP)
-            ea += n->after;
-        else if (d->base != XL_NOREG)
-            ea += reg_at(L, d->base);
-        if (d->index != XL_NOREG)
-            ea += reg_at(L, d->index) * d->scale;
-        if (d->addr_size < 8)
-            ea &= (1ull << (8 * d->addr_size)) - 1;
-        if (d->seg == XL_SEG_FS || d->seg == XL_SEG_GS)
-            ea += reg_at(L, d->seg == XL_SEG_FS ? XL_FS_BASE : XL_GS_BASE);
-        if (L->cfg->mode != 64)
-            ea &= 0xFFFFFFFFull;
-        L->neg_after = n->after;
-        L->neg_ea = ea;
-        L->neg_size = d->size;
-        return;
-    }
-}
-
-static void hook_neg_after(uc_engine *uc, uint64_t address, uint32_t size, void *ud)
-{
-    struct live *L = (struct live *)ud;
-    const struct xl_live_cfg *cfg = L->cfg;
-    (void)size;
-    if (L->neg_after != address)
-        return;
-    L->neg_after = NO_STASH;
-    int n = L->neg_size;
-    if (L->neg_ea < cfg->ram_base || L->neg_ea - cfg->ram_base + (uint64_t)n > cfg->ram_size)
-        return;  /* a device operand is an exit: the path computed the flags */
-    uint64_t result = 0, flags = 0, rflags = 0;
-    memcpy(&result, (const uint8_t *)(uintptr_t)cfg->ram + (L->neg_ea - cfg->ram_base), (size_t)n);
-    uint64_t mask = n >= 8 ? ~0ull : (1ull << (8 * n)) - 1;
-    xl_sub_flags(0, (0 - result) & mask, 0, n, &flags);  /* NEG's flags are those of 0 - operand */
-    uc_reg_read(uc, UC_X86_REG_EFLAGS, &rflags);
-    rflags = (rflags & ~0x8D5ull) | (flags & 0x8D5ull);
-    uc_reg_write(uc, UC_X86_REG_EFLAGS, &rflags);
-}
-
-/* Hook a LOCK NEG m start and the address after it; its operand form is decoded once, as the MOV
- * load with the same ModRM (8A/8B: the subset decoder does not take LOCK or NEG). */
-static void hook_lock_neg(struct live *L, uint64_t start)
-{
-    const struct xl_live_cfg *cfg = L->cfg;
-    const uint8_t *p = (const uint8_t *)(uintptr_t)cfg->ram + (start - cfg->ram_base);
-    uint64_t left = cfg->ram_base + cfg->ram_size - start;
-    size_t n = left < XL_LOCK_MAX_INSN ? (size_t)left : XL_LOCK_MAX_INSN;
-    uint8_t buf[XL_LOCK_MAX_INSN];
-    size_t k = 0, dropped = 0, i = 0;
-    for (; i < n && (p[i] == 0xF0 || p[i] == 0x26 || p[i] == 0x2E || p[i] == 0x36 || p[i] == 0x3E ||
-                     p[i] == 0x64 || p[i] == 0x65 || p[i] == 0x66 || p[i] == 0x67 || p[i] == 0xF2 ||
-                     p[i] == 0xF3 || (cfg->mode == 64 && p[i] >= 0x40 && p[i] <= 0x4F));
-         i++) {
-        if (p[i] == 0xF0) {
-            if (k && cfg->mode == 64 && buf[k - 1] >= 0x40 && buf[k - 1] <= 0x4F)
-                return;  /* a REX cancelled by the LOCK after it: leave this rare form alone */
-            dropped++;
-        } else {
-            buf[k++] = p[i];
-        }
-    }
-    if (i >= n || (p[i] != 0xF6 && p[i] != 0xF7) || L->nnegs >= XL_MAX_NEGS)
-        return;
-    buf[k++] = p[i] == 0xF6 ? 0x8A : 0x8B;
-    memcpy(buf + k, p + i + 1, n - i - 1);
-    struct negsite *ns = &L->negs[L->nnegs];
-    int len = xl_decode_subset(buf, k + (n - i - 1), cfg->mode, &ns->d);
-    if (len <= 0 || ns->d.kind != XL_K_READ)
-        return;
-    ns->start = start;
-    ns->after = start + (uint64_t)len + dropped;
-    if (cfg->mode != 64)
-        ns->after &= 0xFFFFFFFFull;
-    uc_hook h1, h2;
-    if (uc_hook_add(L->uc, &h1, UC_HOOK_CODE, (void *)hook_neg_start, L, start, start) != UC_ERR_OK)
-        return;
-    if (uc_hook_add(L->uc, &h2, UC_HOOK_CODE, (void *)hook_neg_after, L, ns->after, ns->after) != UC_ERR_OK) {
-        uc_hook_del(L->uc, h1);
-        return;
-    }
-    L->nnegs++;
-    if (L->nfsites + 2 <= XL_MAX_FSITES) {  /* deleted with the SETcc hooks at the end of the run */
-        L->fhooks[L->nfsites] = h1;
-        L->fsites[L->nfsites++] = start;
-        L->fhooks[L->nfsites] = h2;
-        L->fsites[L->nfsites++] = ns->after;
-    }
+    xl_ff_stash(&L->ff, address);
 }
 
 static uint64_t win_base_of(const struct xl_ctx *ctx, uint64_t addr, uint64_t *size)
@@ -580,16 +422,7 @@ static void guard_scan(struct live *L, uint64_t page)
     uint64_t found[64];
     const uint8_t *ram = (const uint8_t *)(uintptr_t)cfg->ram;
     size_t n = xl_lock_scan(ram + (lo - cfg->ram_base), (size_t)(hi - lo), lo, cfg->mode, found, 64);
-    hook_setcc_sites(L, lo, hi);
-    uint64_t negs[8];
-    size_t nneg = xl_lock_neg_scan(ram + (lo - cfg->ram_base), (size_t)(hi - lo), lo, cfg->mode, negs, 8);
-    for (size_t i = 0; i < nneg && i < 8; i++) {
-        size_t j;
-        for (j = 0; j < L->nnegs && L->negs[j].start != negs[i]; j++)
-            ;
-        if (j == L->nnegs)
-            hook_lock_neg(L, negs[i]);
-    }
+    xl_ff_scan(&L->ff, lo, hi);
     if (n > 64)
         L->guard_full = 1;  /* more than 64 LOCK #UD starts in one page: refuse the run (see loop) */
     int added = 0;
@@ -1019,12 +852,10 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
     size_t npages = (size_t)((cfg->ram_size + PAGE - 1) / PAGE);
     L.clean = calloc(npages ? npages : 1, 1);
     L.gexits = calloc(XL_MAX_GUARD, sizeof(uint64_t));
-    L.fsites = calloc(XL_MAX_FSITES + 1, sizeof(uint64_t));
-    L.fhooks = calloc(XL_MAX_FSITES + 1, sizeof(uc_hook));
-    L.stash_addr = NO_STASH;
-    L.neg_after = NO_STASH;
+    int ff_on = xl_ff_init(&L.ff, uc, L.ids, (const uint8_t *)(uintptr_t)cfg->ram, cfg->ram_base, cfg->ram_size,
+                           cfg->mode) == 0;
     int guard_on = 0;
-    if (!L.clean || !L.gexits || !L.fsites || !L.fhooks) {
+    if (!L.clean || !L.gexits || !ff_on) {
         err = UC_ERR_NOMEM;
         goto hook_fail;
     }
@@ -1115,14 +946,8 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
         L.pend_multi = 0;
         err = uc_emu_start(uc, rip, cfg->until, 0, 0);  /* `until` is ignored once exits are on */
         out->segments++;
-        /* a fault rolled the instruction back to its start: if a stash hook saw that start, its
-         * RFLAGS are the right ones (Unicorn's may be mismatched lazy flags: hook_code_stash) */
-        if (err != UC_ERR_OK && L.stash_addr != NO_STASH && read_rip(&L) == L.stash_addr) {
-            uc_reg_write(uc, UC_X86_REG_EFLAGS, &L.stash_flags);
-            L.stash_addr = NO_STASH;
-        }
         if (err != UC_ERR_OK)
-            L.neg_after = NO_STASH;  /* a faulting LOCK NEG did not complete */
+            xl_ff_fault(&L.ff, (uint64_t)L.ids[XL_RIP]);  /* RFLAGS as the faulting instruction started */
         if (L.prot_base) {
             uc_mem_protect(uc, L.prot_base, L.prot_size, UC_PROT_READ | UC_PROT_WRITE);
             L.prot_base = 0;
@@ -1255,16 +1080,13 @@ hook_fail:
         ctl_destroy(&local_ctl);
     for (int i = 0; i < nh; i++)
         uc_hook_del(uc, h[i]);
-    for (size_t i = 0; i < L.nfsites; i++)
-        uc_hook_del(uc, L.fhooks[i]);
+    xl_ff_free(&L.ff);
     if (L.exits_on)
         uc_ctl_exits_disable(uc);
     if (guard_on)
         uc_ctl_tlb_mode(uc, UC_TLB_CPU);
     free(L.clean);
     free(L.gexits);
-    free(L.fsites);
-    free(L.fhooks);
     if (mapped >= 1)
         uc_mem_unmap(uc, ctx->dev.notify_base, ctx->dev.notify_size);
     if (mapped >= 2)
