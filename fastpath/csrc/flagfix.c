@@ -115,6 +115,9 @@ static void hook_neg_start(uc_engine *uc, uint64_t address, uint32_t size, void 
         f->neg_after = n->after;
         f->neg_ea = ea;
         f->neg_size = d->size;
+        /* and the RFLAGS it starts with: a decline in place (the hook removes the window's
+         * permissions) was restored with AF lost after a CMP in the same block */
+        xl_ff_stash(f, address);
         return;
     }
 }
