@@ -517,7 +517,10 @@ def test_lock_neg_decline_in_place_keeps_the_flags_of_a_cmp_before_it() -> None:
     """streams seed 506 #1173: C in place declines LOCK NEG on a window; the state at the decline
     had AF lost (0x81 for 0x91) when a CMP set the flags in the same block. The LOCK NEG start hook
     now also stashes RFLAGS, written back after the fault that aborts the instruction."""
-    src = "xor esi, esi\ncmp esi, 2\nmov rax, 0xfeafffa2\nmov rbx, 12\nlock neg word ptr [rax+rbx*4+0x39]\nhlt"
+    src = (
+        "xor esi, esi\ncmp esi, 2\nmov rax, 0xfeafffa2\nmov rbx, 12\n"
+        "lock neg word ptr [rax+rbx*4+0x39]\nhlt"
+    )
     r, m = run(src, "subset", "inplace")
     assert r.stop == "emulation_error"
     assert reg(m, "rflags") & 0x8D5 == 0x91
