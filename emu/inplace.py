@@ -20,6 +20,7 @@ import capstone
 from unicorn import UC_MEM_WRITE, Uc
 
 from emu.bus import Space
+from emu.decode import effective_address, mem_operand
 from emu.exits import MAX_INSN_LEN, ExitKind
 from emu.stop import StopReason
 
@@ -215,16 +216,23 @@ class InplaceMmio:
 
     def _wide_half_leaves_window(self, addr: int, size: int, rip: int) -> bool:
         """Unicorn gives a 16-byte access to the hook as two 8-byte halves, low first. When the whole
-        access leaves its window (rule 6) the low half must not reach the device either."""
+        access leaves its window (rule 6) neither half may reach the device. Judged from the whole
+        operand's address, not from `addr`: the high half of an access that ends inside the window
+        may itself start less than 16 bytes before the window end (`movups [end-0x12], xmm2`)."""
         if size != 8:
             return False
         window = self.m.mmio_window(addr)
         if window is None or addr + 16 <= window[0] + window[1]:
             return False
         insn = next(self.m._cs.disasm(self.m.read_ram(rip, MAX_INSN_LEN), rip, 1), None)
-        return insn is not None and any(
-            op.type == capstone.x86.X86_OP_MEM and op.size >= 16 for op in insn.operands
-        )
+        if insn is None:
+            return False
+        mem = capstone.x86.X86_OP_MEM
+        wide = next((op for op in insn.operands if op.type == mem and op.size >= 16), None)
+        if wide is None:
+            return False
+        start = effective_address(mem_operand(insn, wide), self.m.regfile.get, rip + insn.size, self.m.mode)
+        return start + wide.size > window[0] + window[1]
 
     def map_read(self, window_base: int) -> Any:
         def read(uc: Uc, offset: int, size: int, _ud: object) -> int:

@@ -44,6 +44,7 @@
 
 #include <unicorn/unicorn.h>
 
+#include "flagfix.h"
 #include "live.h"
 #include "lockguard.h"
 #include "paths.h"
@@ -69,8 +70,8 @@ struct live {
     uint32_t stop;
     int budget_on;
     int64_t budget_left;
-    /* RFLAGS at the start of the last instruction the budget hook saw (Unicorn bug workaround) */
-    uint64_t stash_addr, stash_flags;
+    /* RFLAGS corrections (flagfix.h): the budget hook and the SETcc site hooks fill its stash */
+    struct xl_flagfix ff;
     /* the LOCK #UD code guard: per RAM page "scanned since its last write", and the exits */
     uint8_t *clean;
     uint64_t *gexits;
@@ -396,8 +397,7 @@ static void hook_code_budget(uc_engine *uc, uint64_t address, uint32_t size, voi
      * right after one that set the lazy flags (cmp/sub) is restored with the flags half-converted:
      * CF is lost.  The flags at the start of the instruction are the right ones; the run loop
      * writes them back at an exit on this instruction.  Only runs with a budget pay this read. */
-    L->stash_addr = address;
-    uc_reg_read(uc, UC_X86_REG_EFLAGS, &L->stash_flags);
+    xl_ff_stash(&L->ff, address);
 }
 
 static uint64_t win_base_of(const struct xl_ctx *ctx, uint64_t addr, uint64_t *size)
@@ -422,6 +422,7 @@ static void guard_scan(struct live *L, uint64_t page)
     uint64_t found[64];
     const uint8_t *ram = (const uint8_t *)(uintptr_t)cfg->ram;
     size_t n = xl_lock_scan(ram + (lo - cfg->ram_base), (size_t)(hi - lo), lo, cfg->mode, found, 64);
+    xl_ff_scan(&L->ff, lo, hi);
     if (n > 64)
         L->guard_full = 1;  /* more than 64 LOCK #UD starts in one page: refuse the run (see loop) */
     int added = 0;
@@ -752,11 +753,6 @@ static int handle_pending(struct live *L, uint64_t *rip)
     /* the code hook already counted this instruction (this iteration) */
     c->max_iter = L->budget_on ? (uint64_t)L->budget_left + 1 : 0;
     c->iters = 0;  /* pv-fast's inline hit does not go through xl_handle, which resets it */
-    if (L->budget_on && xl_cpu_get(c, XL_RIP) == L->stash_addr) {
-        uc_reg_write(L->uc, UC_X86_REG_EFLAGS, &L->stash_flags);
-        c->regs[XL_RFLAGS] = L->stash_flags;
-        c->valid |= 1u << XL_RFLAGS;
-    }
     if (L->pending == PEND_HC && L->cfg->path != XL_PATH_TRAP)
         prefetch(L, hc_regs, 5);
     else if (L->cfg->path == XL_PATH_PVFAST)
@@ -856,8 +852,10 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
     size_t npages = (size_t)((cfg->ram_size + PAGE - 1) / PAGE);
     L.clean = calloc(npages ? npages : 1, 1);
     L.gexits = calloc(XL_MAX_GUARD, sizeof(uint64_t));
+    int ff_on = xl_ff_init(&L.ff, uc, L.ids, (const uint8_t *)(uintptr_t)cfg->ram, cfg->ram_base, cfg->ram_size,
+                           cfg->mode) == 0;
     int guard_on = 0;
-    if (!L.clean || !L.gexits) {
+    if (!L.clean || !L.gexits || !ff_on) {
         err = UC_ERR_NOMEM;
         goto hook_fail;
     }
@@ -948,6 +946,8 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
         L.pend_multi = 0;
         err = uc_emu_start(uc, rip, cfg->until, 0, 0);  /* `until` is ignored once exits are on */
         out->segments++;
+        if (err != UC_ERR_OK)
+            xl_ff_fault(&L.ff, (uint64_t)L.ids[XL_RIP]);  /* RFLAGS as the faulting instruction started */
         if (L.prot_base) {
             uc_mem_protect(uc, L.prot_base, L.prot_size, UC_PROT_READ | UC_PROT_WRITE);
             L.prot_base = 0;
@@ -1080,6 +1080,7 @@ hook_fail:
         ctl_destroy(&local_ctl);
     for (int i = 0; i < nh; i++)
         uc_hook_del(uc, h[i]);
+    xl_ff_free(&L.ff);
     if (L.exits_on)
         uc_ctl_exits_disable(uc);
     if (guard_on)
