@@ -38,6 +38,9 @@ class InplaceMmio:
         self.string_ops: dict[int, int] = {}  # address -> string opcode or 0; see forget_code
         self.lock_negs: dict[int, bool] = {}  # address -> the instruction there is LOCK NEG m
         self.reread_ok = False  # the last device access was a read of read_stash by a LOCK NEG
+        # an IDIV r/m32 with the dividend Unicorn's helper cannot divide by -1 reads its divisor here:
+        # Unicorn gets 0 for a -1 so that QEMU raises #DE itself (emu/divguard.py, device_divisor)
+        self.de_at = -1
 
     def forget_code(self) -> None:
         """A code page was written: the per-address cache is stale."""
@@ -84,7 +87,7 @@ class InplaceMmio:
                     piece = bus.read(Space.MMIO, gpa, n)
                     self.m._record(ExitKind.MMIO_READ, rip, gpa, n, piece)
                     got |= piece << (8 * off)
-                self.read_stash = (addr, size, got)
+                self.read_stash = (addr, size, self._divisor(rip, size, got))
                 self.reread_ok = self.lock_neg(rip)
         except Exception as exc:  # noqa: BLE001 - reported as a stop, never a traceback
             self.m._halt(StopReason.DEVICE_ERROR, self.m._rip(), f"device error on MMIO {addr:#x}: {exc}")
@@ -102,9 +105,13 @@ class InplaceMmio:
                 self.reread_ok = False
                 return
             got = m.device.read(addr - m.base, size) & ((1 << (8 * size)) - 1)
-            self.read_stash = (addr, size, got)
+            self.read_stash = (addr, size, self._divisor(rip, size, got))
             self.reread_ok = self.lock_neg(rip)
             self.m._record(ExitKind.MMIO_READ, rip, addr, size, got)
+
+    def _divisor(self, rip: int, size: int, got: int) -> int:
+        """The value Unicorn gets for a device read: `got`, unless the IDIV guard armed `de_at`."""
+        return got if rip != self.de_at else self.m.divguard.device_divisor(rip, size, got)
 
     def _past_prefixes(self, rip: int) -> tuple[bytes, int]:
         """The bytes at `rip` and the index of the opcode after legacy prefixes (and REX in 64-bit)."""

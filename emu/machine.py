@@ -57,6 +57,7 @@ from emu.bus import Space
 from emu.codeguard import classify
 from emu.cpu import Cpu, Outcome
 from emu.decode import decode, effective_address, mem_operand
+from emu.divguard import DivGuard
 from emu.errors import EmulationError, ExitlabError, GuestFormatError
 from emu.exits import MAX_INSN_LEN, REG_INDEX, REG_NAMES, ExitKind, ExitRecord
 from emu.generic import GenericPath
@@ -255,8 +256,9 @@ class Machine:
         self.guard = CodeGuard(
             self.uc, self.read_ram, self.ram_base, self.ram_size, self.mode,
             late_rip=self.mmio_style is MmioStyle.EXIT, on_code_written=self._on_code_written,
-            on_scan=self._hook_flag_sites,
+            on_scan=self._on_scan,
         )
+        self.divguard = DivGuard(self)  # IDIV r/m32 that would SIGFPE the host: #DE (emu/divsites.py)
         self._exit_sites: dict[int, bool] = {}  # address -> may end in an exit (budget hook's cache)
         self._budget_cb: Any = None
         self._stash_cb: Any = None  # the raw code hook of `_hook_flag_sites`
@@ -471,6 +473,11 @@ class Machine:
             )
         self._exit_sites[address] = may
         return may
+
+    def _on_scan(self, data: bytes, base: int) -> None:
+        """A code page is being scanned before QEMU translates it: hook the sites it holds."""
+        self._hook_flag_sites(data, base)
+        self.divguard.scan(data, base)
 
     def _hook_flag_sites(self, data: bytes, base: int) -> None:
         """Hook the instructions of a scanned span whose RFLAGS Unicorn gets wrong (emu/flagsites.py)."""
