@@ -44,6 +44,7 @@
 
 #include <unicorn/unicorn.h>
 
+#include "divguard.h"
 #include "flagfix.h"
 #include "live.h"
 #include "lockguard.h"
@@ -72,6 +73,8 @@ struct live {
     int64_t budget_left;
     /* RFLAGS corrections (flagfix.h): the budget hook and the SETcc site hooks fill its stash */
     struct xl_flagfix ff;
+    /* IDIV r/m32 that would SIGFPE the host: stopped with #DE (divguard.h) */
+    struct xl_divguard dg;
     /* the LOCK #UD code guard: per RAM page "scanned since its last write", and the exits */
     uint8_t *clean;
     uint64_t *gexits;
@@ -345,6 +348,23 @@ static void hook_out(uc_engine *uc, uint32_t port, int size, uint32_t value, voi
     xl_pio(L->ctx, port, size, 1, value);
 }
 
+/* divguard.h: an IDIV r/m32 that would SIGFPE the host stops in front of itself, as a #DE (or #UD
+ * for LOCK IDIV) Unicorn raised would (hook_intr / hook_invalid), unless a stop is decided already */
+static void div_stop(void *ud, uint64_t rip, int vector)
+{
+    struct live *L = (struct live *)ud;
+    if (L->stop)
+        return;
+    if (vector == 6) {
+        L->stop = XL_STOP_INVALID_INSN;
+    } else {
+        L->stop = XL_STOP_EXCEPTION;
+        L->out->addr = (uint64_t)vector;
+    }
+    record_bytes(L, rip);
+    uc_emu_stop(L->uc);
+}
+
 static void hook_intr(uc_engine *uc, uint32_t intno, void *ud)
 {
     struct live *L = (struct live *)ud;
@@ -423,6 +443,7 @@ static void guard_scan(struct live *L, uint64_t page)
     const uint8_t *ram = (const uint8_t *)(uintptr_t)cfg->ram;
     size_t n = xl_lock_scan(ram + (lo - cfg->ram_base), (size_t)(hi - lo), lo, cfg->mode, found, 64);
     xl_ff_scan(&L->ff, lo, hi);
+    xl_dg_scan(&L->dg, lo, hi);
     if (n > 64)
         L->guard_full = 1;  /* more than 64 LOCK #UD starts in one page: refuse the run (see loop) */
     int added = 0;
@@ -696,6 +717,8 @@ static void hook_mem_inplace(uc_engine *uc, uc_mem_type type, uint64_t addr, int
         L->rd_addr = addr;
         L->rd_size = size;
         L->rd_value = res.n_acc ? L->ctx->last_read : 0;
+        if (L->dg.de_at != XL_DG_NONE)  /* an IDIV's device divisor (divguard.h) */
+            L->rd_value = xl_dg_device_value(&L->dg, xl_cpu_get(&L->cpu, XL_RIP), size, L->rd_value);
     }
 }
 
@@ -854,8 +877,10 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
     L.gexits = calloc(XL_MAX_GUARD, sizeof(uint64_t));
     int ff_on = xl_ff_init(&L.ff, uc, L.ids, (const uint8_t *)(uintptr_t)cfg->ram, cfg->ram_base, cfg->ram_size,
                            cfg->mode) == 0;
+    int dg_on = xl_dg_init(&L.dg, uc, L.ids, ctx, (const uint8_t *)(uintptr_t)cfg->ram, cfg->ram_base, cfg->ram_size,
+                           cfg->mode, cfg->style == XL_STYLE_INPLACE, div_stop, &L) == 0;
     int guard_on = 0;
-    if (!L.clean || !L.gexits || !ff_on) {
+    if (!L.clean || !L.gexits || !ff_on || !dg_on) {
         err = UC_ERR_NOMEM;
         goto hook_fail;
     }
@@ -1081,6 +1106,7 @@ hook_fail:
     for (int i = 0; i < nh; i++)
         uc_hook_del(uc, h[i]);
     xl_ff_free(&L.ff);
+    xl_dg_free(&L.dg);
     if (L.exits_on)
         uc_ctl_exits_disable(uc);
     if (guard_on)
