@@ -20,6 +20,10 @@ hook decode the instruction and read its divisor:
 
 Past MAX_SITES sites one hook on all code does the same test at every instruction (a page filled
 with F7 /7 bytes must not make Unicorn walk thousands of bounded hooks per instruction).
+
+Cost (measured, `exitlab run` of a 1,000,000-iteration IDIV loop): +1.1 s, ~1.1 us per IDIV
+executed (a ctypes callback and a register read); a loop without IDIV runs as before. The C twin's
+hook costs nothing measurable.
 """
 
 from __future__ import annotations
