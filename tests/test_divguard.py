@@ -305,3 +305,25 @@ def test_only_idiv32_of_int64_min_by_minus_one_traps() -> None:
     }
     assert crashed == predicted
     assert predicted  # the bug is still there to guard against (else drop the guard: emu/divsites.py)
+
+
+def test_fuzz_oracle_run_one_stops_with_de() -> None:
+    """emu.oracle.run_one (the one-instruction fuzzer's truth) runs the IDIV under Unicorn too: a -1
+    divisor in a register, in RAM or read from the window is "cpu exception 0" with the state before
+    the IDIV (the window read recorded: it happens before the fault); -100 / -7 still divides."""
+    code = textwrap.dedent(
+        """
+        from emu.oracle import run_one
+        regs = {"rdx": 0x80000000, "rax": 0, "rcx": 0xFFFFFFFF, "rbx": 0x10000}
+        ram = [(0x1000, 0x1000)]
+        for code, extra in ((b"\\xf7\\xf9", {}), (b"\\xf7\\x3b", {}), (b"\\xf7\\x3b", {"rbx": 0x1800}),
+                            (b"\\xf7\\xf9", {"rdx": 0xFFFFFFFF, "rax": 0xFFFFFF9C, "rcx": 0xFFFFFFF9})):
+            r = run_one(code, 64, 0x1000, {**regs, **extra}, (0x10000, 0x1000), 0xFFFFFFFF, ram,
+                        ram_data=[(0x1800, b"\\xff" * 4)])
+            print(r.fault, r.reg("rip"), r.reg("rax"), r.reg("rdx"), len(r.accesses))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr)
+    de = "cpu exception 0 4096 0 2147483648"
+    assert proc.stdout.splitlines() == [f"{de} 0", f"{de} 1", f"{de} 0", "None 4098 14 4294967294 0"]
