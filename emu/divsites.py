@@ -6,9 +6,9 @@ divisor of -1 is INT64_MIN / -1, which the host CPU answers with SIGFPE, killing
 process instead of raising #DE in the guest (found by cfam1's `exitlab fuzz --family muldiv`).
 Measured over every DIV/IDIV form, operand size and CPU mode with edge dividends and divisors
 (tests/test_divguard.py keeps the matrix): that is the ONLY case. 8-bit IDIV divides in `int`,
-16-bit IDIV in a width where INT32_MIN / -1 does not trap, unsigned DIV cannot overflow the host
-division, and 64-bit DIV/IDIV use QEMU's own 128-bit routines: Unicorn raises #DE itself for all
-of them.
+the 16-bit one (DX:AX = 0x8000_0000 by -1) does not trap either as built, unsigned DIV cannot
+overflow the host division, and 64-bit DIV/IDIV use QEMU's own 128-bit routines: Unicorn raises
+#DE itself for all of them.
 
 The operand size is the one QEMU's decoder gives (measured): in 64-bit mode REX.W selects 64 bits
 only when the REX byte immediately precedes the opcode (a REX followed by another prefix is
