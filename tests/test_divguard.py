@@ -327,3 +327,36 @@ def test_fuzz_oracle_run_one_stops_with_de() -> None:
     assert proc.returncode == 0, (proc.returncode, proc.stderr)
     de = "cpu exception 0 4096 0 2147483648"
     assert proc.stdout.splitlines() == [f"{de} 0", f"{de} 1", f"{de} 0", "None 4098 14 4294967294 0"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_many_idiv_sites_one_hook_on_all_code(engine: str) -> None:
+    """Past the per-site hook limit (Python 512, C 256; C also past 64 in one page) one hook on all
+    code takes over: the 601st IDIV still stops with #DE, the 600 before it still divide."""
+    result = run_guest(
+        """
+        xor edx, edx
+        mov eax, 5
+        mov ecx, 1
+        .rept 600
+        idiv ecx
+        .endr
+        mov edx, 0x80000000
+        xor eax, eax
+        mov ecx, -1
+        idiv ecx
+        hlt
+        """, "--engine", engine,
+    )
+    assert_de(result, "f7 f9 f4")
+
+
+def test_scan_finds_every_idiv32_start() -> None:
+    """emu/divsites.py scan: every start of an IDIV r/m32, also inside a prefix run; not the 16- or
+    64-bit forms, not F7 /6 (DIV) nor F6 /7 (IDIV r/m8)."""
+    data = bytes.fromhex("90 2e f7 f9 90 66 f7 f9 48 f7 f9 f7 f1 f6 f9 48 40 f7 3d 00 00 00 00")
+    # 2e f7 f9 from +1 or +2; f7 f9 behind 66 (+6) and behind REX.W (+9) as instructions of their own;
+    # 48 40 f7 3d (the REX.W does not count) from +0xf, +0x10, +0x11
+    assert divsites.scan(data, 0x1000, 64) == {0x1001, 0x1002, 0x1006, 0x1009, 0x100F, 0x1010, 0x1011}
+    assert divsites.scan(bytes.fromhex("66 f7 f9 f7 f9"), 0, 16) == {0}
+    assert divsites.scan(bytes.fromhex("66 f7 f9 f7 f9"), 0, 32) == {1, 3}
