@@ -226,6 +226,9 @@ def _mem_operand(insn: capstone.CsInsn, op: capstone.x86.X86Op) -> MemOperand:
     )
 
 
+mem_operand = _mem_operand  # the public name (emu/inplace.py judges a wide access by its whole operand)
+
+
 def _legacy_prefixes(code: bytes, mode: int) -> bytes:
     """The legacy prefix bytes in front of the opcode (REX bytes skipped)."""
     out = bytearray()

@@ -58,6 +58,7 @@ class CodeGuard:
         mode: int,
         late_rip: bool,
         on_code_written: Callable[[], None],
+        on_scan: Callable[[bytes, int], None] | None = None,
     ) -> None:
         self.uc = uc
         self.read_ram = read_ram
@@ -65,6 +66,7 @@ class CodeGuard:
         self.mode = mode
         self.late_rip = late_rip  # also guard the helper stores Unicorn reports at a later RIP
         self.on_code_written = on_code_written
+        self.on_scan = on_scan  # sees every scanned span (data, address) before QEMU translates it
         self.clean: set[int] = set()  # pages scanned since their last write
         self.exits: set[int] = set()  # registered guard sites
 
@@ -95,6 +97,8 @@ class CodeGuard:
         lo = max(page - MAX_INSN_LEN, self.ram_base)  # an instruction may start just before the page
         data = self.read_ram(lo, page + PAGE + MAX_INSN_LEN - lo)
         found = scan_guarded(data, lo, self.mode, late_rip=self.late_rip) - self.exits
+        if self.on_scan is not None:
+            self.on_scan(data, lo)
         if found:
             self.exits |= found
             self.uc.ctl_set_exits(sorted(self.exits))

@@ -20,6 +20,7 @@ import capstone
 from unicorn import UC_MEM_WRITE, Uc
 
 from emu.bus import Space
+from emu.decode import effective_address, mem_operand
 from emu.exits import MAX_INSN_LEN, ExitKind
 from emu.stop import StopReason
 
@@ -37,6 +38,9 @@ class InplaceMmio:
         self.string_ops: dict[int, int] = {}  # address -> string opcode or 0; see forget_code
         self.lock_negs: dict[int, bool] = {}  # address -> the instruction there is LOCK NEG m
         self.reread_ok = False  # the last device access was a read of read_stash by a LOCK NEG
+        # an IDIV r/m32 with the dividend Unicorn's helper cannot divide by -1 reads its divisor here:
+        # Unicorn gets 0 for a -1 so that QEMU raises #DE itself (emu/divguard.py, device_divisor)
+        self.de_at = -1
 
     def forget_code(self) -> None:
         """A code page was written: the per-address cache is stale."""
@@ -83,7 +87,7 @@ class InplaceMmio:
                     piece = bus.read(Space.MMIO, gpa, n)
                     self.m._record(ExitKind.MMIO_READ, rip, gpa, n, piece)
                     got |= piece << (8 * off)
-                self.read_stash = (addr, size, got)
+                self.read_stash = (addr, size, self._divisor(rip, size, got))
                 self.reread_ok = self.lock_neg(rip)
         except Exception as exc:  # noqa: BLE001 - reported as a stop, never a traceback
             self.m._halt(StopReason.DEVICE_ERROR, self.m._rip(), f"device error on MMIO {addr:#x}: {exc}")
@@ -101,9 +105,13 @@ class InplaceMmio:
                 self.reread_ok = False
                 return
             got = m.device.read(addr - m.base, size) & ((1 << (8 * size)) - 1)
-            self.read_stash = (addr, size, got)
+            self.read_stash = (addr, size, self._divisor(rip, size, got))
             self.reread_ok = self.lock_neg(rip)
             self.m._record(ExitKind.MMIO_READ, rip, addr, size, got)
+
+    def _divisor(self, rip: int, size: int, got: int) -> int:
+        """The value Unicorn gets for a device read: `got`, unless the IDIV guard armed `de_at`."""
+        return got if rip != self.de_at else self.m.divguard.device_divisor(rip, size, got)
 
     def _past_prefixes(self, rip: int) -> tuple[bytes, int]:
         """The bytes at `rip` and the index of the opcode after legacy prefixes (and REX in 64-bit)."""
@@ -215,16 +223,23 @@ class InplaceMmio:
 
     def _wide_half_leaves_window(self, addr: int, size: int, rip: int) -> bool:
         """Unicorn gives a 16-byte access to the hook as two 8-byte halves, low first. When the whole
-        access leaves its window (rule 6) the low half must not reach the device either."""
+        access leaves its window (rule 6) neither half may reach the device. Judged from the whole
+        operand's address, not from `addr`: the high half of an access that ends inside the window
+        may itself start less than 16 bytes before the window end (`movups [end-0x12], xmm2`)."""
         if size != 8:
             return False
         window = self.m.mmio_window(addr)
         if window is None or addr + 16 <= window[0] + window[1]:
             return False
         insn = next(self.m._cs.disasm(self.m.read_ram(rip, MAX_INSN_LEN), rip, 1), None)
-        return insn is not None and any(
-            op.type == capstone.x86.X86_OP_MEM and op.size >= 16 for op in insn.operands
-        )
+        if insn is None:
+            return False
+        mem = capstone.x86.X86_OP_MEM
+        wide = next((op for op in insn.operands if op.type == mem and op.size >= 16), None)
+        if wide is None:
+            return False
+        start = effective_address(mem_operand(insn, wide), self.m.regfile.get, rip + insn.size, self.m.mode)
+        return start + wide.size > window[0] + window[1]
 
     def map_read(self, window_base: int) -> Any:
         def read(uc: Uc, offset: int, size: int, _ud: object) -> int:

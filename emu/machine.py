@@ -49,13 +49,15 @@ from unicorn import (
 from unicorn import x86_const as X
 from unicorn.unicorn_py3.unicorn import HOOK_CODE_CFUNC, uclib
 
+from emu import flagsites
 from emu.access import Op
 from emu.assemble import GuestImage
 from emu.board import Board, default_board
 from emu.bus import Space
 from emu.codeguard import classify
 from emu.cpu import Cpu, Outcome
-from emu.decode import decode
+from emu.decode import decode, effective_address, mem_operand
+from emu.divguard import DivGuard
 from emu.errors import EmulationError, ExitlabError, GuestFormatError
 from emu.exits import MAX_INSN_LEN, REG_INDEX, REG_NAMES, ExitKind, ExitRecord
 from emu.generic import GenericPath
@@ -66,11 +68,13 @@ from emu.interrupt import INTERRUPTED, Watchdog, check_timeout
 from emu.platform import PAGE
 from emu.ram import GuestRam
 from emu.regfile import RegFile
+from emu.semantics.core import sub_flags
 from emu.stop import Stop, StopReason
 from emu.sysinsn import system_instruction
 from emu.trace import TraceWriter
 
 _UC_MODE = {16: UC_MODE_16, 32: UC_MODE_32, 64: UC_MODE_64}
+_ARITH_FLAGS = 0x8D5  # OF SF ZF AF PF CF
 _PLATFORM_CR0 = {64: 0x80000033, 32: 0x33}  # PG|NE|ET|MP|PE in long mode, PE|... in 32-bit (emu/kvm.py)
 _CS_MODE = {16: capstone.CS_MODE_16, 32: capstone.CS_MODE_32, 64: capstone.CS_MODE_64}
 # Mnemonics (last word, so `rep stosb` matches) that access memory without a memory operand.
@@ -252,9 +256,14 @@ class Machine:
         self.guard = CodeGuard(
             self.uc, self.read_ram, self.ram_base, self.ram_size, self.mode,
             late_rip=self.mmio_style is MmioStyle.EXIT, on_code_written=self._on_code_written,
+            on_scan=self._on_scan,
         )
+        self.divguard = DivGuard(self)  # IDIV r/m32 that would SIGFPE the host: #DE (emu/divsites.py)
         self._exit_sites: dict[int, bool] = {}  # address -> may end in an exit (budget hook's cache)
         self._budget_cb: Any = None
+        self._stash_cb: Any = None  # the raw code hook of `_hook_flag_sites`
+        self._flag_sites: set[int] = set()
+        self._neg_armed: tuple[int, int, int] | None = None  # (next RIP, operand address, size)
         self._cs = capstone.Cs(capstone.CS_ARCH_X86, _CS_MODE[self.mode])
         self._cs.detail = True
         self.ram.load(image)
@@ -465,10 +474,88 @@ class Machine:
         self._exit_sites[address] = may
         return may
 
-    def _repair_flags(self, rip: int) -> None:
-        """After a fault at `rip`, restore RFLAGS from the code hook's stash (_install_budget_hook)."""
+    def _on_scan(self, data: bytes, base: int) -> None:
+        """A code page is being scanned before QEMU translates it: hook the sites it holds."""
+        self._hook_flag_sites(data, base)
+        self.divguard.scan(data, base)
+
+    def _hook_flag_sites(self, data: bytes, base: int) -> None:
+        """Hook the instructions of a scanned span whose RFLAGS Unicorn gets wrong (emu/flagsites.py)."""
+        self._hook_setcc_sites(flagsites.scan(data, base, self.mode) - self._flag_sites)
+        for site in flagsites.scan_lock_neg(data, base, self.mode) - self._flag_sites:
+            self._hook_lock_neg(site)
+
+    def _hook_setcc_sites(self, sites: set[int]) -> None:
+        """SETcc to memory: a raw UC_HOOK_CODE callback bounded to the one address stashes RFLAGS at
+        the instruction start, and `_repair_flags` writes it back after a fault there. Other
+        instructions pay nothing."""
+        if not sites:
+            return
+        handle = self.uc._uch  # noqa: SLF001 - the C handle, for the raw hook and the raw reads
+        if self._stash_cb is None:
+            flags = ctypes.c_uint64(0)
+            flags_ref = ctypes.byref(flags)
+            reg_read, eflags_id = uclib.uc_reg_read, X.UC_X86_REG_EFLAGS
+
+            def on_site(_h: int, address: int, _size: int, _ud: int) -> None:
+                reg_read(handle, eflags_id, flags_ref)
+                self._flags_stash = (address, flags.value)
+
+            self._stash_cb = HOOK_CODE_CFUNC(on_site)  # kept alive as long as the engine
+        cb = ctypes.cast(self._stash_cb, ctypes.c_void_p)
+        for site in sorted(sites):
+            hook = ctypes.c_size_t()
+            err = uclib.uc_hook_add(
+                handle, ctypes.byref(hook), UC_HOOK_CODE, cb, None,
+                ctypes.c_uint64(site), ctypes.c_uint64(site),
+            )
+            if err:
+                raise UcError(err)
+        self._flag_sites |= sites
+
+    def _hook_lock_neg(self, site: int) -> None:
+        """LOCK NEG m: the hook on the instruction arms a fix-up with its operand's address and size;
+        the hook on the next address rewrites RFLAGS as NEG's (emu/flagsites.py). A fault on the
+        instruction (an exit-style MMIO exit: the path computes the flags) disarms it."""
+        self._flag_sites.add(site)
+        insn = next(self._cs.disasm(self.read_ram(site, MAX_INSN_LEN), site, 1), None)
+        mem_type = capstone.x86.X86_OP_MEM
+        op = None if insn is None else next((o for o in insn.operands if o.type == mem_type), None)
+        if insn is None or op is None:
+            return
+        mem, size, after = mem_operand(insn, op), op.size, (site + insn.size) & self._rip_mask
+
+        def on_start(_uc: Uc, address: int, _size: int, _ud: object) -> None:
+            ea = effective_address(mem, self.regfile.get, after, self.mode)
+            self._neg_armed = (after, ea, size)
+
+        def on_after(_uc: Uc, address: int, _size: int, _ud: object) -> None:
+            armed, self._neg_armed = self._neg_armed, None
+            if armed is None or armed[0] != address:
+                self._neg_armed = armed
+                return
+            _, ea, n = armed
+            mask = (1 << (8 * n)) - 1
+            if self.ram_base <= ea and ea + n <= self.ram_base + self.ram_size:
+                operand = -int.from_bytes(self.read_ram(ea, n), "little") & mask  # RAM holds the result
+            elif self.inplace.read_stash[:2] == (ea, n):
+                operand = self.inplace.read_stash[2]  # in place: the device read of the operand
+            else:
+                return
+            flags = sub_flags(0, operand, 0, n)[1]
+            self.regfile.set("rflags", (self.regfile.get("rflags") & ~_ARITH_FLAGS) | flags)
+
+        self.uc.hook_add(UC_HOOK_CODE, on_start, None, site, site)
+        self.uc.hook_add(UC_HOOK_CODE, on_after, None, after, after)
+
+    def _repair_flags(self, rip: int | None = None) -> None:
+        """After a fault at `rip` (default: RIP now), restore RFLAGS from the stash of the budget hook
+        or of a SETcc site hook. RIP is read only when there is a stash."""
+        self._neg_armed = None  # the faulting instruction did not complete (_hook_lock_neg)
         address, flags = self._flags_stash
-        if address == rip:
+        if address < 0:
+            return
+        if address == (self._rip() if rip is None else rip):
             self._flags_stash = (-1, 0)
             self.regfile.set("rflags", flags)
 
@@ -641,6 +728,9 @@ class Machine:
             try:
                 self.uc.emu_start(rip, 0)  # `until` is ignored: exits are enabled (_install_guard)
             except UcError as err:
+                # a fault rolled the instruction back to its start: the stash (if it saw that start)
+                # holds its right RFLAGS, also when a hook already decided the stop (unmapped...)
+                self._repair_flags()
                 if self._stop is not None:
                     return
                 if self._resume is not None:  # a hypercall was handled: restart behind it (rule 3)
@@ -648,7 +738,6 @@ class Machine:
                     continue
                 if self._external_stop():
                     return
-                self._repair_flags(self._rip())
                 if self._pending is not None and err.errno in (UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED):
                     next_rip = self._exit_style_step()
                     if next_rip is None:

@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+import capstone
 from unicorn import (
     UC_ARCH_X86,
+    UC_HOOK_CODE,
     UC_HOOK_INTR,
     UC_HOOK_MEM_READ,
     UC_HOOK_MEM_WRITE,
@@ -25,8 +27,11 @@ from unicorn import (
 )
 from unicorn import x86_const as U
 
+from emu import divsites
 from emu.cpu import DeviceAccess
+from emu.decode import effective_address, mem_operand
 from emu.exits import GPR_NAMES
+from emu.regfile import RegFile
 
 _GPR64 = [getattr(U, f"UC_X86_REG_{n.upper()}") for n in GPR_NAMES]
 _GPR32 = [U.UC_X86_REG_EAX, U.UC_X86_REG_ECX, U.UC_X86_REG_EDX, U.UC_X86_REG_EBX,
@@ -95,6 +100,8 @@ def run_one(
         addr = base + offset
         start, length = current[-1] if current else (addr, n)
         value = read_value & ((1 << (8 * length)) - 1)
+        if idiv_device and length == 4 and value == divsites.TRAP_DIVISOR:
+            value = 0  # _guard_idiv: QEMU raises #DE for 0 itself instead of SIGFPE-ing on -1
         out = 0
         for i in range(n):
             k = addr + i - start
@@ -117,9 +124,21 @@ def run_one(
         interrupts.append(intno)
         uc_.emu_stop()
 
+    idiv_device: list[bool] = []  # set by _guard_idiv: the IDIV's divisor is this window's read
+
+    def on_start(uc_: Uc, address: int, _size: int, _ud: object) -> None:
+        verdict = _guard_idiv(uc_, code, mode, address, mmio)
+        if verdict == "device":
+            idiv_device.append(True)
+        elif verdict == "de":
+            interrupts.append(0)
+            uc_.emu_stop()
+
     uc.mmio_map(base, size, on_read, None, on_write, None)
     uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, on_access, begin=base, end=base + size - 1)
     uc.hook_add(UC_HOOK_INTR, on_intr)
+    if divsites.idiv32(bytes(code), mode) is not None:
+        uc.hook_add(UC_HOOK_CODE, on_start, None, rip, rip)
 
     gprs = _GPR64 if mode == 64 else _GPR32
     names = GPR_NAMES[: len(gprs)]
@@ -162,3 +181,33 @@ def run_one(
     mms = tuple(int(uc.reg_read(_FP[i])[0]) for i in range(8))
     memory = tuple((addr, bytes(uc.mem_read(addr, n))) for addr, n in watch)
     return OracleResult(tuple(events), tuple(out_regs), xmms, pc, fault, memory, ymms, mms)
+
+
+def _guard_idiv(uc: Uc, code: bytes, mode: int, rip: int, mmio: tuple[int, int]) -> str | None:
+    """Unicorn 2.1.4 SIGFPEs the process on IDIV r/m32 of EDX:EAX = 2**63 by -1 (emu/divsites.py).
+    "de": the divisor (register or RAM) is -1, stop with #DE before Unicorn divides; "device": it is
+    read from the window (on_read hands QEMU 0 for a -1, so QEMU raises #DE after the read, as
+    hardware does); None: nothing to do."""
+    form = divsites.idiv32(bytes(code), mode)
+    rf = RegFile(uc, mode)
+    if form is None or not divsites.host_traps(rf.get("rdx"), rf.get("rax"), divsites.TRAP_DIVISOR):
+        return None
+    reg = form.register
+    if reg is not None:
+        divisor = rf.get(GPR_NAMES[reg])
+    else:
+        cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64 if mode == 64 else capstone.CS_MODE_32)
+        cs.detail = True
+        insn = next(cs.disasm(bytes(code), rip, 1), None)
+        mem_type = capstone.x86.X86_OP_MEM
+        op = None if insn is None else next((o for o in insn.operands if o.type == mem_type), None)
+        if insn is None or op is None:
+            return None
+        ea = effective_address(mem_operand(insn, op), rf.get, rip + insn.size, mode)
+        if mmio[0] <= ea < mmio[0] + mmio[1]:
+            return "device"
+        try:
+            divisor = int.from_bytes(bytes(uc.mem_read(ea, 4)), "little")
+        except UcError:
+            return None  # unmapped: Unicorn faults on the read before dividing
+    return "de" if divisor & 0xFFFFFFFF == divsites.TRAP_DIVISOR else None

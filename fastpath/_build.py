@@ -18,9 +18,10 @@ from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
 CSRC = HERE / "csrc"
-SOURCES = ["insn_subset.c", "paths.c", "replay.c", "live.c", "lockguard.c", "decoderbench.c",
+SOURCES = ["insn_subset.c", "paths.c", "replay.c", "live.c", "lockguard.c", "flagfix.c", "decoderbench.c",
            "sem.c", "sem_alu.c", "sem_xchg.c", "sem_bit.c", "sem_sse.c",
-           "sem_string.c", "sem_muldiv.c", "sem_shift.c", "sem_bitscan.c", "sem_cond.c"]
+           "sem_string.c", "sem_muldiv.c", "sem_shift.c", "sem_bitscan.c", "sem_cond.c",
+           "divguard.c"]
 CFLAGS = ["-O2", "-Wall", "-Wextra", "-Werror", "-std=gnu11", "-fno-strict-aliasing"]
 
 CDEF = """

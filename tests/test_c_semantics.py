@@ -450,3 +450,79 @@ def test_unsupported_instruction_faults_on_its_other_device_operand(path: str, s
     r, _ = run("mov esi, 0xfeb01fff\nmov edi, 0xfeb00006\ncmpsd\nhlt", path, style, mode=32)
     assert (r.stop, r.rip, r.addr) == ("unmapped", 0x800A, REGS_MMIO + 0x1000)
     assert dev(r)["notify"]["reads"] == 0 and dev(r)["regs"]["reads"] == 0
+
+
+# ------------------------------------------------------------------ issue 11 T12: SETcc store faults
+@pytest.mark.parametrize("path,style", CONFIGS, ids=IDS)
+@pytest.mark.parametrize(
+    "src,flags",
+    [
+        ("xor r8d, r8d\ncmp r8d, 3\njnc 1f\nmov r9, REGS_MMIO\nsetz byte ptr [r9+0x10]\n1: hlt", 0x91),
+        ("mov ebx, 0x7fffffff\nmov r8, REGS_MMIO\nadd ebx, 1\nsetle byte ptr [r8+0x10]\nhlt", 0x894),
+    ],
+    ids=["after-branch", "same-block"],
+)
+@pytest.mark.parametrize("max_insns", [None, 100])
+def test_setcc_to_mmio_keeps_its_flags(
+    path: str, style: str, src: str, flags: int, max_insns: int | None
+) -> None:
+    """Unicorn restores mismatched lazy flags when a SETcc's store faults (emu/flagsites.py); the
+    engine stashes RFLAGS at every SETcc-to-memory start and puts them back (live.c)."""
+    r, m = run(src, path, style, max_insns=max_insns)
+    assert r.stop in ("hlt", "emulation_error")  # a path may decline SETcc: the state must be right
+    assert reg(m, "rflags") & 0x8D5 == flags
+
+
+@pytest.mark.parametrize("path,style", CONFIGS, ids=IDS)
+@pytest.mark.parametrize("max_insns", [None, 2, 4])
+@pytest.mark.parametrize(
+    "src,flags",
+    [
+        ("mov ebx, 9\nadd bx, 30\nmovq qword ptr [REGS_MMIO+0xffc], xmm1\nhlt", 0x14),
+        ("add byte ptr [0x1000e6], bl\nmov bx, word ptr [REGS_MMIO+0xfff]\nhlt", 0x44),
+    ],
+    ids=["add-movq", "add-mov"],
+)
+def test_unmapped_stop_keeps_the_flags_under_a_budget(
+    path: str, style: str, max_insns: int | None, src: str, flags: int
+) -> None:
+    """The budget hook's RFLAGS stash is written back after every fault, not only at exits: an
+    access running off the window end stopped with mismatched lazy flags (0x55 for 0x44)."""
+    r, m = run(src, path, style, mode=32, max_insns=max_insns)
+    assert r.stop in ("unmapped", "budget", "emulation_error")
+    if r.stop != "budget":
+        assert reg(m, "rflags") & 0x8D5 == flags
+
+
+@pytest.mark.parametrize("path,style", CONFIGS, ids=IDS)
+@pytest.mark.parametrize(
+    "src",
+    [
+        "mov rcx, 0x100000\nmov dword ptr [rcx+8], {v}\nlock neg dword ptr [rcx+8]\nsets bl\nhlt",
+        "mov dword ptr [rip+x], {v}\nlock neg dword ptr [rip+x]\nsets bl\nhlt\nx: .long 0",
+    ],
+    ids=["base-disp", "rip-relative"],
+)
+@pytest.mark.parametrize("value,flags", [(0xD4000000, 0x05), (1, 0x95)])
+def test_lock_neg_on_ram_has_the_result_flags(
+    path: str, style: str, src: str, value: int, flags: int
+) -> None:
+    """Unicorn takes LOCK NEG's SF/PF from the operand; live.c rewrites them at the next instruction."""
+    r, m = run(src.format(v=hex(value)), path, style)
+    assert r.stop == "hlt"
+    assert reg(m, "rflags") & 0x8D5 == flags
+    assert reg(m, "rbx") & 0xFF == flags >> 7
+
+
+def test_lock_neg_decline_in_place_keeps_the_flags_of_a_cmp_before_it() -> None:
+    """streams seed 506 #1173: C in place declines LOCK NEG on a window; the state at the decline
+    had AF lost (0x81 for 0x91) when a CMP set the flags in the same block. The LOCK NEG start hook
+    now also stashes RFLAGS, written back after the fault that aborts the instruction."""
+    src = (
+        "xor esi, esi\ncmp esi, 2\nmov rax, 0xfeafffa2\nmov rbx, 12\n"
+        "lock neg word ptr [rax+rbx*4+0x39]\nhlt"
+    )
+    r, m = run(src, "subset", "inplace")
+    assert r.stop == "emulation_error"
+    assert reg(m, "rflags") & 0x8D5 == 0x91
+    assert reg(m, "rip") == 0x8016

@@ -368,3 +368,19 @@ def test_tally_merge_keeps_the_first_instance() -> None:
     a.merge(b)
     assert a.programs == 7 and a.classes["x|y"] == 2
     assert isinstance(CampaignResult(StreamsConfig(), a, 1.0, False, []).rate, float)
+
+
+@pytest.mark.parametrize(
+    "operand,flags",
+    [("0x100000", 0x05), ("0xfeb01ffb", 0x05)],  # RAM and the register window (plain RAM here)
+    ids=["ram", "window"],
+)
+def test_reference_computes_lock_neg_flags_from_the_result(operand: str, flags: int) -> None:
+    """Unicorn takes LOCK NEG's SF/PF from the operand (0xd4000000: SF=1); NEG 0xd4000000 is
+    0x2c000000, so SF=0 (issue 11, repro seed 404 #31). The reference fixes them after the insn."""
+    program = parse_program(
+        f"# exitlab: mode=32\nmov ecx, {operand}\nmov dword ptr [ecx], 0xd4000000\nlock neg dword ptr [ecx]\n"
+        "sets al\nhlt\n"
+    )
+    ref, _ = reference(image_of(program))
+    assert ref.regs["rflags"] & 0x8D5 == flags and ref.regs["rax"] & 0xFF == 0

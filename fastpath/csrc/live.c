@@ -44,6 +44,8 @@
 
 #include <unicorn/unicorn.h>
 
+#include "divguard.h"
+#include "flagfix.h"
 #include "live.h"
 #include "lockguard.h"
 #include "insn_subset.h"
@@ -80,8 +82,10 @@ struct live {
     uint32_t stop;
     int budget_on;
     int64_t budget_left;
-    /* RFLAGS at the start of the last instruction the budget hook saw (Unicorn bug workaround) */
-    uint64_t stash_addr, stash_flags;
+    /* RFLAGS corrections (flagfix.h): the budget hook and the SETcc site hooks fill its stash */
+    struct xl_flagfix ff;
+    /* IDIV r/m32 that would SIGFPE the host: stopped with #DE (divguard.h) */
+    struct xl_divguard dg;
     /* the LOCK #UD code guard: per RAM page "scanned since its last write", and the exits */
     uint8_t *clean;
     uint64_t *gexits;
@@ -462,6 +466,23 @@ static int pio_stop_halted(const struct live *L, uint64_t rip)
     return 0;
 }
 
+/* divguard.h: an IDIV r/m32 that would SIGFPE the host stops in front of itself, as a #DE (or #UD
+ * for LOCK IDIV) Unicorn raised would (hook_intr / hook_invalid), unless a stop is decided already */
+static void div_stop(void *ud, uint64_t rip, int vector)
+{
+    struct live *L = (struct live *)ud;
+    if (L->stop)
+        return;
+    if (vector == 6) {
+        L->stop = XL_STOP_INVALID_INSN;
+    } else {
+        L->stop = XL_STOP_EXCEPTION;
+        L->out->addr = (uint64_t)vector;
+    }
+    record_bytes(L, rip);
+    uc_emu_stop(L->uc);
+}
+
 static void hook_intr(uc_engine *uc, uint32_t intno, void *ud)
 {
     struct live *L = (struct live *)ud;
@@ -515,8 +536,7 @@ static void hook_code_budget(uc_engine *uc, uint64_t address, uint32_t size, voi
      * right after one that set the lazy flags (cmp/sub) is restored with the flags half-converted:
      * CF is lost.  The flags at the start of the instruction are the right ones; the run loop
      * writes them back at an exit on this instruction.  Only runs with a budget pay this read. */
-    L->stash_addr = address;
-    uc_reg_read(uc, UC_X86_REG_EFLAGS, &L->stash_flags);
+    xl_ff_stash(&L->ff, address);
 }
 
 static uint64_t win_base_of(const struct live *L, uint64_t addr, uint64_t *size)
@@ -541,6 +561,8 @@ static void guard_scan(struct live *L, uint64_t page)
     uint64_t found[64];
     const uint8_t *ram = (const uint8_t *)(uintptr_t)cfg->ram;
     size_t n = xl_lock_scan(ram + (lo - cfg->ram_base), (size_t)(hi - lo), lo, cfg->mode, found, 64);
+    xl_ff_scan(&L->ff, lo, hi);
+    xl_dg_scan(&L->dg, lo, hi);
     if (n > 64)
         L->guard_full = 1;  /* more than 64 LOCK #UD starts in one page: refuse the run (see loop) */
     int added = 0;
@@ -856,6 +878,8 @@ static void hook_mem_inplace(uc_engine *uc, uc_mem_type type, uint64_t addr, int
         if (L->trace)  /* a read after the device answered, with its value */
             L->trace(L->trace_opaque, XL_MMIO_READ, xl_cpu_get(&L->cpu, XL_RIP), addr, (uint32_t)size,
                      L->rd_value & vmask);
+        if (L->dg.de_at != XL_DG_NONE)  /* an IDIV's device divisor (divguard.h) */
+            L->rd_value = xl_dg_device_value(&L->dg, xl_cpu_get(&L->cpu, XL_RIP), size, L->rd_value);
     }
 }
 
@@ -913,11 +937,6 @@ static int handle_pending(struct live *L, uint64_t *rip)
     /* the code hook already counted this instruction (this iteration) */
     c->max_iter = L->budget_on ? (uint64_t)L->budget_left + 1 : 0;
     c->iters = 0;  /* pv-fast's inline hit does not go through xl_handle, which resets it */
-    if (L->budget_on && xl_cpu_get(c, XL_RIP) == L->stash_addr) {
-        uc_reg_write(L->uc, UC_X86_REG_EFLAGS, &L->stash_flags);
-        c->regs[XL_RFLAGS] = L->stash_flags;
-        c->valid |= 1u << XL_RFLAGS;
-    }
     if (L->trace) {  /* as emu/machine.py: the exit as it happened, before the path runs */
         uint64_t rip0 = xl_cpu_get(c, XL_RIP);
         if (L->pending == PEND_HC)
@@ -1027,11 +1046,15 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
     size_t npages = (size_t)((cfg->ram_size + PAGE - 1) / PAGE);
     L.clean = calloc(npages ? npages : 1, 1);
     L.gexits = calloc(XL_MAX_GUARD, sizeof(uint64_t));
+    int ff_on = xl_ff_init(&L.ff, uc, L.ids, (const uint8_t *)(uintptr_t)cfg->ram, cfg->ram_base, cfg->ram_size,
+                           cfg->mode) == 0;
+    int dg_on = xl_dg_init(&L.dg, uc, L.ids, ctx, (const uint8_t *)(uintptr_t)cfg->ram, cfg->ram_base, cfg->ram_size,
+                           cfg->mode, cfg->style == XL_STYLE_INPLACE, div_stop, &L) == 0;
     int guard_on = 0;
     /* the device windows: the board's (ctx->tab) or the default board's two flat ones */
     uint32_t nwin = ctx->tab ? ctx->tab->nwin : 2;
     L.win = calloc(nwin ? nwin : 1, sizeof(struct win));
-    if (!L.clean || !L.gexits || !L.win) {
+    if (!L.clean || !L.gexits || !L.win || !ff_on || !dg_on) {
         err = UC_ERR_NOMEM;
         goto hook_fail;
     }
@@ -1134,6 +1157,8 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
         L.pio_stop = 0;
         err = uc_emu_start(uc, rip, cfg->until, 0, 0);  /* `until` is ignored once exits are on */
         out->segments++;
+        if (err != UC_ERR_OK)
+            xl_ff_fault(&L.ff, (uint64_t)L.ids[XL_RIP]);  /* RFLAGS as the faulting instruction started */
         if (L.prot_base) {
             uc_mem_protect(uc, L.prot_base, L.prot_size, UC_PROT_READ | UC_PROT_WRITE);
             L.prot_base = 0;
@@ -1249,7 +1274,7 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
             /* trap EXIT: the stop a port I/O exit asked for; go on at RIP.  With the budget's code
              * hook Unicorn stops right after the IN/OUT, once the hook has counted the instruction
              * at RIP, which has not run: count it once. */
-            if (L.budget_on && L.stash_addr == rip)
+            if (L.budget_on && L.ff.stash_addr == rip)
                 L.budget_left++;
             continue;
         }
@@ -1274,6 +1299,8 @@ hook_fail:
         ctl_destroy(&local_ctl);
     for (int i = 0; i < nh; i++)
         uc_hook_del(uc, h[i]);
+    xl_ff_free(&L.ff);
+    xl_dg_free(&L.dg);
     if (L.exits_on)
         uc_ctl_exits_disable(uc);
     if (guard_on)

@@ -175,3 +175,51 @@ size_t xl_lock_scan(const uint8_t *data, size_t n, uint64_t base, int mode, uint
     }
     return found;
 }
+
+size_t xl_setcc_scan(const uint8_t *data, size_t n, uint64_t base, int mode, uint64_t *out, size_t cap)
+{
+    size_t found = 0;
+    for (size_t k = 0; k + 2 < n; k++) {
+        if (data[k] != 0x0F || data[k + 1] < 0x90 || data[k + 1] > 0x9F || data[k + 2] >> 6 == 3)
+            continue;
+        size_t first = k;
+        while (first > 0 && k - first < XL_LOCK_MAX_INSN - 3 && is_prefix(data[first - 1], mode))
+            first--;
+        for (size_t s = first; s <= k; s++) {
+            if (found < cap)
+                out[found] = base + s;
+            found++;
+        }
+    }
+    return found;
+}
+
+static int is_lock_neg(const uint8_t *p, size_t n, int mode)
+{
+    size_t i = 0;
+    int locked = 0;
+    while (i < n && i < XL_LOCK_MAX_INSN && is_prefix(p[i], mode))
+        locked |= p[i++] == LOCK;
+    return locked && i + 1 < n && (p[i] == 0xF6 || p[i] == 0xF7) && ((p[i + 1] >> 3) & 7) == 3 && p[i + 1] >> 6 != 3;
+}
+
+size_t xl_lock_neg_scan(const uint8_t *data, size_t n, uint64_t base, int mode, uint64_t *out, size_t cap)
+{
+    size_t found = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (data[k] != LOCK)
+            continue;
+        size_t first = k;
+        while (first > 0 && k - first < XL_LOCK_MAX_INSN && is_prefix(data[first - 1], mode))
+            first--;
+        for (size_t s = first; s <= k; s++) {
+            size_t left = n - s < XL_LOCK_MAX_INSN ? n - s : XL_LOCK_MAX_INSN;
+            if (is_lock_neg(data + s, left, mode)) {
+                if (found < cap)
+                    out[found] = base + s;
+                found++;
+            }
+        }
+    }
+    return found;
+}

@@ -52,4 +52,15 @@ int xl_guard_classify(const uint8_t *p, size_t n, int mode, struct xl_guarded *g
  * cap of them to out and returns how many there are (may exceed cap). */
 size_t xl_lock_scan(const uint8_t *data, size_t n, uint64_t base, int mode, uint64_t *out, size_t cap);
 
+/* Addresses base+k where an instruction starting at data[k] may be a SETcc with a memory destination
+ * (0F 90..9F, ModRM.mod != 3, after any run of prefixes): Unicorn 2.1.4 restores RFLAGS wrongly when
+ * that store faults, live.c hooks these starts to stash RFLAGS (emu/flagsites.py, the Python twin,
+ * explains the QEMU lazy-flags cause).  Same out/cap contract as xl_lock_scan. */
+/* Addresses base+k where an instruction starting at data[k] is LOCK NEG with a memory operand: Unicorn
+ * 2.1.4 computes its SF/PF from the operand instead of the result (emu/flagsites.py); live.c fixes
+ * them at the next instruction.  Same out/cap contract. */
+size_t xl_lock_neg_scan(const uint8_t *data, size_t n, uint64_t base, int mode, uint64_t *out, size_t cap);
+
+size_t xl_setcc_scan(const uint8_t *data, size_t n, uint64_t base, int mode, uint64_t *out, size_t cap);
+
 #endif

@@ -24,6 +24,7 @@ from __future__ import annotations
 import ctypes
 from typing import Any
 
+import capstone
 from unicorn import (
     UC_ARCH_X86,
     UC_ERR_FETCH_UNMAPPED,
@@ -36,6 +37,7 @@ from unicorn import (
     UC_HOOK_INTR,
     UC_HOOK_MEM_READ,
     UC_HOOK_MEM_WRITE,
+    UC_MEM_READ,
     UC_MEM_WRITE,
     UC_MODE_32,
     UC_MODE_64,
@@ -48,8 +50,11 @@ from unicorn import x86_const as X
 from emu.assemble import GuestImage
 from emu.board import default_board
 from emu.bus import Space
+from emu.decode import effective_address, mem_operand
 from emu.devices import RegisterDevice
+from emu.divsites import TRAP_DIVIDEND, Idiv32, host_traps, idiv32
 from emu.exits import REG_NAMES
+from emu.flagsites import lock_neg
 from emu.hypercall import HYPERCALL_LEN, hypercall, is_hypercall
 from emu.platform import (
     HC_MMIO_WRITE,
@@ -62,8 +67,10 @@ from emu.platform import (
     PlatformSpec,
 )
 from emu.regfile import RegFile
+from emu.semantics.core import sub_flags
 from fastpath.fuzz.streams_run import Outcome, norm_regs, py_devices, ram_hash
 
+_CS_MODE = {64: capstone.CS_MODE_64, 32: capstone.CS_MODE_32, 16: capstone.CS_MODE_16}
 _PREFIXES = frozenset((0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65, 0x66, 0x67))
 RUNAWAY = 200_000  # instructions; generated programs execute a few hundred at most
 _UNTIL = (1 << 64) - 1
@@ -113,6 +120,8 @@ class Reference:
         self.stop: tuple[str, int, str] | None = None
         self.resume: int | None = None
         self.pio = {"pio_in": 0, "pio_out": 0, "hypercall": 0}
+        self.neg: tuple[int, int, int] | None = None  # LOCK NEG fix-up: (next RIP, operand, size)
+        self.cs: capstone.Cs | None = None
         self.flags_at: tuple[int, int] = (-1, 0)  # (rip, RFLAGS) when the current instruction started
         self.rips: list[int] = []  # RIP of every exit a hardware run would take, in order
 
@@ -131,6 +140,9 @@ class Reference:
 
     def _on_code(self, uc: Uc, address: int, size: int, _ud: object) -> None:
         self._commit()
+        if self.neg is not None and self.neg[0] == address:
+            self._fix_lock_neg_flags()
+        self.neg = None
         self.current = address
         # RFLAGS as the instruction starts: Unicorn restores them wrongly when the instruction then
         # faults on memory (lazy flags of the previous ADC/SUB/CMP lost; pyengine's row-7 finding),
@@ -150,6 +162,78 @@ class Reference:
         self.executed += 1
         self.current_is_hlt = size == 1 and self._byte(address) == 0xF4
         self.current_locked = 0xF0 in self._prefixes(address)
+        if self.current_locked and lock_neg(self._read(address, 15), self.mode):
+            self._arm_lock_neg(address)
+        idiv = self._idiv_traps_host(address)
+        if idiv is not None:  # stopped before Unicorn's host idiv kills the process
+            locked = idiv.locked
+            self._halt(*(("invalid_insn", address, "invalid instruction (LOCK IDIV)") if locked else
+                         ("triple_fault", address, "exception vector 0")))  # as Unicorn's own #DE
+
+    def _idiv_traps_host(self, address: int) -> Idiv32 | None:
+        """The IDIV r/m32 at `address` when it divides EDX:EAX = 2**63 by -1, which Unicorn 2.1.4
+        would do with a host idiv that SIGFPEs the process (emu/divsites.py); else None. The stop is
+        the engines' one: #DE, or #UD for LOCK IDIV (Unicorn ignores that prefix). The windows are
+        RAM here, so a memory divisor is read like any other; its device read is committed unless
+        LOCK makes the instruction #UD before it."""
+        code = self._read(address, 15)
+        form = idiv32(code, self.mode) if 0xF7 in code else None
+        if form is None:
+            return None
+        rf = self.rf
+        if rf.get("rdx") & 0xFFFFFFFF != TRAP_DIVIDEND >> 32 or rf.get("rax") & 0xFFFFFFFF:
+            return None
+        reg = form.register
+        if reg is not None:
+            return form if host_traps(rf.get("rdx"), rf.get("rax"), rf.get(REG_NAMES[reg])) else None
+        insn = next(self._disasm().disasm(code, address, 1), None)
+        mem_type = capstone.x86.X86_OP_MEM
+        op = None if insn is None else next((o for o in insn.operands if o.type == mem_type), None)
+        if insn is None or op is None:
+            return None
+        ea = effective_address(mem_operand(insn, op), rf.get, address + insn.size, self.mode)
+        try:
+            raw = bytearray(self.uc.mem_read(ea, 4))  # windows are RAM here
+        except UcError:
+            return None  # unmapped: Unicorn faults on the read first
+        for i in range(4):
+            if NOTIFY_MMIO <= ea + i < REGS_MMIO:
+                raw[i] = 0  # the notify device reads as 0 (_on_mem)
+        if not host_traps(rf.get("rdx"), rf.get("rax"), int.from_bytes(raw, "little")):
+            return None
+        if not form.locked:  # the read happens before the divide faults: a device sees it (_on_intr)
+            self._on_mem(self.uc, UC_MEM_READ, ea, 4, 0, None)
+            self._commit()
+        return form
+
+    def _disasm(self) -> capstone.Cs:
+        cs = self.cs
+        if cs is None:
+            cs = self.cs = capstone.Cs(capstone.CS_ARCH_X86, _CS_MODE[self.mode])
+            cs.detail = True
+        return cs
+
+    def _arm_lock_neg(self, address: int) -> None:
+        """Unicorn computes LOCK NEG's flags from the operand, not the result (emu/flagsites.py):
+        note the operand's address; the next instruction's hook puts NEG's flags in place."""
+        insn = next(self._disasm().disasm(self._read(address, 15), address, 1), None)
+        mem_type = capstone.x86.X86_OP_MEM
+        op = None if insn is None else next((o for o in insn.operands if o.type == mem_type), None)
+        if insn is None or op is None:
+            return
+        after = address + insn.size
+        self.neg = (after, effective_address(mem_operand(insn, op), self.rf.get, after, self.mode), op.size)
+
+    def _fix_lock_neg_flags(self) -> None:
+        assert self.neg is not None
+        _, ea, n = self.neg
+        mask = (1 << (8 * n)) - 1
+        try:
+            result = int.from_bytes(bytes(self.uc.mem_read(ea, n)), "little")  # windows are RAM here
+        except UcError:
+            return
+        flags = sub_flags(0, -result & mask, 0, n)[1]
+        self.rf.set("rflags", (self.rf.get("rflags") & ~0x8D5) | flags)
 
     def _prefixes(self, addr: int) -> bytes:
         """The legacy prefixes (and REX) in front of the opcode at `addr`."""
@@ -241,6 +325,8 @@ class Reference:
         )
 
     def _on_intr(self, uc: Uc, intno: int, _ud: object) -> None:
+        if intno == 0:  # #DE comes after DIV/IDIV read its divisor: that device read happened
+            self._commit()
         self._halt("triple_fault", self.current, f"exception vector {intno}")
 
     def _halt(self, reason: str, rip: int, message: str) -> None:
