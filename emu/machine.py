@@ -523,23 +523,30 @@ class Machine:
             self._neg_armed = (after, ea, size)
 
         def on_after(_uc: Uc, address: int, _size: int, _ud: object) -> None:
-            armed, self._neg_armed = self._neg_armed, None
-            if armed is None or armed[0] != address:
-                self._neg_armed = armed
-                return
-            _, ea, n = armed
-            mask = (1 << (8 * n)) - 1
-            if self.ram_base <= ea and ea + n <= self.ram_base + self.ram_size:
-                operand = -int.from_bytes(self.read_ram(ea, n), "little") & mask  # RAM holds the result
-            elif self.inplace.read_stash[:2] == (ea, n):
-                operand = self.inplace.read_stash[2]  # in place: the device read of the operand
-            else:
-                return
-            flags = sub_flags(0, operand, 0, n)[1]
-            self.regfile.set("rflags", (self.regfile.get("rflags") & ~_ARITH_FLAGS) | flags)
+            self._settle_lock_neg(address)
 
         self.uc.hook_add(UC_HOOK_CODE, on_start, None, site, site)
         self.uc.hook_add(UC_HOOK_CODE, on_after, None, after, after)
+
+    def _settle_lock_neg(self, address: int) -> None:
+        """Execution reached `address`: if a LOCK NEG armed a fix-up for it, rewrite RFLAGS as NEG's
+        (those of 0 - operand). Called by the hook on the next address, and by the run loop after a
+        budget stop there (the budget hook stops before that hook runs; RFLAGS written inside the
+        stopping hook do not survive the stop)."""
+        armed = self._neg_armed
+        if armed is None or armed[0] != address:
+            return
+        self._neg_armed = None
+        _, ea, n = armed
+        mask = (1 << (8 * n)) - 1
+        if self.ram_base <= ea and ea + n <= self.ram_base + self.ram_size:
+            operand = -int.from_bytes(self.read_ram(ea, n), "little") & mask  # RAM holds the result
+        elif self.inplace.read_stash[:2] == (ea, n):
+            operand = self.inplace.read_stash[2]  # in place: the device read of the operand
+        else:
+            return
+        flags = sub_flags(0, operand, 0, n)[1]
+        self.regfile.set("rflags", (self.regfile.get("rflags") & ~_ARITH_FLAGS) | flags)
 
     def _repair_flags(self, rip: int | None = None) -> None:
         """After a fault at `rip` (default: RIP now), restore RFLAGS from the stash of the budget hook
@@ -732,6 +739,8 @@ class Machine:
                     continue
                 self._stop = self._fault_stop(err)
                 return
+            if self._stop is not None and self._stop.reason is StopReason.BUDGET:
+                self._settle_lock_neg(self._stop.rip)  # stopped right after a LOCK NEG: its fix-up
             if self._stop is not None or self._external_stop():
                 return
             rip = self._rip()

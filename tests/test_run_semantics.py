@@ -777,3 +777,13 @@ def test_lock_neg_flags_come_from_the_result(style: str, operand: str, value: in
     assert result.stop.reason is StopReason.HLT
     assert result.regs["rflags"] & 0x8D5 == flags
     assert result.regs["rbx"] & 0xFF == flags >> 7
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_budget_stop_right_after_lock_neg_has_its_flags(style: str) -> None:
+    """The budget hook stops in front of the next instruction before the LOCK NEG fix-up hook there
+    runs; the run loop applies the fix-up at that stop."""
+    src = "mov ecx, 0x100000\nmov dword ptr [ecx], 1\nlock neg dword ptr [ecx]\nnop\nhlt"
+    result, _, _ = run_on(style, src, mode=32, max_insns=3)
+    assert result.stop.reason is StopReason.BUDGET
+    assert result.regs["rflags"] & 0x8D5 == 0x95
