@@ -17,7 +17,8 @@ exactly those instructions (a callback bounded to one address costs nothing else
 stashed value back after a fault at that address (emu/machine.py `_repair_flags`). This module
 finds them in a scanned code page, as emu/codeguard.py finds its sites: from prefixes, opcode and
 ModRM only, at every byte where an instruction could start (a candidate that is never an
-instruction start is hooked for nothing). fastpath/csrc/lockguard.c `xl_setcc_scan` is the C twin.
+instruction start is hooked for nothing). The C engine does the same: fastpath/csrc/lockguard.c
+`xl_setcc_scan` / `xl_lock_neg_scan` find the sites, fastpath/csrc/flagfix.c hooks them.
 """
 
 from __future__ import annotations
