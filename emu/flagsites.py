@@ -165,6 +165,9 @@ class FlagFix:
 
         def on_start(_uc: Uc, address: int, _size: int, _ud: object) -> None:
             self.neg_armed = (after, effective_address(mem, m.regfile.get, after, m.mode), size)
+            # and the RFLAGS it starts with: a fault on it (an access running off a window) was
+            # restored with AF lost after a CMP in the same block (streams seed 520)
+            m._flags_stash = (address, m.regfile.get("rflags"))
 
         def on_after(_uc: Uc, address: int, _size: int, _ud: object) -> None:
             self.settle_lock_neg(address)

@@ -787,3 +787,14 @@ def test_budget_stop_right_after_lock_neg_has_its_flags(style: str) -> None:
     result, _, _ = run_on(style, src, mode=32, max_insns=3)
     assert result.stop.reason is StopReason.BUDGET
     assert result.regs["rflags"] & 0x8D5 == 0x95
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_lock_neg_running_off_the_window_keeps_the_flags_of_a_cmp_before_it(style: str) -> None:
+    """streams seed 520 #285: `cmp; lock neg qword [REGS_MMIO+0xffb]` stopped `unmapped` with AF lost
+    (0x81 for 0x91); the LOCK NEG start hook now also stashes RFLAGS."""
+    src = "xor r9d, r9d\ncmp r9d, 5\nmov r11, 0xfeb00950\nlock neg qword ptr [r11+0x16ab]\nhlt"
+    result, _, board = run_on(style, src)
+    assert result.stop.reason is StopReason.UNMAPPED
+    assert result.regs["rflags"] & 0x8D5 == 0x91
+    assert board.regs.state()["reads"] == 0
