@@ -49,17 +49,17 @@ from unicorn import (
 from unicorn import x86_const as X
 from unicorn.unicorn_py3.unicorn import HOOK_CODE_CFUNC, uclib
 
-from emu import flagsites
 from emu.access import Op
 from emu.assemble import GuestImage
 from emu.board import Board, default_board
 from emu.bus import Space
 from emu.codeguard import classify
 from emu.cpu import Cpu, Outcome
-from emu.decode import decode, effective_address, mem_operand
+from emu.decode import decode
 from emu.divguard import DivGuard
 from emu.errors import EmulationError, ExitlabError, GuestFormatError
 from emu.exits import MAX_INSN_LEN, REG_INDEX, REG_NAMES, ExitKind, ExitRecord
+from emu.flagsites import FlagFix
 from emu.generic import GenericPath
 from emu.guard import CodeGuard
 from emu.hypercall import HYPERCALL_LEN, hypercall, is_hypercall
@@ -68,13 +68,11 @@ from emu.interrupt import INTERRUPTED, Watchdog, check_timeout
 from emu.platform import PAGE
 from emu.ram import GuestRam
 from emu.regfile import RegFile
-from emu.semantics.core import sub_flags
 from emu.stop import Stop, StopReason
 from emu.sysinsn import system_instruction
 from emu.trace import TraceWriter
 
 _UC_MODE = {16: UC_MODE_16, 32: UC_MODE_32, 64: UC_MODE_64}
-_ARITH_FLAGS = 0x8D5  # OF SF ZF AF PF CF
 _PLATFORM_CR0 = {64: 0x80000033, 32: 0x33}  # PG|NE|ET|MP|PE in long mode, PE|... in 32-bit (emu/kvm.py)
 _CS_MODE = {16: capstone.CS_MODE_16, 32: capstone.CS_MODE_32, 64: capstone.CS_MODE_64}
 # Mnemonics (last word, so `rep stosb` matches) that access memory without a memory operand.
@@ -261,9 +259,7 @@ class Machine:
         self.divguard = DivGuard(self)  # IDIV r/m32 that would SIGFPE the host: #DE (emu/divsites.py)
         self._exit_sites: dict[int, bool] = {}  # address -> may end in an exit (budget hook's cache)
         self._budget_cb: Any = None
-        self._stash_cb: Any = None  # the raw code hook of `_hook_flag_sites`
-        self._flag_sites: set[int] = set()
-        self._neg_armed: tuple[int, int, int] | None = None  # (next RIP, operand address, size)
+        self.flagfix = FlagFix(self)  # hooks for the RFLAGS Unicorn gets wrong (emu/flagsites.py)
         self._cs = capstone.Cs(capstone.CS_ARCH_X86, _CS_MODE[self.mode])
         self._cs.detail = True
         self.ram.load(image)
@@ -476,82 +472,13 @@ class Machine:
 
     def _on_scan(self, data: bytes, base: int) -> None:
         """A code page is being scanned before QEMU translates it: hook the sites it holds."""
-        self._hook_flag_sites(data, base)
+        self.flagfix.hook_sites(data, base)
         self.divguard.scan(data, base)
-
-    def _hook_flag_sites(self, data: bytes, base: int) -> None:
-        """Hook the instructions of a scanned span whose RFLAGS Unicorn gets wrong (emu/flagsites.py)."""
-        self._hook_setcc_sites(flagsites.scan(data, base, self.mode) - self._flag_sites)
-        for site in flagsites.scan_lock_neg(data, base, self.mode) - self._flag_sites:
-            self._hook_lock_neg(site)
-
-    def _hook_setcc_sites(self, sites: set[int]) -> None:
-        """SETcc to memory: a raw UC_HOOK_CODE callback bounded to the one address stashes RFLAGS at
-        the instruction start, and `_repair_flags` writes it back after a fault there. Other
-        instructions pay nothing."""
-        if not sites:
-            return
-        handle = self.uc._uch  # noqa: SLF001 - the C handle, for the raw hook and the raw reads
-        if self._stash_cb is None:
-            flags = ctypes.c_uint64(0)
-            flags_ref = ctypes.byref(flags)
-            reg_read, eflags_id = uclib.uc_reg_read, X.UC_X86_REG_EFLAGS
-
-            def on_site(_h: int, address: int, _size: int, _ud: int) -> None:
-                reg_read(handle, eflags_id, flags_ref)
-                self._flags_stash = (address, flags.value)
-
-            self._stash_cb = HOOK_CODE_CFUNC(on_site)  # kept alive as long as the engine
-        cb = ctypes.cast(self._stash_cb, ctypes.c_void_p)
-        for site in sorted(sites):
-            hook = ctypes.c_size_t()
-            err = uclib.uc_hook_add(
-                handle, ctypes.byref(hook), UC_HOOK_CODE, cb, None,
-                ctypes.c_uint64(site), ctypes.c_uint64(site),
-            )
-            if err:
-                raise UcError(err)
-        self._flag_sites |= sites
-
-    def _hook_lock_neg(self, site: int) -> None:
-        """LOCK NEG m: the hook on the instruction arms a fix-up with its operand's address and size;
-        the hook on the next address rewrites RFLAGS as NEG's (emu/flagsites.py). A fault on the
-        instruction (an exit-style MMIO exit: the path computes the flags) disarms it."""
-        self._flag_sites.add(site)
-        insn = next(self._cs.disasm(self.read_ram(site, MAX_INSN_LEN), site, 1), None)
-        mem_type = capstone.x86.X86_OP_MEM
-        op = None if insn is None else next((o for o in insn.operands if o.type == mem_type), None)
-        if insn is None or op is None:
-            return
-        mem, size, after = mem_operand(insn, op), op.size, (site + insn.size) & self._rip_mask
-
-        def on_start(_uc: Uc, address: int, _size: int, _ud: object) -> None:
-            ea = effective_address(mem, self.regfile.get, after, self.mode)
-            self._neg_armed = (after, ea, size)
-
-        def on_after(_uc: Uc, address: int, _size: int, _ud: object) -> None:
-            armed, self._neg_armed = self._neg_armed, None
-            if armed is None or armed[0] != address:
-                self._neg_armed = armed
-                return
-            _, ea, n = armed
-            mask = (1 << (8 * n)) - 1
-            if self.ram_base <= ea and ea + n <= self.ram_base + self.ram_size:
-                operand = -int.from_bytes(self.read_ram(ea, n), "little") & mask  # RAM holds the result
-            elif self.inplace.read_stash[:2] == (ea, n):
-                operand = self.inplace.read_stash[2]  # in place: the device read of the operand
-            else:
-                return
-            flags = sub_flags(0, operand, 0, n)[1]
-            self.regfile.set("rflags", (self.regfile.get("rflags") & ~_ARITH_FLAGS) | flags)
-
-        self.uc.hook_add(UC_HOOK_CODE, on_start, None, site, site)
-        self.uc.hook_add(UC_HOOK_CODE, on_after, None, after, after)
 
     def _repair_flags(self, rip: int | None = None) -> None:
         """After a fault at `rip` (default: RIP now), restore RFLAGS from the stash of the budget hook
-        or of a SETcc site hook. RIP is read only when there is a stash."""
-        self._neg_armed = None  # the faulting instruction did not complete (_hook_lock_neg)
+        or of a SETcc site hook (emu/flagsites.py). RIP is read only when there is a stash."""
+        self.flagfix.disarm()  # a faulting LOCK NEG did not complete
         address, flags = self._flags_stash
         if address < 0:
             return
@@ -746,6 +673,8 @@ class Machine:
                     continue
                 self._stop = self._fault_stop(err)
                 return
+            if self._stop is not None and self._stop.reason is StopReason.BUDGET:
+                self.flagfix.settle_lock_neg(self._stop.rip)  # stopped right after a LOCK NEG: its fix-up
             if self._stop is not None or self._external_stop():
                 return
             rip = self._rip()

@@ -526,3 +526,11 @@ def test_lock_neg_decline_in_place_keeps_the_flags_of_a_cmp_before_it() -> None:
     assert r.stop == "emulation_error"
     assert reg(m, "rflags") & 0x8D5 == 0x91
     assert reg(m, "rip") == 0x8016
+
+
+@pytest.mark.parametrize("path,style", CONFIGS, ids=IDS)
+def test_budget_stop_right_after_lock_neg_has_its_flags(path: str, style: str) -> None:
+    src = "mov ecx, 0x100000\nmov dword ptr [ecx], 1\nlock neg dword ptr [ecx]\nnop\nhlt"
+    r, m = run(src, path, style, mode=32, max_insns=3)
+    assert r.stop == "budget"
+    assert reg(m, "rflags") & 0x8D5 == 0x95

@@ -777,3 +777,24 @@ def test_lock_neg_flags_come_from_the_result(style: str, operand: str, value: in
     assert result.stop.reason is StopReason.HLT
     assert result.regs["rflags"] & 0x8D5 == flags
     assert result.regs["rbx"] & 0xFF == flags >> 7
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_budget_stop_right_after_lock_neg_has_its_flags(style: str) -> None:
+    """The budget hook stops in front of the next instruction before the LOCK NEG fix-up hook there
+    runs; the run loop applies the fix-up at that stop."""
+    src = "mov ecx, 0x100000\nmov dword ptr [ecx], 1\nlock neg dword ptr [ecx]\nnop\nhlt"
+    result, _, _ = run_on(style, src, mode=32, max_insns=3)
+    assert result.stop.reason is StopReason.BUDGET
+    assert result.regs["rflags"] & 0x8D5 == 0x95
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_lock_neg_running_off_the_window_keeps_the_flags_of_a_cmp_before_it(style: str) -> None:
+    """streams seed 520 #285: `cmp; lock neg qword [REGS_MMIO+0xffb]` stopped `unmapped` with AF lost
+    (0x81 for 0x91); the LOCK NEG start hook now also stashes RFLAGS."""
+    src = "xor r9d, r9d\ncmp r9d, 5\nmov r11, 0xfeb00950\nlock neg qword ptr [r11+0x16ab]\nhlt"
+    result, _, board = run_on(style, src)
+    assert result.stop.reason is StopReason.UNMAPPED
+    assert result.regs["rflags"] & 0x8D5 == 0x91
+    assert board.regs.state()["reads"] == 0

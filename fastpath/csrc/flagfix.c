@@ -122,10 +122,8 @@ static void hook_neg_start(uc_engine *uc, uint64_t address, uint32_t size, void 
     }
 }
 
-static void hook_neg_after(uc_engine *uc, uint64_t address, uint32_t size, void *ud)
+void xl_ff_settle(struct xl_flagfix *f, uint64_t address)
 {
-    struct xl_flagfix *f = (struct xl_flagfix *)ud;
-    (void)size;
     if (f->neg_after != address)
         return;
     f->neg_after = XL_FF_NONE;
@@ -136,9 +134,16 @@ static void hook_neg_after(uc_engine *uc, uint64_t address, uint32_t size, void 
     memcpy(&result, f->ram + (f->neg_ea - f->ram_base), (size_t)n);  /* RAM holds the result */
     uint64_t mask = n >= 8 ? ~0ull : (1ull << (8 * n)) - 1;
     xl_sub_flags(0, (0 - result) & mask, 0, n, &flags);  /* NEG's flags are those of 0 - operand */
-    uc_reg_read(uc, UC_X86_REG_EFLAGS, &rflags);
+    uc_reg_read(f->uc, UC_X86_REG_EFLAGS, &rflags);
     rflags = (rflags & ~ARITH_FLAGS) | (flags & ARITH_FLAGS);
-    uc_reg_write(uc, UC_X86_REG_EFLAGS, &rflags);
+    uc_reg_write(f->uc, UC_X86_REG_EFLAGS, &rflags);
+}
+
+static void hook_neg_after(uc_engine *uc, uint64_t address, uint32_t size, void *ud)
+{
+    (void)uc;
+    (void)size;
+    xl_ff_settle((struct xl_flagfix *)ud, address);
 }
 
 static int is_prefix(uint8_t b, int mode)

@@ -56,6 +56,10 @@ void xl_ff_stash(struct xl_flagfix *f, uint64_t address);
 /* After uc_emu_start returned an error: the faulting instruction was rolled back to its start, so
  * write the stash back if it was taken there; disarm a LOCK NEG fix-up (it did not complete). */
 void xl_ff_fault(struct xl_flagfix *f, uint64_t rip_id);
+/* Execution reached `address`: apply a LOCK NEG fix-up armed for it (the hook on that address does
+ * this; the run loop too after a budget stop there: the budget hook stops before that hook runs,
+ * and RFLAGS written inside the stopping hook do not survive the stop). */
+void xl_ff_settle(struct xl_flagfix *f, uint64_t address);
 /* Delete the hooks, free the tables. */
 void xl_ff_free(struct xl_flagfix *f);
 

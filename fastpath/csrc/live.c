@@ -1159,6 +1159,8 @@ int xl_live_run(struct xl_ctx *ctx, void *ucv, const struct xl_live_cfg *cfg, st
         out->segments++;
         if (err != UC_ERR_OK)
             xl_ff_fault(&L.ff, (uint64_t)L.ids[XL_RIP]);  /* RFLAGS as the faulting instruction started */
+        else if (L.stop == XL_STOP_BUDGET)
+            xl_ff_settle(&L.ff, out->rip);  /* a budget stop right after a LOCK NEG: its fix-up */
         if (L.prot_base) {
             uc_mem_protect(uc, L.prot_base, L.prot_size, UC_PROT_READ | UC_PROT_WRITE);
             L.prot_base = 0;
