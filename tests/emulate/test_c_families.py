@@ -120,8 +120,8 @@ def c_vs_python(case: Case, rec: ExitRecord, content: bytes, ctx: CContext) -> s
     assert out is not None
     assert res.ok, f"{where}: C refused ({res.status}, {ctx.error}) what Python did: {out}"
     assert res.n_acc == len(out.accesses) and res.acc_hash == access_hash(out.accesses), (
-        f"{where}: accesses differ: C n={res.n_acc} first {(hex(res.gpa), res.size, res.write, hex(res.value))},"
-        f" Python {out.accesses}")
+        f"{where}: accesses differ: C n={res.n_acc} first "
+        f"{(hex(res.gpa), res.size, res.write, hex(res.value))}, Python {out.accesses}")
     assert res.next_rip == out.next_rip, f"{where}: next rip {res.next_rip:#x} != {out.next_rip:#x}"
     diff = {n: (hex(after[n]), hex(cpu.get(n))) for n in REG_NAMES if n != "rip" and after[n] != cpu.get(n)}
     assert not diff, f"{where}: registers (C, Python) {diff}"
