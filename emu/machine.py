@@ -181,6 +181,23 @@ class UnicornCpu:
     def set_xmm(self, index: int, value: int) -> None:
         self.m.regfile.set_xmm(index, value)
 
+    # YMM, MMX and CR0: the vector-move and SMSW forms of the generic path (emu/semantics/core.py
+    # Exec.get_vec / misc.py) find them here, as on a BatchCpu
+    def get_ymm(self, index: int) -> int:
+        return self.m.regfile.get_ymm(index)
+
+    def set_ymm(self, index: int, value: int) -> None:
+        self.m.regfile.set_ymm(index, value)
+
+    def get_mm(self, index: int) -> int:
+        return self.m.regfile.get_mm(index)
+
+    def set_mm(self, index: int, value: int) -> None:
+        self.m.regfile.set_mm(index, value)
+
+    def get_cr0(self) -> int:
+        return self.m.regfile.get_cr0()
+
     def read_mem(self, addr: int, size: int) -> bytes:
         return self.m.read_ram(addr, size)
 
