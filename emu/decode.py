@@ -310,6 +310,10 @@ def decode(code: bytes, mode: int, rip: int = 0) -> Access:
     if op in _NO_66 and 0x66 in _legacy_prefixes(raw, mode):
         raise _fail(f"unsupported instruction '{name}': operand-size override on a near branch or ENTER "
                     "(16-bit IP/frame; Intel and AMD differ in 64-bit mode)", rip, raw)
+    if op in (Op.CALL, Op.JMP) and insn.opcode[0] == 0xFF and (insn.modrm >> 3) & 7 in (3, 5):
+        # FF /3 and FF /5 are the far forms (m16:32 / m16:64: a selector load); Capstone names
+        # them CALL/JMP like the near ones (found by exitlab fuzz: `ff 29` in 64-bit mode)
+        raise _fail(f"unsupported instruction '{name}': far CALL/JMP through memory", rip, raw)
     if op in _STACK_OPS and not (op in (Op.PUSH, Op.CALL, Op.POP) and mems):
         return _decode_stack(insn, op, raw, reg_names, imms, mode, rip, name)
     if op is Op.XLAT:
@@ -333,6 +337,10 @@ def decode(code: bytes, mode: int, rip: int = 0) -> Access:
         size = _operand_size(raw, mode)
     if form.np and any(b in (0x66, 0xF2, 0xF3) for b in _legacy_prefixes(raw, mode)):
         raise _fail(f"'{name}' does not allow a 66/F2/F3 prefix (#UD)", rip, raw)
+    if op is Op.MOVBE and any(b in (0xF2, 0xF3) for b in _legacy_prefixes(raw, mode)):
+        # F2 0F 38 F0/F1 is CRC32 (F3: #UD); Capstone says MOVBE when another prefix sits between
+        # F2 and 66 (`f2 36 66 49 0f 38 f1 2f`, found by exitlab fuzz)
+        raise _fail(f"unsupported instruction '{name}': F2/F3 on 0F 38 F0/F1 is CRC32 or #UD", rip, raw)
     if insn.id == X.X86_INS_MOVSXD and reg_size == 2:
         size = 2  # Intel SDM: 66 63 /r is MOVSXD r16, r/m16 (docs/known-discrepancies.md)
     imm = imms[0].imm & ((1 << (8 * size)) - 1) if imms else None

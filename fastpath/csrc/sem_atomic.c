@@ -72,6 +72,8 @@ uint32_t xs_atomic_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_
         size = d->opsize;
     if (rows[k].np && (d->has66 || d->has_f2f3))
         return XL_E_UNSUPPORTED;
+    if (op == AT_MOVBE && d->has_f2f3)
+        return XL_E_UNSUPPORTED;  /* F2 0F 38 F0/F1 is CRC32, F3 #UD (Capstone can say MOVBE) */
     int mem_is_dest = op == AT_MOVDIR64B ? 0 : d->mem_is_dest;
     if (d->lock && !(rows[k].lockable && mem_is_dest))
         return XL_E_UNSUPPORTED;  /* LOCK is #UD here */

@@ -81,6 +81,9 @@ uint32_t xs_stack_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_c
         return XL_E_UNSUPPORTED;  /* LOCK is #UD on all of them */
     if (no66 && d->has66)
         return XL_E_UNSUPPORTED;  /* 16-bit IP/frame (Intel and AMD differ in 64-bit mode) */
+    if ((op == ST_CALL || op == ST_JMP) && d->x->opcode[0] == 0xFF && ((d->x->modrm >> 3) & 7) != 2 &&
+        ((d->x->modrm >> 3) & 7) != 4)
+        return XL_E_UNSUPPORTED;  /* FF /3, FF /5: far CALL/JMP m16:32 (Capstone names them CALL/JMP) */
     int width = d->mode == 64 ? 8 : 4;
     uint64_t am = msk(width);
     int explicit_mem = d->nmem == 1 && (op == ST_PUSH || op == ST_POP || op == ST_CALL || op == ST_JMP);

@@ -360,3 +360,20 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+@pytest.mark.parametrize("code", ["ff 29", "ff 19", "ff 6a 08", "f2 36 66 49 0f 38 f1 2f",
+                                  "f2 65 66 0f 38 f0 22",
+                                  "f3 0f 38 f0 22"])
+def test_far_branch_and_crc32_alias_refused(code: str) -> None:
+    """Found by exitlab fuzz: FF /3 and FF /5 are far CALL/JMP (Capstone names them CALL/JMP) and
+    0F 38 F0/F1 under F2 is CRC32 (Capstone says MOVBE when a prefix sits between F2 and 66):
+    both paths refuse them, the C one touching nothing."""
+    raw = bytes.fromhex(code)
+    with pytest.raises(EmulationError):
+        decode(raw, 64, RIP)
+    case = Case(raw, 64, {"rcx": MMIO[0] + 0x40, "rdx": MMIO[0] + 0x80, "r15": MMIO[0] + 0x100,
+                          "rsp": MMIO[0] + 0x800, "rflags": 2})
+    for addr in (MMIO[0] + 0x40, MMIO[0] + 0x80, MMIO[0] + 0x100):
+        rec = replace(_exit(case, ()), addr=addr)
+        assert c_vs_python(case, rec, bytes(range(256)) * 16, _ctx(MMIO)) == "refused"
