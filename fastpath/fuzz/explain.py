@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from emu.access import Access, Op
 from emu.batchcpu import BatchCpu, default_ram_regions
 from emu.cpu import DeviceAccess
+from emu.decode import effective_address
 from emu.emulate import DF, PF, SF, STATUS, ZF, execute
 from emu.errors import EmulationError
 from fastpath.fuzz.case import Case
@@ -267,6 +268,20 @@ def _unicorn_movsxd_r16_reads_dword(e: Evidence) -> bool:
     return _opcode(e)[1][:1] == b"\x63" and o.gpa == t.gpa and o.size == 2 and t.size == 4
 
 
+def _unicorn_movsxd_r16_dword_past_window(e: Evidence) -> bool:
+    """The same 4-byte read of MOVSXD r16 running off the end of the window: unicorn faults on bytes
+    the SDM's 2-byte read never touches (found by `exitlab fuzz --family misc`)."""
+    a = e.access
+    if a is None or a.op is not Op.MOVSX or a.size != 2 or e.cls != "accepted-but-should-fault":
+        return False
+    if "READ_UNMAPPED" not in (e.truth_fault or "") or _opcode(e)[1][:1] != b"\x63":
+        return False
+    regs = e.case.reg_dict()
+    ea = effective_address(a.mem, lambda n: regs.get(n, 0), e.case.rip + a.length, e.case.mode)
+    base, size = e.case.mmio
+    return base <= ea and ea + 2 <= base + size < ea + 4
+
+
 def _unicorn_has_no_avx_movdiri(e: Evidence) -> bool:
     """unicorn 2.1.4 (QEMU 5 TCG) has no AVX and no MOVDIRI/MOVDIR64B: #UD where the generic path
     emulates the SDM (a KVM host with those features executes them)."""
@@ -357,6 +372,7 @@ RULES: tuple[tuple[str, Callable[[Evidence], bool]], ...] = (
     ("unicorn-ret-imm16-sign-extended", _unicorn_ret_imm16_signed),
     ("unicorn-writes-through-cs-override", _unicorn_writes_through_cs),
     ("unicorn-movsxd-r16-reads-dword", _unicorn_movsxd_r16_reads_dword),
+    ("unicorn-movsxd-r16-reads-dword", _unicorn_movsxd_r16_dword_past_window),
     ("unicorn-has-no-avx-movdiri", _unicorn_has_no_avx_movdiri),
     ("unicorn-no-gp-on-non-canonical-branch", _unicorn_branch_no_canonical_check),
     ("oracle-fetch-fault-after-branch", _oracle_fetch_after_branch),
