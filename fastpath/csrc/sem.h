@@ -136,6 +136,7 @@ struct xs2 {
     uint8_t lock, has66, has_f2f3, opsize, vex, mode;
     uint8_t seg;          /* last segment-override prefix as XL_SEG_* (only FS/GS have a base) */
     uint8_t cs_override;  /* a 2E prefix (the memory operand's segment is CS) */
+    uint8_t last_f2f3;    /* the last F2/F3 prefix byte, 0 if none (SSE mandatory prefix) */
 };
 
 /* A family: `has` says whether a Capstone id is a row of its table (a switch: every exit of the

@@ -29,6 +29,8 @@ static void scan(struct xs2 *d, const uint8_t *p, size_t n, int mode)
             d->lock |= b == 0xF0;
             d->has66 |= b == 0x66;
             d->has_f2f3 |= b == 0xF2 || b == 0xF3;
+            if (b == 0xF2 || b == 0xF3)
+                d->last_f2f3 = b;
             if (b == 0x64)
                 d->seg = XL_SEG_FS;
             else if (b == 0x65)

@@ -80,6 +80,28 @@ static int vec_class(unsigned reg, int *idx)
     return 0;
 }
 
+/* The mandatory prefix of the legacy form Capstone decoded (emu/decode.py _sse_required): none for
+ * MOVUPS/MOVAPS/MOVNTPS and the MMX forms, F3 for MOVSS/MOVDQU and MOVQ xmm, m64 (F3 0F 7E), F2
+ * for MOVSD/LDDQU, 66 for the other XMM forms. */
+static int required_prefix(const struct xs2 *d, int cls)
+{
+    switch (d->insn->id) {
+    case X86_INS_MOVUPS: case X86_INS_MOVAPS: case X86_INS_MOVNTPS:
+        return 0;
+    case X86_INS_MOVSS: case X86_INS_MOVDQU:
+        return 0xF3;
+    case X86_INS_MOVSD: case X86_INS_LDDQU:
+        return 0xF2;
+    default:
+        break;
+    }
+    if (cls == 3)
+        return 0;
+    if (d->insn->id == X86_INS_MOVQ && d->x->opcode[1] == 0x7E && !d->mem_is_dest)
+        return 0xF3;
+    return 0x66;
+}
+
 /* accessor number and width (bytes) of a vector register */
 static int vec_id(int cls, int idx, int *bytes)
 {
@@ -118,6 +140,10 @@ uint32_t xs_vector_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_
     if (d->lock)
         return XL_E_UNSUPPORTED;  /* LOCK is #UD */
     if (d->nmem != 1 || !any_vec)
+        return XL_E_UNSUPPORTED;
+    /* SDM: the last F2/F3 is the mandatory prefix, 66 only without them; Capstone may decode the
+     * prefix-less form (`f2 4d 0f 6e 06` as MOVD mm0): then it is another instruction or #UD */
+    if (!d->vex && (d->last_f2f3 ? d->last_f2f3 : (d->has66 ? 0x66 : 0)) != required_prefix(d, cls))
         return XL_E_UNSUPPORTED;
     int size = d->mem_size;
     if (size != 4 && size != 8 && size != 16 && size != 32)

@@ -363,17 +363,20 @@ if __name__ == "__main__":
 
 
 @pytest.mark.parametrize("code", ["ff 29", "ff 19", "ff 6a 08", "f2 36 66 49 0f 38 f1 2f",
-                                  "f2 65 66 0f 38 f0 22",
-                                  "f3 0f 38 f0 22"])
+                                  "f2 65 66 0f 38 f0 22", "f3 0f 38 f0 22",
+                                  "f2 66 4c 0f 7e 0e", "f2 4d 0f 6e 06", "f3 0f 6e 06", "f2 0f 7f 06"])
 def test_far_branch_and_crc32_alias_refused(code: str) -> None:
-    """Found by exitlab fuzz: FF /3 and FF /5 are far CALL/JMP (Capstone names them CALL/JMP) and
-    0F 38 F0/F1 under F2 is CRC32 (Capstone says MOVBE when a prefix sits between F2 and 66):
-    both paths refuse them, the C one touching nothing."""
+    """Found by exitlab fuzz: FF /3 and FF /5 are far CALL/JMP (Capstone names them CALL/JMP),
+    0F 38 F0/F1 under F2 is CRC32 (Capstone says MOVBE when a prefix sits between F2 and 66), and
+    an F2/F3 on an MMX/SSE move selects another instruction or #UD (Capstone decodes the
+    prefix-less MOVD/MOVQ): both paths refuse them, the C one touching nothing."""
     raw = bytes.fromhex(code)
     with pytest.raises(EmulationError):
         decode(raw, 64, RIP)
     case = Case(raw, 64, {"rcx": MMIO[0] + 0x40, "rdx": MMIO[0] + 0x80, "r15": MMIO[0] + 0x100,
-                          "rsp": MMIO[0] + 0x800, "rflags": 2})
-    for addr in (MMIO[0] + 0x40, MMIO[0] + 0x80, MMIO[0] + 0x100):
+                          "rsi": MMIO[0] + 0x140, "r14": MMIO[0] + 0x180, "rsp": MMIO[0] + 0x800,
+                          "rflags": 2},
+                ymm={i: 0 for i in range(16)}, mm={i: 0 for i in range(8)})
+    for addr in (MMIO[0] + 0x40, MMIO[0] + 0x80, MMIO[0] + 0x100, MMIO[0] + 0x140, MMIO[0] + 0x180):
         rec = replace(_exit(case, ()), addr=addr)
         assert c_vs_python(case, rec, bytes(range(256)) * 16, _ctx(MMIO)) == "refused"
