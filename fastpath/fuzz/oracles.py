@@ -518,9 +518,8 @@ class _Run:
         if a.op is Op.LEAVE:
             return [(get("rbp", 0) & m, width)]
         if a.op is Op.MOVDIR64B and a.reg2:
-            from emu.access import SUBREGS  # noqa: PLC0415 - only this rare form needs it
-
-            return [(get(SUBREGS[a.reg2][0], 0) & ((1 << (8 * a.mem.addr_size)) - 1) & m, 64)]
+            dst = replace(a.mem, base=a.reg2, index=None, disp=0, segment=None, rip_relative=False)
+            return [(effective_address(dst, lambda n: get(n, 0), self.case.rip + a.length, mode), 64)]
         return []
 
     def c_paths(self) -> None:
