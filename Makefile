@@ -42,6 +42,8 @@ ASAN_DIR    := build/asan
 ASAN_SRC    := fastpath/csrc/asan_driver.c fastpath/csrc/insn_subset.c fastpath/csrc/paths.c fastpath/csrc/replay.c \
                fastpath/csrc/lockguard.c \
                fastpath/csrc/sem.c fastpath/csrc/sem_alu.c fastpath/csrc/sem_xchg.c fastpath/csrc/sem_bit.c fastpath/csrc/sem_sse.c
+ASAN_SRC    += fastpath/csrc/sem_route.c fastpath/csrc/sem_stack.c fastpath/csrc/sem_atomic.c \
+               fastpath/csrc/sem_vector.c fastpath/csrc/sem_misc.c
 ASAN_FLAGS  := -O1 -g -std=gnu11 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
                -Wall -Wextra -Werror
 ASAN_RANDOM ?= 300000

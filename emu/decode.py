@@ -310,6 +310,10 @@ def decode(code: bytes, mode: int, rip: int = 0) -> Access:
     if op in _NO_66 and 0x66 in _legacy_prefixes(raw, mode):
         raise _fail(f"unsupported instruction '{name}': operand-size override on a near branch or ENTER "
                     "(16-bit IP/frame; Intel and AMD differ in 64-bit mode)", rip, raw)
+    if op in (Op.CALL, Op.JMP) and insn.opcode[0] == 0xFF and (insn.modrm >> 3) & 7 in (3, 5):
+        # FF /3 and FF /5 are the far forms (m16:32 / m16:64: a selector load); Capstone names
+        # them CALL/JMP like the near ones (found by exitlab fuzz: `ff 29` in 64-bit mode)
+        raise _fail(f"unsupported instruction '{name}': far CALL/JMP through memory", rip, raw)
     if op in _STACK_OPS and not (op in (Op.PUSH, Op.CALL, Op.POP) and mems):
         return _decode_stack(insn, op, raw, reg_names, imms, mode, rip, name)
     if op is Op.XLAT:
@@ -333,6 +337,10 @@ def decode(code: bytes, mode: int, rip: int = 0) -> Access:
         size = _operand_size(raw, mode)
     if form.np and any(b in (0x66, 0xF2, 0xF3) for b in _legacy_prefixes(raw, mode)):
         raise _fail(f"'{name}' does not allow a 66/F2/F3 prefix (#UD)", rip, raw)
+    if op is Op.MOVBE and any(b in (0xF2, 0xF3) for b in _legacy_prefixes(raw, mode)):
+        # F2 0F 38 F0/F1 is CRC32 (F3: #UD); Capstone says MOVBE when another prefix sits between
+        # F2 and 66 (`f2 36 66 49 0f 38 f1 2f`, found by exitlab fuzz)
+        raise _fail(f"unsupported instruction '{name}': F2/F3 on 0F 38 F0/F1 is CRC32 or #UD", rip, raw)
     if insn.id == X.X86_INS_MOVSXD and reg_size == 2:
         size = 2  # Intel SDM: 66 63 /r is MOVSXD r16, r/m16 (docs/known-discrepancies.md)
     imm = imms[0].imm & ((1 << (8 * size)) - 1) if imms else None
@@ -354,6 +362,10 @@ def decode(code: bytes, mode: int, rip: int = 0) -> Access:
         reg, reg_size = vecs[0], {"y": 32, "x": 16, "m": 8}[vecs[0][0]]
         op = Op.SSE_STORE if mem_is_dest else Op.SSE_LOAD
         vex = raw[_opcode_at(raw, mode)] in (0xC4, 0xC5)
+        if not vex and _sse_prefix(raw, mode) != _sse_required(insn, reg, mem_is_dest):
+            raise _fail(f"unsupported instruction '{name}': its 66/F2/F3 prefixes select another "
+                        "instruction or #UD (SDM: the last F2/F3 is the mandatory prefix, 66 only without "
+                        "them; Capstone decodes the prefix-less form)", rip, raw)
         if form.align == -1:
             align = size
     elif vecs:
@@ -375,6 +387,35 @@ def decode(code: bytes, mode: int, rip: int = 0) -> Access:
     return Access(kind=kind, op=op, mnemonic=insn.mnemonic, length=insn.size, size=size, mem=mem,
                   mem_is_dest=mem_is_dest, reg=reg, reg_size=reg_size, imm=imm, lock=lock, raw=raw,
                   align16=form.align16 and size == 16, align=align, cond=cond, reg2=reg2, vex=vex)
+
+
+def _sse_prefix(raw: bytes, mode: int) -> int:
+    """The mandatory prefix of a legacy SSE/MMX move: the last F2/F3, else 66, else none (0)."""
+    last, has66 = 0, False
+    for b in _legacy_prefixes(raw, mode):
+        if b in (0xF2, 0xF3):
+            last = b
+        has66 |= b == 0x66
+    return last or (0x66 if has66 else 0)
+
+
+_NO_PREFIX = frozenset({X.X86_INS_MOVUPS, X.X86_INS_MOVAPS, X.X86_INS_MOVNTPS})
+_F3 = frozenset({X.X86_INS_MOVSS, X.X86_INS_MOVDQU})
+_F2 = frozenset({X.X86_INS_MOVSD, X.X86_INS_LDDQU})
+
+
+def _sse_required(insn: capstone.CsInsn, reg: str | None, store: bool) -> int:
+    """The mandatory prefix of the form Capstone decoded (0 for the MMX forms of MOVD/MOVQ; F3 for
+    MOVQ xmm, m64 = F3 0F 7E; 66 for the other XMM forms)."""
+    if insn.id in _NO_PREFIX or (reg or "").startswith("mm"):
+        return 0
+    if insn.id in _F3:
+        return 0xF3
+    if insn.id in _F2:
+        return 0xF2
+    if insn.id == X.X86_INS_MOVQ and insn.opcode[1] == 0x7E and not store:
+        return 0xF3
+    return 0x66
 
 
 def _segment_override(raw: bytes, mode: int) -> str | None:

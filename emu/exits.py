@@ -56,6 +56,9 @@ class ExitRecord:
     regs: tuple[int, ...]
     truth_size: int = 0
     truth_value: int = 0
+    # vector registers (xmmN/ymmN/mmN) and cr0 the instruction reads, by name (emu/vecstate.py):
+    # recorded for the SSE/AVX/MMX moves and SMSW only, so a replay can carry them out
+    vec: tuple[tuple[str, int], ...] = ()
 
     def reg(self, name: str) -> int:
         return self.regs[REG_INDEX[name]]

@@ -69,6 +69,7 @@ from emu.regfile import RegFile
 from emu.stop import Stop, StopReason
 from emu.sysinsn import system_instruction
 from emu.trace import TraceWriter
+from emu.vecstate import vector_state
 
 _UC_MODE = {16: UC_MODE_16, 32: UC_MODE_32, 64: UC_MODE_64}
 _PLATFORM_CR0 = {64: 0x80000033, 32: 0x33}  # PG|NE|ET|MP|PE in long mode, PE|... in 32-bit (emu/kvm.py)
@@ -180,6 +181,23 @@ class UnicornCpu:
 
     def set_xmm(self, index: int, value: int) -> None:
         self.m.regfile.set_xmm(index, value)
+
+    # YMM, MMX and CR0: the vector-move and SMSW forms of the generic path (emu/semantics/core.py
+    # Exec.get_vec / misc.py) find them here, as on a BatchCpu
+    def get_ymm(self, index: int) -> int:
+        return self.m.regfile.get_ymm(index)
+
+    def set_ymm(self, index: int, value: int) -> None:
+        self.m.regfile.set_ymm(index, value)
+
+    def get_mm(self, index: int) -> int:
+        return self.m.regfile.get_mm(index)
+
+    def set_mm(self, index: int, value: int) -> None:
+        self.m.regfile.set_mm(index, value)
+
+    def get_cr0(self) -> int:
+        return self.m.regfile.get_cr0()
 
     def read_mem(self, addr: int, size: int) -> bytes:
         return self.m.read_ram(addr, size)
@@ -293,15 +311,22 @@ class Machine:
 
     # -- exits --------------------------------------------------------------------------------
     def _record(self, kind: ExitKind, rip: int, addr: int, size: int, value: int) -> ExitRecord:
+        insn = self.read_ram(rip, MAX_INSN_LEN)
+        value &= (1 << (8 * max(size, 8))) - 1  # Unicorn's hooks pass the value as a signed int64
+        vec: tuple[tuple[str, int], ...] = ()
+        recorded = self.trace is not None or self.keep_records
+        if recorded and kind in (ExitKind.MMIO_READ, ExitKind.MMIO_WRITE):
+            vec = vector_state(insn, self.mode, self._vec_reg)  # what an SSE/AVX/MMX move or SMSW reads
         rec = ExitRecord(
             kind=kind,
             rip=rip,
             mode=self.mode,
             addr=addr,
-            insn=self.read_ram(rip, MAX_INSN_LEN),
+            insn=insn,
             regs=self.regfile.snapshot(),
             truth_size=size,
             truth_value=value,
+            vec=vec,
         )
         self.exit_counts[kind.value] += 1
         if self.trace is not None:
@@ -309,6 +334,15 @@ class Machine:
         if self.keep_records:
             self.records.append(rec)
         return rec
+
+    def _vec_reg(self, name: str) -> int:
+        """xmmN / ymmN / mmN / cr0 from the engine (trace records of vector moves and SMSW)."""
+        if name == "cr0":
+            return self.regfile.get_cr0()
+        if name.startswith("mm"):
+            return self.regfile.get_mm(int(name[2:]))
+        index = int(name[3:])
+        return self.regfile.get_ymm(index) if name.startswith("ymm") else self.regfile.get_xmm(index)
 
     def _halt(self, reason: StopReason, rip: int, message: str, insn: bytes = b"") -> None:
         if self._stop is None:

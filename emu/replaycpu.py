@@ -1,7 +1,8 @@
 """A `Cpu` rebuilt from one ExitRecord, so recorded exits can be handled again by any path.
 
 Registers come from the record's snapshot (writes stay local to the replay), the only guest memory
-is the instruction bytes the record carries at its RIP, and device accesses go to a board's bus, so
+is the instruction bytes the record carries at its RIP, the vector registers are the ones it
+carries (SSE/AVX/MMX moves, SMSW), and device accesses go to a board's bus, so
 replaying a trace into a fresh board must leave the same device state as the live run did.
 """
 
@@ -17,6 +18,7 @@ class ReplayCpu:
         self.mode = rec.mode
         self.rec = rec
         self.regs = dict(zip(REG_NAMES, rec.regs, strict=True))
+        self.vec = dict(rec.vec)
         self.bus = bus
         self.windows = windows
 
@@ -26,11 +28,43 @@ class ReplayCpu:
     def set(self, name: str, value: int) -> None:
         self.regs[name] = value
 
+    # Vector registers and CR0: the ones the record carries (ExitRecord.vec, emu/vecstate.py);
+    # any other is an EmulationError, so a record without them declines before any access.
+    def _vec(self, name: str, alt: str | None = None) -> int:
+        if name in self.vec:
+            return self.vec[name]
+        if alt is not None and alt in self.vec:
+            return self.vec[alt] & ((1 << 128) - 1)
+        raise EmulationError(f"a trace record carries no {name} register", self.rec.rip, self.rec.insn)
+
     def get_xmm(self, index: int) -> int:
-        raise EmulationError("a trace record carries no XMM registers", self.rec.rip, self.rec.insn)
+        return self._vec(f"xmm{index}", f"ymm{index}")
 
     def set_xmm(self, index: int, value: int) -> None:
-        raise EmulationError("a trace record carries no XMM registers", self.rec.rip, self.rec.insn)
+        """A legacy-SSE write (bits 255:128 of a recorded YMM kept)."""
+        if f"ymm{index}" in self.vec:
+            old = self.vec[f"ymm{index}"]
+            self.vec[f"ymm{index}"] = (old & ~((1 << 128) - 1)) | (value & ((1 << 128) - 1))
+        else:
+            self._vec(f"xmm{index}")
+            self.vec[f"xmm{index}"] = value & ((1 << 128) - 1)
+
+    def get_ymm(self, index: int) -> int:
+        return self._vec(f"ymm{index}")
+
+    def set_ymm(self, index: int, value: int) -> None:
+        self._vec(f"ymm{index}")
+        self.vec[f"ymm{index}"] = value & ((1 << 256) - 1)
+
+    def get_mm(self, index: int) -> int:
+        return self._vec(f"mm{index}")
+
+    def set_mm(self, index: int, value: int) -> None:
+        self._vec(f"mm{index}")
+        self.vec[f"mm{index}"] = value & ((1 << 64) - 1)
+
+    def get_cr0(self) -> int:
+        return self._vec("cr0")
 
     def read_mem(self, addr: int, size: int) -> bytes:
         off = addr - self.rec.rip

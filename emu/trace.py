@@ -4,6 +4,8 @@ Line 1 is a header: {"schema": "exitlab-trace", "version": 1, "guest": ..., "mod
 Every further line is one ExitRecord:
   {"kind": "mmio_write", "rip": int, "mode": 64, "addr": int, "insn": "66 89 02",
    "regs": {"rax": int, ..., "gs_base": int}, "truth": {"size": int, "value": int}}
+and, only for SSE/AVX/MMX moves and SMSW, "vec": {"xmm1" | "ymm1" | "mm1" | "cr0": int} (the vector
+register or CR0 the instruction needs, emu/vecstate.py; older traces simply lack it).
 `addr` is the GPA (MMIO), the port (PIO) or the hypercall number; `truth` is what Unicorn observed
 and is never an input to a decoder (for PIO it is also what the exit itself reports).
 """
@@ -20,6 +22,7 @@ from emu.exits import MAX_INSN_LEN, REG_NAMES, ExitKind, ExitRecord
 from emu.inputs import iter_lines, loads_strict
 from emu.limits import TRACE_LINE_MAX
 from emu.outfile import OutputFile
+from emu.vecstate import VEC_NAME, width
 
 SCHEMA = "exitlab-trace"
 VERSION = 1
@@ -30,7 +33,7 @@ class TraceError(ExitlabError):
 
 
 def record_to_json(rec: ExitRecord) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "kind": rec.kind.value,
         "rip": rec.rip,
         "mode": rec.mode,
@@ -39,6 +42,22 @@ def record_to_json(rec: ExitRecord) -> dict[str, Any]:
         "regs": dict(zip(REG_NAMES, rec.regs, strict=False)),
         "truth": {"size": rec.truth_size, "value": rec.truth_value},
     }
+    if rec.vec:  # optional: the vector registers / CR0 an SSE/AVX/MMX move or SMSW needs
+        out["vec"] = dict(rec.vec)
+    return out
+
+
+def _vec(obj: dict[str, Any]) -> tuple[tuple[str, int], ...]:
+    """The optional "vec" object: {"xmm1": int, "ymm2": int, "mm0": int, "cr0": int}."""
+    vec = obj.get("vec", {})
+    if not isinstance(vec, dict):
+        raise ValueError(f"'vec' must be an object (got {json.dumps(vec)[:40]})")
+    out = []
+    for name in vec:
+        if not isinstance(name, str) or not VEC_NAME.match(name):
+            raise ValueError(f"'vec' names xmm0-15, ymm0-15, mm0-7 or cr0 (got {json.dumps(name)})")
+        out.append((name, _int(vec, name, 0, (1 << width(name)) - 1, "vec ")))
+    return tuple(out)
 
 
 _KINDS = {k.value: k for k in ExitKind}
@@ -98,7 +117,8 @@ def record_from_json(obj: Any) -> ExitRecord:
         size = _int(truth, "size", 0, 8, "truth ") if "size" in truth else 0
     value = _int(truth, "value", 0, (1 << (8 * max(size, 8))) - 1, "truth ") if "value" in truth else 0
     return ExitRecord(
-        kind=kind, rip=rip, mode=mode, addr=addr, insn=insn, regs=values, truth_size=size, truth_value=value
+        kind=kind, rip=rip, mode=mode, addr=addr, insn=insn, regs=values, truth_size=size, truth_value=value,
+        vec=_vec(obj),
     )
 
 

@@ -247,6 +247,23 @@ extern "Python" void xl_py_trace(void *opaque, uint32_t kind, uint64_t rip, uint
 """
 
 
+# issue 14, C side part 2 (helper cfam2): the stack, atomic, vector-move and misc families of the
+# capstone path, and the one-exit state runner their agreement tests use; appended, self-contained
+SOURCES += ["sem_route.c", "sem_stack.c", "sem_atomic.c", "sem_vector.c", "sem_misc.c", "semcheck.c"]
+FUZZ_INCLUDES += '#include "semcheck.h"\n'
+CDEF += """
+struct xl_vecstate {
+    uint64_t ymm[16][4];
+    uint64_t mm[8];
+    uint64_t cr0;
+    uint32_t has;
+    uint32_t pad;
+};
+uint32_t xl_sem_run(struct xl_ctx *ctx, int path, int mode, uint32_t kind, uint64_t addr, uint64_t *regs,
+                    uint8_t *ram, uint64_t ram_base, uint64_t ram_size, struct xl_vecstate *vs,
+                    struct xl_result *res);
+"""
+
 def _pkg_dir(mod: object) -> Path:
     return Path(os.path.dirname(mod.__file__))  # type: ignore[attr-defined]
 

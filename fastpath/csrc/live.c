@@ -44,6 +44,7 @@
 
 #include <unicorn/unicorn.h>
 
+#include "sem.h"  /* XS_VEC_* */
 #include "live.h"
 #include "lockguard.h"
 #include "insn_subset.h"
@@ -240,13 +241,40 @@ static void live_fill(struct xl_cpu *c, int i)
     c->regs[i] = v;
 }
 
-/* XMM registers for the SSE forms of the Capstone path (sem_sse.c); only XMM0-7 outside 64-bit mode. */
+/* Vector registers (and CR0) for the SSE/AVX/MMX and SMSW forms of the Capstone path
+ * (sem_sse.c, sem_vector.c, sem_misc.c): read or written one register at a time, only when such a
+ * form runs, so no other exit pays for them.  idx: XMM 0-15 (v[0..1]), XS_VEC_YMM + i (v[0..3]),
+ * XS_VEC_MM + i (v[0]; the x87 register's mantissa, exponent set to all ones on a write as the CPU
+ * does for MMX), XS_VEC_CR0 (read-only).  Only 8 XMM/YMM outside 64-bit mode. */
 static int live_vec(struct xl_cpu *c, int idx, int write, uint64_t v[2])
 {
     struct live *L = (struct live *)c->opaque;
-    if (idx < 0 || idx >= (c->mode == 64 ? 16 : 8))
+    int n = c->mode == 64 ? 16 : 8;
+    uc_err e;
+    if (idx >= 0 && idx < n) {
+        e = write ? uc_reg_write(L->uc, UC_X86_REG_XMM0 + idx, v) : uc_reg_read(L->uc, UC_X86_REG_XMM0 + idx, v);
+    } else if (idx >= XS_VEC_YMM && idx < XS_VEC_YMM + n) {
+        int r = UC_X86_REG_YMM0 + (idx - XS_VEC_YMM);
+        e = write ? uc_reg_write(L->uc, r, v) : uc_reg_read(L->uc, r, v);
+    } else if (idx >= XS_VEC_MM && idx < XS_VEC_MM + 8) {
+        struct {
+            uint64_t mantissa;
+            uint16_t exponent;
+        } f = {0, 0};  /* Unicorn's FP register layout (x87 80-bit) */
+        int r = UC_X86_REG_FP0 + (idx - XS_VEC_MM);
+        if (write) {
+            f.mantissa = v[0];
+            f.exponent = 0xFFFF;
+            e = uc_reg_write(L->uc, r, &f);
+        } else {
+            e = uc_reg_read(L->uc, r, &f);
+            v[0] = f.mantissa;
+        }
+    } else if (idx == XS_VEC_CR0 && !write) {
+        e = uc_reg_read(L->uc, UC_X86_REG_CR0, &v[0]);
+    } else {
         return -1;
-    uc_err e = write ? uc_reg_write(L->uc, UC_X86_REG_XMM0 + idx, v) : uc_reg_read(L->uc, UC_X86_REG_XMM0 + idx, v);
+    }
     return e == UC_ERR_OK ? 0 : -1;
 }
 

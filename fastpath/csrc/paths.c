@@ -293,6 +293,11 @@ uint32_t xl_mmio_access(struct xl_ctx *ctx, struct xl_result *r, uint64_t gpa, i
     return mmio(ctx, r, gpa, size, write, v);
 }
 
+uint64_t xl_dev_left(const struct xl_ctx *ctx, uint64_t gpa)
+{
+    return win_left(ctx, gpa);
+}
+
 /* Guest bytes at linear address `addr` from the CPU's view (no copy). */
 static inline const uint8_t *view(const struct xl_cpu *c, uint64_t addr, size_t *avail)
 {
@@ -878,7 +883,9 @@ static uint32_t path_capstone(struct xl_ctx *ctx, const struct xl_exit *ex, stru
             return XL_E_GP;
     }
     /* the forms beyond the MOV family and MOVS/STOS: ALU, XCHG*, BT*, SSE moves, LODS (sem.c) */
-    uint32_t sem = xl_sem_exec(ctx, ex, c, r, insn, p, n, rip);
+    uint32_t sem = xl_sem2_exec(ctx, ex, c, r, insn, p, n, rip);  /* stack, atomics, vector, misc */
+    if (sem == XL_NOT_MINE)
+        sem = xl_sem_exec(ctx, ex, c, r, insn, p, n, rip);
     if (sem == XL_E_UNSUPPORTED)  /* still a precise #PF when the operand runs off the window */
         return unsupported_or_fault(ctx, ex, c, &insn->detail->x86, rip, insn->size);
     if (sem != XL_NOT_MINE)

@@ -37,6 +37,8 @@ int xl_dev_span(const struct xl_ctx *ctx, uint64_t gpa, int size, uint64_t *bad)
 /* One guest access through the devices: split per device where it crosses two (rule 4); the caller
  * has checked the span (xl_dev_span), so XL_E_UNMAPPED cannot happen after a piece was done. */
 uint32_t xl_mmio_access(struct xl_ctx *ctx, struct xl_result *r, uint64_t gpa, int size, int write, uint64_t *v);
+/* Bytes left in the device window holding gpa (0: no device claims it). */
+uint64_t xl_dev_left(const struct xl_ctx *ctx, uint64_t gpa);
 uint64_t xl_dev_mmio(struct xl_ctx *ctx, uint64_t gpa, int size, int write, uint64_t value);
 /* pv-fast on a pv window of ctx->tab (not the flat notify window): XL_OK or XL_NOT_MINE. */
 uint32_t xl_pvfast_tab(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r);

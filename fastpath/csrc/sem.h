@@ -143,3 +143,84 @@ uint64_t xs_ea(struct xl_cpu *c, const struct xl_sem *s, uint64_t rip, uint64_t 
 int xs_xmm(struct xl_cpu *c, int idx, int write, uint64_t *lo, uint64_t *hi);
 
 #endif
+
+/* ---- the stack, atomics, vector-move and misc families (issue 14, C side part 2):
+ * sem_route.c (entry, decode, memory routing), sem_stack.c, sem_atomic.c, sem_vector.c,
+ * sem_misc.c.  Each family file has one table of rows keyed by Capstone id; the entry tries the
+ * tables in turn before sem.c's (path_capstone calls xl_sem2_exec first). */
+
+/* Handle `insn` if its id is a row of one of the four family tables; XL_NOT_MINE otherwise. */
+uint32_t xl_sem2_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,
+                      const cs_insn *insn, const uint8_t *p, size_t n, uint64_t rip);
+
+/* Vector-register numbers for xl_cpu.vec beyond XMM0-15 (idx 0-15, v[0..1]): YMM i (v[0..3], low
+ * quadword first), MMX i (v[0]) and CR0 (v[0], read-only; SMSW).  A view without them returns -1. */
+#define XS_VEC_YMM 32
+#define XS_VEC_MM 64
+#define XS_VEC_CR0 96
+
+/* One decoded instruction of the four families: Capstone's operands plus the raw prefixes. */
+struct xs2 {
+    const cs_insn *insn;
+    const cs_x86 *x;
+    uint64_t rip, next;   /* next = RIP + length, wrapped at the mode's width */
+    struct xl_insn m;     /* the memory operand (if nmem) */
+    int nmem, mem_i, mem_size, mem_is_dest;
+    int nreg, nimm;
+    unsigned reg[4];      /* Capstone register ids, in operand order */
+    uint8_t reg_size[4];
+    int64_t imm[2];
+    uint8_t lock, has66, has_f2f3, opsize, vex, mode;
+    uint8_t seg;          /* last segment-override prefix as XL_SEG_* (only FS/GS have a base) */
+    uint8_t cs_override;  /* a 2E prefix (the memory operand's segment is CS) */
+    uint8_t last_f2f3;    /* the last F2/F3 prefix byte, 0 if none (SSE mandatory prefix) */
+};
+
+/* A family: `has` says whether a Capstone id is a row of its table (a switch: every exit of the
+ * path asks, MOV exits included); `exec` carries the decoded row out and returns a status (every
+ * refusal before any device access and with the CPU untouched, SEMANTICS rule 5). */
+typedef int (*xs2_has_fn)(unsigned id);
+typedef uint32_t (*xs2_exec_fn)(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,
+                                const struct xs2 *d);
+int xs_stack_has(unsigned id);
+int xs_atomic_has(unsigned id);
+int xs_vector_has(unsigned id);
+int xs_misc_has(unsigned id);
+uint32_t xs_stack_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,
+                       const struct xs2 *d);
+uint32_t xs_atomic_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,
+                        const struct xs2 *d);
+uint32_t xs_vector_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,
+                        const struct xs2 *d);
+uint32_t xs_misc_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,
+                      const struct xs2 *d);
+
+/* Memory routing of these families (emu/semantics/core.py Exec.plan/read/write): a device access
+ * (a claimed address, or the exit's own) is split per device window, then into 8-byte device
+ * accesses low address first; a RAM access (live runs) goes to the RAM view.  xs2_probe checks
+ * an access that will happen later without doing it: XL_OK, XL_E_UNMAPPED (ctx->fault_addr),
+ * XL_E_GP (non-canonical), XL_E_NOMEM (a replay has no RAM) or XL_E_UNSUPPORTED (RAM and a device
+ * in one access).  xs2_read/xs2_write do it (size <= 64, buffers little-endian). */
+uint32_t xs2_probe(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, uint64_t addr, int size);
+uint32_t xs2_read(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,
+                  uint64_t addr, int size, uint8_t *buf);
+uint32_t xs2_write(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,
+                   uint64_t addr, int size, const uint8_t *buf);
+/* The same for values of at most 8 bytes. */
+uint32_t xs2_read_u(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,
+                    uint64_t addr, int size, uint64_t *v);
+uint32_t xs2_write_u(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,
+                     uint64_t addr, int size, uint64_t v);
+/* Linear address of d->m with `extra` added to the displacement (emu/decode.py effective_address). */
+uint64_t xs2_ea(struct xl_cpu *c, const struct xs2 *d, uint64_t extra);
+/* 1 when the exit's address lies in [a, a + span) (emu/generic.py _check_address). */
+static inline int xs2_covers(const struct xl_exit *ex, uint64_t a, uint64_t span)
+{
+    return ex->addr - a < span;
+}
+/* 64-bit mode: bits 63..47 all equal. */
+static inline int xs2_canonical(uint64_t a)
+{
+    uint64_t top = a >> 47;
+    return top == 0 || top == 0x1FFFFull;
+}

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from emu.access import Access, Op
 from emu.batchcpu import BatchCpu, default_ram_regions
 from emu.cpu import DeviceAccess
+from emu.decode import effective_address
 from emu.emulate import DF, PF, SF, STATUS, ZF, execute
 from emu.errors import EmulationError, UnmappedAccess
 from fastpath.fuzz.case import Case
@@ -154,6 +155,52 @@ def _unicorn_66_beats_f3_on_0f7e(e: Evidence) -> bool:
     )
 
 
+def _sse_prefixes(e: Evidence) -> tuple[list[int], bytes]:
+    """(the legacy prefix bytes in order, the opcode bytes after them and REX) of a legacy SSE move."""
+    raw, i, pfx = e.access.raw if e.access else b"", 0, []
+    while i < len(raw) and (raw[i] in _PREFIXES or (e.case.mode == 64 and 0x40 <= raw[i] <= 0x4F)):
+        if raw[i] in _PREFIXES:
+            pfx.append(raw[i])
+        i += 1
+    return pfx, raw[i:i + 2]
+
+
+def _unicorn_66_beats_f2_f3_on_0f_10_11(e: Evidence) -> bool:
+    """With 66 and F2/F3 in front of 0F 10/11, F2/F3 select MOVSD/MOVSS (4 or 8 bytes; iced-x86,
+    Capstone and the generic path agree); unicorn 2.1.4 (QEMU's gen_sse tests 66 first) executes
+    MOVUPD, a 16-byte access at the same address -- or faults where those 16 bytes leave the window.
+    Matched on that opcode, prefix mix and access shape only."""
+    a = e.access
+    if a is None or a.vex or a.op not in (Op.SSE_LOAD, Op.SSE_STORE) or a.size not in (4, 8):
+        return False
+    pfx, opcode = _sse_prefixes(e)
+    if 0x66 not in pfx or not {0xF2, 0xF3} & set(pfx) or opcode not in (b"\x0f\x10", b"\x0f\x11"):
+        return False
+    if not e.truth_accesses:
+        return False
+    if e.cls == "access-size" and e.truth_fault is None:
+        return (bool(e.ours_accesses) and e.ours_accesses[0].gpa == e.truth_accesses[0].gpa
+                and sum(t.size for t in e.truth_accesses) == 16
+                and sum(o.size for o in e.ours_accesses) == a.size)
+    if e.cls != "accepted-but-should-fault" or "UNMAPPED" not in (e.truth_fault or ""):
+        return False
+    regs = e.case.reg_dict()
+    ea = effective_address(a.mem, lambda n: regs.get(n, 0), e.case.rip + a.length, e.case.mode)
+    return e.truth_accesses[0].gpa == ea
+
+
+def _unicorn_f3_beats_f2_on_sse(e: Evidence) -> bool:
+    """With both F2 and F3 in front of an SSE move the last one is the mandatory prefix (the generic
+    path, as KVM's decoder for REP prefixes); unicorn 2.1.4 tests F3 first, so F3 F2 0F F0 (LDDQU)
+    becomes the undefined F3 0F F0: #UD. Matched when the last of them is F2 and unicorn raised #UD."""
+    a = e.access
+    if a is None or a.vex or a.op not in (Op.SSE_LOAD, Op.SSE_STORE) or e.cls != "accepted-but-should-fault":
+        return False
+    pfx, _ = _sse_prefixes(e)
+    last = [b for b in pfx if b in (0xF2, 0xF3)]
+    return {0xF2, 0xF3} <= set(last) and last[-1] == 0xF2 and "INSN_INVALID" in (e.truth_fault or "")
+
+
 def _unicorn_ud_test_alias(e: Evidence) -> bool:
     """unicorn 2.1.4 raises #UD for F6 /1 and F7 /1, the undocumented alias of TEST r/m, imm that
     hardware executes (and Capstone, iced-x86 and KVM's emulator decode as TEST)."""
@@ -265,6 +312,20 @@ def _unicorn_movsxd_r16_reads_dword(e: Evidence) -> bool:
         return False
     o, t = e.ours_accesses[0], e.truth_accesses[0]
     return _opcode(e)[1][:1] == b"\x63" and o.gpa == t.gpa and o.size == 2 and t.size == 4
+
+
+def _unicorn_movsxd_r16_dword_past_window(e: Evidence) -> bool:
+    """The same 4-byte read of MOVSXD r16 running off the end of the window: unicorn faults on bytes
+    the SDM's 2-byte read never touches (found by `exitlab fuzz --family misc`)."""
+    a = e.access
+    if a is None or a.op is not Op.MOVSX or a.size != 2 or e.cls != "accepted-but-should-fault":
+        return False
+    if "READ_UNMAPPED" not in (e.truth_fault or "") or _opcode(e)[1][:1] != b"\x63":
+        return False
+    regs = e.case.reg_dict()
+    ea = effective_address(a.mem, lambda n: regs.get(n, 0), e.case.rip + a.length, e.case.mode)
+    base, size = e.case.mmio
+    return base <= ea and ea + 2 <= base + size < ea + 4
 
 
 def _unicorn_has_no_avx_movdiri(e: Evidence) -> bool:
@@ -421,8 +482,11 @@ RULES: tuple[tuple[str, Callable[[Evidence], bool]], ...] = (
     ("unicorn-cmps-reads-rdi-first", _unicorn_cmps_order),
     ("unicorn-movbe-hook-value", _unicorn_movbe_hook_value),
     ("unicorn-ret-imm16-sign-extended", _unicorn_ret_imm16_signed),
+    ("unicorn-66-beats-f2-f3-on-0f-10-11", _unicorn_66_beats_f2_f3_on_0f_10_11),
+    ("unicorn-f3-beats-f2-on-sse", _unicorn_f3_beats_f2_on_sse),
     ("unicorn-writes-through-cs-override", _unicorn_writes_through_cs),
     ("unicorn-movsxd-r16-reads-dword", _unicorn_movsxd_r16_reads_dword),
+    ("unicorn-movsxd-r16-reads-dword", _unicorn_movsxd_r16_dword_past_window),
     ("unicorn-has-no-avx-movdiri", _unicorn_has_no_avx_movdiri),
     ("unicorn-no-gp-on-non-canonical-branch", _unicorn_branch_no_canonical_check),
     ("oracle-fetch-fault-after-branch", _oracle_fetch_after_branch),
