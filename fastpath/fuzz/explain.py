@@ -11,10 +11,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+import iced_x86 as iced
+
 from emu.access import Access, Op
 from emu.batchcpu import BatchCpu, default_ram_regions
 from emu.cpu import DeviceAccess
-from emu.decode import effective_address
+from emu.decode import decode, effective_address
 from emu.emulate import DF, PF, SF, STATUS, ZF, execute
 from emu.errors import EmulationError, UnmappedAccess
 from fastpath.fuzz.case import Case
@@ -104,6 +106,8 @@ def _unicorn_reports_whole_access_leaving_window(e: Evidence) -> bool:
     if len(e.ours_accesses) != len(e.truth_accesses) or not e.truth_accesses:
         return False
     end = e.case.mmio[0] + e.case.mmio[1]
+    # a MOVBE store's hook value is unicorn's garbage (_unicorn_movbe_hook_value): only its values
+    movbe = e.access is not None and e.access.op is Op.MOVBE and e.access.mem_is_dest
     cut = False
     for ours, truth in zip(e.ours_accesses, e.truth_accesses, strict=True):
         if (ours.gpa, ours.write) != (truth.gpa, truth.write):
@@ -111,12 +115,59 @@ def _unicorn_reports_whole_access_leaving_window(e: Evidence) -> bool:
         if truth.gpa + truth.size > end:
             keep = end - truth.gpa
             low = (1 << (8 * keep)) - 1
-            if ours.size != keep or (ours.write and ours.value != truth.value & low):
+            if ours.size != keep or (ours.write and not movbe and ours.value != truth.value & low):
                 return False
             cut = True
-        elif ours != truth:
+        elif ours != truth and not (movbe and ours.write and (ours.gpa, ours.size) == (truth.gpa,
+                                                                                      truth.size)):
             return False
     return cut
+
+
+def _cut_at_window_end(accesses: list[DeviceAccess], end: int) -> list[DeviceAccess]:
+    """The accesses as the generic path makes them where unicorn reports an access leaving the
+    window whole (_unicorn_reports_whole_access_leaving_window): each cut at the window's end."""
+    out = []
+    for t in accesses:
+        if t.gpa < end < t.gpa + t.size:
+            keep = end - t.gpa
+            value = t.value & ((1 << (8 * keep)) - 1) if t.write else t.value
+            t = DeviceAccess(t.gpa, keep, t.write, value)
+        out.append(t)
+    return out
+
+
+def _unicorn_sse_halves_into_window(e: Evidence) -> bool:
+    """A 16-byte SSE access crossing from a RAM page into the window: unicorn 2.1.4 does it as two
+    8-byte halves (QEMU gen_ldo/gen_sto) and misses the half that crosses (as in
+    _unicorn_misses_page_crossing_piece), reporting only the half inside the window; the generic
+    path sends the device every byte inside the window in 8-byte pieces from its first byte, as
+    KVM does. Matched only when the truth is exactly those whole halves, ours exactly those pieces,
+    every byte both report written agrees, and the registers are the same."""
+    a = e.access
+    if a is None or a.vex or a.op not in (Op.SSE_LOAD, Op.SSE_STORE) or a.size != 16:
+        return False
+    if e.cls not in ("access-size", "address") or e.truth_fault is not None:
+        return False
+    if any(e.ours_regs.get(k) != v for k, v in e.truth_regs.items() if k != "rip"):
+        return False
+    regs = e.case.reg_dict()
+    ea = effective_address(a.mem, lambda n: regs.get(n, 0), e.case.rip + a.length, e.case.mode)
+    base, size = e.case.mmio
+    if not ea < base < ea + 16 <= base + size:
+        return False
+    write = a.op is Op.SSE_STORE
+    halves = [(h, 8, write) for h in (ea, ea + 8) if h >= base]
+    pieces = [(p, min(8, ea + 16 - p), write) for p in range(base, ea + 16, 8)]
+    if [(t.gpa, t.size, t.write) for t in e.truth_accesses] != halves:
+        return False
+    if [(o.gpa, o.size, o.write) for o in e.ours_accesses] != pieces:
+        return False
+    if not write:
+        return True
+    ours = {o.gpa + i: (o.value >> (8 * i)) & 0xFF for o in e.ours_accesses for i in range(o.size)}
+    return all(ours[t.gpa + i] == (t.value >> (8 * i)) & 0xFF
+               for t in e.truth_accesses for i in range(t.size))
 
 
 _NONCANONICAL = re.compile(r"non-canonical address (0x[0-9a-f]+)")
@@ -236,7 +287,13 @@ def _unicorn_locked_rmw_rereads(e: Evidence) -> bool:
     if a is None or not a.lock or e.cls not in ("address", "access-size") or e.truth_fault is not None:
         return False
     want, got = list(e.truth_accesses), list(e.ours_accesses)
-    return len(want) == len(got) + 1 and bool(got) and not got[0].write and [got[0]] + got == want
+    if len(want) == len(got) + 1 and bool(got) and not got[0].write and [got[0]] + got == want:
+        return True
+    # the same re-read of an access leaving the window, which unicorn reports whole (both rules)
+    if len(want) != len(got) + 1 or len(want) < 2 or want[0] != want[1] or want[0].write:
+        return False
+    return _unicorn_reports_whole_access_leaving_window(replace(e, cls="access-size",
+                                                                truth_accesses=tuple(want[1:])))
 
 
 def _unicorn_lock_neg_flags(e: Evidence) -> bool:
@@ -408,7 +465,8 @@ def _rerun_gives_truth(e: Evidence, access: Access, swap_pairs: bool = False) ->
     if faulted and len(truth) == len(got) + 1 and truth[-1].gpa + truth[-1].size > end:
         truth = truth[:-1]  # unicorn-reports-whole-access-leaving-window: the faulting element's report
     swapped = [truth[i + 1 - 2 * (i % 2)] for i in range(len(truth))] if len(truth) % 2 == 0 else truth
-    if got != truth and not (swap_pairs and got == swapped):
+    cut = truth if faulted else _cut_at_window_end(truth, end)  # ours split at the window's end
+    if got != truth and not (swap_pairs and got == swapped) and got != cut:
         return False
     m = (1 << c.mode) - 1
     return all(cpu.get(k) & (m if k != "rflags" else STATUS | DF) == v & (m if k != "rflags" else STATUS | DF)
@@ -474,6 +532,68 @@ def _unicorn_f2_wins_over_f3(e: Evidence) -> bool:
         for k, v in e.truth_regs.items() if k != "rip")
 
 
+def _iced_invalid(code: bytes, mode: int) -> bool:
+    """iced-x86 (the project's independent decoder) calls the first instruction of `code` invalid."""
+    return iced.Decoder(mode, code).decode().code == iced.Code.INVALID
+
+
+def _unicorn_sse_prefix_order(e: Evidence) -> bool:
+    """With several of 66/F2/F3 in front of a legacy SSE move, the SDM (iced-x86, Capstone, the
+    generic path) takes the last F2/F3 as the mandatory prefix, else 66; unicorn 2.1.4 (QEMU 5
+    gen_sse: `if PREFIX_DATA b1 = 1; else if PREFIX_REPZ b1 = 2; else if PREFIX_REPNZ b1 = 3`)
+    takes 66 if present, else F3, else F2, whatever the order. Matched only when the same bytes
+    with the prefixes rewritten so that the SDM picks unicorn's prefix (every F2/F3 replaced by it,
+    or by 66) give exactly the truth through our path -- or are invalid for iced-x86 where unicorn
+    raised #UD (`66 f2 0f f0`: 66 0F F0 is undefined; `f3 f2 0f 11`: MOVSS, 4 bytes)."""
+    a = e.access
+    if a is None or a.vex or a.op not in (Op.SSE_LOAD, Op.SSE_STORE):
+        return False
+    code, mode = a.raw, e.case.mode  # the bytes as fetched (a case's bytes may stop short of the end)
+    i, pfx = 0, []
+    while i < len(code) and (code[i] in _PREFIXES or (mode == 64 and 0x40 <= code[i] <= 0x4F)):
+        pfx.append(code[i])
+        i += 1
+    reps = [b for b in pfx if b in (0xF2, 0xF3)]
+    sdm = reps[-1] if reps else (0x66 if 0x66 in pfx else 0)
+    qemu = 0x66 if 0x66 in pfx else (0xF3 if 0xF3 in pfx else (0xF2 if 0xF2 in pfx else 0))
+    if sdm == qemu:
+        return False
+    new = bytes(qemu if b in (0xF2, 0xF3) else b for b in code[:i]) + code[i:]
+    try:
+        other = decode(new, mode, e.case.rip)
+    except EmulationError:
+        return (e.cls == "accepted-but-should-fault" and "INSN_INVALID" in (e.truth_fault or "")
+                and _iced_invalid(new, mode))
+    return other.length == a.length and _rerun_gives_truth(e, other)
+
+
+def _fetched(c: Case) -> bytes:
+    """The bytes the paths fetch at RIP: the case's, then the zeroed RAM after them."""
+    return (c.code + bytes(15))[:15]
+
+
+def _unicorn_ignores_prefix_on_movnti(e: Evidence) -> bool:
+    """MOVNTI (NP 0F C3) with a 66/F2/F3 prefix is #UD (SDM "NP"; iced-x86: invalid), as the generic
+    path says; unicorn 2.1.4 (QEMU 5 `case 0x1c3` checks no prefix) executes the MOVNTI. Matched only
+    when iced-x86 rejects the bytes and the same bytes without those prefixes give exactly the
+    truth through our path."""
+    if e.cls != "faulted-but-should-run" or e.truth_fault is not None or "66/F2/F3 prefix" not in e.error:
+        return False
+    code, mode = _fetched(e.case), e.case.mode
+    i = 0
+    while i < len(code) and (code[i] in _PREFIXES or (mode == 64 and 0x40 <= code[i] <= 0x4F)):
+        i += 1
+    if code[i:i + 2] != b"\x0f\xc3" or not _iced_invalid(code, mode):
+        return False
+    kept = bytes(b for b in code[:i] if b not in (0x66, 0xF2, 0xF3))
+    dropped = i - len(kept)
+    try:
+        other = decode(kept + code[i:], mode, e.case.rip + dropped)
+    except EmulationError:
+        return False
+    return _rerun_gives_truth(e, replace(other, length=other.length + dropped))
+
+
 RULES: tuple[tuple[str, Callable[[Evidence], bool]], ...] = (
     ("unicorn-f2-wins-over-f3-on-cmps-scas", _unicorn_f2_wins_over_f3),
     ("unicorn-popcnt-66-beats-rex-w", _unicorn_popcnt_66_beats_rex_w),
@@ -502,6 +622,9 @@ RULES: tuple[tuple[str, Callable[[Evidence], bool]], ...] = (
     ("unicorn-reports-whole-access-leaving-window", _unicorn_reports_whole_access_leaving_window),
     ("unicorn-noncanonical-address-wraps", _unicorn_noncanonical_wraps),
     ("unicorn-66-beats-f3-on-0f-7e", _unicorn_66_beats_f3_on_0f7e),
+    ("unicorn-misses-mmio-piece-of-page-crossing-access", _unicorn_sse_halves_into_window),
+    ("unicorn-sse-prefix-66-then-f3-then-f2", _unicorn_sse_prefix_order),
+    ("unicorn-ignores-66-f2-f3-on-movnti", _unicorn_ignores_prefix_on_movnti),
 )
 
 
