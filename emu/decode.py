@@ -308,6 +308,10 @@ def decode(code: bytes, mode: int, rip: int = 0) -> Access:
         raise _fail(f"unsupported instruction '{name}' (AVX-512/x87 register)", rip, raw)
     if any(r.startswith("mm") for r in reg_names) and insn.id not in (X.X86_INS_MOVD, X.X86_INS_MOVQ):
         raise _fail(f"unsupported instruction '{name}' (MMX register)", rip, raw)
+    if insn.id == X.X86_INS_CMPSD and any(n.startswith(("xmm", "ymm")) for n in reg_names):
+        # Capstone gives the SSE compares with a named predicate (`0f c2 52 f8 03` is CMPUNORDPS) the
+        # id of the string CMPSD (found by `exitlab fuzz --seed 10`: the string decode crashed)
+        raise _fail(f"unsupported instruction '{name}' (SSE compare)", rip, raw)
     if insn.id == X.X86_INS_MOVSD and any(n.startswith("xmm") for n in reg_names):
         op = Op.SSE_LOAD  # SSE2 MOVSD xmm, m64 / m64, xmm: not the string MOVSD
     elif op in _STRING_OPS:
