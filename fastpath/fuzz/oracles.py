@@ -135,8 +135,11 @@ class Finding:
 
     @property
     def signature(self) -> str:
-        """Distinct-disagreement key: the same oracle, class and instruction form is one finding."""
-        return f"{self.oracle}|{self.cls}|{self.form}"
+        """Distinct-disagreement key: the same oracle, class and instruction form is one finding --
+        and the same explanation: an unexplained disagreement is never folded into an explained one
+        of the same form that came first (a campaign reported "clean" over such disagreements)."""
+        key = f"{self.oracle}|{self.cls}|{self.form}"
+        return key if self.explained is None else f"{key}|{self.explained}"
 
 
 @dataclass(frozen=True, slots=True)
