@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import iced_x86 as iced
 
-from emu.access import Access, Op
+from emu.access import Access, MemOperand, Op
 from emu.batchcpu import BatchCpu, default_ram_regions
 from emu.cpu import DeviceAccess
 from emu.decode import decode, effective_address
@@ -126,13 +126,13 @@ def _unicorn_reports_whole_access_leaving_window(e: Evidence) -> bool:
 
 def _cut_at_window_end(accesses: list[DeviceAccess], end: int) -> list[DeviceAccess]:
     """The accesses as the generic path makes them where unicorn reports an access leaving the
-    window whole (_unicorn_reports_whole_access_leaving_window): each cut at the window's end."""
+    window whole (_unicorn_reports_whole_access_leaving_window): each cut at the window's end (the
+    device's answer, or the value written, for the bytes inside it)."""
     out = []
     for t in accesses:
         if t.gpa < end < t.gpa + t.size:
             keep = end - t.gpa
-            value = t.value & ((1 << (8 * keep)) - 1) if t.write else t.value
-            t = DeviceAccess(t.gpa, keep, t.write, value)
+            t = DeviceAccess(t.gpa, keep, t.write, t.value & ((1 << (8 * keep)) - 1))
         out.append(t)
     return out
 
@@ -324,10 +324,51 @@ def _unicorn_cmps_order(e: Evidence) -> bool:
     if a is None or a.op is not Op.CMPS or e.cls not in ("address", "access-size") or e.truth_fault:
         return False
     ours, truth = list(e.ours_accesses), list(e.truth_accesses)
-    if len(ours) != len(truth) or len(ours) % 2:
+    if len(ours) == len(truth) and len(ours) % 2 == 0:
+        swapped = [truth[i + 1 - 2 * (i % 2)] for i in range(len(truth))]
+        if swapped == ours:
+            return True
+    # an iteration with an operand in RAM (unreported), or one leaving the window (reported whole
+    # by unicorn: _unicorn_reports_whole_access_leaving_window): each iteration's reads reordered
+    if any(e.ours_regs.get(k) != v for k, v in e.truth_regs.items() if k not in ("rip", "rflags")):
         return False
-    swapped = [truth[i + 1 - 2 * (i % 2)] for i in range(len(truth))]
-    return swapped == ours
+    start = e.case.reg_dict().get("rcx", 0)
+    iterations = _iterations(a, start, e.ours_regs.get("rcx", start))
+    order = _cmps_rdi_first(e.case, a, ours, iterations)
+    end = e.case.mmio[0] + e.case.mmio[1]
+    return order is not None and order != ours and order in (truth, _cut_at_window_end(truth, end))
+
+
+def _iterations(a: Access, rcx_start: int, rcx_end: int) -> int:
+    """How many elements a string instruction did: one without REP, else RCX's decrease."""
+    if not a.rep:
+        return 1
+    m = (1 << (8 * a.mem.addr_size)) - 1
+    return ((rcx_start & m) - (rcx_end & m)) & m
+
+
+def _cmps_rdi_first(c: Case, a: Access, ours: list[DeviceAccess],
+                    iterations: int) -> list[DeviceAccess] | None:
+    """Our CMPS device accesses in unicorn's order: per element, ES:[rdi]'s then [rsi]'s. Each access
+    is matched to the element whose operand it starts (None when one matches none)."""
+    if a.src_mem is None or iterations > 4096:
+        return None
+    step = -a.size if c.reg_dict().get("rflags", 0) & DF else a.size
+    regs = c.reg_dict()
+    nxt = c.rip + a.length
+
+    def at(mem: MemOperand, k: int) -> int:
+        moved = replace(mem, disp=mem.disp + k * step)
+        return effective_address(moved, lambda n: regs.get(n, 0), nxt, c.mode)
+
+    tagged, k = [], 0
+    for i, acc in enumerate(ours):
+        while k < iterations and acc.gpa not in (at(a.mem, k), at(a.src_mem, k)):
+            k += 1
+        if k == iterations:
+            return None
+        tagged.append((k, 0 if acc.gpa == at(a.mem, k) else 1, i, acc))
+    return [acc for *_, acc in sorted(tagged)]
 
 
 def _unicorn_movbe_hook_value(e: Evidence) -> bool:
@@ -464,9 +505,12 @@ def _rerun_gives_truth(e: Evidence, access: Access, swap_pairs: bool = False) ->
     end = c.mmio[0] + c.mmio[1]
     if faulted and len(truth) == len(got) + 1 and truth[-1].gpa + truth[-1].size > end:
         truth = truth[:-1]  # unicorn-reports-whole-access-leaving-window: the faulting element's report
-    swapped = [truth[i + 1 - 2 * (i % 2)] for i in range(len(truth))] if len(truth) % 2 == 0 else truth
     cut = truth if faulted else _cut_at_window_end(truth, end)  # ours split at the window's end
-    if got != truth and not (swap_pairs and got == swapped) and got != cut:
+    if swap_pairs:  # CMPS: unicorn reads ES:[rdi] first (_unicorn_cmps_order)
+        m = (1 << c.mode) - 1
+        iterations = _iterations(access, c.reg_dict().get("rcx", 0) & m, cpu.get("rcx") & m)
+        got = _cmps_rdi_first(c, access, got, iterations) or got
+    if got != truth and got != cut:
         return False
     m = (1 << c.mode) - 1
     return all(cpu.get(k) & (m if k != "rflags" else STATUS | DF) == v & (m if k != "rflags" else STATUS | DF)
@@ -514,22 +558,8 @@ def _unicorn_f2_wins_over_f3(e: Evidence) -> bool:
         return False
     if not {0xF2, 0xF3} <= _opcode(e)[0]:
         return False
-    if e.truth_fault is not None:  # a REPNE that runs on into unmapped memory: the same fault
-        return _rerun_gives_truth(e, replace(a, repne=True), swap_pairs=a.op is Op.CMPS)
-    c = e.case
-    cpu = BatchCpu(c.mode, {**c.reg_dict(), "rip": c.rip}, c.mmio, c.read_value,
-                   default_ram_regions(c.rip, c.mmio), c.xmm_dict())
-    try:
-        out = execute(replace(a, repne=True), cpu, c.rip, c.mode)
-    except EmulationError:
-        return False
-    m = (1 << c.mode) - 1
-    truth = list(e.truth_accesses)
-    swapped = [truth[i + 1 - 2 * (i % 2)] for i in range(len(truth))] if len(truth) % 2 == 0 else truth
-    same = list(out.accesses) == truth or (a.op is Op.CMPS and list(out.accesses) == swapped)
-    return same and all(
-        cpu.get(k) & (m if k != "rflags" else STATUS | DF) == v & (m if k != "rflags" else STATUS | DF)
-        for k, v in e.truth_regs.items() if k != "rip")
+    # (a REPNE that runs on into unmapped memory gives the same fault there)
+    return _rerun_gives_truth(e, replace(a, repne=True), swap_pairs=a.op is Op.CMPS)
 
 
 def _iced_invalid(code: bytes, mode: int) -> bool:
