@@ -27,6 +27,9 @@ from fastpath.fuzz.oracles import Checker
 
 HI = (0xFEB00000, 0x1000)
 ORDER = "unicorn-sse-prefix-66-then-f3-then-f2"
+CMPS = "unicorn-cmps-reads-rdi-first"
+F2WINS = "unicorn-f2-wins-over-f3-on-cmps-scas"
+ALL = (1 << 64) - 1
 LO = (0xA000, 0x1000)
 
 
@@ -75,6 +78,14 @@ EXPLAINED = [
      ORDER),
     ("f3 f2 0f 11 4c", 32, {"rax": 0x88000204}, (0x10000000, 0x1000), 0, ORDER),
     ("f3 f2 0f 10 2f", 64, {"rdi": 0xFEB01D90}, (0xFEB01000, 0x1000), 0, ORDER),
+    # found with --python-every 1 (the generic path on every case), each a combination of two rules
+    ("66 67 f2 0f 10 04", 32, {"rsi": 0xEB979FF9}, LO, 0, ORDER),  # + the 16-byte halves into the window
+    ("2e f3 66 0f 7e 8b 2b e1 2f 62", 32, {"rbx": 0x9C802ED0}, HI, ALL, ORDER),  # + a write through CS
+    ("67 a7", 32, {"rsi": 0xFFFFAA58, "rdi": 0xE032AFFF}, LO, 0, CMPS),  # + the dword leaving the window
+    ("67 f3 a6", 32, {"rcx": 6, "rsi": 0xE61CADD0, "rdi": 0xE226AFFB}, LO, 0, CMPS),  # last ES:[di] in RAM
+    ("67 f2 f3 a6", 32, {"rcx": 7, "rsi": 0x4194AF90, "rdi": 0x8DF49FFF}, LO, ALL, F2WINS),
+    ("67 f2 f3 af", 32, {"rcx": 3, "rdi": 0x94E2AFFB}, LO, ALL, F2WINS),
+    ("64 d7", 64, {"rbx": 1 << 63, "fs_base": 0x1000}, HI, ALL, "unicorn-noncanonical-address-wraps"),
 ]
 
 
@@ -84,6 +95,13 @@ def test_unicorn_departure_is_explained_by_its_rule(checker, hexbytes, mode, reg
     generic = [f for f in result.findings if f.oracle == "generic"]
     assert generic and all(f.explained == rule for f in generic), result.findings
     assert not [f for f in result.findings if f.explained is None], result.findings
+
+
+def test_an_unexplained_finding_is_never_folded_into_an_explained_one() -> None:
+    from fastpath.fuzz.oracles import Finding
+
+    explained = Finding("generic", "address", "x", "CMPSD_M32_M32", explained=CMPS)
+    assert explained.signature != replace(explained, explained=None).signature
 
 
 def _evidence(hexbytes: str, mode: int, regs: dict[str, int], mmio: tuple[int, int], cls: str,
