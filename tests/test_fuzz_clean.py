@@ -83,6 +83,7 @@ EXPLAINED = [
     ("2e f3 66 0f 7e 8b 2b e1 2f 62", 32, {"rbx": 0x9C802ED0}, HI, ALL, ORDER),  # + a write through CS
     ("67 a7", 32, {"rsi": 0xFFFFAA58, "rdi": 0xE032AFFF}, LO, 0, CMPS),  # + the dword leaving the window
     ("67 f3 a6", 32, {"rcx": 6, "rsi": 0xE61CADD0, "rdi": 0xE226AFFB}, LO, 0, CMPS),  # last ES:[di] in RAM
+    ("67 f3 a7", 32, {"rcx": 5, "rsi": 0x9FFC, "rdi": 0x41AB9FFE}, LO, 0, CMPS),  # + a piece unicorn misses
     ("67 f2 f3 a6", 32, {"rcx": 7, "rsi": 0x4194AF90, "rdi": 0x8DF49FFF}, LO, ALL, F2WINS),
     ("67 f2 f3 af", 32, {"rcx": 3, "rdi": 0x94E2AFFB}, LO, ALL, F2WINS),
     ("64 d7", 64, {"rbx": 1 << 63, "fs_base": 0x1000}, HI, ALL, "unicorn-noncanonical-address-wraps"),
