@@ -133,3 +133,17 @@ def test_sse_halves_rule_needs_the_unicorn_halves() -> None:
     assert explain(replace(good, truth_accesses=(DeviceAccess(0xA004, 8, True, 0),))) is None
     assert explain(replace(good, truth_accesses=(DeviceAccess(0xA005, 8, True, 0x100),))) is None
     assert explain(replace(good, ours_accesses=(DeviceAccess(0xA000, 13, True, 0),))) is None
+
+
+def test_fetch_fault_after_branch_reported_as_exception_1() -> None:
+    """`c2 1f 2b` (RET imm16) to RIP 0: the fast runner's C truth reported the failed fetch there as
+    exception 1; with TF clear it is the same oracle artefact, with TF set it is not matched."""
+    regs = {"rsp": 0xFFFF, "rflags": 0x86}
+    case = Case.make(bytes.fromhex("c2 1f 2b"), 64, regs, HI, 0)
+    after = {**case.reg_dict(), "rsp": 0x12B26}
+    ev = Evidence(case, "generic", "accepted-but-should-fault", decode(case.code + bytes(15), 64, case.rip),
+                  after, "cpu exception 1", dict(after), "")
+    assert explain(ev) == "oracle-fetch-fault-after-branch"
+    assert explain(replace(ev, ours_regs={**after, "rsp": 0x12B2E})) is None
+    tf = Case.make(bytes.fromhex("c2 1f 2b"), 64, {**regs, "rflags": 0x186}, HI, 0)
+    assert explain(replace(ev, case=tf)) is None
