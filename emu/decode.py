@@ -229,6 +229,15 @@ def _mem_operand(insn: capstone.CsInsn, op: capstone.x86.X86Op) -> MemOperand:
 mem_operand = _mem_operand  # the public name (emu/inplace.py judges a wide access by its whole operand)
 
 
+def _stack_size(code: bytes, mode: int) -> int:
+    """The element size of a stack operation (PUSH/POP, LEAVE): 8 in 64-bit mode, 4 in 32-bit mode,
+    2 under 66 -- except that REX.W wins over 66 in 64-bit mode (SDM vol. 1 table 3-4; iced-x86 decodes
+    `66 48 ff 30` as `push qword ptr [rax]`; Capstone says word; found by `exitlab fuzz --family stack`)."""
+    if mode == 64 and _operand_size(code, mode) == 8:
+        return 8
+    return 2 if 0x66 in _legacy_prefixes(code, mode) else (8 if mode == 64 else 4)
+
+
 def _legacy_prefixes(code: bytes, mode: int) -> bytes:
     """The legacy prefix bytes in front of the opcode (REX bytes skipped)."""
     out = bytearray()
@@ -302,6 +311,10 @@ def decode(code: bytes, mode: int, rip: int = 0) -> Access:
         raise _fail(f"unsupported instruction '{name}' (AVX-512/x87 register)", rip, raw)
     if any(r.startswith("mm") for r in reg_names) and insn.id not in (X.X86_INS_MOVD, X.X86_INS_MOVQ):
         raise _fail(f"unsupported instruction '{name}' (MMX register)", rip, raw)
+    if insn.id == X.X86_INS_CMPSD and any(n.startswith(("xmm", "ymm")) for n in reg_names):
+        # Capstone gives the SSE compares with a named predicate (`0f c2 52 f8 03` is CMPUNORDPS) the
+        # id of the string CMPSD (found by `exitlab fuzz --seed 10`: the string decode crashed)
+        raise _fail(f"unsupported instruction '{name}' (SSE compare)", rip, raw)
     if insn.id == X.X86_INS_MOVSD and any(n.startswith("xmm") for n in reg_names):
         op = Op.SSE_LOAD  # SSE2 MOVSD xmm, m64 / m64, xmm: not the string MOVSD
     elif op in _STRING_OPS:
@@ -344,6 +357,8 @@ def decode(code: bytes, mode: int, rip: int = 0) -> Access:
         # F2 0F 38 F0/F1 is CRC32 (F3: #UD); Capstone says MOVBE when another prefix sits between
         # F2 and 66 (`f2 36 66 49 0f 38 f1 2f`, found by exitlab fuzz)
         raise _fail(f"unsupported instruction '{name}': F2/F3 on 0F 38 F0/F1 is CRC32 or #UD", rip, raw)
+    if op in (Op.PUSH, Op.POP):
+        size = _stack_size(raw, mode)  # PUSH/POP m: Capstone sizes `66 48 ff 30` word (REX.W wins)
     if insn.id == X.X86_INS_MOVSXD and reg_size == 2:
         size = 2  # Intel SDM: 66 63 /r is MOVSXD r16, r/m16 (docs/known-discrepancies.md)
     imm = imms[0].imm & ((1 << (8 * size)) - 1) if imms else None
@@ -439,10 +454,10 @@ def _decode_stack(insn: capstone.CsInsn, op: Op, raw: bytes, reg_names: list[str
     """PUSH/POP reg or imm, CALL rel/reg, RET [imm16], LEAVE, ENTER: the memory is the stack.
 
     `mem` is the stack slot the instruction accesses first ([rsp - size] for a push, [rsp] for a
-    pop, [rbp] for LEAVE); `size` the element size (8 in 64-bit mode, 4 in 32-bit; 2 under 66).
+    pop, [rbp] for LEAVE); `size` the element size (`_stack_size`: 8/4, 2 under 66 without REX.W).
     """
     width = 8 if mode == 64 else 4
-    size = 2 if 0x66 in _legacy_prefixes(raw, mode) else width
+    size = _stack_size(raw, mode)
     sp = "rsp" if mode == 64 else "esp"
     reg = None
     if reg_names:

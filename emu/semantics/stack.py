@@ -7,8 +7,8 @@ sees them in the order QEMU performs them: PUSH m reads the operand, then writes
 reads the pointer, then pushes the return address; POP m reads the stack, then writes the operand,
 whose address is computed with the *incremented* RSP (SDM: POP with an RSP-based destination).
 ENTER follows QEMU's gen_enter: push RBP, copy level-1 frame pointers, push the frame pointer.
-Element size: 8 in 64-bit mode (2 under 66 for PUSH/POP/LEAVE), 4 in 32-bit mode. A branch target
-that is not canonical is #GP on the branch, before anything is pushed.
+Element size: 8 in 64-bit mode (2 under 66 without REX.W for PUSH/POP/LEAVE), 4 in 32-bit mode.
+A branch target that is not canonical is #GP on the branch, before anything is pushed.
 """
 
 from __future__ import annotations

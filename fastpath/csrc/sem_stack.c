@@ -7,8 +7,8 @@
  * sees them in QEMU's order: PUSH m reads the operand then writes the stack, CALL m reads the
  * pointer then pushes, POP m reads the stack then writes the operand, whose address is computed
  * with the incremented RSP.  ENTER follows QEMU's gen_enter.  Element size: 8 in 64-bit mode
- * (2 under 66 for PUSH/POP/LEAVE), 4 in 32-bit mode; 66 on CALL/JMP/RET/ENTER is refused (16-bit
- * IP).  A non-canonical branch target is #GP before anything is pushed. */
+ * (2 under 66 without REX.W for PUSH/POP/LEAVE), 4 in 32-bit mode; 66 on CALL/JMP/RET/ENTER is
+ * refused (16-bit IP).  A non-canonical branch target is #GP before anything is pushed. */
 #include "paths.h"
 #include "sem.h"
 
@@ -100,8 +100,10 @@ uint32_t xs_stack_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_c
         has_reg = 1;
         rsize = d->reg_size[0];
     }
-    /* element size: the explicit operand's, else 2 under 66, else the stack width */
-    int n = explicit_mem ? d->mem_size : (d->has66 ? 2 : width);
+    /* element size: 2 under 66, else the stack width -- but REX.W wins over 66 in 64-bit mode
+     * (`66 48 ff 30` is PUSH m64: SDM vol. 1 table 3-4, iced-x86; Capstone says word; found by
+     * `exitlab fuzz --family stack`; emu/decode.py _stack_size) */
+    int n = (d->has66 && d->opsize != 8) ? 2 : width;
     if (n != 2 && n != 4 && n != 8)
         return XL_E_UNSUPPORTED;
     uint64_t sp = xl_cpu_get(c, RSP) & am;

@@ -11,10 +11,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from emu.access import Access, Op
+import iced_x86 as iced
+
+from emu.access import Access, MemOperand, Op
 from emu.batchcpu import BatchCpu, default_ram_regions
 from emu.cpu import DeviceAccess
-from emu.decode import effective_address
+from emu.decode import decode, effective_address
 from emu.emulate import DF, PF, SF, STATUS, ZF, execute
 from emu.errors import EmulationError, UnmappedAccess
 from fastpath.fuzz.case import Case
@@ -104,6 +106,8 @@ def _unicorn_reports_whole_access_leaving_window(e: Evidence) -> bool:
     if len(e.ours_accesses) != len(e.truth_accesses) or not e.truth_accesses:
         return False
     end = e.case.mmio[0] + e.case.mmio[1]
+    # a MOVBE store's hook value is unicorn's garbage (_unicorn_movbe_hook_value): only its values
+    movbe = e.access is not None and e.access.op is Op.MOVBE and e.access.mem_is_dest
     cut = False
     for ours, truth in zip(e.ours_accesses, e.truth_accesses, strict=True):
         if (ours.gpa, ours.write) != (truth.gpa, truth.write):
@@ -111,12 +115,80 @@ def _unicorn_reports_whole_access_leaving_window(e: Evidence) -> bool:
         if truth.gpa + truth.size > end:
             keep = end - truth.gpa
             low = (1 << (8 * keep)) - 1
-            if ours.size != keep or (ours.write and ours.value != truth.value & low):
+            if ours.size != keep or (ours.write and not movbe and ours.value != truth.value & low):
                 return False
             cut = True
-        elif ours != truth:
+        elif ours != truth and not (movbe and ours.write and (ours.gpa, ours.size) == (truth.gpa,
+                                                                                      truth.size)):
             return False
     return cut
+
+
+def _cut_at_window_end(accesses: list[DeviceAccess], end: int) -> list[DeviceAccess]:
+    """The accesses as the generic path makes them where unicorn reports an access leaving the
+    window whole (_unicorn_reports_whole_access_leaving_window): each cut at the window's end (the
+    device's answer, or the value written, for the bytes inside it)."""
+    out = []
+    for t in accesses:
+        if t.gpa < end < t.gpa + t.size:
+            keep = end - t.gpa
+            t = DeviceAccess(t.gpa, keep, t.write, t.value & ((1 << (8 * keep)) - 1))
+        out.append(t)
+    return out
+
+
+def _halves_match(c: Case, a: Access, got: list[DeviceAccess], truth: list[DeviceAccess]) -> bool:
+    """Whether `truth` is what unicorn reports of our pieces `got` of a 16-byte SSE access crossing
+    from RAM into the window (_unicorn_sse_halves_into_window): its 8-byte halves wholly inside the
+    window, with our bytes where written (a read's value is the device's answer to that half)."""
+    if a.vex or a.op not in (Op.SSE_LOAD, Op.SSE_STORE) or a.size != 16 or not got:
+        return False
+    regs = c.reg_dict()
+    ea = effective_address(a.mem, lambda n: regs.get(n, 0), c.rip + a.length, c.mode)
+    base, size = c.mmio
+    if not ea < base < ea + 16 <= base + size:
+        return False
+    write = a.op is Op.SSE_STORE
+    if [(g.gpa, g.size, g.write) for g in got] != [(p, min(8, ea + 16 - p), write)
+                                                  for p in range(base, ea + 16, 8)]:
+        return False
+    if [(t.gpa, t.size, t.write) for t in truth] != [(h, 8, write) for h in (ea, ea + 8) if h >= base]:
+        return False
+    byte = {g.gpa + i: (g.value >> (8 * i)) & 0xFF for g in got for i in range(g.size)}
+    return not write or all(byte[t.gpa + i] == (t.value >> (8 * i)) & 0xFF for t in truth for i in range(8))
+
+
+def _unicorn_sse_halves_into_window(e: Evidence) -> bool:
+    """A 16-byte SSE access crossing from a RAM page into the window: unicorn 2.1.4 does it as two
+    8-byte halves (QEMU gen_ldo/gen_sto) and misses the half that crosses (as in
+    _unicorn_misses_page_crossing_piece), reporting only the half inside the window; the generic
+    path sends the device every byte inside the window in 8-byte pieces from its first byte, as
+    KVM does. Matched only when the truth is exactly those whole halves, ours exactly those pieces,
+    every byte both report written agrees, and the registers are the same."""
+    a = e.access
+    if a is None or a.vex or a.op not in (Op.SSE_LOAD, Op.SSE_STORE) or a.size != 16:
+        return False
+    if e.cls not in ("access-size", "address") or e.truth_fault is not None:
+        return False
+    if any(e.ours_regs.get(k) != v for k, v in e.truth_regs.items() if k != "rip"):
+        return False
+    regs = e.case.reg_dict()
+    ea = effective_address(a.mem, lambda n: regs.get(n, 0), e.case.rip + a.length, e.case.mode)
+    base, size = e.case.mmio
+    if not ea < base < ea + 16 <= base + size:
+        return False
+    write = a.op is Op.SSE_STORE
+    halves = [(h, 8, write) for h in (ea, ea + 8) if h >= base]
+    pieces = [(p, min(8, ea + 16 - p), write) for p in range(base, ea + 16, 8)]
+    if [(t.gpa, t.size, t.write) for t in e.truth_accesses] != halves:
+        return False
+    if [(o.gpa, o.size, o.write) for o in e.ours_accesses] != pieces:
+        return False
+    if not write:
+        return True
+    ours = {o.gpa + i: (o.value >> (8 * i)) & 0xFF for o in e.ours_accesses for i in range(o.size)}
+    return all(ours[t.gpa + i] == (t.value >> (8 * i)) & 0xFF
+               for t in e.truth_accesses for i in range(t.size))
 
 
 _NONCANONICAL = re.compile(r"non-canonical address (0x[0-9a-f]+)")
@@ -130,7 +202,23 @@ def _unicorn_noncanonical_wraps(e: Evidence) -> bool:
     if m is None or e.cls != "faulted-but-should-run" or e.case.mode != 64 or e.truth_fault is not None:
         return False
     low = int(m[1], 16) & ((1 << 48) - 1)
-    return bool(e.truth_accesses) and all(low <= t.gpa < low + 16 for t in e.truth_accesses)
+    if e.truth_accesses:
+        return all(low <= t.gpa < low + 16 for t in e.truth_accesses)
+    # the 48-bit address is RAM (`64 d7`, XLAT through FS: the byte came from the code page): our path
+    # run on that address gives exactly the truth
+    a = e.access
+    if a is None or a.src_mem is not None or a.mem.base not in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi",
+                                                                   "rbp", "rsp") or a.mem.addr_size != 8:
+        return False
+    # run it with the base register moved so that the same formula lands on the 48-bit address
+    regs = e.case.reg_dict()
+    old = regs.get(a.mem.base, 0)
+    if e.truth_regs.get(a.mem.base) != old:
+        return False
+    moved = (old - (int(m[1], 16) - low)) & ((1 << 64) - 1)
+    e2 = replace(e, case=e.case.with_regs({**dict(e.case.regs), a.mem.base: moved}),
+                 truth_regs={**e.truth_regs, a.mem.base: moved})
+    return _rerun_gives_truth(e2, a)
 
 
 def _unicorn_66_beats_f3_on_0f7e(e: Evidence) -> bool:
@@ -236,7 +324,13 @@ def _unicorn_locked_rmw_rereads(e: Evidence) -> bool:
     if a is None or not a.lock or e.cls not in ("address", "access-size") or e.truth_fault is not None:
         return False
     want, got = list(e.truth_accesses), list(e.ours_accesses)
-    return len(want) == len(got) + 1 and bool(got) and not got[0].write and [got[0]] + got == want
+    if len(want) == len(got) + 1 and bool(got) and not got[0].write and [got[0]] + got == want:
+        return True
+    # the same re-read of an access leaving the window, which unicorn reports whole (both rules)
+    if len(want) != len(got) + 1 or len(want) < 2 or want[0] != want[1] or want[0].write:
+        return False
+    return _unicorn_reports_whole_access_leaving_window(replace(e, cls="access-size",
+                                                                truth_accesses=tuple(want[1:])))
 
 
 def _unicorn_lock_neg_flags(e: Evidence) -> bool:
@@ -267,10 +361,54 @@ def _unicorn_cmps_order(e: Evidence) -> bool:
     if a is None or a.op is not Op.CMPS or e.cls not in ("address", "access-size") or e.truth_fault:
         return False
     ours, truth = list(e.ours_accesses), list(e.truth_accesses)
-    if len(ours) != len(truth) or len(ours) % 2:
+    if len(ours) == len(truth) and len(ours) % 2 == 0:
+        swapped = [truth[i + 1 - 2 * (i % 2)] for i in range(len(truth))]
+        if swapped == ours:
+            return True
+    # an iteration with an operand in RAM (unreported), or one leaving the window (reported whole
+    # by unicorn: _unicorn_reports_whole_access_leaving_window): each iteration's reads reordered
+    if any(e.ours_regs.get(k) != v for k, v in e.truth_regs.items() if k not in ("rip", "rflags")):
         return False
-    swapped = [truth[i + 1 - 2 * (i % 2)] for i in range(len(truth))]
-    return swapped == ours
+    start = e.case.reg_dict().get("rcx", 0)
+    iterations = _iterations(a, start, e.ours_regs.get("rcx", start))
+    order = _cmps_rdi_first(e.case, a, ours, iterations)
+    end = e.case.mmio[0] + e.case.mmio[1]
+    return order is not None and order != ours and order in (truth, _cut_at_window_end(truth, end))
+
+
+def _iterations(a: Access, rcx_start: int, rcx_end: int) -> int:
+    """How many elements a string instruction did: one without REP, else RCX's decrease."""
+    if not a.rep:
+        return 1
+    m = (1 << (8 * a.mem.addr_size)) - 1
+    return ((rcx_start & m) - (rcx_end & m)) & m
+
+
+def _cmps_rdi_first(c: Case, a: Access, ours: list[DeviceAccess],
+                    iterations: int) -> list[DeviceAccess] | None:
+    """Our CMPS device accesses in unicorn's order: per element, ES:[rdi]'s then [rsi]'s, without the
+    window-start pieces unicorn never reports (_unicorn_misses_page_crossing_piece). Each access is
+    matched to the element whose operand it starts (None when one matches none)."""
+    if a.src_mem is None or iterations > 4096:
+        return None
+    step = -a.size if c.reg_dict().get("rflags", 0) & DF else a.size
+    regs = c.reg_dict()
+    nxt = c.rip + a.length
+
+    def at(mem: MemOperand, k: int) -> int:
+        moved = replace(mem, disp=mem.disp + k * step)
+        return effective_address(moved, lambda n: regs.get(n, 0), nxt, c.mode)
+
+    tagged, k = [], 0
+    for i, acc in enumerate(ours):
+        if acc.gpa == c.mmio[0] and acc.size < a.size:
+            continue  # the MMIO piece of an element crossing into the window: unicorn misses it
+        while k < iterations and acc.gpa not in (at(a.mem, k), at(a.src_mem, k)):
+            k += 1
+        if k == iterations:
+            return None
+        tagged.append((k, 0 if acc.gpa == at(a.mem, k) else 1, i, acc))
+    return [acc for *_, acc in sorted(tagged)]
 
 
 def _unicorn_movbe_hook_value(e: Evidence) -> bool:
@@ -350,7 +488,12 @@ def _oracle_fetch_after_branch(e: Evidence) -> bool:
     a = e.access
     if a is None or a.op not in (Op.CALL, Op.JMP, Op.RET) or e.cls != "accepted-but-should-fault":
         return False
-    if not e.truth_fault or "FETCH_UNMAPPED" not in e.truth_fault:
+    if not e.truth_fault:
+        return False
+    # the fast runner's C truth (fuzzcore.c) sometimes reports that failed fetch as exception 1 (#DB)
+    # after a branch to 0; with TF clear no #DB can be the instruction's (seen twice in 10^5 cases)
+    no_tf = not e.case.reg_dict().get("rflags", 0) & 0x100
+    if "FETCH_UNMAPPED" not in e.truth_fault and not (e.truth_fault == "cpu exception 1" and no_tf):
         return False
     diff = {k for k, v in e.truth_regs.items() if k not in ("rip", "rflags") and e.ours_regs.get(k) != v}
     if diff == {"rsp"} and a.op is Op.RET and a.imm is not None and a.imm >= 0x8000:
@@ -393,6 +536,7 @@ def _rerun_gives_truth(e: Evidence, access: Access, swap_pairs: bool = False) ->
     c = e.case
     cpu = BatchCpu(c.mode, {**c.reg_dict(), "rip": c.rip}, c.mmio, c.read_value,
                    default_ram_regions(c.rip, c.mmio), c.xmm_dict())
+    cpu.write_mem(c.rip, c.code)  # the instruction's own bytes are RAM too (unicorn's world)
     try:
         got, faulted = list(execute(access, cpu, c.rip, c.mode).accesses), False
     except UnmappedAccess as exc:
@@ -407,8 +551,12 @@ def _rerun_gives_truth(e: Evidence, access: Access, swap_pairs: bool = False) ->
     end = c.mmio[0] + c.mmio[1]
     if faulted and len(truth) == len(got) + 1 and truth[-1].gpa + truth[-1].size > end:
         truth = truth[:-1]  # unicorn-reports-whole-access-leaving-window: the faulting element's report
-    swapped = [truth[i + 1 - 2 * (i % 2)] for i in range(len(truth))] if len(truth) % 2 == 0 else truth
-    if got != truth and not (swap_pairs and got == swapped):
+    cut = truth if faulted else _cut_at_window_end(truth, end)  # ours split at the window's end
+    if swap_pairs:  # CMPS: unicorn reads ES:[rdi] first (_unicorn_cmps_order)
+        m = (1 << c.mode) - 1
+        iterations = _iterations(access, c.reg_dict().get("rcx", 0) & m, cpu.get("rcx") & m)
+        got = _cmps_rdi_first(c, access, got, iterations) or got
+    if got != truth and got != cut and not _halves_match(c, access, got, truth):
         return False
     m = (1 << c.mode) - 1
     return all(cpu.get(k) & (m if k != "rflags" else STATUS | DF) == v & (m if k != "rflags" else STATUS | DF)
@@ -456,22 +604,73 @@ def _unicorn_f2_wins_over_f3(e: Evidence) -> bool:
         return False
     if not {0xF2, 0xF3} <= _opcode(e)[0]:
         return False
-    if e.truth_fault is not None:  # a REPNE that runs on into unmapped memory: the same fault
-        return _rerun_gives_truth(e, replace(a, repne=True), swap_pairs=a.op is Op.CMPS)
-    c = e.case
-    cpu = BatchCpu(c.mode, {**c.reg_dict(), "rip": c.rip}, c.mmio, c.read_value,
-                   default_ram_regions(c.rip, c.mmio), c.xmm_dict())
+    # (a REPNE that runs on into unmapped memory gives the same fault there)
+    return _rerun_gives_truth(e, replace(a, repne=True), swap_pairs=a.op is Op.CMPS)
+
+
+def _iced_invalid(code: bytes, mode: int) -> bool:
+    """iced-x86 (the project's independent decoder) calls the first instruction of `code` invalid."""
+    return iced.Decoder(mode, code).decode().code == iced.Code.INVALID
+
+
+def _unicorn_sse_prefix_order(e: Evidence) -> bool:
+    """With several of 66/F2/F3 in front of a legacy SSE move, the SDM (iced-x86, Capstone, the
+    generic path) takes the last F2/F3 as the mandatory prefix, else 66; unicorn 2.1.4 (QEMU 5
+    gen_sse: `if PREFIX_DATA b1 = 1; else if PREFIX_REPZ b1 = 2; else if PREFIX_REPNZ b1 = 3`)
+    takes 66 if present, else F3, else F2, whatever the order. Matched only when the same bytes
+    with the prefixes rewritten so that the SDM picks unicorn's prefix (every F2/F3 replaced by it,
+    or by 66) give exactly the truth through our path -- or are invalid for iced-x86 where unicorn
+    raised #UD (`66 f2 0f f0`: 66 0F F0 is undefined; `f3 f2 0f 11`: MOVSS, 4 bytes)."""
+    a = e.access
+    if a is None or a.vex or a.op not in (Op.SSE_LOAD, Op.SSE_STORE):
+        return False
+    code, mode = a.raw, e.case.mode  # the bytes as fetched (a case's bytes may stop short of the end)
+    i, pfx = 0, []
+    while i < len(code) and (code[i] in _PREFIXES or (mode == 64 and 0x40 <= code[i] <= 0x4F)):
+        pfx.append(code[i])
+        i += 1
+    reps = [b for b in pfx if b in (0xF2, 0xF3)]
+    sdm = reps[-1] if reps else (0x66 if 0x66 in pfx else 0)
+    qemu = 0x66 if 0x66 in pfx else (0xF3 if 0xF3 in pfx else (0xF2 if 0xF2 in pfx else 0))
+    if sdm == qemu:
+        return False
+    new = bytes(qemu if b in (0xF2, 0xF3) else b for b in code[:i]) + code[i:]
     try:
-        out = execute(replace(a, repne=True), cpu, c.rip, c.mode)
+        other = decode(new, mode, e.case.rip)
+    except EmulationError:
+        return (e.cls == "accepted-but-should-fault" and "INSN_INVALID" in (e.truth_fault or "")
+                and _iced_invalid(new, mode))
+    if mode == 32 and other.mem_is_dest and other.mem.segment == "cs":
+        # unicorn writes through a CS override too (_unicorn_writes_through_cs); the flat CS base is 0
+        other = replace(other, mem=replace(other.mem, segment="ds"))
+    return other.length == a.length and _rerun_gives_truth(e, other)
+
+
+def _fetched(c: Case) -> bytes:
+    """The bytes the paths fetch at RIP: the case's, then the zeroed RAM after them."""
+    return (c.code + bytes(15))[:15]
+
+
+def _unicorn_ignores_prefix_on_movnti(e: Evidence) -> bool:
+    """MOVNTI (NP 0F C3) with a 66/F2/F3 prefix is #UD (SDM "NP"; iced-x86: invalid), as the generic
+    path says; unicorn 2.1.4 (QEMU 5 `case 0x1c3` checks no prefix) executes the MOVNTI. Matched only
+    when iced-x86 rejects the bytes and the same bytes without those prefixes give exactly the
+    truth through our path."""
+    if e.cls != "faulted-but-should-run" or e.truth_fault is not None or "66/F2/F3 prefix" not in e.error:
+        return False
+    code, mode = _fetched(e.case), e.case.mode
+    i = 0
+    while i < len(code) and (code[i] in _PREFIXES or (mode == 64 and 0x40 <= code[i] <= 0x4F)):
+        i += 1
+    if code[i:i + 2] != b"\x0f\xc3" or not _iced_invalid(code, mode):
+        return False
+    kept = bytes(b for b in code[:i] if b not in (0x66, 0xF2, 0xF3))
+    dropped = i - len(kept)
+    try:
+        other = decode(kept + code[i:], mode, e.case.rip + dropped)
     except EmulationError:
         return False
-    m = (1 << c.mode) - 1
-    truth = list(e.truth_accesses)
-    swapped = [truth[i + 1 - 2 * (i % 2)] for i in range(len(truth))] if len(truth) % 2 == 0 else truth
-    same = list(out.accesses) == truth or (a.op is Op.CMPS and list(out.accesses) == swapped)
-    return same and all(
-        cpu.get(k) & (m if k != "rflags" else STATUS | DF) == v & (m if k != "rflags" else STATUS | DF)
-        for k, v in e.truth_regs.items() if k != "rip")
+    return _rerun_gives_truth(e, replace(other, length=other.length + dropped))
 
 
 RULES: tuple[tuple[str, Callable[[Evidence], bool]], ...] = (
@@ -502,6 +701,9 @@ RULES: tuple[tuple[str, Callable[[Evidence], bool]], ...] = (
     ("unicorn-reports-whole-access-leaving-window", _unicorn_reports_whole_access_leaving_window),
     ("unicorn-noncanonical-address-wraps", _unicorn_noncanonical_wraps),
     ("unicorn-66-beats-f3-on-0f-7e", _unicorn_66_beats_f3_on_0f7e),
+    ("unicorn-misses-mmio-piece-of-page-crossing-access", _unicorn_sse_halves_into_window),
+    ("unicorn-sse-prefix-66-then-f3-then-f2", _unicorn_sse_prefix_order),
+    ("unicorn-ignores-66-f2-f3-on-movnti", _unicorn_ignores_prefix_on_movnti),
 )
 
 
