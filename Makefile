@@ -81,7 +81,7 @@ test-asan-ext: $(STAMP)
 	  $(abspath $(PY)) -m pytest -p no:cacheprovider -p no:randomly tests/test_c_decoder.py \
 	    tests/test_c_length.py tests/test_c_length_real.py tests/test_c_paths.py tests/test_c_live.py \
 	    tests/test_c_records.py tests/test_c_semantics.py tests/test_c_devtab.py \
-	    tests/test_c_trap.py
+	    tests/test_c_trap.py tests/test_c_families_live.py tests/emulate/test_c_families.py tests/test_flagsites.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info fastpath/*.so fastpath/_exitlab_c.c
