@@ -883,9 +883,15 @@ static uint32_t path_capstone(struct xl_ctx *ctx, const struct xl_exit *ex, stru
             return XL_E_GP;
     }
     /* the forms beyond the MOV family and MOVS/STOS: ALU, XCHG*, BT*, SSE moves, LODS (sem.c) */
-    uint32_t sem = xl_sem2_exec(ctx, ex, c, r, insn, p, n, rip);  /* stack, atomics, vector, misc */
-    if (sem == XL_NOT_MINE)
-        sem = xl_sem_exec(ctx, ex, c, r, insn, p, n, rip);
+    uint32_t sem = XL_NOT_MINE;
+    switch (insn->id) {
+    case X86_INS_MOV: case X86_INS_MOVABS: case X86_INS_MOVZX: case X86_INS_MOVSX:
+        break;  /* the MOV family below (the notify's hot path): no family table claims these ids */
+    default:
+        sem = xl_sem2_exec(ctx, ex, c, r, insn, p, n, rip);  /* stack, atomics, vector, misc */
+        if (sem == XL_NOT_MINE)
+            sem = xl_sem_exec(ctx, ex, c, r, insn, p, n, rip);
+    }
     if (sem == XL_E_UNSUPPORTED)  /* still a precise #PF when the operand runs off the window */
         return unsupported_or_fault(ctx, ex, c, &insn->detail->x86, rip, insn->size);
     if (sem != XL_NOT_MINE)
