@@ -142,6 +142,14 @@ uint64_t xs_ea(struct xl_cpu *c, const struct xl_sem *s, uint64_t rip, uint64_t 
 /* XMM access: 0 on success, -1 when the CPU view has no vector registers (replay records). */
 int xs_xmm(struct xl_cpu *c, int idx, int write, uint64_t *lo, uint64_t *hi);
 
+/* Return a status other than XL_OK from the calling semantics function (the multi-access families). */
+#define XS_TRY(e)               \
+    do {                        \
+        uint32_t st_ = (e);     \
+        if (st_ != XL_OK)       \
+            return st_;         \
+    } while (0)
+
 #endif
 
 /* ---- the stack, atomics, vector-move and misc families (issue 14, C side part 2):

@@ -49,13 +49,6 @@ static uint64_t bswap_n(uint64_t v, int n)
     return out;
 }
 
-#define TRY(e)                  \
-    do {                        \
-        uint32_t st_ = (e);     \
-        if (st_ != XL_OK)       \
-            return st_;         \
-    } while (0)
-
 uint32_t xs_atomic_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,
                         const struct xs2 *d)
 {
@@ -115,7 +108,7 @@ uint32_t xs_atomic_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_
     case AT_CMPXCHG16B: {
         int half = size / 2;
         uint8_t buf[16];
-        TRY(xs2_read(ctx, ex, c, r, a, size, buf));
+        XS_TRY(xs2_read(ctx, ex, c, r, a, size, buf));
         uint64_t old_lo = 0, old_hi = 0;
         for (int i = half - 1; i >= 0; i--) {
             old_lo = (old_lo << 8) | buf[i];
@@ -143,7 +136,7 @@ uint32_t xs_atomic_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_
     case AT_MOVBE:
         if (mem_is_dest)
             return xs2_write_u(ctx, ex, c, r, a, size, bswap_n(xs_get_reg(c, rnum, rhi, rsize), size));
-        TRY(xs2_read_u(ctx, ex, c, r, a, size, &v));
+        XS_TRY(xs2_read_u(ctx, ex, c, r, a, size, &v));
         xs_set_reg(c, rnum, rhi, rsize, bswap_n(v, size));
         r->wb = xl_cpu_get(c, rnum);
         return XL_OK;
@@ -155,8 +148,8 @@ uint32_t xs_atomic_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_
         uint8_t buf[64];
         if (dst % 64)
             return XL_E_GP;
-        TRY(xs2_probe(ctx, ex, c, a, 64));
-        TRY(xs2_probe(ctx, ex, c, dst, 64));
+        XS_TRY(xs2_probe(ctx, ex, c, a, 64));
+        XS_TRY(xs2_probe(ctx, ex, c, dst, 64));
         xs2_read(ctx, ex, c, r, a, 64, buf);
         xs2_write(ctx, ex, c, r, dst, 64, buf);
         return XL_OK;

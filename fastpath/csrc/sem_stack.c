@@ -59,13 +59,6 @@ static uint32_t target(const struct xs2 *d, uint64_t t, uint64_t *out)
     return XL_OK;
 }
 
-#define TRY(e)                  \
-    do {                        \
-        uint32_t st_ = (e);     \
-        if (st_ != XL_OK)       \
-            return st_;         \
-    } while (0)
-
 uint32_t xs_stack_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,
                        const struct xs2 *d)
 {
@@ -127,8 +120,8 @@ uint32_t xs_stack_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_c
     case ST_PUSH: {
         uint64_t slot = (sp - (uint64_t)n) & am;
         if (explicit_mem)
-            TRY(xs2_probe(ctx, ex, c, src, n));
-        TRY(xs2_probe(ctx, ex, c, slot, n));
+            XS_TRY(xs2_probe(ctx, ex, c, src, n));
+        XS_TRY(xs2_probe(ctx, ex, c, slot, n));
         if (explicit_mem)
             xs2_read_u(ctx, ex, c, r, src, n, &v);
         else if (has_reg)
@@ -144,7 +137,7 @@ uint32_t xs_stack_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_c
         if (!explicit_mem) {
             if (!has_reg)
                 return XL_E_UNSUPPORTED;
-            TRY(xs2_probe(ctx, ex, c, sp, n));
+            XS_TRY(xs2_probe(ctx, ex, c, sp, n));
             xs2_read_u(ctx, ex, c, r, sp, n, &v);
             set_gpr(c, RSP, 0, width, new_sp);
             set_gpr(c, rnum, rhi, rsize, v);
@@ -156,8 +149,8 @@ uint32_t xs_stack_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_c
         c->regs[RSP] = new_sp;
         uint64_t dst = xs2_ea(c, d, 0);
         c->regs[RSP] = old;
-        TRY(xs2_probe(ctx, ex, c, sp, n));
-        TRY(xs2_probe(ctx, ex, c, dst, n));
+        XS_TRY(xs2_probe(ctx, ex, c, sp, n));
+        XS_TRY(xs2_probe(ctx, ex, c, dst, n));
         xs2_read_u(ctx, ex, c, r, sp, n, &v);
         xs2_write_u(ctx, ex, c, r, dst, n, v);
         set_gpr(c, RSP, 0, width, new_sp);
@@ -172,36 +165,36 @@ uint32_t xs_stack_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_c
                 return XL_E_UNSUPPORTED;
             t = (uint64_t)d->imm[0];
         } else {
-            TRY(xs2_probe(ctx, ex, c, src, n));
-            TRY(xs2_probe(ctx, ex, c, slot, width));
+            XS_TRY(xs2_probe(ctx, ex, c, src, n));
+            XS_TRY(xs2_probe(ctx, ex, c, slot, width));
             /* the target is checked after the pointer is read: a non-canonical one is #GP with the
              * read done (as the Python path: the read, then _target) */
             uint64_t ptr;
             xs2_read_u(ctx, ex, c, r, src, n, &ptr);
-            TRY(target(d, ptr, &t));
+            XS_TRY(target(d, ptr, &t));
             xs2_write_u(ctx, ex, c, r, slot, width, d->next);
             set_gpr(c, RSP, 0, width, slot);
             r->next_rip = t;
             return XL_OK;
         }
-        TRY(target(d, t, &t));
-        TRY(xs2_probe(ctx, ex, c, slot, width));
+        XS_TRY(target(d, t, &t));
+        XS_TRY(xs2_probe(ctx, ex, c, slot, width));
         xs2_write_u(ctx, ex, c, r, slot, width, d->next);
         set_gpr(c, RSP, 0, width, slot);
         r->next_rip = t;
         return XL_OK;
     }
     case ST_JMP:
-        TRY(xs2_probe(ctx, ex, c, src, n));
+        XS_TRY(xs2_probe(ctx, ex, c, src, n));
         xs2_read_u(ctx, ex, c, r, src, n, &v);
-        TRY(target(d, v, &t));
+        XS_TRY(target(d, v, &t));
         r->next_rip = t;
         return XL_OK;
     case ST_RET: {
         uint64_t imm = d->nimm ? ((uint64_t)d->imm[0] & 0xFFFF) : 0;
-        TRY(xs2_probe(ctx, ex, c, sp, n));
+        XS_TRY(xs2_probe(ctx, ex, c, sp, n));
         xs2_read_u(ctx, ex, c, r, sp, n, &v);
-        TRY(target(d, v, &t));
+        XS_TRY(target(d, v, &t));
         set_gpr(c, RSP, 0, width, (sp + (uint64_t)n + imm) & am);
         r->next_rip = t;
         return XL_OK;
@@ -209,7 +202,7 @@ uint32_t xs_stack_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_c
     case ST_LEAVE:
         /* RSP = RBP, then pop RBP (BP under 66) */
         frame = xl_cpu_get(c, RBP) & am;
-        TRY(xs2_probe(ctx, ex, c, frame, n));
+        XS_TRY(xs2_probe(ctx, ex, c, frame, n));
         xs2_read_u(ctx, ex, c, r, frame, n, &v);
         set_gpr(c, RSP, 0, width, (frame + (uint64_t)n) & am);
         set_gpr(c, RBP, 0, n, v);
@@ -222,13 +215,13 @@ uint32_t xs_stack_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_c
         int level = (int)(d->imm[1] & 31);
         uint64_t bp = xl_cpu_get(c, RBP) & am;
         frame = (sp - (uint64_t)n) & am;
-        TRY(xs2_probe(ctx, ex, c, frame, n));
+        XS_TRY(xs2_probe(ctx, ex, c, frame, n));
         for (int i = 1; i < level; i++) {
-            TRY(xs2_probe(ctx, ex, c, (bp - (uint64_t)(n * i)) & am, n));
-            TRY(xs2_probe(ctx, ex, c, (frame - (uint64_t)(n * i)) & am, n));
+            XS_TRY(xs2_probe(ctx, ex, c, (bp - (uint64_t)(n * i)) & am, n));
+            XS_TRY(xs2_probe(ctx, ex, c, (frame - (uint64_t)(n * i)) & am, n));
         }
         if (level)
-            TRY(xs2_probe(ctx, ex, c, (frame - (uint64_t)(n * level)) & am, n));
+            XS_TRY(xs2_probe(ctx, ex, c, (frame - (uint64_t)(n * level)) & am, n));
         xs2_write_u(ctx, ex, c, r, frame, n, xl_cpu_get(c, RBP));
         for (int i = 1; i < level; i++) {
             xs2_read_u(ctx, ex, c, r, (bp - (uint64_t)(n * i)) & am, n, &v);
