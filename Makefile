@@ -92,7 +92,7 @@ FUZZ_RUNS ?= 3000
 fuzz-atheris: $(STAMP)
 	$(PY) -m pip install -q -e '.[fuzz]'
 	mkdir -p build/fuzz-corpus && cp tests/data/fuzz_corpus/* build/fuzz-corpus/
-	$(PY) -m fastpath.fuzz.atheris_target build/fuzz-corpus -atheris_runs=$(FUZZ_RUNS) -max_total_time=120
+	$(PY) -m exitlab.tools.fuzz.atheris_target build/fuzz-corpus -atheris_runs=$(FUZZ_RUNS) -max_total_time=120
 
 # The ClusterFuzzLite build (.clusterfuzzlite/build.sh) run locally without Docker: $$SRC/$$OUT/$$WORK
 # in temporary directories, shims for compile_python_fuzzer and pip3, then every produced fuzzer
@@ -108,4 +108,4 @@ fuzz-build-check: $(STAMP)
 
 # Redraw docs/bench.png from docs/bench.json (no new measurement).
 bench-plot: $(STAMP)
-	$(PY) -c 'from fastpath.report import plot_json; plot_json("docs/bench.json", "docs/bench.png")'
+	$(PY) -c 'from exitlab.tools.report import plot_json; plot_json("docs/bench.json", "docs/bench.png")'

@@ -9,9 +9,9 @@ cd "$SRC/exitlab"
 
 # Every harness, by path; a missing one fails the build (never a silently smaller fuzzing set).
 HARNESSES=(
-  fastpath/fuzz/atheris_target.py    # one instruction + CPU state: every path vs Unicorn (differential)
-  fastpath/fuzz/atheris_length.py    # raw bytes -> the C length function and subset decoder
-  fastpath/fuzz/atheris_streams.py   # bytes -> a guest program through every engine x path
+  exitlab/tools/fuzz/atheris_target.py    # one instruction + CPU state: every path vs Unicorn (differential)
+  exitlab/tools/fuzz/atheris_length.py    # raw bytes -> the C length function and subset decoder
+  exitlab/tools/fuzz/atheris_streams.py   # bytes -> a guest program through every engine x path
 )
 for h in "${HARNESSES[@]}"; do
   if [ ! -f "$h" ]; then
@@ -33,7 +33,7 @@ CFLAGS="${CFLAGS:-} $EXTRA_CFLAGS" CXXFLAGS="${CXXFLAGS:-} $EXTRA_CFLAGS" pip3 i
 for h in "${HARNESSES[@]}"; do
   compile_python_fuzzer "$h" --runtime-hook .clusterfuzzlite/pyi_rth_binutils.py \
     --collect-all unicorn --collect-all capstone --collect-all iced_x86 \
-    --collect-submodules emu --collect-submodules fastpath \
+    --collect-submodules emu --collect-submodules fastpath --collect-submodules exitlab \
     --collect-data emu --collect-data fastpath
 done
 
@@ -53,7 +53,7 @@ for tool in as ld; do
 done
 
 # Seed corpora from the committed test data, and the x86 dictionary for every fuzzer.
-python3 -m fastpath.fuzz.cflite_seeds "$OUT" --data tests/data
+python3 -m exitlab.tools.fuzz.cflite_seeds "$OUT" --data tests/data
 for h in "${HARNESSES[@]}"; do
   name=$(basename "$h" .py)
   cp .clusterfuzzlite/x86.dict "$OUT/$name.dict"

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from fastpath import decoderbench as db
+from exitlab.tools import decoderbench as db
 
 found, _notes = db.default_binaries()
 SECTIONS = {p.name: db.elf_text(p) for p in found}

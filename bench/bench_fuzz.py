@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from fastpath.fuzz.gen import GENERATORS
-from fastpath.fuzz.runner import FuzzConfig, run_campaign
+from exitlab.tools.fuzz.gen import GENERATORS
+from exitlab.tools.fuzz.runner import FuzzConfig, run_campaign
 
 CORPUS = "tests/data/fuzz_corpus"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from fastpath import costs
+from exitlab.tools import costs
 
 EXITS = 2000
 MECHS = {m.name: m for m in costs.MECHANISMS if m.py_path is not None}

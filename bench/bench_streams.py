@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import pytest
 
-from fastpath.fuzz.streams_campaign import StreamsConfig, image_of, run_campaign
-from fastpath.fuzz.streams_compare import applies
-from fastpath.fuzz.streams_gen import generate
-from fastpath.fuzz.streams_ref import reference
-from fastpath.fuzz.streams_run import ALL_CONFIGS, runners
+from exitlab.tools.fuzz.streams_campaign import StreamsConfig, image_of, run_campaign
+from exitlab.tools.fuzz.streams_compare import applies
+from exitlab.tools.fuzz.streams_gen import generate
+from exitlab.tools.fuzz.streams_ref import reference
+from exitlab.tools.fuzz.streams_run import ALL_CONFIGS, runners
 
 PROGRAMS = 20
 SEED = 1

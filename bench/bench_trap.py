@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from fastpath import costs
+from exitlab.tools import costs
 
 EXITS = 20_000
 MECHS = ["pio", "mmio-generic", "mmio-subset", "pv-fast", "hypercall"]

@@ -17,7 +17,8 @@ import time
 
 from emu.exits import ExitKind
 from emu.machine import Machine, MmioStyle
-from fastpath import cengine, costs
+from exitlab.tools import costs
+from fastpath import cengine
 
 N1, N2 = 20_000, 120_000
 

@@ -22,7 +22,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fastpath import decoderbench as db  # noqa: E402
+from exitlab.tools import decoderbench as db  # noqa: E402
 
 
 def _load(so: Path, name: str) -> Any:

@@ -32,10 +32,10 @@ from emu.trace import TraceWriter, read_trace
 from exitlab.commands._version import version_info as _version_info
 from exitlab.commands.emulate import run_case
 from exitlab.commands.run import make_board, resolve_guest, run_image
-from fastpath import costs
-from fastpath import report as _report
-from fastpath.validate import Report
-from fastpath.validate import validate as _validate
+from exitlab.tools import costs
+from exitlab.tools import report as _report
+from exitlab.tools.validate import Report
+from exitlab.tools.validate import validate as _validate
 
 try:  # the C extension is optional at import time: only replay() needs it
     from fastpath.cengine import ReplayResult

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from exitlab.cli import main
-from fastpath import costs, report
+from exitlab.tools import costs, report
 
 MECHS = [m for m in costs.MECHANISMS if m.name in ("pio", "pv-fast", "hypercall", "mmio-subset")]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from emu.errors import ExitlabError
-from fastpath import decoderbench as db
+from exitlab.tools import decoderbench as db
 
 CSRC = Path(__file__).resolve().parent.parent / "fastpath" / "csrc"
 SWEEP_BYTES = 1 << 20

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fastpath.fuzz import atheris_length, cflite_seeds
+from exitlab.tools.fuzz import atheris_length, cflite_seeds
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECK = ROOT / ".clusterfuzzlite" / "check_build.sh"
@@ -28,11 +28,11 @@ def _tree(tmp: Path, with_streams: bool) -> Path:
     when this checkout does not have it yet, and removed when `with_streams` is False."""
     tree = tmp / "tree"
     shutil.copytree(ROOT / ".clusterfuzzlite", tree / ".clusterfuzzlite")
-    shutil.copytree(ROOT / "fastpath" / "fuzz", tree / "fastpath" / "fuzz",
+    shutil.copytree(ROOT / "exitlab" / "tools" / "fuzz", tree / "exitlab" / "tools" / "fuzz",
                     ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "tests" / "data", tree / "tests" / "data")
     shutil.copy(ROOT / "pyproject.toml", tree)
-    streams = tree / "fastpath" / "fuzz" / "atheris_streams.py"
+    streams = tree / "exitlab" / "tools" / "fuzz" / "atheris_streams.py"
     if not with_streams:
         streams.unlink(missing_ok=True)
     elif not streams.exists():
@@ -53,7 +53,7 @@ def test_build_sh_produces_launchers_corpora_and_dicts(tmp_path: Path) -> None:
     for name in HARNESSES:
         launcher = out / name
         assert launcher.is_file() and launcher.stat().st_mode & 0o111, name
-        assert f"fastpath/fuzz/{name}.py" in launcher.read_text()
+        assert f"exitlab/tools/fuzz/{name}.py" in launcher.read_text()
         with zipfile.ZipFile(out / f"{name}_seed_corpus.zip") as z:
             names = z.namelist()
             assert len(names) > 20 and all(len(z.read(n)) > 0 for n in names), name
@@ -80,7 +80,7 @@ def test_dictionary_is_valid_libfuzzer_syntax() -> None:
 
 
 def test_seed_corpora_decode_in_their_harness_layout(tmp_path: Path) -> None:
-    from fastpath.fuzz.atheris_target import case_from_input
+    from exitlab.tools.fuzz.atheris_target import case_from_input
 
     counts = cflite_seeds.write_all(tmp_path, ROOT / "tests" / "data")
     assert set(counts) == set(HARNESSES) and min(counts.values()) > 20
@@ -111,7 +111,7 @@ def test_length_harness_catches_a_planted_inconsistency(monkeypatch: pytest.Monk
 def test_guard_page_turns_an_overread_into_a_crash() -> None:
     code = (
         "import ctypes\n"
-        "from fastpath.fuzz import atheris_length as h\n"
+        "from exitlab.tools.fuzz import atheris_length as h\n"
         "a = h._buf().place(b'\\x90\\x90')\n"
         "assert ctypes.string_at(a, 2) == b'\\x90\\x90'\n"
         "print('in bounds ok', flush=True)\n"
@@ -129,7 +129,7 @@ def test_a_libfuzzer_crash_file_replays_with_exitlab_fuzz(
     import json
 
     from exitlab.cli import main
-    from fastpath.fuzz.atheris_target import case_from_input, input_from_case
+    from exitlab.tools.fuzz.atheris_target import case_from_input, input_from_case
 
     data = input_from_case(b"\x66\x89\x02", 64, seed=b"crash")
     crash = tmp_path / "crash-0123abcd"

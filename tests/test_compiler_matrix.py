@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from emu.elf import read_binary
-from fastpath.validate import SiteKind, StaticScan, scan_binary
+from exitlab.tools.validate import SiteKind, StaticScan, scan_binary
 
 HELPERS = {
     # the helper exactly as docs/contract.md gives it (64-bit only)

@@ -7,7 +7,7 @@ import pytest
 
 from emu.errors import ExitlabError
 from exitlab.cli import main
-from fastpath import costs, report
+from exitlab.tools import costs, report
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 import fastpath._exitlab_c as ext
 
 from exitlab.cli import main
-from fastpath import decoderbench as db
+from exitlab.tools import decoderbench as db
 
 EXT = Path(ext.__file__).resolve()
 

@@ -218,7 +218,7 @@ def test_stream_reference_stops_with_de() -> None:
     code = textwrap.dedent(
         """
         from emu.assemble import assemble
-        from fastpath.fuzz.streams_ref import reference
+        from exitlab.tools.fuzz.streams_ref import reference
         for src in ("mov edx, 0x80000000\\nxor eax, eax\\nmov ecx, -1\\nidiv ecx\\nhlt\\n",
                     "mov rbx, REGS_MMIO\\nmov dword ptr [rbx + 0x10], -1\\nmov edx, 0x80000000\\n"
                     "xor eax, eax\\nidiv dword ptr [rbx + 0x10]\\nhlt\\n"):

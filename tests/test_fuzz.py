@@ -1,4 +1,4 @@
-"""The differential fuzzer (fastpath/fuzz): a short seeded campaign must be clean, a planted bug
+"""The differential fuzzer (exitlab/tools/fuzz): a short seeded campaign must be clean, a planted bug
 must be found and minimized, reproducers must round-trip, and every fixed finding stays fixed."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from exitlab.cli import main
-from fastpath.fuzz.atheris_target import case_from_input, check_input, input_from_case
-from fastpath.fuzz.case import Case
-from fastpath.fuzz.gen import GENERATORS, case_at, load_corpus, make_generators
-from fastpath.fuzz.oracles import Checker
-from fastpath.fuzz.report import replay, summary_json, write_reproducers
-from fastpath.fuzz.runner import FuzzConfig, run_campaign
-from fastpath.fuzz.state import may_modify_own_code
+from exitlab.tools.fuzz.atheris_target import case_from_input, check_input, input_from_case
+from exitlab.tools.fuzz.case import Case
+from exitlab.tools.fuzz.gen import GENERATORS, case_at, load_corpus, make_generators
+from exitlab.tools.fuzz.oracles import Checker
+from exitlab.tools.fuzz.report import replay, summary_json, write_reproducers
+from exitlab.tools.fuzz.runner import FuzzConfig, run_campaign
+from exitlab.tools.fuzz.state import may_modify_own_code
 
 DATA = Path(__file__).parent / "data"
 CORPUS = DATA / "fuzz_corpus"

@@ -8,7 +8,7 @@ Ours (fixed in the paths):
 - `0f b3 57 02` with EDX = 36: BTR's register bit offset moves the access off the window, where the
   C model has another device; the C paths are not compared there (the oracle's world check).
 
-Unicorn's (each matched by exactly one predicate of fastpath/fuzz/explain.py, named here, and
+Unicorn's (each matched by exactly one predicate of exitlab/tools/fuzz/explain.py, named here, and
 documented in docs/known-discrepancies.md); a perturbed truth is no longer explained.
 """
 
@@ -21,9 +21,9 @@ import pytest
 from emu.cpu import DeviceAccess
 from emu.decode import decode
 from emu.errors import EmulationError
-from fastpath.fuzz.case import Case
-from fastpath.fuzz.explain import Evidence, explain
-from fastpath.fuzz.oracles import Checker
+from exitlab.tools.fuzz.case import Case
+from exitlab.tools.fuzz.explain import Evidence, explain
+from exitlab.tools.fuzz.oracles import Checker
 
 HI = (0xFEB00000, 0x1000)
 ORDER = "unicorn-sse-prefix-66-then-f3-then-f2"
@@ -99,7 +99,7 @@ def test_unicorn_departure_is_explained_by_its_rule(checker, hexbytes, mode, reg
 
 
 def test_an_unexplained_finding_is_never_folded_into_an_explained_one() -> None:
-    from fastpath.fuzz.oracles import Finding
+    from exitlab.tools.fuzz.oracles import Finding
 
     explained = Finding("generic", "address", "x", "CMPSD_M32_M32", explained=CMPS)
     assert explained.signature != replace(explained, explained=None).signature

@@ -1,16 +1,16 @@
 """`exitlab fuzz --family NAME`: the structured generator restricted to one instruction family
-(fastpath/fuzz/families.py, fuzzcore.c family_bytes), and the cases the truth must never run."""
+(exitlab/tools/fuzz/families.py, fuzzcore.c family_bytes), and the cases the truth must never run."""
 
 from __future__ import annotations
 
 import capstone
 import pytest
 
-from fastpath.fuzz import fastrun
-from fastpath.fuzz.case import Case
-from fastpath.fuzz.families import FAMILIES, packed
-from fastpath.fuzz.runner import FuzzConfig, run_campaign
-from fastpath.fuzz.state import idiv_traps_host, unicorn_would_abort
+from exitlab.tools.fuzz import fastrun
+from exitlab.tools.fuzz.case import Case
+from exitlab.tools.fuzz.families import FAMILIES, packed
+from exitlab.tools.fuzz.runner import FuzzConfig, run_campaign
+from exitlab.tools.fuzz.state import idiv_traps_host, unicorn_would_abort
 
 pytestmark = pytest.mark.skipif(not fastrun.available(), reason="no C extension")
 

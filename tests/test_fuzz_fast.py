@@ -1,4 +1,4 @@
-"""The fast fuzz runner (fastpath/fuzz/fastrun.py, fastpath/csrc/fuzzcore.c, issue 15).
+"""The fast fuzz runner (exitlab/tools/fuzz/fastrun.py, fastpath/csrc/fuzzcore.c, issue 15).
 
 The C truth must be run_one's answer; the C batch must be a pure function of (seed, index); every
 case the Python Checker finds wrong on a C oracle must have been flagged by C (else the fast runner
@@ -18,13 +18,13 @@ from fastpath._exitlab_c import ffi, lib
 
 from emu.batchcpu import default_ram_regions as ram_regions
 from emu.oracle import run_one
-from fastpath.fuzz import fastrun
-from fastpath.fuzz.case import Case
-from fastpath.fuzz.ctruth import CTruth
-from fastpath.fuzz.gen import GENERATORS, case_at, load_corpus, make_generators
-from fastpath.fuzz.oracles import Checker
-from fastpath.fuzz.runner import FuzzConfig, Tally, run_campaign
-from fastpath.fuzz.state import decode_iced, may_modify_own_code, rep_too_long, unicorn_would_abort
+from exitlab.tools.fuzz import fastrun
+from exitlab.tools.fuzz.case import Case
+from exitlab.tools.fuzz.ctruth import CTruth
+from exitlab.tools.fuzz.gen import GENERATORS, case_at, load_corpus, make_generators
+from exitlab.tools.fuzz.oracles import Checker
+from exitlab.tools.fuzz.runner import FuzzConfig, Tally, run_campaign
+from exitlab.tools.fuzz.state import decode_iced, may_modify_own_code, rep_too_long, unicorn_would_abort
 from tests.hostile import main
 
 CORPUS = Path(__file__).parent / "data" / "fuzz_corpus"

@@ -12,8 +12,8 @@
 import pytest
 
 from emu.errors import EmulationError
-from fastpath.fuzz.case import Case
-from fastpath.fuzz.oracles import Checker
+from exitlab.tools.fuzz.case import Case
+from exitlab.tools.fuzz.oracles import Checker
 
 CASES = [
     ("66 f3 0f a3 08", 64, {"rax": 0xFEB01EC0, "rcx": 0x1234}, (0xFEB01000, 0x1000)),

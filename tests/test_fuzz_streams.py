@@ -17,9 +17,9 @@ from emu.cpu import Cpu, Outcome
 from emu.exits import ExitKind, ExitRecord
 from emu.generic import GenericPath
 from exitlab.cli import main
-from fastpath.fuzz import streams_cli
-from fastpath.fuzz.atheris_streams import StreamsFailure, TestOneInput, check_input
-from fastpath.fuzz.streams_campaign import (
+from exitlab.tools.fuzz import streams_cli
+from exitlab.tools.fuzz.atheris_streams import StreamsFailure, TestOneInput, check_input
+from exitlab.tools.fuzz.streams_campaign import (
     CampaignResult,
     StreamsConfig,
     Tally,
@@ -31,12 +31,12 @@ from fastpath.fuzz.streams_campaign import (
     summary_text,
     write_reproducers,
 )
-from fastpath.fuzz.streams_compare import Comparator
-from fastpath.fuzz.streams_gen import Item, Program, generate, parse_program, program_from_bytes
-from fastpath.fuzz.streams_known import KNOWN_OPEN, TEST_CASES, TEST_SEED, is_known_open
-from fastpath.fuzz.streams_minimize import minimize
-from fastpath.fuzz.streams_ref import reference
-from fastpath.fuzz.streams_run import ALL_CONFIGS, Runner, run_python
+from exitlab.tools.fuzz.streams_compare import Comparator
+from exitlab.tools.fuzz.streams_gen import Item, Program, generate, parse_program, program_from_bytes
+from exitlab.tools.fuzz.streams_known import KNOWN_OPEN, TEST_CASES, TEST_SEED, is_known_open
+from exitlab.tools.fuzz.streams_minimize import minimize
+from exitlab.tools.fuzz.streams_ref import reference
+from exitlab.tools.fuzz.streams_run import ALL_CONFIGS, Runner, run_python
 
 SMALL = """# exitlab: mode=64
 mov r14, REGS_MMIO
@@ -180,7 +180,7 @@ def test_a_clean_decline_is_not_a_failure_but_a_dirty_one_is() -> None:
     # `addps xmm0, [mmio]` is outside the C paths (IMUL was, until issue 14): C exit paths decline
     # it before touching the device
     p = parse_program("mov r14, REGS_MMIO\nmov ebx, 3\naddps xmm0, xmmword ptr [r14+0x10]\nhlt\n")
-    from fastpath.fuzz.streams_run import run_c
+    from exitlab.tools.fuzz.streams_run import run_c
 
     res = Comparator({"c-subset": lambda img, n: run_c(img, "subset", n)}).check(p, image_of(p))
     assert res.verdicts["c-subset"].kind == "decline"
@@ -244,7 +244,7 @@ def test_planted_campaign_writes_replayable_reproducers(tmp_path: Path) -> None:
 
 
 def test_seeded_campaign_shows_only_known_open_disagreements() -> None:
-    """The allow-list (fastpath/fuzz/streams_known.py) names every class still open; configurations
+    """The allow-list (exitlab/tools/fuzz/streams_known.py) names every class still open; configurations
     with no entry must be clean. Remove entries as engines are fixed."""
     # KVM is left out: what it does depends on the host (VMX/SVM/PVM kernel), so its findings are
     # reported by campaigns, not asserted here
@@ -278,7 +278,7 @@ def test_ctrl_c_reports_the_programs_run_so_far(monkeypatch: pytest.MonkeyPatch)
                 raise KeyboardInterrupt
             return out
 
-    from fastpath.fuzz import streams_campaign
+    from exitlab.tools.fuzz import streams_campaign
 
     monkeypatch.setattr(
         streams_campaign, "make_comparator", lambda config: Interrupting({"py-generic": interrupting})
@@ -293,8 +293,8 @@ def test_ctrl_c_reports_the_programs_run_so_far(monkeypatch: pytest.MonkeyPatch)
 def test_an_engine_interrupted_by_sigint_ends_the_campaign(monkeypatch: pytest.MonkeyPatch) -> None:
     """The engines' SIGINT watchdog reports Ctrl-C as stop reason `interrupted` (SEMANTICS rule 10)
     instead of raising: that must end the campaign like KeyboardInterrupt, not count as a finding."""
-    from fastpath.fuzz import streams_campaign
-    from fastpath.fuzz.streams_run import Outcome as RunOutcome
+    from exitlab.tools.fuzz import streams_campaign
+    from exitlab.tools.fuzz.streams_run import Outcome as RunOutcome
 
     def interrupted(image: Any, budget: int | None) -> Any:
         return RunOutcome("py-generic", "interrupted", 0x8000)

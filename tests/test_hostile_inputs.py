@@ -18,7 +18,7 @@ from emu.errors import ExitlabError
 from emu.exits import REG_NAMES
 from emu.trace import TraceError, read_trace, write_trace
 from exitlab import cli
-from fastpath.validate import scan_static
+from exitlab.tools.validate import scan_static
 from tests.hostile import ROOT, assert_one_line_error, main
 
 Cap = pytest.CaptureFixture[str]
@@ -345,7 +345,7 @@ def test_static_sweep_stops_at_its_deadline() -> None:
 
 
 def test_validate_passes_the_timeout_to_the_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
-    import fastpath.validate as v
+    import exitlab.tools.validate as v
 
     seen: list[float | None] = []
     real = v.scan_image

@@ -107,7 +107,7 @@ def test_engine_interrupted_stop_gives_summary_and_130(capsys: Cap, tmp_path: Pa
 
 
 def test_interrupted_fuzz_is_not_clean(capsys: Cap, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fastpath.fuzz import runner
+    from exitlab.tools.fuzz import runner
 
     real_add = runner.Tally.add
 
@@ -132,7 +132,7 @@ def test_interrupted_parallel_fuzz_counts_finished_chunks(monkeypatch: pytest.Mo
     """--jobs N: chunks that finished while Ctrl-C was being handled are counted (was: cases 0)."""
     from concurrent import futures
 
-    from fastpath.fuzz import runner
+    from exitlab.tools.fuzz import runner
 
     real_wait = futures.wait
 

@@ -180,8 +180,9 @@ def test_output_file_refuses_bad_paths(tmp_path: Path) -> None:
 
 
 def _no_measuring(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("fastpath.costs.run_sweep", lambda *a, **k: pytest.fail("measured before checking"))
-    monkeypatch.setattr("fastpath.kvmcosts.run_kvm_costs",
+    monkeypatch.setattr("exitlab.tools.costs.run_sweep",
+                        lambda *a, **k: pytest.fail("measured before checking"))
+    monkeypatch.setattr("exitlab.tools.kvmcosts.run_kvm_costs",
                         lambda *a, **k: pytest.fail("measured before checking"))
 
 

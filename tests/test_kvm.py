@@ -248,9 +248,9 @@ def test_unavailable_kvm_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
 # -- streams T8: KVM's exits vs the exit model (SEMANTICS rules 4 and 6; emu/kvm_probe.py) ---------
 def _vs_reference(src: str, mode: int = 64):
     """The KVM outcome and its field differences from the stream fuzzer's independent reference."""
-    from fastpath.fuzz.streams_compare import diff_fields
-    from fastpath.fuzz.streams_ref import reference
-    from fastpath.fuzz.streams_run import run_kvm
+    from exitlab.tools.fuzz.streams_compare import diff_fields
+    from exitlab.tools.fuzz.streams_ref import reference
+    from exitlab.tools.fuzz.streams_run import run_kvm
 
     image = assemble(src, mode=mode)
     ref, _ = reference(image)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fastpath import costs, report
+from exitlab.tools import costs, report
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -9,9 +9,9 @@ from emu.assemble import assemble
 from emu.board import default_board
 from emu.generic import GenericPath
 from emu.machine import StopReason
+from exitlab.tools.validate import validate
 from fastpath.fast import FastPath
 from fastpath.hostpaths import WildcardPath
-from fastpath.validate import validate
 from tests.helpers import run_asm
 
 STYLES = ["inplace", "generic", "fast", "wildcard"]

@@ -1,4 +1,4 @@
-"""fastpath/validate.py and `exitlab validate`: reasons per instruction, the dynamic ledger, the static
+"""exitlab/tools/validate.py and `exitlab validate`: reasons per instruction, the dynamic ledger, the static
 sweep, and the CLI's exit status, text and JSON."""
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from emu.exits import REG_NAMES, ExitKind, ExitRecord
 from emu.platform import LOAD_ADDR, NOTIFY_MMIO, NOTIFY_MMIO_SIZE
 from exitlab import cli
 from exitlab.commands.run import resolve_guest
-from fastpath.fast import FastPath, fast_path
-from fastpath.validate import (
+from exitlab.tools.validate import (
     ClassifyingPath,
     Disassembler,
     Reason,
@@ -30,6 +29,7 @@ from fastpath.validate import (
     validate,
     validate_dynamic,
 )
+from fastpath.fast import FastPath, fast_path
 
 R = Reason
 

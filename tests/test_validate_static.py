@@ -22,7 +22,7 @@ from emu.errors import ExitlabError
 from emu.image import CodeRegion, GuestImage, Segment
 from emu.platform import NOTIFY_MMIO
 from exitlab import cli
-from fastpath.validate import Disassembler, SiteKind, scan_binary, scan_image, validate
+from exitlab.tools.validate import Disassembler, SiteKind, scan_binary, scan_image, validate
 
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
 AGREED = bytes.fromhex("66 89 02")

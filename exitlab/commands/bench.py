@@ -11,8 +11,8 @@ from emu.errors import ExitlabError
 from emu.extras import plot_format
 from emu.limits import count_arg
 from emu.outfile import OutputFile
-from fastpath import costs, report
-from fastpath import decoderbench as db
+from exitlab.tools import costs, report
+from exitlab.tools import decoderbench as db
 
 NAME = "bench"
 HELP = "measure what each way of notifying a device costs the host (table, JSON, plot)"
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_decoders(args: argparse.Namespace) -> int:
-    """`--decoders`: fastpath.decoderbench over the given (or default) binaries' .text."""
+    """`--decoders`: exitlab.tools.decoderbench over the given (or default) binaries' .text."""
     if args.exits is not None or args.mechanism:
         raise ExitlabError("--exits and --mechanism belong to the exit-cost table, not to --decoders")
     if args.trap != "mixed":

@@ -11,12 +11,12 @@ from emu.boundary import EXIT_INTERRUPTED
 from emu.errors import UsageError
 from emu.limits import count_arg
 from emu.outfile import check_output_dir
-from fastpath.fuzz.corpuscheck import check_corpus
-from fastpath.fuzz.families import FAMILIES
-from fastpath.fuzz.gen import GENERATORS
-from fastpath.fuzz.report import replay, summary_json, summary_text, write_reproducers
-from fastpath.fuzz.runner import DEFAULT_CORPUS, FuzzConfig, run_campaign
-from fastpath.fuzz.streams_cli import run_streams
+from exitlab.tools.fuzz.corpuscheck import check_corpus
+from exitlab.tools.fuzz.families import FAMILIES
+from exitlab.tools.fuzz.gen import GENERATORS
+from exitlab.tools.fuzz.report import replay, summary_json, summary_text, write_reproducers
+from exitlab.tools.fuzz.runner import DEFAULT_CORPUS, FuzzConfig, run_campaign
+from exitlab.tools.fuzz.streams_cli import run_streams
 
 NAME = "fuzz"
 HELP = "fuzz the generic, C and fast paths against Unicorn and iced-x86"
@@ -72,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--json", action="store_true", help="print one JSON object instead of the text summary"
     )
     parser.add_argument("--replay", metavar="FILE", help="re-run one reproducer file and exit")
-    # issue 15: the fast runner (fastpath/fuzz/fastrun.py) is the default when the C extension is there
+    # issue 15: the fast runner (exitlab/tools/fuzz/fastrun.py) is the default when the C extension is there
     parser.add_argument("--python-every", type=lambda s: int(s, 0), default=100, metavar="N",
                         help="fast runner: also run the Python generic and fast paths on every Nth case "
                         "(0: never; default 100)")
@@ -84,7 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=sorted(FAMILIES),
         default=None,
         help="fast runner: restrict the structured generator to one instruction family "
-        "(fastpath/fuzz/families.py; implies --gen structured unless --gen is given)",
+        "(exitlab/tools/fuzz/families.py; implies --gen structured unless --gen is given)",
     )
     parser.add_argument(
         "--streams",
@@ -96,7 +96,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _fast_available() -> bool:
     try:
-        from fastpath.fuzz import fastrun
+        from exitlab.tools.fuzz import fastrun
     except Exception:  # noqa: BLE001 - no C extension: the full runner (which says why in c_extension)
         return False
     return fastrun.available()

@@ -7,7 +7,7 @@ import json
 
 from emu.limits import count_arg
 from emu.outfile import OutputFile
-from fastpath.kvmcosts import format_table, run_kvm_costs
+from exitlab.tools.kvmcosts import format_table, run_kvm_costs
 
 NAME = "kvm-bench"
 HELP = "measure guest cycles per PIO, MMIO, hypercall and ioeventfd notification on real KVM (/dev/kvm)"

@@ -12,7 +12,7 @@ from emu.boundary import EXIT_INTERRUPTED
 from emu.elf import read_binary
 from emu.errors import GuestFormatError
 from exitlab.commands.run import add_guest_arguments, resolve_guest
-from fastpath.validate import format_text, validate, validate_static
+from exitlab.tools.validate import format_text, validate, validate_static
 
 NAME = "validate"
 HELP = "check a guest against the pv notify contract (dynamic run + static disassembly)"

@@ -1,4 +1,4 @@
-/* Decoder benchmark loops for `exitlab bench --decoders` (fastpath/decoderbench.py).
+/* Decoder benchmark loops for `exitlab bench --decoders` (exitlab/tools/decoderbench.py).
  *
  * xl_bench_sweep() walks a whole buffer (a .text section) with one decoder, in C, and times the
  * walk; an invalid position advances one byte.  xl_bench_lengths_at() gives the decoder's length

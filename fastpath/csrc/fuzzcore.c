@@ -354,7 +354,7 @@ int xl_fz_run(struct xl_fz_engine *e, const struct xl_fz_case *c, struct xl_fz_t
 
 /* ====================================================================== batch runner (fastrun)
  * Generation, state solving, the truth and the C oracles for many cases per call.  Generators and
- * solver follow fastpath/fuzz/gen.py and state.py (same distributions; Capstone instead of iced-x86
+ * solver follow exitlab/tools/fuzz/gen.py and state.py (same distributions; Capstone instead of iced-x86
  * tells which registers form an address), with a splitmix64 stream per case.  The C oracles are
  * compared as oracles.py compares them; a case where one looks wrong is only *flagged*: the
  * Python Checker re-runs it and classifies, explains and minimizes it, so the findings' meaning
@@ -563,7 +563,7 @@ static int structured_bytes(struct xl_fz_batch *b, struct fz_rng *r, int mode, u
     return (int)len;
 }
 
-/* --family: one instruction of a family from its templates (fastpath/fuzz/gen.py FAMILIES): 0-2
+/* --family: one instruction of a family from its templates (exitlab/tools/fuzz/gen.py FAMILIES): 0-2
  * legacy prefixes, the template's mandatory prefix, REX (64-bit), the opcode, a ModRM that names
  * memory (the template's /reg forced), SIB/displacement, the immediate.  Cut to 15 bytes from the
  * front, as structured_bytes does. */

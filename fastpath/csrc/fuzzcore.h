@@ -18,7 +18,7 @@
 
 enum xl_fz_fault { XL_FZ_OK = 0, XL_FZ_UCERR = 1, XL_FZ_EXCEPTION = 2, XL_FZ_STEPS = 3 };
 
-/* One case, flat (fastpath/fuzz/ctruth.py packs fastpath.fuzz.case.Case into it). */
+/* One case, flat (exitlab/tools/fuzz/ctruth.py packs exitlab.tools.fuzz.case.Case into it). */
 struct xl_fz_case {
     uint64_t regs[20];      /* emu/exits.py REG_NAMES order; regs[16] is RIP */
     uint64_t xmm[16][2];    /* low, high quadword */

@@ -1,5 +1,5 @@
 # exitlab: mode=64
-# KVM cost bench (fastpath/kvmcosts.py): KICKS hypercalls answered in the kernel. VMMCALL=1 picks
+# KVM cost bench (exitlab/tools/kvmcosts.py): KICKS hypercalls answered in the kernel. VMMCALL=1 picks
 # AMD's `vmmcall` (0f 01 d9), else Intel's `vmcall` (0f 01 c1): the vendor's native one, so the
 # kernel never has to patch the instruction. Hypercall number NR (unknown: RAX = -KVM_ENOSYS).
 # The loop counter lives in R9 because the call returns in RAX. TSC ticks in R15, then hlt.

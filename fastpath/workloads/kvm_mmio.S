@@ -1,5 +1,5 @@
 # exitlab: mode=64
-# KVM cost bench (fastpath/kvmcosts.py): KICKS x the pv-contract store `mov word ptr [rdx], ax`
+# KVM cost bench (exitlab/tools/kvmcosts.py): KICKS x the pv-contract store `mov word ptr [rdx], ax`
 # (66 89 02) to ADDR with the constant DATA in AX, timed by the guest. TSC ticks in R15, then hlt.
     mov ecx, KICKS
     mov r8d, ecx

@@ -1,5 +1,5 @@
 # exitlab: mode=64
-# KVM cost bench (fastpath/kvmcosts.py): KICKS x `out dx, ax` to PORT with the constant DATA in AX,
+# KVM cost bench (exitlab/tools/kvmcosts.py): KICKS x `out dx, ax` to PORT with the constant DATA in AX,
 # timed by the guest itself. Leaves the TSC ticks for the whole loop in R15, KICKS in R8, then hlt.
     mov ecx, KICKS
     mov r8d, ecx

@@ -73,8 +73,8 @@ def test_last_rep_prefix_decides() -> None:
     ("a7", "unicorn-cmps-reads-rdi-first"),
 ])
 def test_fuzzer_explains_the_string_deviations_precisely(hexbytes: str, rule: str) -> None:
-    from fastpath.fuzz.case import Case as FuzzCase
-    from fastpath.fuzz.oracles import Checker
+    from exitlab.tools.fuzz.case import Case as FuzzCase
+    from exitlab.tools.fuzz.oracles import Checker
 
     regs = {"rsi": W + 0x10, "rdi": W + 0x100, "rcx": 5, "rax": 0x41}
     case = FuzzCase.make(bytes.fromhex(hexbytes), 64, regs, MMIO, 0x41)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from fastpath.fuzz.streams_gen import Item, Program
+from exitlab.tools.fuzz.streams_gen import Item, Program
 
 Predicate = Callable[[Program], bool]
 

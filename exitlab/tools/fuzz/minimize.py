@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from fastpath.fuzz.case import Case
-from fastpath.fuzz.oracles import Checker, Finding
+from exitlab.tools.fuzz.case import Case
+from exitlab.tools.fuzz.oracles import Checker, Finding
 
 
 def still_fails(checker: Checker, finding: Finding) -> Callable[[Case], bool]:

@@ -34,10 +34,9 @@ from emu.errors import EmulationError, GuestFault, UnmappedAccess
 from emu.exits import GPR_NAMES, MAX_INSN_LEN, REG_NAMES, ExitKind, ExitRecord
 from emu.generic import emulate_at
 from emu.oracle import OracleResult, run_one
-from fastpath.fast import FastPath
-from fastpath.fuzz.case import Case
-from fastpath.fuzz.explain import Evidence, explain
-from fastpath.fuzz.state import (
+from exitlab.tools.fuzz.case import Case
+from exitlab.tools.fuzz.explain import Evidence, explain
+from exitlab.tools.fuzz.state import (
     NOTIFY_WINDOW,
     REGS_WINDOW,
     c_device_read,
@@ -46,6 +45,7 @@ from fastpath.fuzz.state import (
     rep_too_long,
     unicorn_would_abort,
 )
+from fastpath.fast import FastPath
 
 # What the C capstone path emulates (fastpath/csrc/paths.c MOV family + sem*.c); a C refusal of the
 # Python generic path's other families is a coverage gap, not a finding.
@@ -202,7 +202,7 @@ class Checker:
         # the truth: run_one's answer, from one reused engine per layout when the C core is there
         self.truth: Callable[[Case], OracleResult] = _run_one
         if use_c and c_truth and self.c is not None:
-            from fastpath.fuzz.ctruth import CTruth
+            from exitlab.tools.fuzz.ctruth import CTruth
 
             self.truth = CTruth().run
 

@@ -14,14 +14,14 @@ from typing import Any
 
 import capstone  # noqa: F401  (loads libcapstone before the extension)
 import unicorn  # noqa: F401  (loads libunicorn before the extension)
+from fastpath._exitlab_c import ffi, lib
 from unicorn import UcError
 
 from emu.batchcpu import default_ram_regions
 from emu.cpu import DeviceAccess
 from emu.exits import GPR_NAMES
 from emu.oracle import OracleResult, run_one
-from fastpath._exitlab_c import ffi, lib
-from fastpath.fuzz.case import Case
+from exitlab.tools.fuzz.case import Case
 
 FZ_OK, FZ_UCERR, FZ_EXCEPTION, FZ_STEPS = 0, 1, 2, 3
 MAX_ACC = 64

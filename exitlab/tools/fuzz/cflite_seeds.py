@@ -1,6 +1,6 @@
 """Seed corpora for the libFuzzer harnesses, zipped the way OSS-Fuzz / ClusterFuzzLite expect.
 
-    python -m fastpath.fuzz.cflite_seeds OUT_DIR [--data tests/data]
+    python -m exitlab.tools.fuzz.cflite_seeds OUT_DIR [--data tests/data]
 
 writes OUT_DIR/<harness>_seed_corpus.zip for each harness, from the committed test data:
 
@@ -28,7 +28,7 @@ MODE_INDEX = {16: 0, 32: 1, 64: 2}
 
 
 def _target_input(code: bytes, mode: int) -> bytes:
-    """The atheris_target layout (fastpath.fuzz.atheris_target.input_from_case, window auto)."""
+    """The atheris_target layout (exitlab.tools.fuzz.atheris_target.input_from_case, window auto)."""
     return bytes([(1 if mode == 32 else 0) | 3 << 1, (len(code) - 1) % 15]) + code[:15]
 
 
@@ -87,7 +87,7 @@ def write_all(out: Path, data: Path) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fastpath.fuzz.cflite_seeds", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m exitlab.tools.fuzz.cflite_seeds", description=__doc__)
     p.add_argument("out", type=Path, help="where the zips go ($OUT under ClusterFuzzLite)")
     p.add_argument("--data", type=Path, default=Path("tests/data"), help="the committed test data")
     args = p.parse_args(argv)

@@ -22,7 +22,7 @@ import iced_x86 as iced
 from emu.access import SUBREGS
 from emu.exits import GPR_NAMES
 from emu.platform import NOTIFY_MMIO, PAGE, REGS_MMIO
-from fastpath.fuzz.case import DEFAULT_RIP, Case
+from exitlab.tools.fuzz.case import DEFAULT_RIP, Case
 
 M64 = (1 << 64) - 1
 ALL_ONES = M64

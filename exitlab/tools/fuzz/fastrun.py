@@ -23,14 +23,14 @@ from typing import Any
 
 import capstone  # noqa: F401  (loads libcapstone before the extension)
 import unicorn  # noqa: F401  (loads libunicorn before the extension)
+from fastpath._exitlab_c import ffi, lib
 
 from emu.exits import GPR_NAMES
-from fastpath._exitlab_c import ffi, lib
-from fastpath.fuzz.case import Case
-from fastpath.fuzz.ctruth import pack_case
-from fastpath.fuzz.families import packed
-from fastpath.fuzz.gen import GENERATORS, load_corpus
-from fastpath.fuzz.oracles import Checker
+from exitlab.tools.fuzz.case import Case
+from exitlab.tools.fuzz.ctruth import pack_case
+from exitlab.tools.fuzz.families import packed
+from exitlab.tools.fuzz.gen import GENERATORS, load_corpus
+from exitlab.tools.fuzz.oracles import Checker
 
 GEN_IDS = {name: i for i, name in enumerate(GENERATORS)}  # the order of enum xl_fz_gen
 C_ORACLES = ("length", "c-subset-decoder", "c-subset", "c-capstone", "c-pv-fast")  # enum xl_fz_oracle

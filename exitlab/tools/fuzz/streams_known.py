@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
-from fastpath.fuzz.streams_run import ALL_CONFIGS
+from exitlab.tools.fuzz.streams_run import ALL_CONFIGS
 
 # (configuration, class) pairs the seeded test campaign (TEST_SEED, TEST_CASES) finds today.
 KNOWN_OPEN: tuple[tuple[str, str, str], ...] = (

@@ -6,7 +6,7 @@ and a mutation of a few bytes changes a few choices (one instruction, one addres
 Each program runs through every engine x path configuration against the independent reference; a
 disagreement (not a clean decline) raises, which libFuzzer reports as a crash with the input saved.
 
-    python -m fastpath.fuzz.atheris_streams CORPUS_DIR -atheris_runs=500
+    python -m exitlab.tools.fuzz.atheris_streams CORPUS_DIR -atheris_runs=500
 
 Disagreements the engines still have are listed by class in KNOWN_OPEN (docs/fuzzing-streams.md);
 set EXITLAB_STREAMS_STRICT=1 to make those fail too.
@@ -18,7 +18,7 @@ import functools
 import os
 import sys
 
-from fastpath.fuzz.streams_gen import program_from_bytes
+from exitlab.tools.fuzz.streams_gen import program_from_bytes
 
 
 class StreamsFailure(AssertionError):
@@ -27,8 +27,8 @@ class StreamsFailure(AssertionError):
 
 @functools.lru_cache(maxsize=1)
 def _comparator() -> object:
-    from fastpath.fuzz.streams_campaign import _comparator as shared
-    from fastpath.fuzz.streams_run import ALL_CONFIGS
+    from exitlab.tools.fuzz.streams_campaign import _comparator as shared
+    from exitlab.tools.fuzz.streams_run import ALL_CONFIGS
 
     return shared(tuple(c for c in ALL_CONFIGS if c != "kvm"))  # KVM: host-dependent, see the docs
 
@@ -36,9 +36,9 @@ def _comparator() -> object:
 def check_input(data: bytes, strict: bool | None = None) -> list[str]:
     """Run the program `data` encodes; return the disagreement signatures that are allowed (known
     open), raise StreamsFailure on any other one."""
-    from fastpath.fuzz.streams_campaign import check_program
-    from fastpath.fuzz.streams_compare import Comparator
-    from fastpath.fuzz.streams_known import is_known_open
+    from exitlab.tools.fuzz.streams_campaign import check_program
+    from exitlab.tools.fuzz.streams_compare import Comparator
+    from exitlab.tools.fuzz.streams_known import is_known_open
 
     if strict is None:
         strict = os.environ.get("EXITLAB_STREAMS_STRICT") == "1"
@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     import unicorn  # noqa: F401
 
     with atheris.instrument_imports(include=["fastpath", "emu"]):
+        import exitlab.tools.fuzz.streams_campaign  # noqa: F401
         import fastpath.cengine  # noqa: F401
-        import fastpath.fuzz.streams_campaign  # noqa: F401
     os.environ.setdefault("ASAN_OPTIONS", "detect_leaks=0")
     atheris.Setup(argv, TestOneInput)
     atheris.Fuzz()

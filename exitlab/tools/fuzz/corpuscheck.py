@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from emu.errors import InputError
-from fastpath.fuzz.gen import scan_corpus
+from exitlab.tools.fuzz.gen import scan_corpus
 
 
 def check_corpus(directory: str, used: bool) -> int:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from emu.errors import ExitlabError
-from fastpath.report import environment
+from exitlab.tools.report import environment
 
 DECODER_NAMES = ("exitlab-length", "exitlab-subset", "capstone-detail", "capstone-nodetail", "iced-python")
 # enum xl_decoder (decoderbench.h)

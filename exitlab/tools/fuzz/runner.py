@@ -20,10 +20,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
-from fastpath.fuzz.case import Case
-from fastpath.fuzz.gen import GENERATORS, case_at, load_corpus, make_generators
-from fastpath.fuzz.minimize import minimize, still_fails
-from fastpath.fuzz.oracles import Checker, Finding
+from exitlab.tools.fuzz.case import Case
+from exitlab.tools.fuzz.gen import GENERATORS, case_at, load_corpus, make_generators
+from exitlab.tools.fuzz.minimize import minimize, still_fails
+from exitlab.tools.fuzz.oracles import Checker, Finding
 
 DEFAULT_CORPUS = "tests/data/fuzz_corpus"
 FAST_CHUNK = 5000  # fast cases per pool task (a few hundred ms of work)
@@ -140,7 +140,7 @@ def _worker(plant: str | None, corpus: str | None, gens: tuple[str, ...]) -> tup
 
 def run_chunk(config: FuzzConfig, start: int, stop: int) -> Tally:
     if config.fast:
-        from fastpath.fuzz import fastrun
+        from exitlab.tools.fuzz import fastrun
 
         tally = Tally()
         fastrun.run_range(config, start, stop, tally)
@@ -183,7 +183,7 @@ def run_campaign(config: FuzzConfig, progress: bool | None = None) -> FuzzResult
     interrupted = False
     try:
         if config.jobs <= 1 and config.fast:
-            from fastpath.fuzz import fastrun
+            from exitlab.tools.fuzz import fastrun
 
             for start, stop in _chunks(config):
                 fastrun.run_range(config, start, stop, tally, update)

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from fastpath.fuzz.streams_campaign import (
+from exitlab.tools.fuzz.streams_campaign import (
     StreamsConfig,
     replay,
     replay_text,

@@ -22,7 +22,6 @@ import statistics
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from emu.assemble import GuestImage, assemble
@@ -34,10 +33,11 @@ from emu.generic import GenericPath
 from emu.machine import Machine, MmioStyle
 from emu.platform import ASSIGNED_PORT_BASE, DEFAULT_SYMBOLS, HC_MMIO_WRITE, NOTIFY_PORT
 from emu.replaycpu import ReplayCpu
+from fastpath import workloads
 from fastpath.fast import FastPath
 from fastpath.hostpaths import TrapPath, WildcardPath, replay_hypercall, replay_pio
 
-WORKLOADS = Path(__file__).resolve().parent / "workloads"
+WORKLOADS = workloads.DIR
 UNCLAIMED_PORT = 0x80  # POST-code port: nobody claims it here, so an OUT to it is a bare trap
 
 

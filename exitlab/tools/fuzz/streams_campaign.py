@@ -24,10 +24,10 @@ from typing import Any
 
 from emu.assemble import GuestImage, assemble
 from emu.errors import ExitlabError
-from fastpath.fuzz.streams_compare import Comparator, ProgramResult, Verdict
-from fastpath.fuzz.streams_gen import Program, generate, parse_program
-from fastpath.fuzz.streams_minimize import minimize
-from fastpath.fuzz.streams_run import ALL_CONFIGS, Outcome, Runner, c_aliases, kvm_skip_reason, runners
+from exitlab.tools.fuzz.streams_compare import Comparator, ProgramResult, Verdict
+from exitlab.tools.fuzz.streams_gen import Program, generate, parse_program
+from exitlab.tools.fuzz.streams_minimize import minimize
+from exitlab.tools.fuzz.streams_run import ALL_CONFIGS, Outcome, Runner, c_aliases, kvm_skip_reason, runners
 
 KINDS = ("agree", "decline", "n/a", "disagree")
 

@@ -22,9 +22,9 @@ from typing import Any
 
 from emu.assemble import GuestImage
 from emu.platform import NOTIFY_MMIO
-from fastpath.fuzz.streams_gen import Program
-from fastpath.fuzz.streams_ref import Reference, reference
-from fastpath.fuzz.streams_run import KVM_CONFIG, WILDCARD, Outcome, Runner, norm_kicks
+from exitlab.tools.fuzz.streams_gen import Program
+from exitlab.tools.fuzz.streams_ref import Reference, reference
+from exitlab.tools.fuzz.streams_run import KVM_CONFIG, WILDCARD, Outcome, Runner, norm_kicks
 
 MAX_DECLINE_ARRIVALS = 64
 FAULTS = ("unmapped", "invalid_insn", "triple_fault")

@@ -19,7 +19,7 @@ from emu.cpu import DeviceAccess
 from emu.decode import decode, effective_address
 from emu.emulate import DF, PF, SF, STATUS, ZF, execute
 from emu.errors import EmulationError, UnmappedAccess
-from fastpath.fuzz.case import Case
+from exitlab.tools.fuzz.case import Case
 
 _PREFIXES = frozenset((0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65, 0x66, 0x67))
 

@@ -16,10 +16,10 @@ from emu.errors import OutputError
 from emu.inputs import loads_strict, read_file
 from emu.limits import CASE_FILE_MAX
 from emu.outfile import write_text_atomic
-from fastpath.fuzz.atheris_target import case_from_input
-from fastpath.fuzz.case import Case, CaseFormatError
-from fastpath.fuzz.oracles import CLASSES, PLANTS, Checker, Finding
-from fastpath.fuzz.runner import FuzzResult, Reported
+from exitlab.tools.fuzz.atheris_target import case_from_input
+from exitlab.tools.fuzz.case import Case, CaseFormatError
+from exitlab.tools.fuzz.oracles import CLASSES, PLANTS, Checker, Finding
+from exitlab.tools.fuzz.runner import FuzzResult, Reported
 
 REPRO_SCHEMA = "exitlab-fuzz-reproducer"
 

@@ -19,7 +19,6 @@ import os
 import statistics
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from emu import kvm_abi as A
@@ -27,8 +26,9 @@ from emu.assemble import GuestImage, assemble
 from emu.errors import ExitlabError
 from emu.kvm import HostCpu, KvmError, KvmVm, _Watchdog, host_cpu, kvm_backend
 from emu.platform import DEFAULT_SYMBOLS, NOTIFY_MMIO, NOTIFY_PORT, STACK_TOP, PlatformSpec
+from fastpath import workloads
 
-WORKLOADS = Path(__file__).resolve().parent / "workloads"
+WORKLOADS = workloads.DIR
 DATA = 0  # the constant the notify loops write (queue 0), so a datamatch ioeventfd matches it
 UNKNOWN_HC = 0x100  # HC_MMIO_WRITE: unknown to KVM, answered with -KVM_ENOSYS without side effects
 

@@ -30,7 +30,7 @@ from emu.exits import GPR_NAMES
 from emu.kvm import KvmMachine, kvm_unavailable_reason
 from emu.machine import Machine, MmioStyle
 from emu.platform import LOAD_ADDR, PAGE
-from fastpath.fuzz.streams_gen import SCRATCH, SCRATCH_SIZE
+from exitlab.tools.fuzz.streams_gen import SCRATCH, SCRATCH_SIZE
 from fastpath.hostpaths import make_path
 
 ARITH_FLAGS = 0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x400 | 0x800  # CF PF AF ZF SF DF OF

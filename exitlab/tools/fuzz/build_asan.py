@@ -4,7 +4,7 @@ The sources and the cdef are fastpath/_build.py's; only the flags differ. CPytho
 instrumented, so the sanitizer runtime must be preloaded (DESIGN.md, "Building the C part"):
 
     LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)" \\
-    ASAN_OPTIONS=detect_leaks=0 python -m fastpath.fuzz.atheris_target --asan CORPUS -atheris_runs=N
+    ASAN_OPTIONS=detect_leaks=0 python -m exitlab.tools.fuzz.atheris_target --asan CORPUS -atheris_runs=N
 """
 
 from __future__ import annotations

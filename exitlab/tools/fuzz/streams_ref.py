@@ -68,7 +68,7 @@ from emu.platform import (
 )
 from emu.regfile import RegFile
 from emu.semantics.core import sub_flags
-from fastpath.fuzz.streams_run import Outcome, norm_regs, py_devices, ram_hash
+from exitlab.tools.fuzz.streams_run import Outcome, norm_regs, py_devices, ram_hash
 
 _CS_MODE = {64: capstone.CS_MODE_64, 32: capstone.CS_MODE_32, 16: capstone.CS_MODE_16}
 _PREFIXES = frozenset((0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65, 0x66, 0x67))

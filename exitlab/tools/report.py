@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
-from fastpath.costs import SEED_PIO_CYCLES, TRAP_MODES, Row, Sweep, seed_ratio
+from exitlab.tools.costs import SEED_PIO_CYCLES, TRAP_MODES, Row, Sweep, seed_ratio
 
 
 def _pio_row(sweep: Sweep, row: Row) -> Row | None:

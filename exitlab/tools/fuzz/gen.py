@@ -21,9 +21,9 @@ from pathlib import Path
 from emu.errors import ExitlabError, InputError
 from emu.inputs import read_file
 from emu.limits import CASE_FILE_MAX
-from fastpath.fuzz.atheris_target import case_from_input
-from fastpath.fuzz.case import Case
-from fastpath.fuzz.state import NOTIFY_WINDOW, solve_state
+from exitlab.tools.fuzz.atheris_target import case_from_input
+from exitlab.tools.fuzz.case import Case
+from exitlab.tools.fuzz.state import NOTIFY_WINDOW, solve_state
 
 LEGACY_PREFIXES = (0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65, 0x66, 0x67)
 CONTRACT = bytes.fromhex("66 89 02")

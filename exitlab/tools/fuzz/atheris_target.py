@@ -9,13 +9,13 @@ mutations of the raw bytes become mutations of the instruction and of the regist
     the rest    seed of the random CPU state (registers aimed at the window, RFLAGS, device answer)
 
 Each input runs the C length function and subset decoder invariants, then the whole differential
-check of fastpath.fuzz.oracles (Unicorn truth vs the C subset / Capstone / pv-fast paths, the
+check of exitlab.tools.fuzz.oracles (Unicorn truth vs the C subset / Capstone / pv-fast paths, the
 Python paths and iced-x86); an unexplained disagreement raises, which libFuzzer reports as a crash
 with the input saved. Run it:
 
-    python -m fastpath.fuzz.atheris_target tests/data/fuzz_corpus -atheris_runs=2000
+    python -m exitlab.tools.fuzz.atheris_target tests/data/fuzz_corpus -atheris_runs=2000
     make fuzz-atheris            # the same, bounded, after installing the `fuzz` extra
-    python -m fastpath.fuzz.atheris_target --asan ...   # against the ASan/UBSan build (see README)
+    python -m exitlab.tools.fuzz.atheris_target --asan ...   # against the ASan/UBSan build (see README)
 
 Under OSS-Fuzz / ClusterFuzzLite the same `TestOneInput` is the fuzz target; building the
 extension with clang and `-fsanitize=fuzzer-no-link,address` there gives libFuzzer the C edges too.
@@ -34,8 +34,8 @@ if "--asan" in sys.argv:
     # hide the flag before anything imports capstone.
     os.__dict__.pop("RTLD_DEEPBIND", None)
 
-from fastpath.fuzz.case import Case  # noqa: E402
-from fastpath.fuzz.state import LOW_WINDOW, NOTIFY_WINDOW, REGS_WINDOW, solve_state  # noqa: E402
+from exitlab.tools.fuzz.case import Case  # noqa: E402
+from exitlab.tools.fuzz.state import LOW_WINDOW, NOTIFY_WINDOW, REGS_WINDOW, solve_state  # noqa: E402
 
 _WINDOWS = (REGS_WINDOW, NOTIFY_WINDOW, LOW_WINDOW, None)
 ASAN_DIR = Path("build/fuzz-asan")
@@ -64,15 +64,15 @@ def input_from_case(code: bytes, mode: int, window: int = 3, seed: bytes = b"") 
 
 @functools.lru_cache(maxsize=1)
 def _checker() -> object:
-    from fastpath.fuzz.oracles import Checker
+    from exitlab.tools.fuzz.oracles import Checker
 
     return Checker()
 
 
 def check_input(data: bytes) -> None:
     """The fuzz target's body: raise FuzzFailure on a broken invariant or unexplained disagreement."""
+    from exitlab.tools.fuzz.oracles import Checker
     from fastpath import cengine
-    from fastpath.fuzz.oracles import Checker
 
     case = case_from_input(data)
     n = cengine.insn_length(case.code, case.mode)
@@ -98,12 +98,13 @@ def TestOneInput(data: bytes) -> None:  # noqa: N802 - the name libFuzzer / athe
 
 
 def _use_asan_build() -> None:
-    """Load the ASan/UBSan build of the extension (built by fastpath.fuzz.build_asan)."""
+    """Load the ASan/UBSan build of the extension (built by exitlab.tools.fuzz.build_asan)."""
     import fastpath
 
     target = ASAN_DIR / "fastpath"
     if not any(target.glob("_exitlab_c*.so")):
-        raise SystemExit(f"no sanitizer build in {target}: run `python -m fastpath.fuzz.build_asan` first")
+        raise SystemExit(f"no sanitizer build in {target}: "
+                         "run `python -m exitlab.tools.fuzz.build_asan` first")
     fastpath.__path__.insert(0, str(target.resolve()))
 
 
@@ -117,8 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     import unicorn  # noqa: F401
 
     with atheris.instrument_imports(include=["fastpath", "emu"]):
+        import exitlab.tools.fuzz.oracles  # noqa: F401
         import fastpath.cengine  # noqa: F401
-        import fastpath.fuzz.oracles  # noqa: F401
     os.environ.setdefault("ASAN_OPTIONS", "detect_leaks=0")
     atheris.Setup(argv, TestOneInput)
     atheris.Fuzz()

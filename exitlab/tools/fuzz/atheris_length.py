@@ -16,7 +16,7 @@ sanitizer build. Invariants checked on every input:
 - subset decoder: 0 (not mine) or its length equals the length function's, `out.len` agrees,
   size is 1/2/4/8; the same decode for the buffer cut to that length; 0 for any shorter cut.
 
-Run it:  python fastpath/fuzz/atheris_length.py tests/data/fuzz_corpus -atheris_runs=5000
+Run it:  python exitlab/tools/fuzz/atheris_length.py tests/data/fuzz_corpus -atheris_runs=5000
 """
 
 from __future__ import annotations
@@ -131,8 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     # Run as a script this file is __main__, which atheris does not instrument: import it again
     # under its package name, instrumented, so libFuzzer sees the invariant checks' branches
     # (the C edges come from a clang build with -fsanitize=fuzzer-no-link, as under ClusterFuzzLite).
-    with atheris.instrument_imports(include=["fastpath.fuzz.atheris_length"]):
-        from fastpath.fuzz import atheris_length as harness
+    with atheris.instrument_imports(include=["exitlab.tools.fuzz.atheris_length"]):
+        from exitlab.tools.fuzz import atheris_length as harness
     atheris.Setup(list(sys.argv if argv is None else argv), harness.TestOneInput)
     atheris.Fuzz()
 
