@@ -24,8 +24,12 @@ from emu.exits import MAX_INSN_LEN, ExitKind, ExitRecord
 from fastpath._exitlab_c import ffi, lib
 
 NO_PORT = 1 << 32  # devtab.h XL_NO_PORT: a flat port device the board does not have
-FLAT_NOTIFY_QUEUES = 16  # devstate.h XL_NQUEUES_REG: the wildcard registrations C counts
-FLAT_REGS_SIZE = 0x1000  # devstate.h XL_REGS_SIZE
+# The flat C devices' sizes as compiled (devstate.h, from platform_gen.h; cffi checks the cdef's
+# arrays against the build): the wildcard registrations C counts and the register file's bytes.
+_FLAT = ffi.new("struct xl_devstate *")
+FLAT_NOTIFY_QUEUES = len(_FLAT.eventfd_counts)
+FLAT_REGS_SIZE = len(_FLAT.regs)
+del _FLAT
 _SPACES = (Space.MMIO, Space.PIO)  # devtab.h enum xl_space
 _KINDS = (ExitKind.MMIO_WRITE, ExitKind.MMIO_READ, ExitKind.PIO_OUT, ExitKind.PIO_IN, ExitKind.HYPERCALL)
 _OP_READ, _OP_WRITE, _OP_NOTIFY, _OP_KICK = 0, 1, 2, 3

@@ -22,6 +22,7 @@
 #include <stddef.h>
 
 #include "devtab.h"
+#include "platform_gen.h" /* the platform's numbers, generated from emu/platform.py */
 
 #define XL_NREGS 20           /* emu/exits.py REG_NAMES order */
 #define XL_RIP 16
@@ -31,9 +32,9 @@
 #define XL_MAX_INSN 15
 
 #define XL_NQUEUES 64         /* kicks[] for data values 0..63; larger values go to kicks_other */
-#define XL_NQUEUES_REG 16     /* wildcard registrations of the default notify device (queues=16) */
-#define XL_NOTIFY_OFF_MULT 4  /* queue q's wildcard address is notify_base + 4*q */
-#define XL_REGS_SIZE 0x1000
+#define XL_NQUEUES_REG XL_NOTIFY_QUEUES  /* wildcard registrations of the default notify device */
+#define XL_NOTIFY_OFF_MULT XL_NOTIFY_OFF_MULTIPLIER  /* queue q's wildcard address: notify_base + 4*q */
+#define XL_REGS_SIZE XL_REGS_MMIO_SIZE
 #define XL_CONSOLE_BUF 4096
 #define XL_STOP_POLL 4096     /* REP iterations between two looks at the stop flag */
 

@@ -15,14 +15,16 @@ int xl_ctx_init(struct xl_ctx *ctx)
 {
     memset(ctx, 0, sizeof(*ctx));
     ctx->dev.notify_base = XL_NOTIFY_MMIO;
-    ctx->dev.notify_size = 0x1000;
+    ctx->dev.notify_size = XL_NOTIFY_MMIO_SIZE;
     ctx->dev.regs_base = XL_REGS_MMIO;
     ctx->dev.regs_size = XL_REGS_SIZE;
     ctx->dev.notify_port = XL_NOTIFY_PORT;
     ctx->dev.console_port = XL_CONSOLE_PORT;
-    /* emu/devices.py RegisterDevice: "exit" id and version 1 */
-    const uint8_t id[8] = {0x65, 0x78, 0x69, 0x74, 1, 0, 0, 0};
-    memcpy(ctx->dev.regs, id, sizeof(id));
+    /* emu/devices.py RegisterDevice: the id ("exit") and the version, little-endian */
+    for (int i = 0; i < 4; i++) {
+        ctx->dev.regs[i] = (uint8_t)(XL_REGS_ID >> (8 * i));
+        ctx->dev.regs[4 + i] = (uint8_t)(XL_REGS_VERSION >> (8 * i));
+    }
     ctx->trap_len = 3;
     return 0;
 }
@@ -175,10 +177,10 @@ uint64_t xl_pio(struct xl_ctx *ctx, uint64_t port, int size, int write, uint64_t
 {
     struct xl_devstate *d = &ctx->dev;
     uint64_t m = mask_bytes(size);
-    if (port - d->notify_port < 2) {
+    if (port - d->notify_port < XL_NOTIFY_PORT_SIZE) {
         return notify_access(ctx, port - d->notify_port, write, value & m);
     }
-    if (port - d->console_port < 8) {
+    if (port - d->console_port < XL_CONSOLE_PORT_SIZE) {
         uint64_t off = port - d->console_port;
         if (write) {
             if (off == 0)
@@ -192,7 +194,7 @@ uint64_t xl_pio(struct xl_ctx *ctx, uint64_t port, int size, int write, uint64_t
                 }
             return 0;
         }
-        return off == 5 ? 0x60 : 0;
+        return off == XL_CONSOLE_LSR ? XL_CONSOLE_LSR_READY : 0;
     }
     if (ctx->tab && xl_tab_find(ctx->tab->pio, ctx->tab->npio, port))
         return tab_access(ctx, XL_SPACE_PIO, port, size, write, value & m) & m;
@@ -663,7 +665,7 @@ static uint32_t path_hypercall(struct xl_ctx *ctx, const struct xl_exit *ex, str
     }
     xl_cpu_set(c, 0, ret);
     r->wb = ret;
-    r->next_rip = (xl_cpu_get(c, XL_RIP) + 3) & rip_mask(c->mode);
+    r->next_rip = (xl_cpu_get(c, XL_RIP) + XL_HYPERCALL_LEN) & rip_mask(c->mode);
     return XL_OK;
 }
 

@@ -5,15 +5,8 @@
 
 #include "devstate.h"
 
-/* Platform defaults (emu/platform.py). */
-#define XL_NOTIFY_MMIO 0xFEB00000ull
-#define XL_REGS_MMIO 0xFEB01000ull
-#define XL_NOTIFY_PORT 0xC000u
-#define XL_CONSOLE_PORT 0x3F8u
-#define XL_HC_MMIO_WRITE 0x100u
-#define XL_KVM_ENOSYS 1000u
-#define XL_KVM_EFAULT 14u
-#define XL_KVM_EINVAL 22u
+/* Platform defaults, the hypercall numbers and KVM's error codes: platform_gen.h (included by
+ * devstate.h), generated from emu/platform.py by gen_platform.py. */
 
 /* Set up devices at the default board's addresses and zero all counters.  Returns 0. */
 int xl_ctx_init(struct xl_ctx *ctx);
