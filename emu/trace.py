@@ -188,6 +188,12 @@ def _check_header(header: Any, path: str | Path) -> None:
 def iter_trace(path: str | Path) -> Iterator[ExitRecord]:
     """Records of a trace file, each checked by `record_from_json`; the first bad line is a
     `TraceError` naming file:line (lines are at most TRACE_LINE_MAX bytes)."""
+    for _lineno, rec in iter_trace_lines(path):
+        yield rec
+
+
+def iter_trace_lines(path: str | Path) -> Iterator[tuple[int, ExitRecord]]:
+    """`iter_trace` with each record's line number, so a consumer (a replay) can name file:line."""
     try:
         fh = open(path, "rb")  # noqa: SIM115 - closed below
     except IsADirectoryError:
@@ -209,9 +215,10 @@ def iter_trace(path: str | Path) -> Iterator[ExitRecord]:
                 if not line.strip():
                     continue
                 try:
-                    yield record_from_json(loads_strict(line))
+                    rec = record_from_json(loads_strict(line))
                 except ValueError as exc:
                     raise TraceError(f"{path}:{lineno}: bad exit record ({exc})") from None
+                yield lineno, rec
         except InputError as exc:
             raise TraceError(str(exc)) from None
         except IsADirectoryError:

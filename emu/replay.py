@@ -1,0 +1,370 @@
+"""Replay recorded exits through the Python paths: the reference twin of fastpath/csrc/replay.c.
+
+A trace (a file written by `--trace`, emu/trace.py, or a list of ExitRecord) is handed again, exit
+by exit, to a route of paths, with a `ReplayCpu` standing in for the guest: its registers are the
+record's snapshot, its only memory the instruction bytes the record carries, its devices a board's
+bus (so replaying into a fresh board of the same kind leaves the device state the live run left).
+Which path takes which exit is the C replay's rule (`xl_handle`), so both engines count alike:
+
+- port I/O always goes to the pio path, hypercalls to the hypercall path (the trap baseline takes
+  a hypercall too), MMIO exits to the route's MMIO path, a chain such as [pv-fast, generic] whose
+  later members are fallbacks (counted as `fallbacks`; a pv-fast decline inside a pv window is a
+  contract `violation`);
+- a record the C engine would reject (mode, kind, sizes) is refused up front, naming the record
+  (trace file:line, or its index) and what is wrong;
+- a record a path cannot handle counts as an error, the first kept with its place; the replay goes
+  on, as the C loop does.
+
+With `check` (the default) every handled exit's device accesses are compared with what the record
+says the hardware saw (`truth_size`/`truth_value`: the port, size and data of a PIO exit, the first
+access's address, size and, for a write, data of an MMIO exit): a path that touches another
+address, or a board that answers a port read differently from the recording, is an error of that
+record (status "mismatch"), never a silent difference.
+
+The paths come from the caller (fastpath builds the pv-fast and wildcard ones; this module is in
+`emu` and imports nothing above it). `ReplayResult.to_json()` has the keys of the C engine's
+(fastpath.cengine.ReplayResult), with `ticks` null: Python has no TSC reading of its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emu.board import Board, default_board
+from emu.bus import Space
+from emu.cpu import DeviceAccess, Outcome
+from emu.errors import EmulationError, ExitlabError, GuestFault, UnmappedAccess
+from emu.exits import MAX_INSN_LEN, REG_NAMES, ExitKind, ExitRecord
+from emu.replaycpu import ReplayCpu
+from emu.trace import iter_trace_lines
+
+# The C engine's path names (fastpath.cengine.PATHS) in its order: counts use them on both engines.
+PATH_NAMES: tuple[str, ...] = ("pio", "hypercall", "pv-fast", "wildcard", "subset", "capstone", "trap")
+# A Python path's `name` -> the C name it is counted under.
+C_NAMES: dict[str, str] = {"generic": "capstone", "fast": "pv-fast"}
+
+_PIO = (ExitKind.PIO_OUT, ExitKind.PIO_IN)
+_MMIO = (ExitKind.MMIO_WRITE, ExitKind.MMIO_READ)
+_MODES = (16, 32, 64)
+_PIO_SIZES = (1, 2, 4)
+_M64 = (1 << 64) - 1
+
+
+class ReplayInputError(ExitlabError):
+    """A record no engine can replay (bad mode, kind or size); names the record and the problem."""
+
+
+def record_problem(rec: ExitRecord) -> str | None:
+    """Why `rec` cannot enter a replay (the C engine's `check_record` / `record_ok` rules), or None."""
+    if not isinstance(rec, ExitRecord):
+        return f"not an ExitRecord ({type(rec).__name__})"
+    if not isinstance(rec.kind, ExitKind):
+        return f"unknown exit kind {rec.kind!r}"
+    if isinstance(rec.mode, bool) or rec.mode not in _MODES:
+        return f"mode {rec.mode!r} (must be 16, 32 or 64)"
+    if len(rec.insn) > MAX_INSN_LEN:
+        return f"{len(rec.insn)} instruction bytes (at most {MAX_INSN_LEN})"
+    if rec.kind in _PIO and (isinstance(rec.truth_size, bool) or rec.truth_size not in _PIO_SIZES):
+        return f"port I/O size {rec.truth_size!r} (must be 1, 2 or 4)"
+    if len(rec.regs) != len(REG_NAMES):
+        return f"{len(rec.regs)} registers (expected {len(REG_NAMES)})"
+    return None
+
+
+def _c_name(path: Any) -> str:
+    name = str(getattr(path, "name", path))
+    return C_NAMES.get(name, name)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Which path takes which kind of exit. `mmio` may be a chain (anything with `.paths`): its
+    first member is the fast path, the rest fallbacks."""
+
+    name: str  # the C path name this route replays as (counts, messages)
+    mmio: Any
+    pio: Any
+    hypercall: Any
+    check: bool = True  # compare each exit's device accesses with the record's
+
+    def mmio_chain(self) -> tuple[Any, ...]:
+        paths = getattr(self.mmio, "paths", None)
+        return tuple(paths) if paths is not None else (self.mmio,)
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """One record's result: status "ok" or the C engine's status name, the path that handled it (C
+    name), the device accesses in order, where the guest resumes and, if kept, the registers after."""
+
+    status: str
+    path: str
+    accesses: tuple[DeviceAccess, ...]
+    next_rip: int
+    regs: dict[str, int] | None = None
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayFailure:
+    """The first record that failed: where (trace file:line or record index) and why."""
+
+    where: str
+    status: str
+    path: str
+    rip: int
+    addr: int
+    insn: bytes
+    reason: str
+
+    def message(self) -> str:
+        return (
+            f"{self.where}: python path {self.path!r}: {self.status} at rip={self.rip:#x} addr={self.addr:#x} "
+            f"bytes={self.insn.hex(' ')}: {self.reason}"
+        )
+
+
+@dataclass
+class ReplayResult:
+    """A replay's totals (the C engine's ReplayResult fields) and, when kept, every record's result."""
+
+    path: str
+    n: int
+    ns: int
+    errors: int
+    counts: dict[str, int]
+    fallbacks: int
+    violations: int
+    error: ReplayFailure | None
+    mismatches: int = 0
+    board: Board | None = field(default=None, repr=False)
+    _results: list[Replayed] | None = field(default=None, repr=False)
+    ticks: int | None = None  # no TSC in Python
+
+    @property
+    def ns_per_exit(self) -> float:
+        return self.ns / self.n if self.n else 0.0
+
+    def results(self) -> list[Replayed]:
+        if self._results is None:
+            raise ValueError("replay ran with keep_results=False")
+        return list(self._results)
+
+    def to_json(self) -> dict[str, Any]:
+        """The replay's totals as JSON: the C engine's keys (fastpath.cengine.ReplayResult.to_json)."""
+        return {
+            "path": self.path,
+            "exits": self.n,
+            "ns": self.ns,
+            "ns_per_exit": self.ns_per_exit,
+            "ticks": self.ticks,
+            "errors": self.errors,
+            "counts": dict(self.counts),
+            "fallbacks": self.fallbacks,
+            "violations": self.violations,
+            "error": None if self.error is None else self.error.message(),
+        }
+
+
+# ------------------------------------------------------------------------------------ inputs
+def numbered(trace: str | Path | Iterable[ExitRecord]) -> Iterator[tuple[str, ExitRecord]]:
+    """(where, record) pairs: `file:line` for a trace file, `exit record i` for records in memory.
+    A bad line of a file is a TraceError naming file:line (emu/trace.py); a record no engine can
+    replay is a ReplayInputError naming it."""
+    if isinstance(trace, str | Path):
+        items: Iterable[tuple[str, ExitRecord]] = (
+            (f"{trace}:{lineno}", rec) for lineno, rec in iter_trace_lines(trace)
+        )
+    else:
+        items = ((f"exit record {i}", rec) for i, rec in enumerate(trace))
+    for where, rec in items:
+        problem = record_problem(rec)
+        if problem is not None:
+            raise ReplayInputError(f"{where}: {problem}")
+        yield where, rec
+
+
+def windows_of(board: Board) -> list[tuple[int, int]]:
+    """Every MMIO range of the board's bus (what `ReplayCpu.is_mmio` answers from): no literals."""
+    return [(m.base, m.size) for m in board.bus.mappings(Space.MMIO)]
+
+
+# ------------------------------------------------------------------------------------ checks
+def access_mismatch(rec: ExitRecord, accesses: Sequence[DeviceAccess]) -> str | None:
+    """How the replayed device accesses differ from what the record says the hardware saw, or None.
+
+    PIO: exactly one access, at the exit's port, of its size and direction, with its data (an OUT's
+    value; an IN's value read from the board, which must be the recorded one). MMIO: the first
+    access is at the exit's address in the exit's direction; the accesses of that direction that
+    follow it back to back (one access split at a device boundary, rule 4) add up to the recorded
+    size (or cover it, for a wide vector access Unicorn reports in pieces), and for a write their
+    data is the recorded data. An address-only notification (size 0, the wildcard path) is checked
+    by address alone."""
+    if rec.kind in _PIO:
+        write = rec.kind is ExitKind.PIO_OUT
+        want = DeviceAccess(rec.addr, rec.truth_size, write, rec.truth_value & ((1 << (8 * rec.truth_size)) - 1))
+        got = [(a.gpa, a.size, a.write, a.value) for a in accesses]
+        if got != [(want.gpa, want.size, want.write, want.value)]:
+            return f"recorded port access {_show(want)}, replayed {_show_all(accesses)}"
+        return None
+    if rec.kind not in _MMIO:
+        return None
+    write = rec.kind is ExitKind.MMIO_WRITE
+    if not accesses:
+        return f"recorded a {'write' if write else 'read'} at {rec.addr:#x}, replayed no device access"
+    first = accesses[0]
+    if first.gpa != rec.addr or (first.size and first.write != write):
+        return f"recorded a {'write' if write else 'read'} at {rec.addr:#x}, replayed {_show_all(accesses)}"
+    if first.size == 0 or rec.truth_size == 0:
+        return None
+    covered, value = 0, 0
+    for a in accesses:
+        if a.write != write or a.gpa != rec.addr + covered or covered >= rec.truth_size:
+            break
+        value |= a.value << (8 * covered)
+        covered += a.size
+        if covered == rec.truth_size:
+            break
+    wide = first.size > 8 and covered >= rec.truth_size
+    if covered != rec.truth_size and not wide:
+        return f"recorded {rec.truth_size} bytes at {rec.addr:#x}, replayed {_show_all(accesses)}"
+    mask = (1 << (8 * rec.truth_size)) - 1
+    if write and (value & mask) != (rec.truth_value & mask):
+        return (f"recorded data {rec.truth_value & mask:#x} written at {rec.addr:#x}, replayed "
+                f"{_show_all(accesses)}")
+    return None
+
+
+def _show(a: DeviceAccess) -> str:
+    return f"{'write' if a.write else 'read'} {a.gpa:#x}/{a.size}={a.value:#x}"
+
+
+def _show_all(accesses: Sequence[DeviceAccess]) -> str:
+    return "[" + ", ".join(_show(a) for a in accesses[:4]) + (", ...]" if len(accesses) > 4 else "]")
+
+
+def _status(exc: Exception) -> str:
+    """The C engine's status name for what a Python path raised (enum xl_status)."""
+    if isinstance(exc, UnmappedAccess):
+        return "unmapped"
+    if isinstance(exc, GuestFault):
+        return {0: "de", 13: "gp"}.get(getattr(exc, "vector", -1), "unsupported")
+    return "unsupported"
+
+
+# ------------------------------------------------------------------------------------ the loop
+def _merge_in(rax: int, value: int, size: int) -> int:
+    """IN AL/AX/EAX: the low bytes replaced, a 32-bit IN zero-extends (KVM complete_fast_pio_in)."""
+    if size == 4:
+        return value & 0xFFFFFFFF
+    mask = (1 << (8 * size)) - 1
+    return (rax & ~mask & _M64) | (value & mask)
+
+
+def _is_string_io(insn: bytes) -> bool:
+    """INS/OUTS (6C-6F after prefixes): the element goes to memory, not to rAX."""
+    for b in insn:
+        if b in (0x66, 0x67, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65, 0xF0) or 0x40 <= b <= 0x4F:
+            continue
+        return 0x6C <= b <= 0x6F
+    return False
+
+
+class Replayer:
+    """Replays records through one `Route` into one board (kept across calls, like a C context)."""
+
+    def __init__(self, route: Route, board: Board | None = None) -> None:
+        self.route = route
+        self.board = board if board is not None else default_board()
+        self.windows = windows_of(self.board)
+        self._chain = route.mmio_chain()
+        self._chain_names = tuple(_c_name(p) for p in self._chain)
+        pv = self._chain[0]
+        self._pv_window = getattr(pv, "in_window", None) if self._chain_names[0] == "pv-fast" else None
+
+    def run(self, trace: str | Path | Iterable[ExitRecord], keep_results: bool = True) -> ReplayResult:
+        """Replay every record; see the module docstring for what is counted and checked."""
+        items = list(numbered(trace))  # every record checked before the first is replayed
+        return self._run(items, keep_results)
+
+    def _run(self, items: Sequence[tuple[str, ExitRecord]], keep_results: bool) -> ReplayResult:
+        route, bus, windows = self.route, self.board.bus, self.windows
+        counts = dict.fromkeys(PATH_NAMES, 0)
+        pio_name, hc_name = _c_name(route.pio), _c_name(route.hypercall)
+        chain, chain_names, pv_window = self._chain, self._chain_names, self._pv_window
+        check = route.check
+        results: list[Replayed] | None = [] if keep_results else None
+        errors = fallbacks = violations = mismatches = 0
+        first: ReplayFailure | None = None
+        t0 = time.perf_counter_ns()
+        for where, rec in items:
+            kind = rec.kind
+            cpu = ReplayCpu(rec, bus, windows)
+            used = chain_names[0]
+            try:
+                if kind in _PIO:
+                    used = pio_name
+                    out = route.pio.handle(rec, cpu)
+                    if out is not None and kind is ExitKind.PIO_IN and out.accesses and not _is_string_io(rec.insn):
+                        cpu.set("rax", _merge_in(cpu.get("rax"), out.accesses[0].value, rec.truth_size))
+                elif kind is ExitKind.HYPERCALL:
+                    used = hc_name
+                    out = route.hypercall.handle(rec, cpu)
+                else:
+                    out = None
+                    for i, path in enumerate(chain):
+                        out = path.handle(rec, cpu)
+                        if out is not None:
+                            used = chain_names[i]
+                            break
+                        if i == 0:
+                            fallbacks += 1
+                            if pv_window is not None and pv_window(rec.addr):
+                                violations += 1
+                        used = chain_names[min(i + 1, len(chain) - 1)]
+                if out is None:
+                    raise EmulationError(f"path {used!r} declined the {kind.value} exit", rec.rip, rec.insn)
+                status, reason = "ok", ""
+                if check and used != "trap":
+                    bad = access_mismatch(rec, out.accesses)
+                    if bad is not None:
+                        status, reason = "mismatch", bad
+                        mismatches += 1
+            except ExitlabError as exc:
+                status, reason, out = _status(exc), str(getattr(exc, "reason", exc)), None
+            if status == "ok":
+                counts[used] += 1
+            else:
+                errors += 1
+                if first is None:
+                    first = ReplayFailure(where, status, used, rec.rip, rec.addr, rec.insn, reason)
+            if results is not None:
+                results.append(_replayed(status, used, out, cpu, reason))
+        ns = time.perf_counter_ns() - t0
+        return ReplayResult(
+            route.name, len(items), ns, errors, counts, fallbacks, violations, first, mismatches,
+            self.board, results,
+        )
+
+
+def _replayed(status: str, used: str, out: Outcome | None, cpu: ReplayCpu, reason: str) -> Replayed:
+    regs = {name: cpu.get(name) & _M64 for name in REG_NAMES}
+    if out is None:
+        return Replayed(status, used, (), 0, regs, reason)
+    regs["rip"] = out.next_rip
+    return Replayed(status, used, out.accesses, out.next_rip, regs, reason)
+
+
+def replay(
+    trace: str | Path | Iterable[ExitRecord], route: Route, board: Board | None = None, keep_results: bool = True
+) -> ReplayResult:
+    """Replay a trace file or records through `route` into `board` (default: a fresh default board)."""
+    return Replayer(route, board).run(trace, keep_results)
