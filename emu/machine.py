@@ -15,8 +15,8 @@ import ctypes
 import enum
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import capstone
 from unicorn import (
@@ -53,8 +53,8 @@ from emu.access import Op
 from emu.assemble import GuestImage
 from emu.board import Board, default_board
 from emu.bus import Space
+from emu.chain import Path
 from emu.codeguard import classify
-from emu.cpu import Cpu, Outcome
 from emu.decode import decode
 from emu.divguard import DivGuard
 from emu.errors import EmulationError, ExitlabError, GuestFormatError
@@ -62,9 +62,10 @@ from emu.exits import MAX_INSN_LEN, REG_INDEX, REG_NAMES, ExitKind, ExitRecord
 from emu.flagsites import FlagFix
 from emu.generic import GenericPath
 from emu.guard import CodeGuard
-from emu.hypercall import HYPERCALL_LEN, hypercall, is_hypercall
+from emu.hypercall import is_hypercall
 from emu.inplace import InplaceMmio
 from emu.interrupt import INTERRUPTED, Watchdog, check_timeout
+from emu.iopaths import HypercallPath, PioPath
 from emu.platform import PAGE
 from emu.ram import GuestRam
 from emu.regfile import RegFile
@@ -125,14 +126,6 @@ class RunResult:
             "regs": self.regs,
             "console": self.console,
         }
-
-
-class Path(Protocol):
-    """An exit-style MMIO handler: an Outcome, or None for 'not mine' (the caller falls back)."""
-
-    name: str
-
-    def handle(self, exit: ExitRecord, cpu: Cpu) -> Outcome | None: ...
 
 
 class MmioStyle(enum.Enum):
@@ -221,6 +214,15 @@ class UnicornCpu:
     def mmio_write(self, gpa: int, size: int, value: int) -> None:
         self.m.board.bus.write(Space.MMIO, gpa, size, value)
 
+    def mmio_claims(self, gpa: int) -> bool:
+        return self.m.board.bus.claims(Space.MMIO, gpa)
+
+    def pio_read(self, port: int, size: int) -> int:
+        return self.m.board.bus.read(Space.PIO, port, size)
+
+    def pio_write(self, port: int, size: int, value: int) -> None:
+        self.m.board.bus.write(Space.PIO, port, size, value)
+
 
 class Machine:
     """One guest on one board. Create, `run()`, read the result; not reusable across runs."""
@@ -241,6 +243,8 @@ class Machine:
         self.board = board or default_board()
         self.mmio_style = MmioStyle(mmio_style)
         self.path = path
+        self.pio_path = PioPath()
+        self.hypercall_path = HypercallPath()
         self.trace = trace
         self.keep_records = keep_records
         self.records: list[ExitRecord] = []
@@ -316,6 +320,12 @@ class Machine:
 
     # -- exits --------------------------------------------------------------------------------
     def _record(self, kind: ExitKind, rip: int, addr: int, size: int, value: int) -> ExitRecord:
+        rec = self._exit(kind, rip, addr, size, value)
+        self._emit(rec)
+        return rec
+
+    def _exit(self, kind: ExitKind, rip: int, addr: int, size: int, value: int) -> ExitRecord:
+        """The ExitRecord of a trap, not yet counted nor written (see `_emit`)."""
         insn = self.read_ram(rip, MAX_INSN_LEN)
         value &= (1 << (8 * max(size, 8))) - 1  # Unicorn's hooks pass the value as a signed int64
         vec: tuple[tuple[str, int], ...] = ()
@@ -333,12 +343,19 @@ class Machine:
             truth_value=value,
             vec=vec,
         )
-        self.exit_counts[kind.value] += 1
-        if self.trace is not None:
-            self.trace.write(rec)
-        if self.keep_records:
-            self.records.append(rec)
         return rec
+
+    def _emit(self, rec: ExitRecord, value: int | None = None) -> None:
+        """Count the exit and write it to the trace / the kept records; `value`: an IN's data,
+        known only once the device answered (the record carries it as its truth)."""
+        self.exit_counts[rec.kind.value] += 1
+        if self.trace is not None or self.keep_records:
+            if value is not None:
+                rec = replace(rec, truth_value=value & ((1 << (8 * max(rec.truth_size, 8))) - 1))
+            if self.trace is not None:
+                self.trace.write(rec)
+            if self.keep_records:
+                self.records.append(rec)
 
     def _vec_reg(self, name: str) -> int:
         """xmmN / ymmN / mmN / cr0 from the engine (trace records of vector moves and SMSW)."""
@@ -388,21 +405,26 @@ class Machine:
         return False
 
     def _on_in(self, uc: Uc, port: int, size: int, _ud: object) -> int:
-        self.inplace.note_port_read(self._rip())
+        rip = self._rip()
+        self.inplace.note_port_read(rip)
         try:
-            value = self.board.bus.read(Space.PIO, port, size)
-            self._record(ExitKind.PIO_IN, self._rip(), port, size, value)
+            rec = self._exit(ExitKind.PIO_IN, rip, port, size, 0)
+            outcome = self.pio_path.handle(rec, self.cpu)
+            value = outcome.accesses[0].value if outcome is not None and outcome.accesses else 0
+            self._emit(rec, value)
             return value
         except Exception as exc:  # noqa: BLE001
-            self._halt(StopReason.DEVICE_ERROR, self._rip(), f"device error on IN from port {port:#x}: {exc}")
+            self._halt(StopReason.DEVICE_ERROR, rip, f"device error on IN from port {port:#x}: {exc}")
             return 0
 
     def _on_out(self, uc: Uc, port: int, size: int, value: int, _ud: object) -> None:
+        rip = self._rip()
         try:
-            self._record(ExitKind.PIO_OUT, self._rip(), port, size, value)
-            self.board.bus.write(Space.PIO, port, size, value)
+            rec = self._exit(ExitKind.PIO_OUT, rip, port, size, value)
+            self._emit(rec)
+            self.pio_path.handle(rec, self.cpu)
         except Exception as exc:  # noqa: BLE001
-            self._halt(StopReason.DEVICE_ERROR, self._rip(), f"device error on OUT to port {port:#x}: {exc}")
+            self._halt(StopReason.DEVICE_ERROR, rip, f"device error on OUT to port {port:#x}: {exc}")
 
     def _on_invalid(self, uc: Uc, _ud: object) -> bool:
         rip = self._rip()
@@ -417,18 +439,12 @@ class Machine:
             )
             return False
         try:
-            rf = self.regfile
-            nr = rf.get("rax")
-            self._record(ExitKind.HYPERCALL, rip, nr, 0, 0)
-            rf.set(
-                "rax",
-                hypercall(
-                    self.board.bus, self.mode, nr, rf.get("rbx"), rf.get("rcx"), rf.get("rdx"), rf.get("rsi")
-                ),
-            )
+            rec = self._record(ExitKind.HYPERCALL, rip, self.regfile.get("rax"), 0, 0)
+            outcome = self.hypercall_path.handle(rec, self.cpu)
+            assert outcome is not None
             # Stop here and let the run loop restart at RIP+3 (SEMANTICS rule 3): writing RIP in the
             # hook and continuing leaves Unicorn's RIP stale for every later exit of the run.
-            self._resume = (rip + HYPERCALL_LEN) & self._rip_mask
+            self._resume = outcome.next_rip
             return False
         except Exception as exc:  # noqa: BLE001
             self._stop = self._stop or Stop(StopReason.DEVICE_ERROR, rip, f"hypercall failed: {exc}", insn)

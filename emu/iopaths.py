@@ -1,0 +1,119 @@
+"""Port I/O and hypercalls as paths: `PioPath` ("pio") and `HypercallPath` ("hypercall").
+
+They are paths like the MMIO ones (`name`, `handle(exit, cpu) -> Outcome | None`): the device is
+reached only through the `Cpu` seam (`pio_read`/`pio_write`, `mmio_write`), never through a Bus of
+their own, so the same objects serve the live Unicorn engine, KVM and a trace replay.
+
+- Port I/O needs no decode: hardware reports port, size, direction and (for OUT) the data with
+  the exit (`ExitRecord.addr`, `truth_size`, `truth_value`, which for PIO *are* what the exit
+  carries). IN returns the value read in its `DeviceAccess`; the backend puts it into AL/AX/EAX
+  (or the string element) itself, as KVM's userspace fills `kvm_run.io` and the kernel completes
+  the instruction. `next_rip` is the RIP after the instruction (legacy prefixes, REX, opcode and
+  imm8 counted); a string form moves one element per exit and its engine repeats it.
+- Hypercalls use the KVM ABI: number in RAX, arguments in RBX, RCX, RDX, RSI, result in RAX, and
+  resume at RIP+3 (SEMANTICS rule 3: the backend restarts there, it never writes RIP and goes on).
+  HC_MMIO_WRITE is the seed's option 1: the guest asks the host to perform an MMIO write, so the
+  host learns address, size and value from registers and never decodes an instruction.
+"""
+
+from __future__ import annotations
+
+from emu.cpu import Cpu, DeviceAccess, Outcome
+from emu.exits import ExitKind, ExitRecord
+from emu.hypercall import HYPERCALL_LEN, is_hypercall
+from emu.platform import HC_MMIO_WRITE, KVM_EFAULT, KVM_EINVAL, KVM_ENOSYS
+
+_M64 = (1 << 64) - 1
+_M32 = 0xFFFFFFFF
+_PREFIXES = frozenset(b"\x66\x67\xf2\xf3\x2e\x36\x3e\x26\x64\x65\xf0")
+_PORT_IMM8 = frozenset(b"\xe4\xe5\xe6\xe7")  # IN/OUT with the port in an imm8
+_PORT_DX = frozenset(b"\xec\xed\xee\xef\x6c\x6d\x6e\x6f")  # IN/OUT/INS/OUTS with the port in DX
+
+
+def _rip_mask(mode: int) -> int:
+    return _M64 if mode == 64 else _M32 if mode == 32 else 0xFFFF
+
+
+def pio_length(insn: bytes, mode: int) -> int:
+    """Length of the port I/O instruction at the start of `insn`, 0 when it is none."""
+    i = 0
+    while i < len(insn) and insn[i] in _PREFIXES:
+        i += 1
+    if mode == 64 and i < len(insn) and 0x40 <= insn[i] <= 0x4F:
+        i += 1  # REX: changes nothing for port I/O, but is part of the instruction
+    if i >= len(insn):
+        return 0
+    if insn[i] in _PORT_DX:
+        return i + 1
+    if insn[i] in _PORT_IMM8:
+        return i + 2
+    return 0
+
+
+class PioPath:
+    """One IN/OUT (or one INS/OUTS element) to the device at the exit's port."""
+
+    name = "pio"
+
+    def handle(self, exit: ExitRecord, cpu: Cpu) -> Outcome | None:
+        kind = exit.kind
+        if kind is ExitKind.PIO_OUT:
+            size = exit.truth_size
+            value = exit.truth_value & ((1 << (8 * size)) - 1)
+            cpu.pio_write(exit.addr, size, value)
+            access = DeviceAccess(exit.addr, size, True, value, True)
+        elif kind is ExitKind.PIO_IN:
+            size = exit.truth_size
+            value = cpu.pio_read(exit.addr, size) & ((1 << (8 * size)) - 1)
+            access = DeviceAccess(exit.addr, size, False, value, True)
+        else:
+            return None
+        length = pio_length(exit.insn, exit.mode)
+        return Outcome((exit.rip + length) & _rip_mask(exit.mode), (access,))
+
+
+def _neg(code: int, mode: int) -> int:
+    return (-code) & (_M64 if mode == 64 else _M32)
+
+
+class HypercallPath:
+    """`vmcall`/`vmmcall` with the KVM ABI; sets RAX to 0 or a negated KVM error code."""
+
+    name = "hypercall"
+
+    def handle(self, exit: ExitRecord, cpu: Cpu) -> Outcome | None:
+        if exit.kind is not ExitKind.HYPERCALL or not is_hypercall(exit.insn):
+            return None
+        accesses: list[DeviceAccess] = []
+        rax = self._call(cpu, exit.mode, accesses)
+        cpu.set("rax", rax)
+        return Outcome((exit.rip + HYPERCALL_LEN) & _rip_mask(exit.mode), tuple(accesses))
+
+    @staticmethod
+    def _call(cpu: Cpu, mode: int, accesses: list[DeviceAccess]) -> int:
+        """Perform hypercall RAX; returns the value for RAX, appends the device accesses made."""
+        nr = cpu.get("rax")
+        if nr != HC_MMIO_WRITE:
+            return _neg(KVM_ENOSYS, mode)
+        gpa, size, value = cpu.get("rbx"), cpu.get("rcx"), cpu.get("rdx")
+        if size not in (1, 2, 4, 8) or (size == 8 and mode != 64):
+            return _neg(KVM_EINVAL, mode)
+        claims = getattr(cpu, "mmio_claims", None) or cpu.is_mmio
+        if not claims(gpa) or not claims(gpa + size - 1):
+            return _neg(KVM_EFAULT, mode)
+        region_of = getattr(cpu, "mmio_region", None)
+        # One device write per device range the access touches, low part first (SEMANTICS rule 4,
+        # as KVM splits an access that crosses from one MMIO region into the next).
+        value &= (1 << (8 * size)) - 1
+        off = 0
+        while off < size:
+            a = gpa + off
+            if not claims(a):
+                return _neg(KVM_EFAULT, mode)
+            region = region_of(a) if region_of is not None else None
+            n = size - off if region is None else min(size - off, region[0] + region[1] - a)
+            piece = (value >> (8 * off)) & ((1 << (8 * n)) - 1)
+            cpu.mmio_write(a, n, piece)
+            accesses.append(DeviceAccess(a, n, True, piece))
+            off += n
+        return 0
