@@ -7,7 +7,7 @@ Each one is the library form of a CLI command and returns the dataclass that com
 | `run`               | `exitlab run --json`         | `RunResult` (stop, exits, devices...) |
 | `decode`            | `exitlab decode --json`      | `Access`                              |
 | `emulate`           | `exitlab emulate --batch`    | `EmulateResult`                       |
-| `replay`            | (trace -> C path)            | `ReplayResult`                        |
+| `replay`            | (trace -> C or Python path)  | `ReplayResult`                        |
 | `validate`          | `exitlab validate --json`    | `Report`                              |
 | `bench`             | `exitlab bench --json`       | `BenchResult`                         |
 """
@@ -28,6 +28,7 @@ from emu.errors import ExitlabError
 from emu.exits import ExitRecord
 from emu.inputs import parse_hex
 from emu.machine import RunResult, Stop, StopReason
+from emu.replay import ReplayResult as PyReplayResult
 from emu.trace import TraceWriter, read_trace
 from exitlab.commands._version import version_info as _version_info
 from exitlab.commands.emulate import run_case
@@ -36,6 +37,7 @@ from exitlab.tools import costs
 from exitlab.tools import report as _report
 from exitlab.tools.validate import Report
 from exitlab.tools.validate import validate as _validate
+from fastpath import replays
 
 try:  # the C extension is optional at import time: only replay() needs it
     from fastpath.cengine import ReplayResult
@@ -172,19 +174,33 @@ def emulate(
     return EmulateResult.from_json(run_case(case))
 
 
-def replay(trace: str | Path | Sequence[ExitRecord], path: str = "pv-fast") -> ReplayResult:
-    """Run recorded exits (a trace file or ExitRecords) through one C path in one call.
+def replay(
+    trace: str | Path | Sequence[ExitRecord],
+    path: str = "pv-fast",
+    *,
+    engine: str = "c",
+    board: Board | None = None,
+) -> ReplayResult | PyReplayResult:
+    """Run recorded exits (a trace file or ExitRecords) through one path in one call.
 
     `path` is a C path name: pio, hypercall, pv-fast, wildcard, subset, capstone, trap. The result
-    has per-path counts, ns and TSC ticks, and each exit's result in `results()`."""
-    records = read_trace(trace) if isinstance(trace, str | Path) else list(trace)
+    has per-path counts, ns and TSC ticks, and each exit's result in `results()`. `engine="python"`
+    replays through the Python paths (emu/replay.py: same counts and `to_json()` keys, `ticks` None,
+    every exit's device accesses checked against the record); subset exists only in C. `board`
+    (default: the default board) is the device model both engines replay into: give the board the
+    trace was recorded on (e.g. `devices=64`'s) so port reads answer as they did live."""
+    if engine == "python":  # a file is read by the replay itself, which then names file:line
+        return replays.py_replay(trace if isinstance(trace, str | Path) else list(trace), path, board)
+    if engine != "c":
+        raise ExitlabError(f"unknown replay engine {engine!r} (c, python)")
     try:
         from fastpath import cengine
     except Exception as exc:  # noqa: BLE001 - say why, do not pretend
         raise ExitlabError(f"replay needs the C extension, which does not import: {exc}") from exc
     if path not in cengine.PATHS:
         raise ExitlabError(f"unknown C path {path!r} ({', '.join(cengine.PATH_NAMES)})")
-    return cengine.replay(records, path)
+    records = read_trace(trace) if isinstance(trace, str | Path) else list(trace)
+    return replays.c_replay(records, path, board)
 
 
 def validate(

@@ -49,6 +49,8 @@ LAZY = {
     ("exitlab.api", "fastpath.cengine"): _C_EXT,
     ("exitlab.commands._version", "fastpath._exitlab_c"): _C_EXT + "; --version reports its status",
     ("exitlab.commands.run", "fastpath.cengine"): _C_EXT + " (only --engine c needs it)",
+    ("fastpath.replays", "fastpath.cengine"): _C_EXT + " (only a C replay needs it)",
+    ("fastpath.replays", "fastpath.devtab"): _C_EXT + " (only a C replay into a board needs it)",
     ("exitlab.tools.decoderbench", "fastpath._exitlab_c"): _C_EXT,
     ("exitlab.tools.costs", "fastpath.cengine"): _C_EXT + " (the sweep skips the C rows)",
     ("exitlab.tools.fuzz.oracles", "fastpath.cengine"): _C_EXT + " (the C oracle is skipped)",
