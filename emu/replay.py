@@ -127,8 +127,8 @@ class ReplayFailure:
 
     def message(self) -> str:
         return (
-            f"{self.where}: python path {self.path!r}: {self.status} at rip={self.rip:#x} addr={self.addr:#x} "
-            f"bytes={self.insn.hex(' ')}: {self.reason}"
+            f"{self.where}: python path {self.path!r}: {self.status} at rip={self.rip:#x} "
+            f"addr={self.addr:#x} bytes={self.insn.hex(' ')}: {self.reason}"
         )
 
 
@@ -210,7 +210,8 @@ def access_mismatch(rec: ExitRecord, accesses: Sequence[DeviceAccess]) -> str | 
     by address alone."""
     if rec.kind in _PIO:
         write = rec.kind is ExitKind.PIO_OUT
-        want = DeviceAccess(rec.addr, rec.truth_size, write, rec.truth_value & ((1 << (8 * rec.truth_size)) - 1))
+        data = rec.truth_value & ((1 << (8 * rec.truth_size)) - 1)
+        want = DeviceAccess(rec.addr, rec.truth_size, write, data)
         got = [(a.gpa, a.size, a.write, a.value) for a in accesses]
         if got != [(want.gpa, want.size, want.write, want.value)]:
             return f"recorded port access {_show(want)}, replayed {_show_all(accesses)}"
@@ -313,7 +314,8 @@ class Replayer:
                 if kind in _PIO:
                     used = pio_name
                     out = route.pio.handle(rec, cpu)
-                    if out is not None and kind is ExitKind.PIO_IN and out.accesses and not _is_string_io(rec.insn):
+                    if out is not None and kind is ExitKind.PIO_IN and not _is_string_io(rec.insn):
+                        # the backend completes IN: the value into AL/AX/EAX (KVM's complete_fast_pio_in)
                         cpu.set("rax", _merge_in(cpu.get("rax"), out.accesses[0].value, rec.truth_size))
                 elif kind is ExitKind.HYPERCALL:
                     used = hc_name
@@ -364,7 +366,10 @@ def _replayed(status: str, used: str, out: Outcome | None, cpu: ReplayCpu, reaso
 
 
 def replay(
-    trace: str | Path | Iterable[ExitRecord], route: Route, board: Board | None = None, keep_results: bool = True
+    trace: str | Path | Iterable[ExitRecord],
+    route: Route,
+    board: Board | None = None,
+    keep_results: bool = True,
 ) -> ReplayResult:
     """Replay a trace file or records through `route` into `board` (default: a fresh default board)."""
     return Replayer(route, board).run(trace, keep_results)

@@ -29,7 +29,7 @@ from emu.errors import ExitlabError
 from emu.exits import ExitRecord
 from emu.generic import GenericPath
 from emu.iopaths import HypercallPath, PioPath
-from emu.replay import ReplayResult, Replayer, Route
+from emu.replay import Replayer, ReplayResult, Route
 from fastpath.hostpaths import TrapPath, make_path
 
 NAMES: tuple[str, ...] = ("pio", "hypercall", "pv-fast", "wildcard", "subset", "capstone", "trap")
