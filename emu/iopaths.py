@@ -31,7 +31,9 @@ _PORT_DX = frozenset(b"\xec\xed\xee\xef\x6c\x6d\x6e\x6f")  # IN/OUT/INS/OUTS wit
 
 
 def _rip_mask(mode: int) -> int:
-    return _M64 if mode == 64 else _M32 if mode == 32 else 0xFFFF
+    """Outside 64-bit mode RIP wraps at 32 bits, as in the other paths, the C engine and KVM's
+    skip_emulated_instruction (`rip = (u32)rip`)."""
+    return _M64 if mode == 64 else _M32
 
 
 def pio_length(insn: bytes, mode: int) -> int:
@@ -91,20 +93,21 @@ class HypercallPath:
 
     @staticmethod
     def _call(cpu: Cpu, mode: int, accesses: list[DeviceAccess]) -> int:
-        """Perform hypercall RAX; returns the value for RAX, appends the device accesses made."""
-        nr = cpu.get("rax")
+        """Perform hypercall RAX; returns the value for RAX, appends the device accesses made.
+        Outside 64-bit mode the number and arguments are 32 bits (KVM's kvm_emulate_hypercall)."""
+        wm = _M64 if mode == 64 else _M32
+        nr = cpu.get("rax") & wm
         if nr != HC_MMIO_WRITE:
             return _neg(KVM_ENOSYS, mode)
-        gpa, size, value = cpu.get("rbx"), cpu.get("rcx"), cpu.get("rdx")
+        gpa, size, value = cpu.get("rbx") & wm, cpu.get("rcx") & wm, cpu.get("rdx") & wm
         if size not in (1, 2, 4, 8) or (size == 8 and mode != 64):
             return _neg(KVM_EINVAL, mode)
         claims = getattr(cpu, "mmio_claims", None) or cpu.is_mmio
-        if not claims(gpa) or not claims(gpa + size - 1):
-            return _neg(KVM_EFAULT, mode)
         region_of = getattr(cpu, "mmio_region", None)
         # One device write per device range the access touches, low part first (SEMANTICS rule 4,
-        # as KVM splits an access that crosses from one MMIO region into the next).
-        value &= (1 << (8 * size)) - 1
+        # as KVM splits an access that crosses from one MMIO region into the next). Every piece is
+        # checked before the first write: -KVM_EFAULT means no device saw any of it.
+        pieces: list[tuple[int, int]] = []
         off = 0
         while off < size:
             a = gpa + off
@@ -112,8 +115,11 @@ class HypercallPath:
                 return _neg(KVM_EFAULT, mode)
             region = region_of(a) if region_of is not None else None
             n = size - off if region is None else min(size - off, region[0] + region[1] - a)
-            piece = (value >> (8 * off)) & ((1 << (8 * n)) - 1)
+            pieces.append((a, n))
+            off += n
+        value &= (1 << (8 * size)) - 1
+        for a, n in pieces:
+            piece = (value >> (8 * (a - gpa))) & ((1 << (8 * n)) - 1)
             cpu.mmio_write(a, n, piece)
             accesses.append(DeviceAccess(a, n, True, piece))
-            off += n
         return 0

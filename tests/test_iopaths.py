@@ -87,11 +87,33 @@ def test_hypercall_errors_touch_no_device(regs: dict[str, int], mode: int, code:
     assert cpu.regs["rax"] == (-code) & (M64 if mode == 64 else 0xFFFFFFFF)
 
 
-def test_hypercall_resume_wraps_at_the_mode_width() -> None:
-    cpu = BatchCpu(16)
+@pytest.mark.parametrize("mode, rip, after", [(32, 0xFFFFFFFE, 1), (16, 0xFFFE, 0x10001), (64, M64 - 1, 1)])
+def test_hypercall_resume_wraps_as_kvm(mode: int, rip: int, after: int) -> None:
+    """RIP+3 wraps at 64 bits in 64-bit mode, else at 32 (KVM: `rip = (u32)rip`; the C engine)."""
+    cpu = BatchCpu(mode)
     cpu.regs["rax"] = 0x7777
-    out = _hc(cpu, 16, rip=0xFFFE)
-    assert out is not None and out.next_rip == 0x0001
+    out = _hc(cpu, mode, rip=rip)
+    assert out is not None and out.next_rip == after
+
+
+def test_hypercall_arguments_are_32_bits_outside_64_bit_mode() -> None:
+    """kvm_emulate_hypercall truncates the number and the arguments when not in 64-bit mode."""
+    cpu = BatchCpu(32, mmio=(0xFEB00000, 0x1000))
+    high = 5 << 32
+    cpu.regs.update(rax=high | HC_MMIO_WRITE, rbx=high | 0xFEB00010, rcx=high | 2, rdx=high | 0xBEEF)
+    out = _hc(cpu, 32)
+    assert out is not None and cpu.regs["rax"] == 0
+    assert cpu.accesses == [DeviceAccess(0xFEB00010, 2, True, 0xBEEF)]
+
+
+def test_hypercall_efault_on_a_gap_touches_no_device() -> None:
+    """A write over device | gap | device is -KVM_EFAULT before any piece reaches a device."""
+    cpu = BatchCpu(64, mmio=(0xFEB00000, 0x2000), regions=[(0xFEB00000, 0xFFF), (0xFEB01000, 0x1000)])
+    cpu.mmio_claims = lambda gpa: any(b <= gpa < b + s for b, s in cpu.regions)  # type: ignore[method-assign]
+    cpu.regs.update(rax=HC_MMIO_WRITE, rbx=0xFEB00FFD, rcx=8, rdx=M64)
+    out = _hc(cpu)
+    assert out is not None and out.accesses == () and cpu.accesses == []
+    assert cpu.regs["rax"] == (-KVM_EFAULT) & M64
 
 
 def test_hypercall_path_declines_what_is_no_hypercall() -> None:
