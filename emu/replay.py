@@ -39,6 +39,7 @@ from emu.bus import Space
 from emu.cpu import DeviceAccess, Outcome
 from emu.errors import EmulationError, ExitlabError, GuestFault, UnmappedAccess
 from emu.exits import MAX_INSN_LEN, REG_NAMES, ExitKind, ExitRecord
+from emu.iopaths import pio_length
 from emu.replaycpu import ReplayCpu
 from emu.trace import iter_trace_lines
 
@@ -252,8 +253,14 @@ def _show_all(accesses: Sequence[DeviceAccess]) -> str:
     return "[" + ", ".join(_show(a) for a in accesses[:4]) + (", ...]" if len(accesses) > 4 else "]")
 
 
+class _BadLength(EmulationError):
+    """A port I/O record whose bytes are no I/O instruction (the C engine's status "length")."""
+
+
 def _status(exc: Exception) -> str:
     """The C engine's status name for what a Python path raised (enum xl_status)."""
+    if isinstance(exc, _BadLength):
+        return "length"
     if isinstance(exc, UnmappedAccess):
         return "unmapped"
     if isinstance(exc, GuestFault):
@@ -270,13 +277,13 @@ def _merge_in(rax: int, value: int, size: int) -> int:
     return (rax & ~mask & _M64) | (value & mask)
 
 
-def _is_string_io(insn: bytes) -> bool:
-    """INS/OUTS (6C-6F after prefixes): the element goes to memory, not to rAX."""
-    for b in insn:
-        if b in (0x66, 0x67, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65, 0xF0) or 0x40 <= b <= 0x4F:
-            continue
-        return 0x6C <= b <= 0x6F
-    return False
+def _pio_form(rec: ExitRecord) -> tuple[int, bool]:
+    """The port I/O instruction's length and whether it is INS/OUTS (whose element goes to or comes
+    from memory, never rAX: KVM hands string I/O to its emulator); length 0: no I/O instruction."""
+    length = pio_length(rec.insn, rec.mode)
+    if length > len(rec.insn):  # `E6`/`E7`/`E4`/`E5` without its port byte: a truncated record
+        return 0, False
+    return length, length > 0 and 0x6C <= rec.insn[length - 1] <= 0x6F
 
 
 class Replayer:
@@ -313,8 +320,11 @@ class Replayer:
             try:
                 if kind in _PIO:
                     used = pio_name
+                    length, string = _pio_form(rec)
+                    if not length:
+                        raise _BadLength("no port I/O instruction", rec.rip, rec.insn)
                     out = route.pio.handle(rec, cpu)
-                    if out is not None and kind is ExitKind.PIO_IN and not _is_string_io(rec.insn):
+                    if out is not None and kind is ExitKind.PIO_IN and not string:
                         # the backend completes IN: the value into AL/AX/EAX (KVM's complete_fast_pio_in)
                         cpu.set("rax", _merge_in(cpu.get("rax"), out.accesses[0].value, rec.truth_size))
                 elif kind is ExitKind.HYPERCALL:

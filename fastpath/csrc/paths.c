@@ -618,28 +618,51 @@ static uint32_t xl_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_
 
 /* ---------------------------------------------------------------- paths */
 
+/* The opcode of the port I/O instruction at p (after legacy prefixes and, in 64-bit mode, one REX:
+ * E4-E7 imm8 port, EC-EF DX port, 6C-6F INS/OUTS), or -1: a port I/O exit whose bytes are no I/O
+ * instruction is a bad record (emu/iopaths.py pio_length, the Python reference, reads it alike). */
+static int pio_opcode(const uint8_t *p, size_t n, int mode)
+{
+    size_t i = 0;
+    while (i < n && (p[i] == 0x66 || p[i] == 0x67 || p[i] == 0xF2 || p[i] == 0xF3 || p[i] == 0xF0 ||
+                     p[i] == 0x2E || p[i] == 0x36 || p[i] == 0x3E || p[i] == 0x26 || p[i] == 0x64 ||
+                     p[i] == 0x65))
+        i++;
+    if (mode == 64 && i < n && (p[i] & 0xF0) == 0x40)
+        i++;
+    if (i >= n)
+        return -1;
+    uint8_t op = p[i];
+    if ((op >= 0xE4 && op <= 0xE7) || (op >= 0xEC && op <= 0xEF) || (op >= 0x6C && op <= 0x6F))
+        return op;
+    return -1;
+}
+
 static uint32_t path_pio(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r)
 {
     int size = (int)ex->size;
     int write = ex->kind == XL_PIO_OUT;
     if (size != 1 && size != 2 && size != 4)
         return XL_E_RECORD;  /* port I/O is 1, 2 or 4 bytes; anything else is a malformed record */
-    uint64_t v = xl_pio(ctx, ex->addr, size, write, write ? ex->value : 0);
-    if (write)
-        v = ex->value & mask_bytes(size);
-    acc(r, ex->addr, size, write, v);
-    if (!write) {
-        uint64_t nv = merge(xl_cpu_get(c, 0), v, size, 0);
-        xl_cpu_set(c, 0, nv);
-        r->wb = nv;
-    }
     /* the exit reports the instruction length (VM-exit instruction length); here: the bytes' */
     uint64_t rip = xl_cpu_get(c, XL_RIP);
     size_t n;
     const uint8_t *p = view(c, rip, &n);
-    int len = p ? xl_insn_length(p, n, c->mode) : -1;
+    int op = p ? pio_opcode(p, n, c->mode) : -1;
+    int len = op >= 0 ? xl_insn_length(p, n, c->mode) : -1;
     if (len < 0)
         return XL_E_LENGTH;
+    uint64_t v = xl_pio(ctx, ex->addr, size, write, write ? ex->value : 0);
+    if (write)
+        v = ex->value & mask_bytes(size);
+    acc(r, ex->addr, size, write, v);
+    if (!write && !(op >= 0x6C && op <= 0x6F)) {
+        /* IN (not INS, whose element goes to memory): AL/AX merged, EAX zero-extended
+         * (KVM complete_fast_pio_in) */
+        uint64_t nv = merge(xl_cpu_get(c, 0), v, size, 0);
+        xl_cpu_set(c, 0, nv);
+        r->wb = nv;
+    }
     r->next_rip = (rip + (uint64_t)len) & rip_mask(c->mode);
     return XL_OK;
 }
