@@ -1,0 +1,168 @@
+"""The Python replay engine (emu/replay.py, fastpath/replays.py) and `exitlab.replay(engine=...)`.
+
+- for every built-in guest's trace (recorded exit style and in place) and every replay path, the
+  Python engine's JSON is the C engine's, timing aside, and both leave the same device state (the
+  PCI guest replayed into the 64-device board it was recorded on);
+- a replay into a fresh board leaves the device state of the live run;
+- every replayed device access is checked against the record: a tampered record, or a trace
+  replayed into another board than its own, is an error naming file:line and what differs;
+- bad input is refused up front, naming the record: file:line for a trace file, the index for
+  records in memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+import exitlab
+from emu import guests
+from emu.exits import ExitKind
+from emu.replay import ReplayInputError, access_mismatch
+from exitlab.commands.run import make_board
+from fastpath import replays
+
+pytest.importorskip("fastpath.cengine")
+
+GUESTS = guests.names()
+STYLES = ("generic", "inplace")  # exit style and in place record different truths
+PATHS = ("pio", "hypercall", "pv-fast", "wildcard", "capstone", "trap")
+TIMING = ("ns", "ns_per_exit", "ticks")
+# The PCI guest's trace has ~10 000 exits: its exit-style trace only, and the routes that differ in
+# Python (pio, hypercall and capstone are one route: generic for MMIO, pio, hypercall).
+CASES = [(g, s) for g in GUESTS for s in STYLES if not (g.startswith("pci_") and s == "inplace")]
+
+
+def _board(guest: str):  # noqa: ANN202 - an emu Board
+    return make_board(64, "rotate") if guest.startswith("pci_") else make_board(None, "rotate")
+
+
+@pytest.fixture(scope="module")
+def traces(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], tuple[Path, dict]]:
+    """Each guest's trace per recording style, with the live run's device state."""
+    out = {}
+    root = tmp_path_factory.mktemp("traces")
+    for guest, style in CASES:
+        path = root / f"{guest}.{style}.jsonl"
+        live = exitlab.run(guest, path=style, trace=path, devices=64 if guest.startswith("pci_") else None)
+        assert not live.stop.is_error, (guest, style, live.stop)
+        out[guest, style] = (path, live.devices)
+    return out
+
+
+def _json(result) -> dict:  # noqa: ANN001 - either engine's ReplayResult
+    doc = result.to_json()
+    for key in TIMING:
+        doc.pop(key)
+    return doc
+
+
+@pytest.mark.parametrize(("guest", "style"), CASES)
+def test_python_replay_equals_c_replay(traces, guest: str, style: str) -> None:
+    trace, _ = traces[guest, style]
+    paths = ("pv-fast", "wildcard", "capstone", "trap") if guest.startswith("pci_") else PATHS
+    for path in paths:
+        py_board, c_board = _board(guest), _board(guest)
+        py = exitlab.replay(trace, path, engine="python", board=py_board)
+        c = exitlab.replay(trace, path, engine="c", board=c_board)
+        assert _json(py) == _json(c), (guest, style, path)
+        assert py.errors == 0 and py.n > 0, (guest, style, path, py.error)
+        assert py_board.state() == c_board.state(), (guest, style, path)
+        assert set(py.to_json()) == set(c.to_json())  # the same keys, timing included
+
+
+@pytest.mark.parametrize("guest", ["kick_mmio", "kick_pio", "kick_hypercall", "hello", "read_regs"])
+def test_replay_into_a_fresh_board_leaves_the_live_state(traces, guest: str) -> None:
+    trace, live_devices = traces[guest, "generic"]
+    board = _board(guest)
+    res = exitlab.replay(trace, "capstone", engine="python", board=board)
+    assert res.errors == 0
+    assert json.loads(json.dumps(board.state())) == json.loads(json.dumps(live_devices))
+
+
+def test_replay_into_the_wrong_board_is_an_error_naming_the_line(traces) -> None:
+    """pci_discover reads config space: the default board answers all-ones, the recording did not."""
+    trace, _ = traces["pci_discover", "generic"]
+    res = exitlab.replay(trace, "capstone", engine="python")
+    assert res.errors > 0 and res.error is not None
+    msg = res.error.message()
+    assert msg.startswith(f"{trace}:"), msg
+    assert "mismatch" in msg and "recorded port access read 0xcfc" in msg, msg
+
+
+def test_a_tampered_record_is_a_mismatch() -> None:
+    live = exitlab.run("kick_mmio", path="generic")
+    recs = list(live.records)
+    i = next(i for i, r in enumerate(recs) if r.kind is ExitKind.MMIO_WRITE)
+    recs[i] = dataclasses.replace(recs[i], truth_value=recs[i].truth_value ^ 1)
+    res = replays.py_replay(recs, "pv-fast")
+    assert res.errors == 1 and res.mismatches == 1
+    assert res.error is not None and res.error.where == f"exit record {i}"
+    assert "recorded data" in res.error.reason
+    assert res.results()[i].status == "mismatch"
+    # the check can be turned off (the bench does), and then nothing is flagged
+    assert replays.py_replay(recs, "pv-fast", check=False).errors == 0
+
+
+def test_access_mismatch_rules() -> None:
+    from emu.cpu import DeviceAccess
+    from emu.exits import ExitRecord
+
+    regs = (0,) * 20
+    w = ExitRecord(ExitKind.MMIO_WRITE, 0x8000, 64, 0x1000, b"", regs, 4, 0xAABBCCDD)
+    ok_split = (DeviceAccess(0x1000, 2, True, 0xCCDD), DeviceAccess(0x1002, 2, True, 0xAABB))
+    assert access_mismatch(w, ok_split) is None  # one access split at a device boundary
+    assert access_mismatch(w, (DeviceAccess(0x1000, 0, True, 0),)) is None  # address-only notify
+    assert "recorded 4 bytes" in access_mismatch(w, (DeviceAccess(0x1000, 2, True, 0xCCDD),))
+    assert "recorded a write at 0x1000" in access_mismatch(w, (DeviceAccess(0x1004, 4, True, 0xAABBCCDD),))
+    assert "no device access" in access_mismatch(w, ())
+    rmw = ExitRecord(ExitKind.MMIO_READ, 0x8000, 64, 0x1000, b"", regs, 4, 0)
+    assert access_mismatch(rmw, (DeviceAccess(0x1000, 4, False, 7), DeviceAccess(0x1000, 4, True, 8))) is None
+    out = ExitRecord(ExitKind.PIO_OUT, 0x8000, 64, 0x80, b"", regs, 1, 0x41)
+    assert access_mismatch(out, (DeviceAccess(0x80, 1, True, 0x41, True),)) is None
+    bad = access_mismatch(out, (DeviceAccess(0x80, 1, True, 0x42),))
+    assert bad is not None and "recorded port access write 0x80/1=0x41" in bad
+
+
+def test_bad_trace_line_names_file_and_line(tmp_path: Path) -> None:
+    trace = tmp_path / "t.jsonl"
+    exitlab.run("kick_pio", path="generic", trace=trace)
+    lines = trace.read_text().splitlines()
+    lines[3] = lines[3].replace('"mode":64', '"mode":48')
+    trace.write_text("\n".join(lines) + "\n")
+    want = rf"{trace}:4: bad exit record \('mode' must be 16, 32 or 64"
+    with pytest.raises(exitlab.ExitlabError, match=want):
+        exitlab.replay(trace, "pio", engine="python")
+
+
+def test_bad_record_in_memory_is_refused_before_any_replay() -> None:
+    live = exitlab.run("kick_pio", path="generic")
+    recs = list(live.records)
+    recs[5] = dataclasses.replace(recs[5], truth_size=3)
+    board = make_board(None, "rotate")
+    with pytest.raises(ReplayInputError, match=r"exit record 5: port I/O size 3 \(must be 1, 2 or 4\)"):
+        exitlab.replay(recs, "pio", engine="python", board=board)
+    assert board.state() == make_board(None, "rotate").state()  # nothing was replayed
+
+
+def test_names_and_engines() -> None:
+    live = exitlab.run("pv_kick", path="generic")
+    res = exitlab.replay(live.records, "generic", engine="python")  # "generic" = capstone, as in C
+    assert res.counts["capstone"] == res.n > 0 and res.to_json()["ticks"] is None
+    with pytest.raises(exitlab.ExitlabError, match="subset decoder exists only in C"):
+        exitlab.replay(live.records, "subset", engine="python")
+    with pytest.raises(exitlab.ExitlabError, match="unknown path 'inplace'"):
+        exitlab.replay(live.records, "inplace", engine="python")
+    with pytest.raises(exitlab.ExitlabError, match="unknown replay engine 'kvm'"):
+        exitlab.replay(live.records, "pv-fast", engine="kvm")
+
+
+def test_pv_fast_fallbacks_and_violations_count_as_in_c() -> None:
+    live = exitlab.run("pv_bad_mixed", path="generic")
+    py = exitlab.replay(live.records, "pv-fast", engine="python")
+    c = exitlab.replay(live.records, "pv-fast")
+    assert py.fallbacks == c.fallbacks > 0
+    assert py.violations == c.violations > 0
