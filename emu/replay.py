@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from emu.board import Board, default_board
-from emu.bus import Space
+from emu.bus import Bus, Space
 from emu.cpu import DeviceAccess, Outcome
 from emu.errors import EmulationError, ExitlabError, GuestFault, UnmappedAccess
 from emu.exits import MAX_INSN_LEN, REG_NAMES, ExitKind, ExitRecord
@@ -277,13 +277,44 @@ def _merge_in(rax: int, value: int, size: int) -> int:
     return (rax & ~mask & _M64) | (value & mask)
 
 
-def _pio_form(rec: ExitRecord) -> tuple[int, bool]:
+def _pio_form(insn: bytes, mode: int) -> tuple[int, bool]:
     """The port I/O instruction's length and whether it is INS/OUTS (whose element goes to or comes
     from memory, never rAX: KVM hands string I/O to its emulator); length 0: no I/O instruction."""
-    length = pio_length(rec.insn, rec.mode)
-    if length > len(rec.insn):  # `E6`/`E7`/`E4`/`E5` without its port byte: a truncated record
+    length = pio_length(insn, mode)
+    if length > len(insn):  # `E6`/`E7`/`E4`/`E5` without its port byte: a truncated record
         return 0, False
-    return length, length > 0 and 0x6C <= rec.insn[length - 1] <= 0x6F
+    return length, length > 0 and 0x6C <= insn[length - 1] <= 0x6F
+
+
+_REG_INDEX = {name: i for i, name in enumerate(REG_NAMES)}
+
+
+class RecordCpu(ReplayCpu):
+    """A `ReplayCpu` pointed at one record after another, as the C replay points its lazily filled
+    `struct xl_cpu` at each record: registers are read from the record's tuple until a path writes
+    one, so a record costs no copy of its register file (the replay loop's main cost otherwise)."""
+
+    def __init__(self, bus: Bus, windows: list[tuple[int, int]]) -> None:  # noqa: D107
+        self.bus = bus
+        self.windows = windows
+        self._written: dict[str, int] = {}
+        self._values: tuple[int, ...] = ()
+
+    def load(self, rec: ExitRecord) -> RecordCpu:
+        self.rec = rec
+        self.mode = rec.mode
+        self._values = rec.regs
+        if self._written:
+            self._written = {}
+        self.vec = dict(rec.vec) if rec.vec else {}
+        return self
+
+    def get(self, name: str) -> int:
+        value = self._written.get(name)
+        return self._values[_REG_INDEX[name]] if value is None else value
+
+    def set(self, name: str, value: int) -> None:
+        self._written[name] = value
 
 
 class Replayer:
@@ -312,15 +343,21 @@ class Replayer:
         results: list[Replayed] | None = [] if keep_results else None
         errors = fallbacks = violations = mismatches = 0
         first: ReplayFailure | None = None
+        cpu = RecordCpu(bus, windows)
+        forms: dict[tuple[bytes, int], tuple[int, bool]] = {}  # a trace repeats its few I/O instructions
         t0 = time.perf_counter_ns()
         for where, rec in items:
             kind = rec.kind
-            cpu = ReplayCpu(rec, bus, windows)
+            cpu.load(rec)
             used = chain_names[0]
             try:
                 if kind in _PIO:
                     used = pio_name
-                    length, string = _pio_form(rec)
+                    key = (rec.insn, rec.mode)
+                    form = forms.get(key)
+                    if form is None:
+                        form = forms[key] = _pio_form(*key)
+                    length, string = form
                     if not length:
                         raise _BadLength("no port I/O instruction", rec.rip, rec.insn)
                     out = route.pio.handle(rec, cpu)

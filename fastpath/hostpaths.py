@@ -1,5 +1,5 @@
-"""Python host paths besides the decode paths: wildcard, trap-only, the --path chains, and the PIO
-and hypercall replay helpers the bench still calls (thin wrappers over emu.iopaths' paths).
+"""Python host paths besides the decode paths: wildcard, trap-only and the --path chains. (Port
+I/O and hypercalls are paths in emu/iopaths.py; a trace is replayed by emu/replay.py.)
 
 - `WildcardPath`: an address-only notification (upstream KVM's zero-length ioeventfd). The host
   needs no data, only the next RIP, so it learns the instruction's *length* and nothing else.
@@ -21,9 +21,7 @@ from emu.cpu import Cpu, DeviceAccess, Outcome
 from emu.errors import ExitlabError
 from emu.exits import MAX_INSN_LEN, ExitKind, ExitRecord
 from emu.generic import GenericPath
-from emu.iopaths import HypercallPath, PioPath
 from emu.platform import NOTIFY_MMIO, NOTIFY_MMIO_SIZE
-from emu.replaycpu import ReplayCpu
 from fastpath.fast import PvFastPath
 
 _CS = {
@@ -105,25 +103,6 @@ class TrapPath:
     def handle(self, exit: ExitRecord, cpu: Cpu) -> Outcome:
         self.count += 1
         return Outcome(exit.rip + 3, ())
-
-
-def replay_pio(rec: ExitRecord, bus: Bus) -> None:
-    """Port I/O carries port, size and data in the exit itself: the pio path over a ReplayCpu.
-    (Kept for the bench's replay rows; `emu.iopaths.PioPath` is the path.)"""
-    _PIO.handle(rec, ReplayCpu(rec, bus, []))
-
-
-def replay_hypercall(rec: ExitRecord, cpu: Cpu, bus: Bus) -> int:
-    """The KVM ABI through the hypercall path (`emu.iopaths.HypercallPath`); `bus` is unused, the
-    path reaches the device through `cpu`. Returns the RIP to resume at."""
-    out = _HYPERCALL.handle(rec, cpu)
-    if out is None:
-        raise ExitlabError(f"not a hypercall at rip={rec.rip:#x}: {rec.insn[:3].hex(' ')}")
-    return out.next_rip
-
-
-_PIO = PioPath()
-_HYPERCALL = HypercallPath()
 
 
 # The C engine's names for the Python paths, so one CLI name works on both engines.

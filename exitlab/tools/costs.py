@@ -32,10 +32,9 @@ from emu.exits import ExitKind, ExitRecord
 from emu.generic import GenericPath
 from emu.machine import Machine, MmioStyle
 from emu.platform import ASSIGNED_PORT_BASE, DEFAULT_SYMBOLS, HC_MMIO_WRITE, NOTIFY_PORT
-from emu.replaycpu import ReplayCpu
-from fastpath import workloads
+from fastpath import replays, workloads
 from fastpath.fast import FastPath
-from fastpath.hostpaths import TrapPath, WildcardPath, replay_hypercall, replay_pio
+from fastpath.hostpaths import TrapPath, WildcardPath
 
 WORKLOADS = workloads.DIR
 UNCLAIMED_PORT = 0x80  # POST-code port: nobody claims it here, so an OUT to it is a bare trap
@@ -167,35 +166,19 @@ def record_exits(mech: Mechanism, kicks: int) -> list[ExitRecord]:
 
 
 def py_replay(mech: Mechanism, records: list[ExitRecord], trap: bool = False) -> Sample:
+    """The records replayed by the Python replay engine (emu/replay.py) through the mechanism's
+    path (its C name, fastpath/replays.py), or through the trap route for the baseline, into a fresh
+    bench board; the time is the replay loop's own (record checks before it are not counted), and
+    the accesses are not compared with the records here: the kick count below is the check."""
     board = bench_board()
-    bus, windows = board.bus, board.pv_windows + [(0xFEB01000, 0x1000)]
-    handle: Callable[[ExitRecord], object]
-    if trap:
-
-        def handle(rec: ExitRecord) -> object:
-            return ReplayCpu(rec, bus, windows)
-    elif mech.py_path == "pio":
-
-        def handle(rec: ExitRecord) -> object:
-            replay_pio(rec, bus)
-            return None
-    elif mech.py_path == "hypercall":
-
-        def handle(rec: ExitRecord) -> object:
-            return replay_hypercall(rec, ReplayCpu(rec, bus, windows), bus)
-    else:
-        path = python_path(mech.py_path or "", board)
-
-        def handle(rec: ExitRecord) -> object:
-            return path.handle(rec, ReplayCpu(rec, bus, windows))
-
-    t0 = time.perf_counter_ns()
-    for rec in records:
-        handle(rec)
-    ns = time.perf_counter_ns() - t0
+    res = replays.py_replay(records, "trap" if trap else (mech.c_path or ""), board, keep_results=False,
+                            check=False)
+    if res.errors:
+        raise ExitlabError(f"{mech.name} (python, replay): {res.errors} errors, first: {res.error.message()}"
+                           if res.error else f"{mech.name} (python, replay): {res.errors} errors")
     if not trap:
         _check_kicks(mech, board, len(records))
-    return Sample(len(records), ns)
+    return Sample(res.n, res.ns)
 
 
 def _check_kicks(mech: Mechanism, board: Board, kicks: int) -> None:
