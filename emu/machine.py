@@ -658,6 +658,7 @@ class Machine:
             if d.stop is not None:
                 return None
             if self._resume is not None:  # a hypercall was handled: restart behind it (rule 3)
+                self.regfile.set("rip", self._resume)  # done: a stop before the restart is there
                 return Resume(self._resume)
             if d.external is not None:
                 return None
