@@ -37,11 +37,13 @@ class Chain:
         self.taken = [0] * len(self.paths)
 
     def handle(self, exit: ExitRecord, cpu: Cpu) -> Outcome:
-        for i, path in enumerate(self.paths):
+        i = 0
+        for path in self.paths:
             outcome = path.handle(exit, cpu)
             if outcome is not None:
                 self.taken[i] += 1
                 return outcome
+            i += 1
         names = " -> ".join(repr(p.name) for p in self.paths)
         raise EmulationError(
             f"every path of {self.name!r} ({names}) declined the {exit.kind.value} exit at rip={exit.rip:#x}",

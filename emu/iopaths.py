@@ -1,4 +1,5 @@
-"""Port I/O and hypercalls as paths: `PioPath` ("pio") and `HypercallPath` ("hypercall").
+"""Port I/O, hypercalls and engine-decoded MMIO as paths: `PioPath` ("pio"), `HypercallPath`
+("hypercall") and `InplacePath` ("inplace").
 
 They are paths like the MMIO ones (`name`, `handle(exit, cpu) -> Outcome | None`): the device is
 reached only through the `Cpu` seam (`pio_read`/`pio_write`, `mmio_write`), never through a Bus of
@@ -28,6 +29,7 @@ _M32 = 0xFFFFFFFF
 _PREFIXES = frozenset(b"\x66\x67\xf2\xf3\x2e\x36\x3e\x26\x64\x65\xf0")
 _PORT_IMM8 = frozenset(b"\xe4\xe5\xe6\xe7")  # IN/OUT with the port in an imm8
 _PORT_DX = frozenset(b"\xec\xed\xee\xef\x6c\x6d\x6e\x6f")  # IN/OUT/INS/OUTS with the port in DX
+_ONE_BYTE = frozenset(bytes([b]) for b in _PORT_DX)
 
 
 def _rip_mask(mode: int) -> int:
@@ -38,6 +40,8 @@ def _rip_mask(mode: int) -> int:
 
 def pio_length(insn: bytes, mode: int) -> int:
     """Length of the port I/O instruction at the start of `insn`, 0 when it is none."""
+    if insn[:1] in _ONE_BYTE:
+        return 1  # the common `in al, dx` / `out dx, ax` ... with no prefix
     i = 0
     while i < len(insn) and insn[i] in _PREFIXES:
         i += 1
@@ -104,6 +108,8 @@ class HypercallPath:
             return _neg(KVM_EINVAL, mode)
         claims = getattr(cpu, "mmio_claims", None) or cpu.is_mmio
         region_of = getattr(cpu, "mmio_region", None)
+        if region_of is None and not claims(gpa + size - 1):  # then one piece: its last byte too
+            return _neg(KVM_EFAULT, mode)
         # One device write per device range the access touches, low part first (SEMANTICS rule 4,
         # as KVM splits an access that crosses from one MMIO region into the next). Every piece is
         # checked before the first write: -KVM_EFAULT means no device saw any of it.
@@ -123,3 +129,25 @@ class HypercallPath:
             cpu.mmio_write(a, n, piece)
             accesses.append(DeviceAccess(a, n, True, piece))
         return 0
+
+
+class InplacePath:
+    """An MMIO access the engine decoded and completes itself ("inplace": Unicorn's in-place hook,
+    KVM's KVM_EXIT_MMIO). Size and data come with the exit (`truth_size`, `truth_value`: here they
+    are what the engine reports, as for port I/O); the device is reached through the Cpu. A read
+    returns its value in the DeviceAccess for the engine to complete the instruction with; the
+    engine moves RIP itself, so `next_rip` is the exit's own RIP."""
+
+    name = "inplace"
+
+    def handle(self, exit: ExitRecord, cpu: Cpu) -> Outcome | None:
+        size = exit.truth_size
+        mask = (1 << (8 * size)) - 1
+        if exit.kind is ExitKind.MMIO_WRITE:
+            value = exit.truth_value & mask
+            cpu.mmio_write(exit.addr, size, value)
+            return Outcome(exit.rip, (DeviceAccess(exit.addr, size, True, value),))
+        if exit.kind is ExitKind.MMIO_READ:
+            value = cpu.mmio_read(exit.addr, size) & mask
+            return Outcome(exit.rip, (DeviceAccess(exit.addr, size, False, value),))
+        return None

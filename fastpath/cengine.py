@@ -779,6 +779,11 @@ def run_machine_c(
             )
     finally:
         table.uninstall(used)
+    if res.stop in ("timeout", "interrupted") and int(machine.regfile.get("rip")) != res.rip:
+        # live.c's loop stops a request made between a handled exit and the restart at the restart
+        # RIP without writing it to the engine: the registers must say where the guest is (as the
+        # Python dispatcher's backends do), not the RIP of the exit already done
+        machine.regfile.set("rip", res.rip)
     reason = {"max_exits": "budget", "uc_error": "triple_fault", "none": "triple_fault"}.get(
         res.stop, res.stop
     )
