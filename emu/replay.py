@@ -30,17 +30,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from emu.board import Board, default_board
 from emu.bus import Bus, Space
-from emu.cpu import DeviceAccess, Outcome
+from emu.cpu import Cpu, DeviceAccess, Outcome
+from emu.dispatch import Dispatcher
 from emu.errors import EmulationError, ExitlabError, GuestFault, UnmappedAccess
 from emu.exits import MAX_INSN_LEN, REG_NAMES, ExitKind, ExitRecord
 from emu.iopaths import pio_length
 from emu.replaycpu import ReplayCpu
+from emu.stop import Stop, StopReason
 from emu.trace import iter_trace_lines
 
 # The C engine's path names (fastpath.cengine.PATHS) in its order: counts use them on both engines.
@@ -95,6 +97,13 @@ class Route:
     def mmio_chain(self) -> tuple[Any, ...]:
         paths = getattr(self.mmio, "paths", None)
         return tuple(paths) if paths is not None else (self.mmio,)
+
+    def routes(self) -> dict[ExitKind, Any]:
+        """Exit kind -> path, as the one exit loop takes them (emu.dispatch.Dispatcher)."""
+        return {
+            ExitKind.MMIO_WRITE: self.mmio, ExitKind.MMIO_READ: self.mmio,
+            ExitKind.PIO_OUT: self.pio, ExitKind.PIO_IN: self.pio, ExitKind.HYPERCALL: self.hypercall,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +326,97 @@ class RecordCpu(ReplayCpu):
         self._written[name] = value
 
 
+def complete_in(rec: ExitRecord, outcome: Outcome, cpu: Cpu) -> None:
+    """What the backend does after an IN's path (KVM's complete_fast_pio_in): the value read into
+    AL/AX/EAX, EAX zero-extended; an INS element goes to memory, which a record does not carry."""
+    if rec.kind is ExitKind.PIO_IN and outcome.accesses and not _pio_form(rec.insn, rec.mode)[1]:
+        cpu.set("rax", _merge_in(cpu.get("rax"), outcome.accesses[0].value, rec.truth_size))
+
+
+class ReplayBackend:
+    """A trace as a backend of the one exit loop (emu/dispatch.py): each record is the next exit.
+
+    The dispatcher routes every record to its path, counts it, keeps or traces it, and owns the
+    stop (a path's refusal is its stop, e.g. `unmapped` or `emulation_error`; a timeout or SIGINT is
+    seen before the next record). `run_until_exit` points the CPU at the next record (what ran
+    between two exits ran when the trace was recorded: the replay starts each exit at its recorded
+    RIP); `resume` completes an IN and, with `check`, compares the device accesses with the record
+    (a difference is stop `emulation_error` naming file:line). After the last record the run stops
+    `hlt` at the last exit's resume RIP: the trace ends where the recorded run stopped or was cut.
+
+        d = Dispatcher(route.routes())
+        stop = d.run(ReplayBackend(trace, board, d), None, timeout=10)
+
+    Every record is checked before the first is replayed (`numbered`): a bad one raises
+    ReplayInputError / TraceError naming it, and no device is touched."""
+
+    def __init__(self, trace: str | Path | Iterable[ExitRecord], board: Board, dispatch: Any,
+                 check: bool = True) -> None:
+        self._items = iter(list(numbered(trace)))
+        self.board = board
+        self.dispatch = dispatch
+        self.check = check
+        self._cpu = RecordCpu(board.bus, windows_of(board))
+        self.replayed = 0
+        self.where = ""
+        self._rip = 0
+
+    @property
+    def cpu(self) -> Cpu:
+        return self._cpu
+
+    def run_until_exit(self, rip: int | None) -> Any:
+        try:
+            where, rec = next(self._items)
+        except StopIteration:
+            return Stop(StopReason.HLT, self._rip, f"end of the trace: {self.replayed} exits replayed")
+        self._cpu.load(rec)
+        self.where, self._rip = where, rec.rip
+        self.replayed += 1
+        if rec.kind in _PIO and not _pio_form(rec.insn, rec.mode)[0]:
+            return Stop(StopReason.EMULATION_ERROR, rec.rip,
+                        f"{where}: no port I/O instruction at rip={rec.rip:#x}", rec.insn)
+        return rec
+
+    def resume(self, exit: ExitRecord, outcome: Outcome | None) -> int | None:
+        if outcome is None:  # the dispatcher has the path's stop: say which record it was
+            stop = self.dispatch.stop
+            if stop is not None and not stop.message.startswith(self.where):
+                self.dispatch.stop = replace(stop, message=f"{self.where}: {stop.message}")
+            return None
+        complete_in(exit, outcome, self._cpu)
+        if self.check:
+            bad = access_mismatch(exit, outcome.accesses)
+            if bad is not None:
+                self.dispatch.halt(Stop(StopReason.EMULATION_ERROR, exit.rip,
+                                        f"{self.where}: the replayed device accesses differ from the "
+                                        f"record: {bad}", exit.insn))
+                return None
+        self._rip = outcome.next_rip
+        return outcome.next_rip
+
+    def rip(self) -> int:
+        return self._rip
+
+    def kick(self) -> None:
+        """Nothing to interrupt: the loop looks at the watchdog's flag before every record."""
+
+
+def replay_run(
+    trace: str | Path | Iterable[ExitRecord],
+    route: Route,
+    board: Board | None = None,
+    timeout: float | None = None,
+    keep_records: bool = False,
+) -> tuple[Stop, Any]:
+    """Replay a trace as a run of the one exit loop: (its stop, the dispatcher with `exit_counts`
+    and, with `keep_records`, the records). The board holds the device state afterwards."""
+    board = board if board is not None else default_board()
+    dispatch = Dispatcher(route.routes(), keep_records=keep_records)
+    stop = dispatch.run(ReplayBackend(trace, board, dispatch, route.check), None, timeout)
+    return stop, dispatch
+
+
 class Replayer:
     """Replays records through one `Route` into one board (kept across calls, like a C context)."""
 
@@ -361,8 +461,8 @@ class Replayer:
                     if not length:
                         raise _BadLength("no port I/O instruction", rec.rip, rec.insn)
                     out = route.pio.handle(rec, cpu)
-                    if out is not None and kind is ExitKind.PIO_IN and not string:
-                        # the backend completes IN: the value into AL/AX/EAX (KVM's complete_fast_pio_in)
+                    if out is not None and kind is ExitKind.PIO_IN and not string and out.accesses:
+                        # the backend completes IN (complete_in): the value into AL/AX/EAX
                         cpu.set("rax", _merge_in(cpu.get("rax"), out.accesses[0].value, rec.truth_size))
                 elif kind is ExitKind.HYPERCALL:
                     used = hc_name

@@ -166,3 +166,47 @@ def test_pv_fast_fallbacks_and_violations_count_as_in_c() -> None:
     c = exitlab.replay(live.records, "pv-fast")
     assert py.fallbacks == c.fallbacks > 0
     assert py.violations == c.violations > 0
+
+
+# -- the replay as a backend of the one exit loop (emu/dispatch.py) ---------------------------------
+@pytest.mark.parametrize("guest", [g for g in GUESTS if not g.startswith("pci_")] + ["pci_discover"])
+def test_replay_as_a_run_of_the_exit_loop(traces, guest: str) -> None:
+    """Dispatcher + ReplayBackend: every record routed, counted and kept as in the live run; the
+    run ends `hlt` at the end of the trace; the board is left as the live run left it."""
+    from emu.replay import replay_run
+    from emu.stop import StopReason
+    from emu.trace import read_trace
+
+    trace, live_devices = traces[guest, "generic"]
+    board = _board(guest)
+    stop, dispatch = replay_run(trace, replays.route("pv-fast", board), board, timeout=60, keep_records=True)
+    assert stop.reason is StopReason.HLT and "end of the trace" in stop.message, stop
+    records = read_trace(trace)
+    assert dispatch.records == records
+    assert sum(dispatch.exit_counts.values()) == len(records)
+    assert json.loads(json.dumps(board.state())) == json.loads(json.dumps(live_devices))
+
+
+def test_replay_run_stops_at_the_first_bad_exit_naming_it() -> None:
+    from emu.board import default_board
+    from emu.replay import replay_run
+    from emu.stop import StopReason
+
+    recs = list(exitlab.run("kick_mmio", path="generic").records)
+    tampered = list(recs)
+    tampered[7] = dataclasses.replace(recs[7], truth_value=recs[7].truth_value ^ 1)
+    board = default_board()
+    stop, dispatch = replay_run(tampered, replays.route("capstone", board), board)
+    assert stop.reason is StopReason.EMULATION_ERROR
+    assert stop.message.startswith("exit record 7: the replayed device accesses differ from the record")
+    assert sum(dispatch.exit_counts.values()) == 8  # the 8th exit was routed, then the run stopped
+    undecodable = list(recs)
+    undecodable[3] = dataclasses.replace(recs[3], insn=bytes.fromhex("0f 0b"))
+    board = default_board()
+    stop, _ = replay_run(undecodable, replays.route("capstone", board), board)
+    assert stop.reason is StopReason.EMULATION_ERROR and stop.message.startswith("exit record 3: ")
+    pio = list(exitlab.run("kick_pio", path="generic").records)
+    pio[2] = dataclasses.replace(pio[2], insn=b"\x90")
+    board = default_board()
+    stop, _ = replay_run(pio, replays.route("pio", board), board)
+    assert stop.message == f"exit record 2: no port I/O instruction at rip={pio[2].rip:#x}"
