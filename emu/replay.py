@@ -21,6 +21,15 @@ access's address, size and, for a write, data of an MMIO exit): a path that touc
 address, or a board that answers a port read differently from the recording, is an error of that
 record (status "mismatch"), never a silent difference.
 
+Two ways to drive it, sharing the record checks, the CPU and the access check:
+
+- `Replayer` (`replay`): the C replay's batch contract: every record is replayed, a record a path
+  refuses is counted as an error and the replay goes on; per-path counts, fallbacks, violations.
+  `exitlab.replay(..., engine="python")` and the bench's Python replay rows use it.
+- `ReplayBackend` (`replay_run`): the trace as a backend of the one exit loop (emu/dispatch.py), a
+  replay as a *run*: the dispatcher routes, counts and keeps the exits and owns the stop, so the
+  first refused or mismatching exit ends it with a stop of the common taxonomy naming file:line.
+
 The paths come from the caller (fastpath builds the pv-fast and wildcard ones; this module is in
 `emu` and imports nothing above it). `ReplayResult.to_json()` has the keys of the C engine's
 (fastpath.cengine.ReplayResult), with `ticks` null: Python has no TSC reading of its own.
