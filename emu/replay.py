@@ -309,30 +309,29 @@ _REG_INDEX = {name: i for i, name in enumerate(REG_NAMES)}
 
 class RecordCpu(ReplayCpu):
     """A `ReplayCpu` pointed at one record after another, as the C replay points its lazily filled
-    `struct xl_cpu` at each record: registers are read from the record's tuple until a path writes
-    one, so a record costs no copy of its register file (the replay loop's main cost otherwise)."""
+    `struct xl_cpu` at each record: registers are read from the record's tuple, copied only when a
+    path writes one, so a record costs no register dict (the replay loop's main cost otherwise)."""
 
     def __init__(self, bus: Bus, windows: list[tuple[int, int]]) -> None:  # noqa: D107
         self.bus = bus
         self.windows = windows
-        self._written: dict[str, int] = {}
-        self._values: tuple[int, ...] = ()
+        self._values: tuple[int, ...] | list[int] = ()
 
     def load(self, rec: ExitRecord) -> RecordCpu:
         self.rec = rec
         self.mode = rec.mode
         self._values = rec.regs
-        if self._written:
-            self._written = {}
         self.vec = dict(rec.vec) if rec.vec else {}
         return self
 
     def get(self, name: str) -> int:
-        value = self._written.get(name)
-        return self._values[_REG_INDEX[name]] if value is None else value
+        return self._values[_REG_INDEX[name]]
 
     def set(self, name: str, value: int) -> None:
-        self._written[name] = value
+        values = self._values
+        if isinstance(values, tuple):  # the first write copies the record's registers
+            values = self._values = list(values)
+        values[_REG_INDEX[name]] = value
 
 
 def complete_in(rec: ExitRecord, outcome: Outcome, cpu: Cpu) -> None:
