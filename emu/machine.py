@@ -812,7 +812,9 @@ class Machine:
     def _fault_stop(self, err: UcError) -> Stop:
         rip = self._rip()
         insn = self.read_ram(rip, MAX_INSN_LEN)
-        if err.errno == UC_ERR_FETCH_UNMAPPED:
+        if err.errno == UC_ERR_FETCH_UNMAPPED or (err.errno == UC_ERR_FETCH_PROT and self.mmio_window(rip)):
+            # in place a device window is mapped (without exec): a fetch there is still no RAM's
+            # (exit style, the C engine and KVM all stop `unmapped`)
             return Stop(StopReason.UNMAPPED, rip, f"instruction fetch from unmapped address {rip:#x}")
         if err.errno in (UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED):
             return Stop(StopReason.UNMAPPED, rip, f"unmapped access by the instruction at rip={rip:#x}", insn)
