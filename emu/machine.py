@@ -574,7 +574,8 @@ class Machine:
     def _install_guard(self) -> None:
         """The guard of SEMANTICS rule 9 (emu/guard.py). With it Unicorn's exits are enabled, so the
         engine stops on its own only for HLT and in front of a guard site; every other stop is
-        requested by this class and records its reason first: `_run_loop`'s HLT detection is exact."""
+        requested by this class and records its reason first: `run_until_exit`'s HLT detection is
+        exact."""
         self._identity_tlb = True
         self.guard.install()
 
