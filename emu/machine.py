@@ -7,6 +7,9 @@ Two MMIO styles:
   with RIP on the faulting instruction, and the host handles the exit through a *path* that sees
   only what hardware gives (GPA, RIP, registers, guest memory), then resumes at the next RIP.
 Port I/O is trapped with `UC_HOOK_INSN` IN/OUT, `vmcall`/`vmmcall` with `UC_HOOK_INSN_INVALID`.
+
+The machine is a backend of the one exit loop (emu/dispatch.py, `Dispatcher.run`): it traps and
+repairs the engine; routing, records, limits and the stop are the dispatcher's (docs/run-loop.md).
 """
 
 from __future__ import annotations
