@@ -39,6 +39,39 @@ class Outcome:
     iterations: int = 1
 
 
+# Construction through the slot descriptors. The __init__ a frozen dataclass gets calls
+# `object.__setattr__` per field, which made an Outcome and its DeviceAccess cost ~2 us on every
+# exit; these set the same slots directly (same signature, defaults, and immutability afterwards).
+_SET_GPA, _SET_SIZE, _SET_WRITE, _SET_VALUE, _SET_PIO = (
+    DeviceAccess.__dict__[n].__set__ for n in ("gpa", "size", "write", "value", "pio")
+)
+_SET_NEXT, _SET_ACCESSES, _SET_ITERATIONS = (
+    Outcome.__dict__[n].__set__ for n in ("next_rip", "accesses", "iterations")
+)
+
+
+def _device_access_init(
+    self: DeviceAccess, gpa: int, size: int, write: bool, value: int, pio: bool = False
+) -> None:
+    _SET_GPA(self, gpa)
+    _SET_SIZE(self, size)
+    _SET_WRITE(self, write)
+    _SET_VALUE(self, value)
+    _SET_PIO(self, pio)
+
+
+def _outcome_init(
+    self: Outcome, next_rip: int, accesses: tuple[DeviceAccess, ...], iterations: int = 1
+) -> None:
+    _SET_NEXT(self, next_rip)
+    _SET_ACCESSES(self, accesses)
+    _SET_ITERATIONS(self, iterations)
+
+
+DeviceAccess.__init__ = _device_access_init  # type: ignore[method-assign]
+Outcome.__init__ = _outcome_init  # type: ignore[method-assign]
+
+
 class Cpu(Protocol):
     mode: int
 

@@ -20,6 +20,7 @@ their own, so the same objects serve the live Unicorn engine, KVM and a trace re
 from __future__ import annotations
 
 from emu.cpu import Cpu, DeviceAccess, Outcome
+from emu.errors import EmulationError
 from emu.exits import ExitKind, ExitRecord
 from emu.hypercall import HYPERCALL_LEN, is_hypercall
 from emu.platform import HC_MMIO_WRITE, KVM_EFAULT, KVM_EINVAL, KVM_ENOSYS
@@ -39,42 +40,51 @@ def _rip_mask(mode: int) -> int:
 
 
 def pio_length(insn: bytes, mode: int) -> int:
-    """Length of the port I/O instruction at the start of `insn`, 0 when it is none."""
+    """Length of the port I/O instruction at the start of `insn`, 0 when it is none (or cut short).
+    Legacy prefixes and, in 64-bit mode, REX prefixes may precede the opcode (an extra REX is
+    ignored by the CPU, not an error)."""
     if insn[:1] in _ONE_BYTE:
         return 1  # the common `in al, dx` / `out dx, ax` ... with no prefix
-    i = 0
-    while i < len(insn) and insn[i] in _PREFIXES:
+    i, n = 0, min(len(insn), 15)
+    while i < n and (insn[i] in _PREFIXES or (mode == 64 and 0x40 <= insn[i] <= 0x4F)):
         i += 1
-    if mode == 64 and i < len(insn) and 0x40 <= insn[i] <= 0x4F:
-        i += 1  # REX: changes nothing for port I/O, but is part of the instruction
-    if i >= len(insn):
+    if i >= n:
         return 0
     if insn[i] in _PORT_DX:
         return i + 1
-    if insn[i] in _PORT_IMM8:
+    if insn[i] in _PORT_IMM8 and i + 1 < n:
         return i + 2
     return 0
 
 
 class PioPath:
-    """One IN/OUT (or one INS/OUTS element) to the device at the exit's port."""
+    """One IN/OUT (or one INS/OUTS element) to the device at the exit's port.
+
+    `completed=True`: the engine reports the exit with RIP already past the instruction and
+    completes it itself (KVM's KVM_EXIT_IO), so `next_rip` is the exit's RIP and the bytes there
+    are not checked. Otherwise the exit's RIP is on the instruction, which must be port I/O."""
 
     name = "pio"
 
+    def __init__(self, completed: bool = False) -> None:
+        self.completed = completed
+
     def handle(self, exit: ExitRecord, cpu: Cpu) -> Outcome | None:
         kind = exit.kind
+        if kind is not ExitKind.PIO_OUT and kind is not ExitKind.PIO_IN:
+            return None
+        length = 0 if self.completed else pio_length(exit.insn, exit.mode)
+        if not length and not self.completed:  # before any device access (rule 5)
+            raise EmulationError("no port I/O instruction", exit.rip, exit.insn)
         if kind is ExitKind.PIO_OUT:
             size = exit.truth_size
             value = exit.truth_value & ((1 << (8 * size)) - 1)
             cpu.pio_write(exit.addr, size, value)
             access = DeviceAccess(exit.addr, size, True, value, True)
-        elif kind is ExitKind.PIO_IN:
+        else:
             size = exit.truth_size
             value = cpu.pio_read(exit.addr, size) & ((1 << (8 * size)) - 1)
             access = DeviceAccess(exit.addr, size, False, value, True)
-        else:
-            return None
-        length = pio_length(exit.insn, exit.mode)
         return Outcome((exit.rip + length) & _rip_mask(exit.mode), (access,))
 
 

@@ -604,7 +604,7 @@ class KvmMachine:
         self.board = board or default_board()
         self.trace = trace
         self.keep_records = keep_records
-        inplace, pio = InplacePath(), PioPath()
+        inplace, pio = InplacePath(), PioPath(completed=True)  # KVM reports I/O with RIP past it
         routes: dict[ExitKind, Path] = {
             ExitKind.MMIO_READ: inplace,
             ExitKind.MMIO_WRITE: inplace,

@@ -7,6 +7,9 @@ Two MMIO styles:
   with RIP on the faulting instruction, and the host handles the exit through a *path* that sees
   only what hardware gives (GPA, RIP, registers, guest memory), then resumes at the next RIP.
 Port I/O is trapped with `UC_HOOK_INSN` IN/OUT, `vmcall`/`vmmcall` with `UC_HOOK_INSN_INVALID`.
+
+The machine is a backend of the one exit loop (emu/dispatch.py, `Dispatcher.run`): it traps and
+repairs the engine; routing, records, limits and the stop are the dispatcher's (docs/run-loop.md).
 """
 
 from __future__ import annotations
@@ -574,7 +577,8 @@ class Machine:
     def _install_guard(self) -> None:
         """The guard of SEMANTICS rule 9 (emu/guard.py). With it Unicorn's exits are enabled, so the
         engine stops on its own only for HLT and in front of a guard site; every other stop is
-        requested by this class and records its reason first: `_run_loop`'s HLT detection is exact."""
+        requested by this class and records its reason first: `run_until_exit`'s HLT detection is
+        exact."""
         self._identity_tlb = True
         self.guard.install()
 
@@ -812,7 +816,9 @@ class Machine:
     def _fault_stop(self, err: UcError) -> Stop:
         rip = self._rip()
         insn = self.read_ram(rip, MAX_INSN_LEN)
-        if err.errno == UC_ERR_FETCH_UNMAPPED:
+        if err.errno == UC_ERR_FETCH_UNMAPPED or (err.errno == UC_ERR_FETCH_PROT and self.mmio_window(rip)):
+            # in place a device window is mapped (without exec): a fetch there is still no RAM's
+            # (exit style, the C engine and KVM all stop `unmapped`)
             return Stop(StopReason.UNMAPPED, rip, f"instruction fetch from unmapped address {rip:#x}")
         if err.errno in (UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED):
             return Stop(StopReason.UNMAPPED, rip, f"unmapped access by the instruction at rip={rip:#x}", insn)

@@ -33,7 +33,11 @@ def _rec(kind: ExitKind, insn: bytes, addr: int = 0, size: int = 0, value: int =
         ("f3 6e", 64, 2),  # rep outsb
         ("f3 48 6d", 64, 3),  # rep insd with REX.W (ignored, but part of the instruction)
         ("48 ec", 32, 0),  # 0x48 is DEC EAX in 32-bit mode: not a port instruction at RIP
+        ("48 41 ec", 64, 3),  # two REX: the first is ignored, the instruction still runs
         ("90", 64, 0),
+        ("e6", 64, 0),  # imm8 missing: a cut-short record
+        ("", 64, 0),
+        ("66" * 15 + "ee", 64, 0),  # longer than 15 bytes
     ],
 )
 def test_pio_length(insn: str, mode: int, length: int) -> None:
@@ -53,6 +57,31 @@ def test_pio_path_declines_other_exits() -> None:
     cpu = BatchCpu(64)
     assert PioPath().handle(_rec(ExitKind.MMIO_WRITE, b"\x88\x02", 0x1000, 1), cpu) is None
     assert cpu.accesses == []
+
+
+def test_a_pio_record_without_a_port_instruction_is_refused_before_the_device() -> None:
+    """Resuming at RIP + 0 would be silently wrong (found by helper replay): a clear error, no access."""
+    cpu = BatchCpu(64)
+    with pytest.raises(EmulationError, match="no port I/O instruction at rip=0x8000 bytes=90"):
+        PioPath().handle(_rec(ExitKind.PIO_OUT, b"\x90", 0x3F8, 1, 0x41), cpu)
+    assert cpu.accesses == []
+    # KVM's I/O exit has RIP past the instruction, which KVM completes: resume where it says
+    out = PioPath(completed=True).handle(_rec(ExitKind.PIO_OUT, b"\x90", 0x3F8, 1, 0x41), cpu)
+    assert out == Outcome(0x8000, (DeviceAccess(0x3F8, 1, True, 0x41, True),))
+
+
+def test_device_access_and_outcome_stay_frozen_values() -> None:
+    """They are built through their slots (emu/cpu.py): same equality, hash, keywords, immutability."""
+    import dataclasses
+
+    a = DeviceAccess(1, 2, True, 3)
+    assert a == DeviceAccess(gpa=1, size=2, write=True, value=3, pio=False)
+    assert hash(a) == hash(DeviceAccess(1, 2, True, 3))
+    assert dataclasses.replace(a, value=9).value == 9 and Outcome(5, (a,)).iterations == 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.gpa = 5  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        DeviceAccess(1, 2)  # type: ignore[call-arg]
 
 
 def _hc(cpu: BatchCpu, mode: int = 64, rip: int = 0x8000) -> Outcome | None:

@@ -136,3 +136,15 @@ def test_c_stop_between_exit_and_restart_is_at_the_restart_rip(src: str, resume:
     dev.request = lambda: control.request_stop("interrupted")
     res = run_machine_c(assemble(src), board, path="capstone", control=control)
     assert (res.stop.reason, res.stop.rip, res.regs["rip"]) == (StopReason.INTERRUPTED, resume, resume)
+
+
+@pytest.mark.parametrize("path", ["generic", "inplace"])
+@pytest.mark.parametrize("engine", _engines(vmcall=False))
+def test_fetch_from_a_device_window_is_unmapped(engine: str, path: str) -> None:
+    """In place the window is mapped for the device hooks; fetching code there is still `unmapped`
+    (the Python in-place engine said `triple_fault`, protection fault)."""
+    if engine == "kvm" and path != "inplace":
+        pytest.skip("--path does not apply to KVM")
+    image = assemble("mov rax, NOTIFY_MMIO\njmp rax")
+    res = run_image(image, default_board(), engine, path, None, 10.0, None)
+    assert (res.stop.reason, res.stop.rip) == (StopReason.UNMAPPED, 0xFEB00000), res.stop.message
