@@ -618,22 +618,26 @@ static uint32_t xl_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_
 
 /* ---------------------------------------------------------------- paths */
 
-/* The opcode of the port I/O instruction at p (after legacy prefixes and, in 64-bit mode, one REX:
+/* The opcode of the port I/O instruction at p (after legacy prefixes and, in 64-bit mode, REX
+ * prefixes in any order -- a REX not right before the opcode is ignored by the CPU, not an error:
  * E4-E7 imm8 port, EC-EF DX port, 6C-6F INS/OUTS), or -1: a port I/O exit whose bytes are no I/O
- * instruction is a bad record (emu/iopaths.py pio_length, the Python reference, reads it alike). */
+ * instruction (or one cut short) is a bad record.  emu/iopaths.py pio_length, the Python
+ * reference, reads it alike. */
 static int pio_opcode(const uint8_t *p, size_t n, int mode)
 {
     size_t i = 0;
+    if (n > XL_MAX_INSN)
+        n = XL_MAX_INSN;
     while (i < n && (p[i] == 0x66 || p[i] == 0x67 || p[i] == 0xF2 || p[i] == 0xF3 || p[i] == 0xF0 ||
                      p[i] == 0x2E || p[i] == 0x36 || p[i] == 0x3E || p[i] == 0x26 || p[i] == 0x64 ||
-                     p[i] == 0x65))
-        i++;
-    if (mode == 64 && i < n && (p[i] & 0xF0) == 0x40)
+                     p[i] == 0x65 || (mode == 64 && (p[i] & 0xF0) == 0x40)))
         i++;
     if (i >= n)
         return -1;
     uint8_t op = p[i];
-    if ((op >= 0xE4 && op <= 0xE7) || (op >= 0xEC && op <= 0xEF) || (op >= 0x6C && op <= 0x6F))
+    if ((op >= 0xEC && op <= 0xEF) || (op >= 0x6C && op <= 0x6F))
+        return op;
+    if (op >= 0xE4 && op <= 0xE7 && i + 1 < n)
         return op;
     return -1;
 }
