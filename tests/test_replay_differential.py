@@ -146,3 +146,37 @@ def test_the_inputs_reach_every_outcome() -> None:
     pio = replays.py_replay([pio_record(rng) for _ in range(2000)], "pio", check=False).results()
     assert {"ok", "length"} == {r.status for r in pio}
     assert any(r.accesses and not r.accesses[0].write for r in pio if r.ok)
+
+
+# -- regressions found by the comparison (each checks C against the fact, not against Python) ------
+def _pio(kind: ExitKind, insn: bytes, rax: int = 0x1122334455667788, mode: int = 64) -> ExitRecord:
+    regs = tuple(rax if n == "rax" else 0x8000 if n == "rip" else 0 for n in REG_NAMES)
+    return ExitRecord(kind, 0x8000, mode, CONSOLE_PORT + 5, insn, regs, 1, 0)
+
+
+def test_c_ins_leaves_rax_alone() -> None:
+    """INS stores its element at ES:rDI (KVM emulates string I/O); only IN writes AL. The C pio
+    path merged the INS element into RAX."""
+    res, after = c.handle_one(_pio(ExitKind.PIO_IN, bytes.fromhex("f3 6c")), "pio")
+    assert res.ok and res.next_rip == 0x8002 and after["rax"] == 0x1122334455667788
+    res, after = c.handle_one(_pio(ExitKind.PIO_IN, bytes.fromhex("ec")), "pio")
+    assert res.ok and after["rax"] == 0x1122334455667760  # LSR reads 0x60 into AL
+
+
+def test_c_pio_needs_an_io_instruction() -> None:
+    """A port I/O record whose bytes are no IN/OUT/INS/OUTS (or an imm8 form cut short) is refused
+    (status length); C took any instruction's length (a NOP resumed at RIP+1)."""
+    for insn in (b"", b"\x90", b"\x66", b"\xe6", b"\x0f\x01\xc1"):
+        res, _ = c.handle_one(_pio(ExitKind.PIO_OUT, insn), "pio")
+        assert res.status == "length", insn.hex()
+    # REX anywhere among the prefixes in 64-bit mode is ignored by the CPU, not an error
+    res, _ = c.handle_one(_pio(ExitKind.PIO_OUT, bytes.fromhex("48 66 41 ee")), "pio")
+    assert res.ok and res.next_rip == 0x8004
+    res, _ = c.handle_one(_pio(ExitKind.PIO_OUT, bytes.fromhex("48 ee"), mode=32), "pio")
+    assert res.status == "length"  # 48 is DEC EAX outside 64-bit mode
+
+
+def test_path_names_are_the_c_engines() -> None:
+    from emu.replay import PATH_NAMES
+
+    assert PATH_NAMES == c.PATH_NAMES == replays.NAMES
