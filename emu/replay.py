@@ -271,6 +271,11 @@ def _show_all(accesses: Sequence[DeviceAccess]) -> str:
     return "[" + ", ".join(_show(a) for a in accesses[:4]) + (", ...]" if len(accesses) > 4 else "]")
 
 
+class NoRecordMemory(EmulationError):
+    """The instruction needs guest memory (RAM) the record does not carry: a REP MOVS from RAM, a
+    stack access (the C engine's status "nomem")."""
+
+
 class _BadLength(EmulationError):
     """A port I/O record whose bytes are no I/O instruction (the C engine's status "length")."""
 
@@ -279,6 +284,8 @@ def _status(exc: Exception) -> str:
     """The C engine's status name for what a Python path raised (enum xl_status)."""
     if isinstance(exc, _BadLength):
         return "length"
+    if isinstance(exc, NoRecordMemory):
+        return "nomem"
     if isinstance(exc, UnmappedAccess):
         return "unmapped"
     if isinstance(exc, GuestFault):
@@ -326,6 +333,19 @@ class RecordCpu(ReplayCpu):
 
     def get(self, name: str) -> int:
         return self._values[_REG_INDEX[name]]
+
+    def read_mem(self, addr: int, size: int) -> bytes:
+        off = addr - self.rec.rip
+        if 0 <= off < len(self.rec.insn):
+            return self.rec.insn[off : off + size]
+        raise self._no_memory(addr)
+
+    def write_mem(self, addr: int, data: bytes) -> None:
+        raise self._no_memory(addr)
+
+    def _no_memory(self, addr: int) -> NoRecordMemory:
+        rec = self.rec
+        return NoRecordMemory(f"a trace record carries no guest memory at {addr:#x}", rec.rip, rec.insn)
 
     def set(self, name: str, value: int) -> None:
         values = self._values

@@ -211,3 +211,56 @@ def test_replay_run_stops_at_the_first_bad_exit_naming_it() -> None:
     stop, _ = replay_run(pio, replays.route("pio", board), board)
     assert stop.reason is StopReason.EMULATION_ERROR
     assert stop.message.startswith(f"exit record 2: no port I/O instruction at rip={pio[2].rip:#x}")
+
+
+RICH = """# exitlab: mode=64
+    mov rdx, REGS_MMIO
+    mov eax, 0x11223344
+    mov dword ptr [rdx+0x10], eax
+    add dword ptr [rdx+0x10], 5
+    xchg eax, dword ptr [rdx+0x14]
+    mov rsi, rdx
+    lea rdi, [rip+buf]
+    mov ecx, 8
+    rep movsb
+    movdqu xmm1, [rip+buf]
+    movdqu [rdx+0x40], xmm1
+    push qword ptr [rdx+0x10]
+    pop rax
+    mov rbx, NOTIFY_MMIO
+    mov qword ptr [rbx+0xffc], rax
+    hlt
+buf: .zero 32
+"""
+
+
+def test_statuses_agree_with_c_beyond_the_built_in_guests() -> None:
+    """Record by record on a guest with RMW, XCHG, REP MOVS from MMIO to RAM, a vector store, PUSH
+    from MMIO and a write across two devices: the same status, accesses and resume RIP as the C
+    replay, except where the C replay is documented to refuse (vector moves: it reads no `vec`)."""
+    records = exitlab.run(RICH, path="generic").records
+    py = exitlab.replay(records, "capstone", engine="python").results()
+    c = exitlab.replay(records, "capstone").results()
+    cengine = pytest.importorskip("fastpath.cengine")
+    statuses = []
+    for rec, p, q in zip(records, py, c, strict=True):
+        statuses.append(p.status)
+        if rec.vec:
+            assert (p.status, q.status) == ("ok", "unsupported")
+            continue
+        assert p.status == q.status, (rec.insn.hex(" "), p, q)
+        if p.ok:
+            assert (p.next_rip, cengine.access_hash(p.accesses)) == (q.next_rip, q.acc_hash)
+    assert statuses.count("nomem") == 2  # REP MOVS into RAM and PUSH: a record carries no RAM
+    assert any(len(r.accesses) == 2 and r.accesses[0].gpa + r.accesses[0].size == r.accesses[1].gpa
+               for r in py)  # the write across notify -> regs, split in two
+
+
+def test_in_place_records_of_one_instruction_are_flagged() -> None:
+    """In place, an RMW is two records (Unicorn's read, then its write) of one instruction: replaying
+    each through an exit path runs the instruction twice. The Python replay says so (mismatch on
+    the write's record) instead of leaving a device state the live run never had."""
+    records = exitlab.run(RICH, path="inplace").records
+    res = exitlab.replay(records, "capstone", engine="python")
+    failure = next(r for r in res.results() if r.status == "mismatch")
+    assert "recorded a write at 0xfeb01010, replayed [read 0xfeb01010/4" in failure.message
