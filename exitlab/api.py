@@ -28,6 +28,7 @@ from emu.errors import ExitlabError
 from emu.exits import ExitRecord
 from emu.inputs import parse_hex
 from emu.machine import RunResult, Stop, StopReason
+from emu.platform import NOTIFY_MMIO, NOTIFY_MMIO_SIZE
 from emu.replay import ReplayResult as PyReplayResult
 from emu.trace import TraceWriter, read_trace
 from exitlab.commands._version import version_info as _version_info
@@ -162,7 +163,7 @@ def emulate(
     *,
     mode: int = 64,
     rip: int = 0x1000,
-    mmio: tuple[int, int] = (0xFEB00000, 0x1000),
+    mmio: tuple[int, int] = (NOTIFY_MMIO, NOTIFY_MMIO_SIZE),
     read_value: int = 0,
 ) -> EmulateResult:
     """Emulate one instruction with the generic path against an MMIO window (`exitlab emulate`).

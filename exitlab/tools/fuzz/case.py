@@ -16,6 +16,7 @@ from emu.errors import ExitlabError, UsageError
 from emu.exits import MAX_INSN_LEN, REG_NAMES
 from emu.inputs import loads_strict, read_file
 from emu.limits import CASE_FILE_MAX, check_window
+from emu.platform import REGS_MMIO, REGS_MMIO_SIZE
 
 DEFAULT_RIP = 0x1000
 SCHEMA = "exitlab-fuzz-case"
@@ -151,7 +152,7 @@ class Case:
             raise CaseFormatError(f"'mode' must be 16, 32 or 64 (got {mode!r})")
         regs = obj.get("regs", {})
         xmm = obj.get("xmm", {})
-        mmio = obj.get("mmio", [0xFEB01000, 0x1000])
+        mmio = obj.get("mmio", [REGS_MMIO, REGS_MMIO_SIZE])
         if not isinstance(regs, Mapping) or not isinstance(xmm, Mapping):
             raise CaseFormatError("'regs' and 'xmm' must be objects")
         if not isinstance(mmio, list | tuple) or len(mmio) != 2:
