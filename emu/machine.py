@@ -250,6 +250,7 @@ class Machine:
         self._rep: tuple[str, int, int, int, bool | None] | None = None  # a REP capped by the budget
         self._flags_stash: tuple[int, int] = (-1, 0)  # (address, RFLAGS) at the last instruction start
         self._resume: int | None = None  # where to restart after a hypercall
+        self._restart: int | None = None  # a hypercall's resume RIP, until the engine restarts there
         self._last_insn = -1  # address of the last instruction start the budget hook saw
         self._smc_insn = -1  # a store that wrote into a code page (see _on_tlb_fill)
         self._identity_tlb = False  # set by _install_guard: CR0.PG then translates nothing
@@ -638,7 +639,8 @@ class Machine:
         return next_rip
 
     def rip(self) -> int:
-        return self._rip()
+        """RIP now: after a handled hypercall, before the restart, its resume RIP (the vmcall is done)."""
+        return self._rip() if self._restart is None else self._restart
 
     def kick(self) -> None:
         """From the watchdog thread: stop the engine (the dispatcher raised its flag first)."""
@@ -652,7 +654,7 @@ class Machine:
         stops on its own only for HLT and in front of a guard exit; every other stop is requested by
         a hook, which records its reason first (`_install_guard`), so HLT is known by elimination."""
         d = self.dispatch
-        self._resume = None
+        self._resume = self._restart = None
         try:
             self.uc.emu_start(self._rip() if rip is None else rip, 0)  # `until` is ignored: exits are on
         except UcError as err:
@@ -662,7 +664,7 @@ class Machine:
             if d.stop is not None:
                 return None
             if self._resume is not None:  # a hypercall was handled: restart behind it (rule 3)
-                self.regfile.set("rip", self._resume)  # done: a stop before the restart is there
+                self._restart = self._resume  # where the guest is until emu_start runs from there
                 return Resume(self._resume)
             if d.external is not None:
                 return None
@@ -737,6 +739,8 @@ class Machine:
         # The dispatcher's watchdog stops the engine at the deadline or on SIGINT through `kick`.
         # (Unicorn's own `timeout` argument starts a thread per emu_start: milliseconds per exit.)
         stop = d.run(self, self.image.entry, timeout)
+        if self._restart is not None:  # stopped between a hypercall and its restart: the guest is there
+            self.regfile.set("rip", self._restart)
         seconds = time.perf_counter() - t0
         return RunResult(
             stop=stop,
