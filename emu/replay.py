@@ -13,7 +13,8 @@ Which path takes which exit is the C replay's rule (`xl_handle`), so both engine
 - a record the C engine would reject (mode, kind, sizes) is refused up front, naming the record
   (trace file:line, or its index) and what is wrong;
 - a record a path cannot handle counts as an error, the first kept with its place; the replay goes
-  on, as the C loop does.
+  on, as the C loop does (a device that raises makes its record an error of status "device", which
+  only the Python engine has: C devices do not raise).
 
 With `check` (the default) every handled exit's device accesses are compared with what the record
 says the hardware saw (`truth_size`/`truth_value`: the port, size and data of a PIO exit, the first
@@ -514,6 +515,8 @@ class Replayer:
                         mismatches += 1
             except ExitlabError as exc:
                 status, reason, out = _status(exc), str(getattr(exc, "reason", exc)), None
+            except Exception as exc:  # noqa: BLE001 - a device that raises is this record's error
+                status, reason, out = "device", f"device error: {type(exc).__name__}: {exc}", None
             if status == "ok":
                 counts[used] += 1
             else:

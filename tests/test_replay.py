@@ -264,3 +264,27 @@ def test_in_place_records_of_one_instruction_are_flagged() -> None:
     res = exitlab.replay(records, "capstone", engine="python")
     failure = next(r for r in res.results() if r.status == "mismatch")
     assert "recorded a write at 0xfeb01010, replayed [read 0xfeb01010/4" in failure.message
+
+
+def test_a_device_that_raises_is_an_error_of_its_record() -> None:
+    from emu.bus import Space
+    from emu.platform import NOTIFY_PORT
+
+    class Broken:
+        def read(self, offset: int, size: int) -> int:
+            raise RuntimeError("stuck")
+
+        def write(self, offset: int, size: int, value: int) -> None:
+            raise RuntimeError("stuck")
+
+        def state(self) -> dict:
+            return {}
+
+    records = exitlab.run("kick_pio", path="generic").records
+    board = make_board(None, "rotate")
+    board.bus.add(Space.PIO, NOTIFY_PORT + 0x100, 2, Broken())  # not the guest's port: no effect
+    assert exitlab.replay(records, "pio", engine="python", board=board).errors == 0
+    moved = [dataclasses.replace(r, addr=NOTIFY_PORT + 0x100) for r in records]
+    res = exitlab.replay(moved, "pio", engine="python", board=board)
+    assert res.errors == len(moved) and res.error is not None
+    assert res.error.status == "device" and "RuntimeError: stuck" in res.error.reason
