@@ -22,7 +22,8 @@ access's address, size and, for a write, data of an MMIO exit): a path that touc
 address, or a board that answers a port read differently from the recording, is an error of that
 record (status "mismatch"), never a silent difference.
 
-Two ways to drive it, sharing the record checks, the CPU and the access check:
+Two ways to drive it, sharing the record checks and the access check (emu/replaycheck.py) and the
+CPU (`RecordCpu`):
 
 - `Replayer` (`replay`): the C replay's batch contract: every record is replayed, a record a path
   refuses is counted as an error and the replay goes on; per-path counts, fallbacks, violations.
@@ -39,7 +40,7 @@ The paths come from the caller (fastpath builds the pv-fast and wildcard ones; t
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -49,11 +50,11 @@ from emu.bus import Bus, Space
 from emu.cpu import Cpu, DeviceAccess, Outcome
 from emu.dispatch import Dispatcher
 from emu.errors import EmulationError, ExitlabError, GuestFault, UnmappedAccess
-from emu.exits import MAX_INSN_LEN, REG_NAMES, ExitKind, ExitRecord
+from emu.exits import REG_NAMES, ExitKind, ExitRecord
 from emu.iopaths import pio_length
+from emu.replaycheck import access_mismatch, numbered
 from emu.replaycpu import ReplayCpu
 from emu.stop import Stop, StopReason
-from emu.trace import iter_trace_lines
 
 # The C engine's path names (fastpath.cengine.PATHS) in its order: counts use them on both engines.
 PATH_NAMES: tuple[str, ...] = ("pio", "hypercall", "pv-fast", "wildcard", "subset", "capstone", "trap")
@@ -61,31 +62,7 @@ PATH_NAMES: tuple[str, ...] = ("pio", "hypercall", "pv-fast", "wildcard", "subse
 C_NAMES: dict[str, str] = {"generic": "capstone", "fast": "pv-fast"}
 
 _PIO = (ExitKind.PIO_OUT, ExitKind.PIO_IN)
-_MMIO = (ExitKind.MMIO_WRITE, ExitKind.MMIO_READ)
-_MODES = (16, 32, 64)
-_PIO_SIZES = (1, 2, 4)
 _M64 = (1 << 64) - 1
-
-
-class ReplayInputError(ExitlabError):
-    """A record no engine can replay (bad mode, kind or size); names the record and the problem."""
-
-
-def record_problem(rec: ExitRecord) -> str | None:
-    """Why `rec` cannot enter a replay (the C engine's `check_record` / `record_ok` rules), or None."""
-    if not isinstance(rec, ExitRecord):
-        return f"not an ExitRecord ({type(rec).__name__})"
-    if not isinstance(rec.kind, ExitKind):
-        return f"unknown exit kind {rec.kind!r}"
-    if isinstance(rec.mode, bool) or rec.mode not in _MODES:
-        return f"mode {rec.mode!r} (must be 16, 32 or 64)"
-    if len(rec.insn) > MAX_INSN_LEN:
-        return f"{len(rec.insn)} instruction bytes (at most {MAX_INSN_LEN})"
-    if rec.kind in _PIO and (isinstance(rec.truth_size, bool) or rec.truth_size not in _PIO_SIZES):
-        return f"port I/O size {rec.truth_size!r} (must be 1, 2 or 4)"
-    if len(rec.regs) != len(REG_NAMES):
-        return f"{len(rec.regs)} registers (expected {len(REG_NAMES)})"
-    return None
 
 
 def _c_name(path: Any) -> str:
@@ -194,82 +171,9 @@ class ReplayResult:
         }
 
 
-# ------------------------------------------------------------------------------------ inputs
-def numbered(trace: str | Path | Iterable[ExitRecord]) -> Iterator[tuple[str, ExitRecord]]:
-    """(where, record) pairs: `file:line` for a trace file, `exit record i` for records in memory.
-    A bad line of a file is a TraceError naming file:line (emu/trace.py); a record no engine can
-    replay is a ReplayInputError naming it."""
-    if isinstance(trace, str | Path):
-        items: Iterable[tuple[str, ExitRecord]] = (
-            (f"{trace}:{lineno}", rec) for lineno, rec in iter_trace_lines(trace)
-        )
-    else:
-        items = ((f"exit record {i}", rec) for i, rec in enumerate(trace))
-    for where, rec in items:
-        problem = record_problem(rec)
-        if problem is not None:
-            raise ReplayInputError(f"{where}: {problem}")
-        yield where, rec
-
-
 def windows_of(board: Board) -> list[tuple[int, int]]:
     """Every MMIO range of the board's bus (what `ReplayCpu.is_mmio` answers from): no literals."""
     return [(m.base, m.size) for m in board.bus.mappings(Space.MMIO)]
-
-
-# ------------------------------------------------------------------------------------ checks
-def access_mismatch(rec: ExitRecord, accesses: Sequence[DeviceAccess]) -> str | None:
-    """How the replayed device accesses differ from what the record says the hardware saw, or None.
-
-    PIO: exactly one access, at the exit's port, of its size and direction, with its data (an OUT's
-    value; an IN's value read from the board, which must be the recorded one). MMIO: the first
-    access is at the exit's address in the exit's direction; the accesses of that direction that
-    follow it back to back (one access split at a device boundary, rule 4) add up to the recorded
-    size (or cover it, for a wide vector access Unicorn reports in pieces), and for a write their
-    data is the recorded data. An address-only notification (size 0, the wildcard path) is checked
-    by address alone."""
-    if rec.kind in _PIO:
-        write = rec.kind is ExitKind.PIO_OUT
-        data = rec.truth_value & ((1 << (8 * rec.truth_size)) - 1)
-        want = DeviceAccess(rec.addr, rec.truth_size, write, data)
-        got = [(a.gpa, a.size, a.write, a.value) for a in accesses]
-        if got != [(want.gpa, want.size, want.write, want.value)]:
-            return f"recorded port access {_show(want)}, replayed {_show_all(accesses)}"
-        return None
-    if rec.kind not in _MMIO:
-        return None
-    write = rec.kind is ExitKind.MMIO_WRITE
-    if not accesses:
-        return f"recorded a {'write' if write else 'read'} at {rec.addr:#x}, replayed no device access"
-    first = accesses[0]
-    if first.gpa != rec.addr or (first.size and first.write != write):
-        return f"recorded a {'write' if write else 'read'} at {rec.addr:#x}, replayed {_show_all(accesses)}"
-    if first.size == 0 or rec.truth_size == 0:
-        return None
-    covered, value = 0, 0
-    for a in accesses:
-        if a.write != write or a.gpa != rec.addr + covered or covered >= rec.truth_size:
-            break
-        value |= a.value << (8 * covered)
-        covered += a.size
-        if covered == rec.truth_size:
-            break
-    wide = first.size > 8 and covered >= rec.truth_size
-    if covered != rec.truth_size and not wide:
-        return f"recorded {rec.truth_size} bytes at {rec.addr:#x}, replayed {_show_all(accesses)}"
-    mask = (1 << (8 * rec.truth_size)) - 1
-    if write and (value & mask) != (rec.truth_value & mask):
-        return (f"recorded data {rec.truth_value & mask:#x} written at {rec.addr:#x}, replayed "
-                f"{_show_all(accesses)}")
-    return None
-
-
-def _show(a: DeviceAccess) -> str:
-    return f"{'write' if a.write else 'read'} {a.gpa:#x}/{a.size}={a.value:#x}"
-
-
-def _show_all(accesses: Sequence[DeviceAccess]) -> str:
-    return "[" + ", ".join(_show(a) for a in accesses[:4]) + (", ...]" if len(accesses) > 4 else "]")
 
 
 class NoRecordMemory(EmulationError):

@@ -24,7 +24,7 @@ from emu.errors import ExitlabError
 from emu.exits import REG_NAMES, ExitKind, ExitRecord
 from emu.interrupt import Watchdog
 from emu.machine import Machine, RunResult, Stop, StopReason
-from emu.replay import record_problem
+from emu.replaycheck import record_problem
 from emu.trace import iter_trace
 from fastpath._exitlab_c import ffi, lib
 from fastpath.devtab import DeviceTable
@@ -276,7 +276,7 @@ _MODES = (16, 32, 64)
 
 def check_record(rec: ExitRecord, index: int = 0) -> None:
     """Every record entering C: a known kind, mode 16/32/64, at most 15 instruction bytes and, for
-    port I/O, an access size of 1, 2 or 4 bytes (emu.replay.record_problem: the Python replay
+    port I/O, an access size of 1, 2 or 4 bytes (emu.replaycheck.record_problem: the Python replay
     refuses the same records).  RecordError names the record's index."""
     problem = record_problem(rec)
     if problem is not None:

@@ -21,7 +21,7 @@ import pytest
 import exitlab
 from emu import guests
 from emu.exits import ExitKind
-from emu.replay import ReplayInputError, access_mismatch
+from emu.replaycheck import ReplayInputError, access_mismatch
 from exitlab.commands.run import make_board
 from fastpath import replays
 
