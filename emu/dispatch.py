@@ -18,7 +18,7 @@ The C engine's loop, `xl_live_run` in fastpath/csrc/live.c, is this loop written
 
 A backend keeps what is its engine's own: trapping and turning a trap into an ExitRecord, applying
 an Outcome (the IN value, a REP's budget cap, RIP), and repairing the engine (Unicorn's flag-fix
-stash and code guard, KVM's state rewind). Its interface is four members:
+stash and code guard, KVM's state rewind). Its interface is five members:
 
     cpu: Cpu                               the seam the paths see (emu/cpu.py)
     run_until_exit(rip) -> Event           run from `rip` (None: where the engine is) until the
@@ -40,7 +40,7 @@ stash and code guard, KVM's state rewind). Its interface is four members:
            ExitRecord -> outcome = exit(event); rip = backend.resume(event, outcome); None -> end
            Resume     -> rip = event.rip
            Stop       -> end with it (a stop already set wins)
-           exit budget (max_exits) used up?   -> stop `budget`
+           exit budget (max_exits: events handled) used up?  -> stop `budget`
 """
 
 from __future__ import annotations
@@ -245,11 +245,13 @@ class Dispatcher:
         while True:
             if self.stop is not None:
                 return
-            if self.external is not None:
-                self.halt(self.external_stop(backend.rip()))  # type: ignore[arg-type]
+            external = self.external_stop(backend.rip()) if self.external is not None else None
+            if external is not None:
+                self.halt(external)
                 return
             event = backend.run_until_exit(rip)
             if event is None:
+                rip = None  # nothing handled: the engine goes on from where it is
                 continue
             if isinstance(event, Resume):
                 rip = event.rip

@@ -180,3 +180,13 @@ def test_cli_paths_are_their_chains(name: str) -> None:
     path = make_path(name)
     names = tuple(p.name for p in path.paths) if isinstance(path, Chain) else (path.name,)
     assert names == CHAINS[name]
+
+
+@pytest.mark.parametrize("name", sorted(CHAINS))
+def test_python_chains_are_the_c_routing(name: str) -> None:
+    """xl_handle (paths.c) routes MMIO to [the --path's C path, capstone]: the Python chain of the
+    same CLI name is that path followed by generic (= capstone), or generic alone."""
+    cengine = pytest.importorskip("fastpath.cengine")
+    cpath, _style = cengine.CLI_PATHS.get(name, (name, "exit"))
+    want = ("generic",) if cpath == "capstone" else (cpath, "generic")
+    assert CHAINS[name] == want

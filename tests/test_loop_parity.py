@@ -148,3 +148,13 @@ def test_fetch_from_a_device_window_is_unmapped(engine: str, path: str) -> None:
     image = assemble("mov rax, NOTIFY_MMIO\njmp rax")
     res = run_image(image, default_board(), engine, path, None, 10.0, None)
     assert (res.stop.reason, res.stop.rip) == (StopReason.UNMAPPED, 0xFEB00000), res.stop.message
+
+
+@needs_c
+def test_every_c_stop_is_a_stop_of_the_taxonomy() -> None:
+    """live.c's stop codes become the one taxonomy (emu/stop.py) in run_machine_c; none is left out."""
+    from fastpath.cengine import C_STOP_REASONS, STOP_NAMES
+
+    reasons = {StopReason(C_STOP_REASONS.get(name, name)) for name in STOP_NAMES}
+    # device_error comes from a Python device's exception in the device table, not from a C stop code
+    assert reasons | {StopReason.DEVICE_ERROR} == set(StopReason)
