@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from emu.machine import Machine, RunResult, Stop, StopReason
-from emu.runexit import interrupted_reason
 from emu.trace import read_trace
+from exitlab.runexit import interrupted_reason
 from tests.hostile import LOOP, ROOT, main
 
 Cap = pytest.CaptureFixture[str]
