@@ -235,3 +235,19 @@ def test_errors_carry_rip_and_bytes() -> None:
     err = ctx.error
     assert err is not None and err.rip == 0x8000 and err.insn.startswith(bytes.fromhex("0f 58 02"))
     assert ctx.errors == 1
+
+
+@pytest.mark.parametrize("prefixes", ["f0", "f0 f2", "f0 f3", "f2 f0", "f0 66 f2", "66 f3 f0 48"])
+@pytest.mark.parametrize("body", ["89 02", "8b 02", "c7 02 01 00 00 00", "0f b6 02", "0f bf 02", "63 02", "a5", "ab"])
+def test_capstone_path_refuses_lock_on_the_mov_family_whatever_follows_it(prefixes: str, body: str) -> None:
+    """LOCK MOV/MOVZX/MOVSX/MOVSXD/MOVS/STOS is #UD. Capstone keeps only the last of F0/F2/F3, so
+    `f0 f2 63 ..` once ran as a plain MOVSXD in C while Python refused it (fuzz seed 2)."""
+    insn = bytes.fromhex(f"{prefixes} {body}")
+    regs = _regs({"rdx": NOTIFY_MMIO + 0x10, "rsi": NOTIFY_MMIO, "rdi": NOTIFY_MMIO + 0x20, "rcx": 1,
+                  "rip": 0x8000, "rflags": 2})
+    rec = ExitRecord(ExitKind.MMIO_WRITE, 0x8000, 64, NOTIFY_MMIO + 0x10, insn, regs)
+    with pytest.raises(EmulationError):  # "LOCK prefix not allowed", or Capstone refuses the bytes
+        from emu.generic import GenericPath
+        GenericPath().handle(rec, ReplayCpu(rec, default_board().bus, WINDOWS))
+    res, _ = c.handle_one(rec, "capstone")
+    assert res.status in ("unsupported", "decode") and res.n_acc == 0, (insn.hex(" "), res)

@@ -903,8 +903,16 @@ static uint32_t path_capstone(struct xl_ctx *ctx, const struct xl_exit *ex, stru
     d.addr_size = x->addr_size;
     d.base = d.index = XL_NOREG;
     d.scale = 1;
-    if (x->prefix[0] == X86_PREFIX_LOCK)
-        return XL_E_UNSUPPORTED;  /* LOCK MOV/MOVS/STOS is #UD */
+    /* LOCK MOV/MOVSX/MOVZX/MOVSXD/MOVS/STOS is #UD. From the raw bytes: Capstone keeps only the last
+     * of F0/F2/F3 in prefix[0], so `f0 f2 ...` would hide the LOCK. */
+    for (size_t i = 0; i < insn->size && i < n; i++) {
+        uint8_t b = p[i];
+        if (b == 0xF0)
+            return XL_E_UNSUPPORTED;
+        if (!(b == 0x66 || b == 0x67 || b == 0x26 || b == 0x2E || b == 0x36 || b == 0x3E || b == 0x64 ||
+              b == 0x65 || b == 0xF2 || b == 0xF3 || (c->mode == 64 && (b & 0xF0) == 0x40)))
+            break;
+    }
     const cs_x86_op *o = x->operands;
     switch (insn->id) {
     case X86_INS_MOV:
