@@ -14,6 +14,7 @@ from emu.board import default_board
 from emu.bus import Space
 from emu.errors import EmulationError
 from emu.exits import REG_NAMES, ExitKind, ExitRecord
+from emu.generic import GenericPath
 from emu.hypercall import hypercall
 from emu.platform import HC_MMIO_WRITE, NOTIFY_MMIO, NOTIFY_PORT, REGS_MMIO
 from emu.replaycpu import ReplayCpu
@@ -238,7 +239,8 @@ def test_errors_carry_rip_and_bytes() -> None:
 
 
 @pytest.mark.parametrize("prefixes", ["f0", "f0 f2", "f0 f3", "f2 f0", "f0 66 f2", "66 f3 f0 48"])
-@pytest.mark.parametrize("body", ["89 02", "8b 02", "c7 02 01 00 00 00", "0f b6 02", "0f bf 02", "63 02", "a5", "ab"])
+@pytest.mark.parametrize("body", ["89 02", "8b 02", "c7 02 01 00 00 00", "0f b6 02", "0f bf 02", "63 02", "a5",
+                                  "ab"])
 def test_capstone_path_refuses_lock_on_the_mov_family_whatever_follows_it(prefixes: str, body: str) -> None:
     """LOCK MOV/MOVZX/MOVSX/MOVSXD/MOVS/STOS is #UD. Capstone keeps only the last of F0/F2/F3, so
     `f0 f2 63 ..` once ran as a plain MOVSXD in C while Python refused it (fuzz seed 2)."""
@@ -247,7 +249,6 @@ def test_capstone_path_refuses_lock_on_the_mov_family_whatever_follows_it(prefix
                   "rip": 0x8000, "rflags": 2})
     rec = ExitRecord(ExitKind.MMIO_WRITE, 0x8000, 64, NOTIFY_MMIO + 0x10, insn, regs)
     with pytest.raises(EmulationError):  # "LOCK prefix not allowed", or Capstone refuses the bytes
-        from emu.generic import GenericPath
         GenericPath().handle(rec, ReplayCpu(rec, default_board().bus, WINDOWS))
     res, _ = c.handle_one(rec, "capstone")
     assert res.status in ("unsupported", "decode") and res.n_acc == 0, (insn.hex(" "), res)
