@@ -238,9 +238,11 @@ def test_errors_carry_rip_and_bytes() -> None:
     assert ctx.errors == 1
 
 
+MOV_FAMILY = ["89 02", "8b 02", "c7 02 01 00 00 00", "0f b6 02", "0f bf 02", "63 02", "a5", "ab"]
+
+
 @pytest.mark.parametrize("prefixes", ["f0", "f0 f2", "f0 f3", "f2 f0", "f0 66 f2", "66 f3 f0 48"])
-@pytest.mark.parametrize("body", ["89 02", "8b 02", "c7 02 01 00 00 00", "0f b6 02", "0f bf 02", "63 02", "a5",
-                                  "ab"])
+@pytest.mark.parametrize("body", MOV_FAMILY)
 def test_capstone_path_refuses_lock_on_the_mov_family_whatever_follows_it(prefixes: str, body: str) -> None:
     """LOCK MOV/MOVZX/MOVSX/MOVSXD/MOVS/STOS is #UD. Capstone keeps only the last of F0/F2/F3, so
     `f0 f2 63 ..` once ran as a plain MOVSXD in C while Python refused it (fuzz seed 2)."""
