@@ -75,6 +75,7 @@ EXPLAINED = [
     ("67 0f 38 f1 74", 32, {"rsi": 0xAFFE}, LO, 0, "unicorn-reports-whole-access-leaving-window"),
     ("f3 49 0f c3 9a", 64, {"r10": 0xFEB0055B}, HI, (1 << 64) - 1, "unicorn-ignores-66-f2-f3-on-movnti"),
     ("f0 f3 4b 0f c3 2a", 64, {"r10": 0xFEB0038F}, HI, 0, "unicorn-ignores-66-f2-f3-on-movnti"),  # + LOCK
+    ("66 2e 67 0f c3 00", 32, {"rsi": 0xA14F}, LO, 0, "unicorn-ignores-66-f2-f3-on-movnti"),  # + CS write
     ("66 f2 0f f0 34 1d cd 31 ed 76", 64, {"rbx": 0xFFFFFFFF8940B184}, HI, 0,
      ORDER),
     ("f3 f2 0f 11 4c", 32, {"rax": 0x88000204}, (0x10000000, 0x1000), 0, ORDER),

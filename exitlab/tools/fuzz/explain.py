@@ -666,7 +666,10 @@ def _unicorn_ignores_prefix_on_movnti(e: Evidence) -> bool:
         return False
     # a LOCK too is dropped: unicorn ignores it on MOVNTI as on every non-lockable form
     # (unicorn-executes-lock-on-non-lockable); `f0 f3 4b 0f c3 2a` combines both (fuzz --seed 4)
-    kept = bytes(b for b in code[:i] if b not in (0x66, 0xF2, 0xF3, 0xF0))
+    # and in 32-bit code a CS override: unicorn writes through it (unicorn-writes-through-cs-override),
+    # the platform's CS, DS and SS are flat at base 0 (`66 2e 67 0f c3 00`, fuzz --seed 16)
+    drop = (0x66, 0xF2, 0xF3, 0xF0) + ((0x2E,) if mode == 32 else ())
+    kept = bytes(b for b in code[:i] if b not in drop)
     dropped = i - len(kept)
     try:
         other = decode(kept + code[i:], mode, e.case.rip + dropped)
