@@ -86,6 +86,7 @@ EXPLAINED = [
     ("67 a7", 32, {"rsi": 0xFFFFAA58, "rdi": 0xE032AFFF}, LO, 0, CMPS),  # + the dword leaving the window
     ("67 f3 a6", 32, {"rcx": 6, "rsi": 0xE61CADD0, "rdi": 0xE226AFFB}, LO, 0, CMPS),  # last ES:[di] in RAM
     ("67 f3 a7", 32, {"rcx": 5, "rsi": 0x9FFC, "rdi": 0x41AB9FFE}, LO, 0, CMPS),  # + a piece unicorn misses
+    ("f2 a7", 32, {"rcx": 7, "rsi": 0x9FF9, "rdi": 0x9FFD}, LO, ALL, CMPS),  # rdi of one = rsi of the next
     ("67 f2 f3 a6", 32, {"rcx": 7, "rsi": 0x4194AF90, "rdi": 0x8DF49FFF}, LO, ALL, F2WINS),
     ("67 f2 f3 af", 32, {"rcx": 3, "rdi": 0x94E2AFFB}, LO, ALL, F2WINS),
     ("64 d7", 64, {"rbx": 1 << 63, "fs_base": 0x1000}, HI, ALL, "unicorn-noncanonical-address-wraps"),

@@ -399,15 +399,27 @@ def _cmps_rdi_first(c: Case, a: Access, ours: list[DeviceAccess],
         moved = replace(mem, disp=mem.disp + k * step)
         return effective_address(moved, lambda n: regs.get(n, 0), nxt, c.mode)
 
-    tagged, k = [], 0
+    # Each (element, operand) takes one access, [rsi] before ES:[rdi] as we read them: with a
+    # distance of one element between RSI and RDI the same address is ES:[rdi] of one element and
+    # [rsi] of the next (`f2 a7`, rsi 0x9ff9, rdi 0x9ffd; fuzz --family string --seed 77).
+    tagged: list[tuple[int, int, int, DeviceAccess]] = []
+    used: set[tuple[int, int]] = set()
+    k = 0
     for i, acc in enumerate(ours):
         if acc.gpa == c.mmio[0] and acc.size < a.size:
             continue  # the MMIO piece of an element crossing into the window: unicorn misses it
-        while k < iterations and acc.gpa not in (at(a.mem, k), at(a.src_mem, k)):
+        while k < iterations:
+            if acc.gpa == at(a.src_mem, k) and (k, 1) not in used:
+                slot = (k, 1)
+                break
+            if acc.gpa == at(a.mem, k) and (k, 0) not in used:
+                slot = (k, 0)
+                break
             k += 1
-        if k == iterations:
+        else:
             return None
-        tagged.append((k, 0 if acc.gpa == at(a.mem, k) else 1, i, acc))
+        used.add(slot)
+        tagged.append((*slot, i, acc))
     return [acc for *_, acc in sorted(tagged)]
 
 
