@@ -89,6 +89,7 @@ EXPLAINED = [
     ("f2 a7", 32, {"rcx": 7, "rsi": 0x9FF9, "rdi": 0x9FFD}, LO, ALL, CMPS),  # rdi of one = rsi of the next
     ("67 f2 f3 a6", 32, {"rcx": 7, "rsi": 0x4194AF90, "rdi": 0x8DF49FFF}, LO, ALL, F2WINS),
     ("67 f2 f3 af", 32, {"rcx": 3, "rdi": 0x94E2AFFB}, LO, ALL, F2WINS),
+    ("67 f2 f3 af", 32, {"rcx": 6, "rdi": 0xC6E39FF9, "rax": 0x80000000}, LO, 0, F2WINS),  # + a missed piece
     ("64 d7", 64, {"rbx": 1 << 63, "fs_base": 0x1000}, HI, ALL, "unicorn-noncanonical-address-wraps"),
 ]
 

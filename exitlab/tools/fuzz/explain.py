@@ -568,7 +568,10 @@ def _rerun_gives_truth(e: Evidence, access: Access, swap_pairs: bool = False) ->
         m = (1 << c.mode) - 1
         iterations = _iterations(access, c.reg_dict().get("rcx", 0) & m, cpu.get("rcx") & m)
         got = _cmps_rdi_first(c, access, got, iterations) or got
-    if got != truth and got != cut and not _halves_match(c, access, got, truth):
+    # the window-start piece of an element crossing from RAM into the window is not reported by
+    # unicorn (_unicorn_misses_page_crossing_piece): `67 f2 f3 af`, di 0x9ff9 (fuzz --family string)
+    unpieced = [x for x in got if not (x.gpa == c.mmio[0] and x.size < max(access.size, 1))]
+    if got not in (truth, cut) and unpieced not in (truth, cut) and not _halves_match(c, access, got, truth):
         return False
     m = (1 << c.mode) - 1
     return all(cpu.get(k) & (m if k != "rflags" else STATUS | DF) == v & (m if k != "rflags" else STATUS | DF)
