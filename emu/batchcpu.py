@@ -2,7 +2,8 @@
 
 It models the smallest machine an MMIO exit needs: a register file, sparse RAM over a few regions,
 and one MMIO window whose device answers every read with a fixed value (truncated to the access
-size) and records every access. Nothing here runs guest code.
+size) and records every access; port I/O is answered and recorded the same way. Nothing here
+runs guest code.
 """
 
 from __future__ import annotations
@@ -145,3 +146,16 @@ class BatchCpu:
 
     def mmio_write(self, gpa: int, size: int, value: int) -> None:
         self.accesses.append(DeviceAccess(gpa, size, True, value))
+
+    def mmio_claims(self, gpa: int) -> bool:
+        """The one window's device claims all of it."""
+        return self.is_mmio(gpa)
+
+    # Port I/O: every port answers reads with the same fixed value; accesses are recorded in order
+    def pio_read(self, port: int, size: int) -> int:
+        value = self.read_value & ((1 << (8 * size)) - 1)
+        self.accesses.append(DeviceAccess(port, size, False, value, pio=True))
+        return value
+
+    def pio_write(self, port: int, size: int, value: int) -> None:
+        self.accesses.append(DeviceAccess(port, size, True, value & ((1 << (8 * size)) - 1), pio=True))

@@ -2,8 +2,10 @@
 
 A decode path may read `rip`, `mode`, `addr`, `insn` and `regs` (what a real host has on an
 EPT-violation exit). `truth_size`/`truth_value` are what Unicorn itself observed; for port I/O
-they are also what hardware reports (port, size and data come with the exit), for MMIO they are
-ground truth for tests only and no decoder may read them.
+they are also what hardware reports (port, size and data come with the exit), and for MMIO the
+engine decoded itself (in-place style, KVM_EXIT_MMIO: the `inplace` path, emu/iopaths.py) what the
+engine reports; for exit-style MMIO they are ground truth for tests only and no decoder may read
+them.
 """
 
 from __future__ import annotations

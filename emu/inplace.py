@@ -67,15 +67,14 @@ class InplaceMmio:
                 return
             if not self._mapped(addr, size) or self._wide_half_leaves_window(addr, size, rip):
                 return
-            bus = self.m.board.bus
             if access == UC_MEM_WRITE:
                 self.reread_ok = False
                 if (value == 0 or self.ins_store_to == addr) and self._ins_dummy(rip, addr):
                     return
                 for gpa, n, off in self._pieces(addr, size):
                     piece = (value >> (8 * off)) & ((1 << (8 * n)) - 1)
-                    self.m._record(ExitKind.MMIO_WRITE, rip, gpa, n, piece)
-                    bus.write(Space.MMIO, gpa, n, piece)
+                    if self.m.device_access(ExitKind.MMIO_WRITE, rip, gpa, n, piece) is None:
+                        return  # the run ends here (device error): no later piece
             else:
                 if self._movs_store_faults(rip):
                     return  # the iteration faults on its store: its load reaches no device either
@@ -84,8 +83,9 @@ class InplaceMmio:
                     return
                 got = 0
                 for gpa, n, off in self._pieces(addr, size):
-                    piece = bus.read(Space.MMIO, gpa, n)
-                    self.m._record(ExitKind.MMIO_READ, rip, gpa, n, piece)
+                    piece = self.m.device_access(ExitKind.MMIO_READ, rip, gpa, n, 0)
+                    if piece is None:
+                        return
                     got |= piece << (8 * off)
                 self.read_stash = (addr, size, self._divisor(rip, size, got))
                 self.reread_ok = self.lock_neg(rip)
@@ -96,18 +96,18 @@ class InplaceMmio:
         """One device, access inside it, not a string instruction, not a wide SSE half."""
         if access == UC_MEM_WRITE:
             self.reread_ok = False
-            self.m._record(ExitKind.MMIO_WRITE, rip, addr, size, value)
-            m.device.write(addr - m.base, size, value & ((1 << (8 * size)) - 1))
+            self.m.device_access(ExitKind.MMIO_WRITE, rip, addr, size, value)
         else:
             if self.reread_ok and self.read_stash[:2] == (addr, size):
                 # QEMU runs LOCK NEG as a load and then an atomic cmpxchg that loads again; the
                 # guest's one access was the first load (KVM, the generic path): answered from it
                 self.reread_ok = False
                 return
-            got = m.device.read(addr - m.base, size) & ((1 << (8 * size)) - 1)
+            got = self.m.device_access(ExitKind.MMIO_READ, rip, addr, size, 0)
+            if got is None:
+                return
             self.read_stash = (addr, size, self._divisor(rip, size, got))
             self.reread_ok = self.lock_neg(rip)
-            self.m._record(ExitKind.MMIO_READ, rip, addr, size, got)
 
     def _divisor(self, rip: int, size: int, got: int) -> int:
         """The value Unicorn gets for a device read: `got`, unless the IDIV guard armed `de_at`."""

@@ -51,9 +51,13 @@ from emu import kvm_abi as A
 from emu.assemble import GuestImage
 from emu.board import Board, default_board
 from emu.bus import Space
-from emu.errors import ExitlabError, GuestFormatError, UnmappedAccess
+from emu.chain import Path
+from emu.cpu import Outcome
+from emu.dispatch import Dispatcher, Event, Resume
+from emu.errors import EmulationError, ExitlabError, GuestFormatError, UnmappedAccess
 from emu.exits import GPR_NAMES, MAX_INSN_LEN, REG_NAMES, ExitKind, ExitRecord
-from emu.interrupt import INTERRUPTED, TIMEOUT, Watchdog, check_timeout
+from emu.interrupt import TIMEOUT, Watchdog, check_timeout
+from emu.iopaths import HypercallPath, InplacePath, PioPath
 from emu.kvm_ins import FILLER, INS_OPCODES, InsBatch, outs_fault
 from emu.kvm_probe import (
     fault_of,
@@ -92,6 +96,8 @@ _GDT = (
 _MASK64 = (1 << 64) - 1
 _MASK32 = 0xFFFFFFFF
 _WIDEST_ACCESS = 64  # bytes: MOVDIR64B, ENTER's frame copies aside, the widest single access
+_RIP = REG_NAMES.index("rip")
+_GO_ON = Resume(None)  # a KVM exit handled inline: KVM_RUN again, from where the vCPU is
 
 
 class KvmError(ExitlabError):
@@ -450,29 +456,22 @@ def _kick_ready() -> bool:
     return False
 
 
-class _Watchdog:
-    """Stops a KVM_RUN at the deadline or on SIGINT (emu/interrupt.py): immediate_exit for the next
-    entry, a signal to the vCPU thread for this one (KVM_RUN returns EINTR)."""
+class VcpuKicker:
+    """Makes a KVM_RUN of this thread return: immediate_exit for the next entry, a signal to the
+    vCPU thread for this one (KVM_RUN returns EINTR). Create on the vCPU thread; `kick` from any
+    thread until `finish`."""
 
-    def __init__(self, vm: KvmVm, timeout: float | None) -> None:
+    def __init__(self, vm: KvmVm) -> None:
         self.vm = vm
-        self.timeout = timeout
-        self.reason: str | None = None
         self._lock = threading.Lock()
         self._done = False
         self._thread_id = threading.get_ident()
         self._can_kick = _kick_ready()
-        self._dog = Watchdog(self._fire, timeout).start()
 
-    @property
-    def fired(self) -> bool:
-        return self.reason is not None
-
-    def _fire(self, reason: str = TIMEOUT) -> None:
+    def kick(self) -> None:
         with self._lock:
             if self._done:
                 return
-            self.reason = reason
             if self.vm.run is not None:
                 self.vm.run.immediate_exit = 1
             if self._can_kick:
@@ -481,6 +480,28 @@ class _Watchdog:
     def finish(self) -> None:
         with self._lock:
             self._done = True
+
+
+class _Watchdog:
+    """For a raw KVM_RUN loop (exitlab/tools/kvmcosts.py): stops it at the deadline or on SIGINT
+    (emu/interrupt.py). Machine runs get the same from the dispatcher's watchdog + `kick`."""
+
+    def __init__(self, vm: KvmVm, timeout: float | None) -> None:
+        self.timeout = timeout
+        self.reason: str | None = None
+        self._kicker = VcpuKicker(vm)
+        self._dog = Watchdog(self._fire, timeout).start()
+
+    @property
+    def fired(self) -> bool:
+        return self.reason is not None
+
+    def _fire(self, reason: str = TIMEOUT) -> None:
+        self.reason = reason
+        self._kicker.kick()
+
+    def finish(self) -> None:
+        self._kicker.finish()
         self._dog.finish()
 
 
@@ -510,8 +531,66 @@ def mmio_windows(board: Board) -> list[tuple[int, int]]:
     return [(lo, hi - lo) for lo, hi in spans]
 
 
+class KvmCpu:
+    """The `Cpu` seam over a KVM vCPU: registers by ioctl (read only when a path asks), RAM from
+    the memslot's mapping, MMIO and port I/O to the board's bus. The kernel decodes every exit, so
+    the paths routed here (emu/iopaths.py: pio, inplace) touch devices only."""
+
+    def __init__(self, machine: KvmMachine) -> None:
+        self.m = machine
+        self.mode = machine.mode
+        self.bus = machine.board.bus
+
+    def get(self, name: str) -> int:
+        return int(getattr(self.m.vm.get_regs(), name)) & self.m._mask
+
+    def set(self, name: str, value: int) -> None:
+        regs = self.m.vm.get_regs()
+        setattr(regs, name, value & self.m._mask)
+        self.m.vm.set_regs(regs)
+
+    def get_xmm(self, index: int) -> int:
+        raise EmulationError(f"the KVM engine reads no xmm{index} for a path (the kernel decodes)")
+
+    def set_xmm(self, index: int, value: int) -> None:
+        raise EmulationError(f"the KVM engine writes no xmm{index} for a path (the kernel decodes)")
+
+    def read_mem(self, addr: int, size: int) -> bytes:
+        return self.m.vm.read_ram(addr, size)
+
+    def write_mem(self, addr: int, data: bytes) -> None:
+        self.m.vm.write_ram(addr, data)
+
+    def is_mmio(self, gpa: int) -> bool:
+        return self.m.in_window(gpa)
+
+    def mmio_region(self, gpa: int) -> tuple[int, int] | None:
+        m = self.bus.find(Space.MMIO, gpa)
+        return (m.base, m.size) if m is not None else None
+
+    def mmio_claims(self, gpa: int) -> bool:
+        return self.bus.claims(Space.MMIO, gpa)
+
+    def mmio_read(self, gpa: int, size: int) -> int:
+        return self.bus.read(Space.MMIO, gpa, size)
+
+    def mmio_write(self, gpa: int, size: int, value: int) -> None:
+        self.bus.write(Space.MMIO, gpa, size, value)
+
+    def pio_read(self, port: int, size: int) -> int:
+        return self.bus.read(Space.PIO, port, size)
+
+    def pio_write(self, port: int, size: int, value: int) -> None:
+        self.bus.write(Space.PIO, port, size, value)
+
+
 class KvmMachine:
-    """One guest on one board under KVM. Create, `run()`, read the result; not reusable."""
+    """One guest on one board under KVM. Create, `run()`, read the result; not reusable.
+
+    A backend of the one exit loop (emu/dispatch.py): `run_until_exit` is one KVM_RUN whose
+    port I/O and MMIO exits (already decoded by the kernel) go to the dispatcher inline, through
+    the pio and inplace paths; the rewinds of SEMANTICS rule 6 (emu/kvm_probe.py) and the INS
+    batches (emu/kvm_ins.py) are this engine's own repairs."""
 
     def __init__(
         self,
@@ -525,8 +604,15 @@ class KvmMachine:
         self.board = board or default_board()
         self.trace = trace
         self.keep_records = keep_records
-        self.records: list[ExitRecord] = []
-        self.exit_counts: Counter[str] = Counter({k.value: 0 for k in ExitKind})
+        inplace, pio = InplacePath(), PioPath(completed=True)  # KVM reports I/O with RIP past it
+        routes: dict[ExitKind, Path] = {
+            ExitKind.MMIO_READ: inplace,
+            ExitKind.MMIO_WRITE: inplace,
+            ExitKind.PIO_IN: pio,
+            ExitKind.PIO_OUT: pio,
+            ExitKind.HYPERCALL: HypercallPath(),  # never reached: the kernel answers hypercalls
+        }
+        self.dispatch = Dispatcher(routes, trace, keep_records)
         self.kvm_exits: Counter[str] = Counter()
         self.windows = mmio_windows(self.board)
         self.vm = KvmVm(self.board.spec)
@@ -548,6 +634,16 @@ class KvmMachine:
                 self._ends = instruction_ends(seg.data[image.entry - seg.addr :], image.entry, self.mode)
         gprs = GPR_NAMES if self.mode == 64 else GPR_NAMES[:8]
         self._compare = (*gprs, "rip", "rflags")
+        self.cpu = KvmCpu(self)
+        self._kicker: VcpuKicker | None = None
+
+    @property
+    def records(self) -> list[ExitRecord]:
+        return self.dispatch.records
+
+    @property
+    def exit_counts(self) -> Counter[str]:
+        return self.dispatch.exit_counts
 
     def close(self) -> None:
         self.vm.close()
@@ -681,22 +777,18 @@ class KvmMachine:
     def _rip(self) -> int:
         return int(self.vm.get_regs().rip) & self._mask
 
-    def _record(self, kind: ExitKind, addr: int, size: int, value: int, snap: tuple[int, ...]) -> None:
-        rip = snap[REG_NAMES.index("rip")]
-        rec = ExitRecord(
-            kind=kind,
-            rip=rip,
-            mode=self.mode,
-            addr=addr,
-            insn=self.vm.read_ram(rip, MAX_INSN_LEN),
-            regs=snap,
-            truth_size=size,
-            truth_value=value,
-        )
-        if self.trace is not None:
-            self.trace.write(rec)
-        if self.keep_records:
-            self.records.append(rec)
+    def _exit_head(self) -> tuple[int, bytes, tuple[int, ...]]:
+        """What every record of this KVM exit shares: RIP, the bytes there, and the registers (only
+        when the run records exits; the paths read none, as the kernel decoded the exit)."""
+        snap = self._snapshot() if self.dispatch.recording else ()
+        rip = snap[_RIP] if snap else self.vm.exit_rip() & self._mask
+        return rip, self.vm.read_ram(rip, MAX_INSN_LEN), snap
+
+    def _exit(
+        self, head: tuple[int, bytes, tuple[int, ...]], kind: ExitKind, addr: int, size: int, value: int
+    ) -> ExitRecord:
+        rip, insn, snap = head
+        return ExitRecord(kind, rip, self.mode, addr, insn, snap, size, value)
 
     def _stop_at(self, reason: StopReason, message: str, insn: bool = True) -> Stop:
         rip = self._rip()
@@ -713,11 +805,12 @@ class KvmMachine:
         except ValueError as exc:
             raise ExitlabError(str(exc)) from None
         t0 = time.perf_counter()
-        dog = _Watchdog(self.vm, timeout)
+        self.dispatch.max_exits = max_exits
+        self._kicker = VcpuKicker(self.vm)
         try:
-            stop = self._loop(dog, max_exits)
+            stop = self.dispatch.run(self, None, timeout)
         finally:
-            dog.finish()
+            self._kicker.finish()
         seconds = time.perf_counter() - t0
         return KvmRunResult(
             stop=stop,
@@ -730,88 +823,83 @@ class KvmMachine:
             kvm_exits=dict(self.kvm_exits),
         )
 
-    def _loop(self, dog: _Watchdog, max_exits: int | None) -> Stop:
-        vm, run, bus = self.vm, self.vm.run, self.board.bus
-        recording = self.trace is not None or self.keep_records
-        counts, kvm_exits = self.exit_counts, self.kvm_exits
-        budget = max_exits if max_exits is not None else -1
-        io_u = run.u.io
-        view = vm.run_view
-        while True:
-            if dog.fired:
-                return _external_stop(self, dog)
-            reason = vm.kvm_run()
-            kvm_exits[A.EXIT_NAMES.get(reason, f"exit_{reason}")] += 1
-            if reason == A.KVM_EXIT_IO:
-                size, port, count, off = io_u.size, io_u.port, io_u.count, io_u.data_offset
-                real = count
-                if io_u.direction == A.KVM_EXIT_IO_IN:
-                    stop, real = self._plan_ins(size, count)
-                    if stop is not None:
-                        return stop
-                else:
-                    self._ins.clear()
-                snap = self._snapshot() if recording else ()
-                try:
-                    if io_u.direction == A.KVM_EXIT_IO_OUT:
-                        counts["pio_out"] += count
-                        for i in range(count):
-                            o = off + i * size
-                            value = int.from_bytes(view[o : o + size], "little")
-                            if recording:
-                                self._record(ExitKind.PIO_OUT, port, size, value, snap)
-                            bus.write(Space.PIO, port, size, value)
-                    else:
-                        counts["pio_in"] += real
-                        for i in range(real):
-                            o = off + i * size
-                            value = bus.read(Space.PIO, port, size) & ((1 << (8 * size)) - 1)
-                            view[o : o + size] = value.to_bytes(size, "little")
-                            if recording:
-                                self._record(ExitKind.PIO_IN, port, size, value, snap)
-                        # elements KVM reads ahead but will not store (emu/kvm_ins.py): no port read
-                        rest = (count - real) * size
-                        view[off + real * size : off + count * size] = bytes([FILLER] * rest)
-                except Exception as exc:  # noqa: BLE001 - a device failure is a stop, not a traceback
-                    return self._stop_at(StopReason.DEVICE_ERROR, f"device error on port {port:#x}: {exc}")
-            elif reason == A.KVM_EXIT_MMIO:
-                stop = self._on_mmio(recording)
-                if stop is not None:
-                    return stop
-            elif reason == A.KVM_EXIT_HLT:
-                rip = self._rip()
-                return Stop(StopReason.HLT, (rip - 1) & self._mask, "hlt")
-            elif reason == A.KVM_EXIT_INTR:
-                if dog.fired:
-                    return _external_stop(self, dog)
-                continue
-            elif reason == A.KVM_EXIT_SHUTDOWN:
-                return self._stop_at(
-                    StopReason.TRIPLE_FAULT,
-                    "triple fault (KVM_EXIT_SHUTDOWN) near rip={rip:#x}; the platform has no IDT",
-                )
-            elif reason == A.KVM_EXIT_FAIL_ENTRY:
-                fe = run.u.fail_entry
-                raise KvmError(
-                    "KVM_EXIT_FAIL_ENTRY: hardware entry failure reason "
-                    f"{fe.hardware_entry_failure_reason:#x} "
-                    f"on cpu {fe.cpu} (the engine's initial CPU state is invalid for {self.mode}-bit mode)"
-                )
-            elif reason == A.KVM_EXIT_INTERNAL_ERROR:
-                return self._internal_error()
-            else:
-                return self._stop_at(
-                    StopReason.EMULATION_ERROR,
-                    f"unexpected {A.EXIT_NAMES.get(reason, f'exit reason {reason}')} at rip={{rip:#x}}",
-                )
-            if budget > 0:
-                budget -= 1
-                if budget == 0:
-                    return self._stop_at(StopReason.BUDGET, f"exit budget of {max_exits} exhausted", False)
+    # -- the Backend of emu/dispatch.py -----------------------------------------------------------
+    def rip(self) -> int:
+        return self._rip()
 
-    def _on_mmio(self, recording: bool) -> Stop | None:
-        """One KVM_EXIT_MMIO: a piece of a batched INS store, a fault (rule 6), or one access."""
-        mmio_u, bus, counts = self.vm.run.u.mmio, self.board.bus, self.exit_counts
+    def kick(self) -> None:
+        """From the watchdog thread: make KVM_RUN return (a `jmp $` never leaves the kernel else)."""
+        if self._kicker is not None:
+            self._kicker.kick()
+
+    def resume(self, exit: ExitRecord, outcome: Outcome | None) -> int | None:
+        """Not used: every exit is handled inline, in `run_until_exit` (the kernel completes it)."""
+        return None if outcome is None else outcome.next_rip
+
+    def run_until_exit(self, rip: int | None) -> Event:
+        """Backend.run_until_exit: one KVM_RUN, from where the vCPU is (`rip` is always None)."""
+        vm = self.vm
+        reason = vm.kvm_run()
+        self.kvm_exits[A.EXIT_NAMES.get(reason, f"exit_{reason}")] += 1
+        if reason == A.KVM_EXIT_IO:
+            return self._on_io()
+        if reason == A.KVM_EXIT_MMIO:
+            return self._on_mmio()
+        if reason == A.KVM_EXIT_HLT:
+            return Stop(StopReason.HLT, (self._rip() - 1) & self._mask, "hlt")
+        if reason == A.KVM_EXIT_INTR:
+            return None  # the watchdog's kick: the dispatcher makes the stop
+        if reason == A.KVM_EXIT_SHUTDOWN:
+            return self._stop_at(
+                StopReason.TRIPLE_FAULT,
+                "triple fault (KVM_EXIT_SHUTDOWN) near rip={rip:#x}; the platform has no IDT",
+            )
+        if reason == A.KVM_EXIT_FAIL_ENTRY:
+            fe = vm.run.u.fail_entry
+            raise KvmError(
+                "KVM_EXIT_FAIL_ENTRY: hardware entry failure reason "
+                f"{fe.hardware_entry_failure_reason:#x} "
+                f"on cpu {fe.cpu} (the engine's initial CPU state is invalid for {self.mode}-bit mode)"
+            )
+        if reason == A.KVM_EXIT_INTERNAL_ERROR:
+            return self._internal_error()
+        return self._stop_at(
+            StopReason.EMULATION_ERROR,
+            f"unexpected {A.EXIT_NAMES.get(reason, f'exit reason {reason}')} at rip={{rip:#x}}",
+        )
+
+    def _on_io(self) -> Event:
+        """One KVM_EXIT_IO: `count` elements (string I/O), each an exit of the pio path."""
+        io_u, view, d, cpu = self.vm.run.u.io, self.vm.run_view, self.dispatch, self.cpu
+        size, port, count, off = io_u.size, io_u.port, io_u.count, io_u.data_offset
+        if io_u.direction == A.KVM_EXIT_IO_OUT:
+            self._ins.clear()
+            head = self._exit_head()
+            for i in range(count):
+                o = off + i * size
+                value = int.from_bytes(view[o : o + size], "little")
+                if d.exit(self._exit(head, ExitKind.PIO_OUT, port, size, value), cpu) is None:
+                    return None
+            return _GO_ON
+        stop, real = self._plan_ins(size, count)
+        if stop is not None:
+            return stop
+        head = self._exit_head()
+        mask = (1 << (8 * size)) - 1
+        for i in range(real):
+            outcome = d.exit(self._exit(head, ExitKind.PIO_IN, port, size, 0), cpu, answer=True)
+            if outcome is None:
+                return None
+            o = off + i * size
+            view[o : o + size] = (outcome.accesses[0].value & mask).to_bytes(size, "little")
+        # elements KVM reads ahead but will not store (emu/kvm_ins.py): no port read
+        view[off + real * size : off + count * size] = bytes([FILLER] * ((count - real) * size))
+        return _GO_ON
+
+    def _on_mmio(self) -> Event:
+        """One KVM_EXIT_MMIO: a piece of a batched INS store, a fault (rule 6), or one access (one
+        exit of the inplace path per device piece)."""
+        mmio_u = self.vm.run.u.mmio
         gpa, length, write = mmio_u.phys_addr, mmio_u.len, bool(mmio_u.is_write)
         data = bytes(mmio_u.data)[:length]
         pieces: list[tuple[int, int, int]] = []
@@ -821,7 +909,7 @@ class KvmMachine:
             except ValueError as exc:
                 return self._stop_at(StopReason.EMULATION_ERROR, f"{exc} (rip={{rip:#x}})")
             if fault_now:
-                done = self._ins_fault_after(pieces, recording)
+                done = self._ins_fault_after(pieces)
                 self._ins.clear()
                 return done
         if not pieces:
@@ -837,41 +925,33 @@ class KvmMachine:
                     "by the instruction at rip={rip:#x}",
                 )
             pieces = [(gpa, length, int.from_bytes(data, "little"))]
-        snap = self._snapshot() if recording else ()
-        try:
-            if write:
-                for addr, n, value in pieces:
-                    counts["mmio_write"] += 1
-                    if recording:
-                        self._record(ExitKind.MMIO_WRITE, addr, n, value, snap)
-                    bus.write(Space.MMIO, addr, n, value)
-            else:
-                value = bus.read(Space.MMIO, gpa, length) & ((1 << (8 * length)) - 1)
-                ctypes.memmove(mmio_u.data, value.to_bytes(8, "little"), 8)
-                counts["mmio_read"] += 1
-                if recording:
-                    self._record(ExitKind.MMIO_READ, gpa, length, value, snap)
-                if self.vm.sync_regs:  # for flags_before_iteration: the last few reads served
-                    sr = self.vm.run.s_regs
-                    self._reads.append((sr.rip, sr.rcx, gpa, length, value))
-                    del self._reads[:-4]
-        except Exception as exc:  # noqa: BLE001 - a device failure is a stop, not a traceback
-            return self._stop_at(StopReason.DEVICE_ERROR, f"device error on MMIO {gpa:#x}: {exc}")
-        return None
+        head = self._exit_head()
+        d, cpu = self.dispatch, self.cpu
+        if write:
+            for addr, n, value in pieces:
+                if d.exit(self._exit(head, ExitKind.MMIO_WRITE, addr, n, value), cpu) is None:
+                    return None
+            return _GO_ON
+        outcome = d.exit(self._exit(head, ExitKind.MMIO_READ, gpa, length, 0), cpu, answer=True)
+        if outcome is None:
+            return None
+        value = outcome.accesses[0].value
+        ctypes.memmove(mmio_u.data, value.to_bytes(8, "little"), 8)
+        if self.vm.sync_regs:  # for flags_before_iteration: the last few reads served
+            sr = self.vm.run.s_regs
+            self._reads.append((sr.rip, sr.rcx, gpa, length, value))
+            del self._reads[:-4]
+        return _GO_ON
 
-    def _ins_fault_after(self, pieces: list[tuple[int, int, int]], recording: bool) -> Stop:
+    def _ins_fault_after(self, pieces: list[tuple[int, int, int]]) -> Stop | None:
         """The INS batch reached its faulting element: store the earlier ones, then stop on the
-        instruction with the state before the faulting element (KVM wrote back the whole batch)."""
+        instruction with the state before the faulting element (KVM wrote back the whole batch).
+        None: a device failed on one of them (the dispatcher has the stop)."""
         assert self._ins.fault is not None
-        snap = self._snapshot() if recording else ()
+        head = self._exit_head()
         for addr, n, value in pieces:
-            self.exit_counts["mmio_write"] += 1
-            if recording:
-                self._record(ExitKind.MMIO_WRITE, addr, n, value, snap)
-            try:
-                self.board.bus.write(Space.MMIO, addr, n, value)
-            except Exception as exc:  # noqa: BLE001
-                return self._stop_at(StopReason.DEVICE_ERROR, f"device error on MMIO {addr:#x}: {exc}")
+            if self.dispatch.exit(self._exit(head, ExitKind.MMIO_WRITE, addr, n, value), self.cpu) is None:
+                return None
         fault = UnmappedAccess(self._ins.fault[0], True, self._ins.rip)
         return self._fault_stop(self._ins.rip, self._ins.registers_at_fault(), fault, restore=True)
 
@@ -898,17 +978,6 @@ class KvmMachine:
             f"KVM_EXIT_INTERNAL_ERROR: {what} at rip={rip:#x}" + (f" (data {data})" if data else ""),
             self.vm.read_ram(rip, MAX_INSN_LEN),
         )
-
-
-def dog_timeout(dog: _Watchdog) -> float | None:
-    return dog.timeout
-
-
-def _external_stop(machine: KvmMachine, dog: _Watchdog) -> Stop:
-    """The stop for a watchdog that fired: SIGINT (`interrupted`) or the deadline (`timeout`)."""
-    if dog.reason == INTERRUPTED:
-        return machine._stop_at(StopReason.INTERRUPTED, "interrupted (SIGINT)", False)
-    return machine._stop_at(StopReason.TIMEOUT, f"wall-clock timeout of {dog_timeout(dog)} s", False)
 
 
 def run_machine_kvm(

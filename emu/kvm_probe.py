@@ -103,6 +103,13 @@ class ProbeCpu:
     def mmio_write(self, gpa: int, size: int, value: int) -> None:
         self.accesses.append(DeviceAccess(gpa, size, True, value))
 
+    # the probe replays memory instructions only: port I/O never reaches it
+    def pio_read(self, port: int, size: int) -> int:
+        raise EmulationError(f"the MMIO probe does no port I/O (port {port:#x})")
+
+    def pio_write(self, port: int, size: int, value: int) -> None:
+        raise EmulationError(f"the MMIO probe does no port I/O (port {port:#x})")
+
 
 @dataclass(frozen=True, slots=True)
 class Found:

@@ -7,6 +7,9 @@ Two MMIO styles:
   with RIP on the faulting instruction, and the host handles the exit through a *path* that sees
   only what hardware gives (GPA, RIP, registers, guest memory), then resumes at the next RIP.
 Port I/O is trapped with `UC_HOOK_INSN` IN/OUT, `vmcall`/`vmmcall` with `UC_HOOK_INSN_INVALID`.
+
+The machine is a backend of the one exit loop (emu/dispatch.py, `Dispatcher.run`): it traps and
+repairs the engine; routing, records, limits and the stop are the dispatcher's (docs/run-loop.md).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import enum
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import capstone
 from unicorn import (
@@ -53,18 +56,21 @@ from emu.access import Op
 from emu.assemble import GuestImage
 from emu.board import Board, default_board
 from emu.bus import Space
+from emu.chain import Path
 from emu.codeguard import classify
-from emu.cpu import Cpu, Outcome
+from emu.cpu import Outcome
 from emu.decode import decode
+from emu.dispatch import Dispatcher, Event, Resume
 from emu.divguard import DivGuard
-from emu.errors import EmulationError, ExitlabError, GuestFormatError
+from emu.errors import ExitlabError, GuestFormatError
 from emu.exits import MAX_INSN_LEN, REG_INDEX, REG_NAMES, ExitKind, ExitRecord
 from emu.flagsites import FlagFix
 from emu.generic import GenericPath
 from emu.guard import CodeGuard
-from emu.hypercall import HYPERCALL_LEN, hypercall, is_hypercall
+from emu.hypercall import is_hypercall
 from emu.inplace import InplaceMmio
-from emu.interrupt import INTERRUPTED, Watchdog, check_timeout
+from emu.interrupt import check_timeout
+from emu.iopaths import HypercallPath, InplacePath, PioPath
 from emu.platform import PAGE
 from emu.ram import GuestRam
 from emu.regfile import RegFile
@@ -127,14 +133,6 @@ class RunResult:
         }
 
 
-class Path(Protocol):
-    """An exit-style MMIO handler: an Outcome, or None for 'not mine' (the caller falls back)."""
-
-    name: str
-
-    def handle(self, exit: ExitRecord, cpu: Cpu) -> Outcome | None: ...
-
-
 class MmioStyle(enum.Enum):
     INPLACE = "inplace"
     EXIT = "exit"
@@ -142,26 +140,6 @@ class MmioStyle(enum.Enum):
 
 class _Halt(Exception):
     """Raised inside hooks to end the run with a Stop (hooks cannot raise through Unicorn)."""
-
-
-def _path_error_stop(exc: EmulationError) -> Stop:
-    """The stop for a path's refusal. The generic path raises subclasses of EmulationError for an
-    access that leaves its window (`.gpa`: rule 6 -> `unmapped`) and for an architectural fault
-    (`.vector`: no IDT -> `triple_fault`); they are recognised by those attributes."""
-    rip = exc.rip or 0
-    gpa = getattr(exc, "gpa", None)
-    if isinstance(gpa, int):
-        what = "write" if getattr(exc, "write", False) else "read"
-        message = f"{what} at unmapped address {gpa:#x} by the instruction at rip={rip:#x}"
-        return Stop(StopReason.UNMAPPED, rip, message, exc.insn)
-    vector = getattr(exc, "vector", None)
-    if isinstance(vector, int):
-        if vector == 6:  # #UD: the taxonomy's invalid_insn, as for an opcode Unicorn rejects
-            message = f"invalid instruction at rip={rip:#x}: {exc.reason}"
-            return Stop(StopReason.INVALID_INSN, rip, message, exc.insn)
-        message = f"{exc.reason} at rip={rip:#x}; the platform has no IDT, so a real CPU would triple-fault"
-        return Stop(StopReason.TRIPLE_FAULT, rip, message, exc.insn)
-    return Stop(StopReason.EMULATION_ERROR, rip, str(exc), exc.insn)
 
 
 class UnicornCpu:
@@ -221,6 +199,15 @@ class UnicornCpu:
     def mmio_write(self, gpa: int, size: int, value: int) -> None:
         self.m.board.bus.write(Space.MMIO, gpa, size, value)
 
+    def mmio_claims(self, gpa: int) -> bool:
+        return self.m.board.bus.claims(Space.MMIO, gpa)
+
+    def pio_read(self, port: int, size: int) -> int:
+        return self.m.board.bus.read(Space.PIO, port, size)
+
+    def pio_write(self, port: int, size: int, value: int) -> None:
+        self.m.board.bus.write(Space.PIO, port, size, value)
+
 
 class Machine:
     """One guest on one board. Create, `run()`, read the result; not reusable across runs."""
@@ -240,11 +227,13 @@ class Machine:
             raise GuestFormatError(f"mode must be 16, 32 or 64 (got {self.mode})")
         self.board = board or default_board()
         self.mmio_style = MmioStyle(mmio_style)
+        if path is None and self.mmio_style is MmioStyle.EXIT:
+            path = GenericPath()  # the decode path is the default for exit style
         self.path = path
         self.trace = trace
         self.keep_records = keep_records
-        self.records: list[ExitRecord] = []
-        self.exit_counts: Counter[str] = Counter({k.value: 0 for k in ExitKind})
+        # the one exit loop (emu/dispatch.py): routes, records, limits and the stop of this run
+        self.dispatch = Dispatcher(self._routes(), trace, keep_records)
         self.uc = Uc(UC_ARCH_X86, _UC_MODE[self.mode])
         self.regfile = RegFile(self.uc, self.mode)
         self._rip_mask = (1 << self.mode) - 1  # RIP/EIP/IP wrap at the mode's width
@@ -257,14 +246,11 @@ class Machine:
         self.ram = GuestRam(self.ram_view, self.ram_base)
         self.uc.mem_map_ptr(self.ram_base, self.ram_size, UC_PROT_ALL, self.ram_ptr)
         self.windows = self._mmio_windows()
-        self._stop: Stop | None = None
         self._pending: tuple[int, int, int, int] | None = None  # access, gpa, size, value
-        self._max_insns: int | None = None
-        self._executed = 0  # instructions executed so far (REP iterations each count), whole run
+        self._rep: tuple[str, int, int, int, bool | None] | None = None  # a REP capped by the budget
         self._flags_stash: tuple[int, int] = (-1, 0)  # (address, RFLAGS) at the last instruction start
         self._resume: int | None = None  # where to restart after a hypercall
-        self._timeout: float | None = None
-        self._external: str | None = None  # "timeout" / "interrupted", set by the watchdog thread
+        self._restart: int | None = None  # a hypercall's resume RIP, until the engine restarts there
         self._last_insn = -1  # address of the last instruction start the budget hook saw
         self._smc_insn = -1  # a store that wrote into a code page (see _on_tlb_fill)
         self._identity_tlb = False  # set by _install_guard: CR0.PG then translates nothing
@@ -281,6 +267,33 @@ class Machine:
         self._cs = capstone.Cs(capstone.CS_ARCH_X86, _CS_MODE[self.mode])
         self._cs.detail = True
         self.ram.load(image)
+
+    def _routes(self) -> dict[ExitKind, Path]:
+        """Exit kind -> path: MMIO to the exit-style path (or, in place, the access Unicorn
+        decoded), port I/O and hypercalls to their paths (emu/iopaths.py)."""
+        exit_style = self.mmio_style is MmioStyle.EXIT and self.path is not None
+        mmio: Path = self.path if exit_style and self.path is not None else InplacePath()
+        pio, hypercall = PioPath(), HypercallPath()
+        return {
+            ExitKind.MMIO_READ: mmio,
+            ExitKind.MMIO_WRITE: mmio,
+            ExitKind.PIO_IN: pio,
+            ExitKind.PIO_OUT: pio,
+            ExitKind.HYPERCALL: hypercall,
+        }
+
+    @property
+    def records(self) -> list[ExitRecord]:
+        return self.dispatch.records
+
+    @property
+    def exit_counts(self) -> Counter[str]:
+        return self.dispatch.exit_counts
+
+    @property
+    def _stop(self) -> Stop | None:
+        """The stop decided so far (the dispatcher's; hooks read it to learn a stop is set)."""
+        return self.dispatch.stop
 
     # -- memory -------------------------------------------------------------------------------
     def _mmio_windows(self) -> list[tuple[int, int]]:
@@ -316,10 +329,24 @@ class Machine:
 
     # -- exits --------------------------------------------------------------------------------
     def _record(self, kind: ExitKind, rip: int, addr: int, size: int, value: int) -> ExitRecord:
+        """Build the exit's record and count/trace it (an exit no path handles)."""
+        rec = self._exit(kind, rip, addr, size, value)
+        self.dispatch.emit(rec)
+        return rec
+
+    def _exit(
+        self, kind: ExitKind, rip: int, addr: int, size: int, value: int, regs: bool = True
+    ) -> ExitRecord:
+        """The ExitRecord of a trap, not yet counted nor written (the dispatcher does that).
+
+        `regs=False`: no register snapshot unless the run records exits. For the exits handled in
+        a hook (port I/O, hypercalls, in-place MMIO) whose paths read registers through the Cpu
+        (emu/iopaths.py), as KVM's records and the C engine's lazy register fill: the snapshot
+        costs microseconds per exit that nothing would read."""
         insn = self.read_ram(rip, MAX_INSN_LEN)
         value &= (1 << (8 * max(size, 8))) - 1  # Unicorn's hooks pass the value as a signed int64
         vec: tuple[tuple[str, int], ...] = ()
-        recorded = self.trace is not None or self.keep_records
+        recorded = self.dispatch.recording
         if recorded and kind in (ExitKind.MMIO_READ, ExitKind.MMIO_WRITE):
             vec = vector_state(insn, self.mode, self._vec_reg)  # what an SSE/AVX/MMX move or SMSW reads
         rec = ExitRecord(
@@ -328,16 +355,11 @@ class Machine:
             mode=self.mode,
             addr=addr,
             insn=insn,
-            regs=self.regfile.snapshot(),
+            regs=self.regfile.snapshot() if regs or recorded else (),
             truth_size=size,
             truth_value=value,
             vec=vec,
         )
-        self.exit_counts[kind.value] += 1
-        if self.trace is not None:
-            self.trace.write(rec)
-        if self.keep_records:
-            self.records.append(rec)
         return rec
 
     def _vec_reg(self, name: str) -> int:
@@ -350,12 +372,21 @@ class Machine:
         return self.regfile.get_ymm(index) if name.startswith("ymm") else self.regfile.get_xmm(index)
 
     def _halt(self, reason: StopReason, rip: int, message: str, insn: bytes = b"") -> None:
-        if self._stop is None:
-            self._stop = Stop(reason, rip, message, insn)
+        self.dispatch.halt(Stop(reason, rip, message, insn))
         self.uc.emu_stop()
 
     def _rip(self) -> int:
         return self.regfile.get("rip")
+
+    def device_access(self, kind: ExitKind, rip: int, gpa: int, size: int, value: int) -> int | None:
+        """An in-place MMIO access (emu/inplace.py), through the dispatcher like every exit: the value
+        read (0 for a write), or None when it ended the run (the engine is asked to stop)."""
+        read = kind is ExitKind.MMIO_READ
+        outcome = self.dispatch.exit(self._exit(kind, rip, gpa, size, value, False), self.cpu, answer=read)
+        if outcome is None:
+            self.uc.emu_stop()
+            return None
+        return outcome.accesses[0].value if read and outcome.accesses else 0
 
     # -- hooks (each catches its own errors: an exception must never cross Unicorn) ----------------
     def _on_unmapped(self, uc: Uc, access: int, addr: int, size: int, value: int, _ud: object) -> bool:
@@ -375,64 +406,64 @@ class Machine:
             }.get(access, "access of")
             target = f"{what} {size} bytes at unmapped address {addr:#x}"
             if access == UC_MEM_FETCH_UNMAPPED:
-                self._stop = self._stop or Stop(StopReason.UNMAPPED, rip, f"{target} (rip={rip:#x})")
+                self.dispatch.halt(Stop(StopReason.UNMAPPED, rip, f"{target} (rip={rip:#x})"))
             else:
-                self._stop = self._stop or Stop(
+                self.dispatch.halt(Stop(
                     StopReason.UNMAPPED,
                     rip,
                     f"{target} by the instruction at rip={rip:#x}",
                     self.read_ram(rip, MAX_INSN_LEN),
-                )
+                ))
         except Exception as exc:  # noqa: BLE001
-            self._stop = self._stop or Stop(StopReason.DEVICE_ERROR, 0, f"unmapped-access hook failed: {exc}")
+            self.dispatch.halt(Stop(StopReason.DEVICE_ERROR, 0, f"unmapped-access hook failed: {exc}"))
         return False
 
+    # Port I/O and hypercalls go to the dispatcher from inside the hook: IN must return its value
+    # at once; a hypercall stops the engine and the loop restarts at its next RIP (rule 3).
     def _on_in(self, uc: Uc, port: int, size: int, _ud: object) -> int:
-        self.inplace.note_port_read(self._rip())
         try:
-            value = self.board.bus.read(Space.PIO, port, size)
-            self._record(ExitKind.PIO_IN, self._rip(), port, size, value)
-            return value
-        except Exception as exc:  # noqa: BLE001
-            self._halt(StopReason.DEVICE_ERROR, self._rip(), f"device error on IN from port {port:#x}: {exc}")
+            rip = self._rip()
+            self.inplace.note_port_read(rip)
+            rec = self._exit(ExitKind.PIO_IN, rip, port, size, 0, False)
+            outcome = self.dispatch.exit(rec, self.cpu, True)
+            if outcome is None:
+                uc.emu_stop()
+                return 0
+            return outcome.accesses[0].value
+        except Exception as exc:  # noqa: BLE001 - an exception must never cross Unicorn
+            self._halt(StopReason.DEVICE_ERROR, 0, f"IN hook failed: {exc}")
             return 0
 
     def _on_out(self, uc: Uc, port: int, size: int, value: int, _ud: object) -> None:
         try:
-            self._record(ExitKind.PIO_OUT, self._rip(), port, size, value)
-            self.board.bus.write(Space.PIO, port, size, value)
+            rec = self._exit(ExitKind.PIO_OUT, self._rip(), port, size, value, False)
+            if self.dispatch.exit(rec, self.cpu) is None:
+                uc.emu_stop()
         except Exception as exc:  # noqa: BLE001
-            self._halt(StopReason.DEVICE_ERROR, self._rip(), f"device error on OUT to port {port:#x}: {exc}")
+            self._halt(StopReason.DEVICE_ERROR, 0, f"OUT hook failed: {exc}")
 
     def _on_invalid(self, uc: Uc, _ud: object) -> bool:
-        rip = self._rip()
-        self._repair_flags(rip)
-        insn = self.read_ram(rip, MAX_INSN_LEN)
-        if not is_hypercall(insn):
-            self._stop = self._stop or Stop(
-                StopReason.INVALID_INSN,
-                rip,
-                f"invalid instruction at rip={rip:#x}: {insn[:8].hex(' ')}",
-                insn,
-            )
-            return False
         try:
-            rf = self.regfile
-            nr = rf.get("rax")
-            self._record(ExitKind.HYPERCALL, rip, nr, 0, 0)
-            rf.set(
-                "rax",
-                hypercall(
-                    self.board.bus, self.mode, nr, rf.get("rbx"), rf.get("rcx"), rf.get("rdx"), rf.get("rsi")
-                ),
-            )
-            # Stop here and let the run loop restart at RIP+3 (SEMANTICS rule 3): writing RIP in the
-            # hook and continuing leaves Unicorn's RIP stale for every later exit of the run.
-            self._resume = (rip + HYPERCALL_LEN) & self._rip_mask
-            return False
+            rip = self._rip()
+            self._repair_flags(rip)
+            insn = self.read_ram(rip, MAX_INSN_LEN)
+            if not is_hypercall(insn):
+                self.dispatch.halt(Stop(
+                    StopReason.INVALID_INSN,
+                    rip,
+                    f"invalid instruction at rip={rip:#x}: {insn[:8].hex(' ')}",
+                    insn,
+                ))
+                return False
+            rec = self._exit(ExitKind.HYPERCALL, rip, self.regfile.get("rax"), 0, 0, False)
+            outcome = self.dispatch.exit(rec, self.cpu)
+            if outcome is not None:
+                # Stop here and let the run loop restart at RIP+3 (SEMANTICS rule 3): writing RIP in
+                # the hook and continuing leaves Unicorn's RIP stale for every later exit of the run.
+                self._resume = outcome.next_rip
         except Exception as exc:  # noqa: BLE001
-            self._stop = self._stop or Stop(StopReason.DEVICE_ERROR, rip, f"hypercall failed: {exc}", insn)
-            return False
+            self.dispatch.halt(Stop(StopReason.DEVICE_ERROR, 0, f"invalid-instruction hook failed: {exc}"))
+        return False
 
     def _on_intr(self, uc: Uc, intno: int, _ud: object) -> None:
         rip = self._rip()
@@ -458,7 +489,8 @@ class Machine:
         flags_ref = ctypes.byref(flags)
         reg_read, emu_stop = uclib.uc_reg_read, uclib.uc_emu_stop
         eflags_id = X.UC_X86_REG_EFLAGS
-        limit = self._max_insns
+        d = self.dispatch  # the budget is the dispatcher's; this hook is how Unicorn counts for it
+        limit = d.max_insns
         assert limit is not None
         sites = self._exit_sites
         classify = self._classify_exit_site
@@ -469,12 +501,11 @@ class Machine:
                 if address == smc:
                     return  # QEMU re-running a store that invalidated its own block: one instruction
             self._last_insn = address
-            if self._executed >= limit:
-                if self._stop is None:
-                    self._stop = Stop(StopReason.BUDGET, address, f"instruction budget of {limit} exhausted")
+            if d.executed >= limit:
+                d.halt(d.budget_stop(address))
                 emu_stop(handle)
                 return
-            self._executed += 1
+            d.executed += 1
             may_exit = sites.get(address)
             if may_exit is None:
                 may_exit = classify(address)
@@ -547,7 +578,8 @@ class Machine:
     def _install_guard(self) -> None:
         """The guard of SEMANTICS rule 9 (emu/guard.py). With it Unicorn's exits are enabled, so the
         engine stops on its own only for HLT and in front of a guard site; every other stop is
-        requested by this class and records its reason first: `_run_loop`'s HLT detection is exact."""
+        requested by this class and records its reason first: `run_until_exit`'s HLT detection is
+        exact."""
         self._identity_tlb = True
         self.guard.install()
 
@@ -558,42 +590,99 @@ class Machine:
         rf.set("rflags", 0x2)
         rf.set("rip", self.image.entry)
 
-    def _handle_exit_style(self) -> int:
-        """Turn the pending fault into an exit, run it through the path, return the next RIP."""
+    # -- the Backend of emu/dispatch.py -----------------------------------------------------------
+    def _pending_exit(self) -> ExitRecord:
+        """Turn the pending fault into an exit for the dispatcher to route. Under a budget, a REP
+        string instruction's count is capped first (`_rep_budget`; `resume` gives the rest back)."""
         assert self._pending is not None
         access, gpa, size, value = self._pending
         self._pending = None
-        rip = self._rip()
         write = access == UC_MEM_WRITE_UNMAPPED
         kind = ExitKind.MMIO_WRITE if write else ExitKind.MMIO_READ
-        rec = self._record(kind, rip, gpa, size, value if write else 0)
-        path = self.path
-        if path is None:
-            path = self.path = GenericPath()  # the decode path is the default for exit style
-        rep = self._rep_budget(rec) if self._max_insns is not None else None
-        try:
-            outcome = path.handle(rec, self.cpu)
-        finally:
-            done = self._rep_settle(rep) if rep is not None else 0
+        rec = self._exit(kind, self._rip(), gpa, size, value if write else 0)
+        self._rep = self._rep_budget(rec) if self.dispatch.max_insns is not None else None
+        return rec
+
+    def resume(self, exit: ExitRecord, outcome: Outcome | None) -> int | None:
+        """After the dispatcher routed an exit-style exit: give back a REP's held-back count and
+        charge its iterations to the budget; the RIP to restart at (None: the path failed)."""
+        rep, self._rep = self._rep, None
+        done = self._rep_settle(rep) if rep is not None else 0
         if outcome is None:
-            raise EmulationError(f"path {path.name!r} declined the exit and has no fallback", rip, rec.insn)
+            return None
+        next_rip = outcome.next_rip
         if rep is not None:
-            self._executed += max(done - 1, 0)  # the code hook counted the first iteration
-            if done and rep[4] is not None and bool(self.regfile.get("rflags") & 0x40) == rep[4]:
-                # REPE/REPNE CMPS/SCAS ended by its compare: done, and QEMU leaves from that
-                # iteration's own entry (no extra entry to find RCX = 0), budget cap or not
-                return outcome.next_rip
-            if self.regfile.get("rcx") & rep[1]:
-                if rep[3]:
-                    return rip  # capped by the budget: an interrupted REP, RIP stays on it (rule 1)
-            elif done and outcome.next_rip != rip:
-                # QEMU enters a REP instruction once more after its last iteration to find RCX = 0,
-                # and that entry counts (in place it is a code-hook call): count it here too, or
-                # stop in front of it when the budget has no room left, exactly as in place.
-                if self._executed >= self._max_insns:  # type: ignore[operator]
-                    return rip
-                self._executed += 1
-        return outcome.next_rip
+            next_rip = self._rep_next(exit.rip, next_rip, rep, done)
+        self.regfile.set("rip", next_rip)
+        return next_rip
+
+    def _rep_next(
+        self, rip: int, next_rip: int, rep: tuple[str, int, int, int, bool | None], done: int
+    ) -> int:
+        """Where a REP string instruction under a budget resumes, with its iterations counted."""
+        d = self.dispatch
+        d.executed += max(done - 1, 0)  # the code hook counted the first iteration
+        if done and rep[4] is not None and bool(self.regfile.get("rflags") & 0x40) == rep[4]:
+            # REPE/REPNE CMPS/SCAS ended by its compare: done, and QEMU leaves from that
+            # iteration's own entry (no extra entry to find RCX = 0), budget cap or not
+            return next_rip
+        if self.regfile.get("rcx") & rep[1]:
+            if rep[3]:
+                return rip  # capped by the budget: an interrupted REP, RIP stays on it (rule 1)
+        elif done and next_rip != rip:
+            # QEMU enters a REP instruction once more after its last iteration to find RCX = 0,
+            # and that entry counts (in place it is a code-hook call): count it here too, or
+            # stop in front of it when the budget has no room left, exactly as in place.
+            if d.budget_exhausted():
+                return rip
+            d.executed += 1
+        return next_rip
+
+    def rip(self) -> int:
+        """RIP now: after a handled hypercall, before the restart, its resume RIP (the vmcall is done)."""
+        return self._rip() if self._restart is None else self._restart
+
+    def kick(self) -> None:
+        """From the watchdog thread: stop the engine (the dispatcher raised its flag first)."""
+        try:
+            self.uc.emu_stop()
+        except UcError:
+            pass
+
+    def run_until_exit(self, rip: int | None) -> Event:
+        """Backend.run_until_exit: one `emu_start` from `rip`, turned into the dispatcher's Event. The engine
+        stops on its own only for HLT and in front of a guard exit; every other stop is requested by
+        a hook, which records its reason first (`_install_guard`), so HLT is known by elimination."""
+        d = self.dispatch
+        self._resume = self._restart = None
+        try:
+            self.uc.emu_start(self._rip() if rip is None else rip, 0)  # `until` is ignored: exits are on
+        except UcError as err:
+            # a fault rolled the instruction back to its start: the stash (if it saw that start)
+            # holds its right RFLAGS, also when a hook already decided the stop (unmapped...)
+            self._repair_flags()
+            if d.stop is not None:
+                return None
+            if self._resume is not None:  # a hypercall was handled: restart behind it (rule 3)
+                self._restart = self._resume  # where the guest is until emu_start runs from there
+                return Resume(self._resume)
+            if d.external is not None:
+                return None
+            if self._pending is not None and err.errno in (UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED):
+                return self._pending_exit()
+            return self._fault_stop(err)
+        if d.stop is not None and d.stop.reason is StopReason.BUDGET:
+            self.flagfix.settle_lock_neg(d.stop.rip)  # stopped right after a LOCK NEG: its fix-up
+        if d.stop is not None or d.external is not None:
+            return None
+        rip = self._rip()
+        if rip in self.guard.exits:
+            next_rip = self._guard_stop(rip)
+            if next_rip is None or isinstance(next_rip, Stop):
+                return next_rip
+            self.regfile.set("rip", next_rip)
+            return Resume(next_rip)
+        return Stop(StopReason.HLT, (rip - 1) & self._rip_mask, "hlt")
 
     def _rep_budget(self, rec: ExitRecord) -> tuple[str, int, int, int, bool | None] | None:
         """For a REP string instruction under a budget: cap the count register so the path performs at
@@ -611,7 +700,7 @@ class Machine:
         mask = (1 << (8 * access.mem.addr_size)) - 1
         rcx = self.regfile.get("rcx")
         count = rcx & mask
-        allowed = 1 + self._max_insns - self._executed  # type: ignore[operator]
+        allowed = 1 + self.dispatch.max_insns - self.dispatch.executed  # type: ignore[operator]
         if count <= allowed:
             return ("rcx", mask, count, 0, compare)
         self.regfile.set("rcx", (rcx & ~mask) | allowed)
@@ -636,26 +725,25 @@ class Machine:
             check_timeout(timeout)
         except ValueError as exc:
             raise ExitlabError(str(exc)) from None
-        self._max_insns = max_insns
-        self._executed = 0
+        d = self.dispatch
+        d.routes = self._routes()  # `path` may have been replaced since construction
+        d.max_insns = max_insns
+        d.executed = 0
         self._install_hooks(budget_hook=max_insns is not None)
         self.init_regs()
         if self._identity_tlb and self.mode in _PLATFORM_CR0:
             # CR0 as the platform (and KVM) has it; with the identity TLB of the guard, PG changes
             # no translation, but `mov rax, cr0; mov cr0, rax` must see PG set (emu/sysinsn.py).
             self.uc.reg_write(X.UC_X86_REG_CR0, _PLATFORM_CR0[self.mode])
-        self._timeout = timeout
-        self._external = None
         t0 = time.perf_counter()
-        # One watchdog thread per run stops the engine at the deadline or on SIGINT (emu/interrupt.py).
-        # Unicorn's own `timeout` argument starts a thread per emu_start, which costs milliseconds
-        # per exit in exit style.
-        with Watchdog(self._on_watchdog, timeout):
-            self._run_loop(self.image.entry)
+        # The dispatcher's watchdog stops the engine at the deadline or on SIGINT through `kick`.
+        # (Unicorn's own `timeout` argument starts a thread per emu_start: milliseconds per exit.)
+        stop = d.run(self, self.image.entry, timeout)
+        if self._restart is not None:  # stopped between a hypercall and its restart: the guest is there
+            self.regfile.set("rip", self._restart)
         seconds = time.perf_counter() - t0
-        assert self._stop is not None
         return RunResult(
-            stop=self._stop,
+            stop=stop,
             exits=dict(self.exit_counts),
             regs=self.regs(),
             console=self.board.console.text,
@@ -664,157 +752,77 @@ class Machine:
             seconds=seconds,
         )
 
-    def _on_watchdog(self, reason: str) -> None:
-        """Runs on the watchdog thread: only raise the flag and ask the engine to stop."""
-        self._external = reason
-        try:
-            self.uc.emu_stop()
-        except UcError:
-            pass
-
-    def _external_stop(self) -> bool:
-        reason = self._external
-        if reason is not None and self._stop is None:
-            if reason == INTERRUPTED:
-                self._stop = Stop(StopReason.INTERRUPTED, self._rip(), "interrupted (SIGINT)")
-            else:
-                self._stop = Stop(StopReason.TIMEOUT, self._rip(), f"wall-clock timeout of {self._timeout} s")
-        return reason is not None
-
-    def _run_loop(self, rip: int) -> None:
-        while True:
-            if self._stop is not None or self._external_stop():
-                return
-            self._resume = None
-            try:
-                self.uc.emu_start(rip, 0)  # `until` is ignored: exits are enabled (_install_guard)
-            except UcError as err:
-                # a fault rolled the instruction back to its start: the stash (if it saw that start)
-                # holds its right RFLAGS, also when a hook already decided the stop (unmapped...)
-                self._repair_flags()
-                if self._stop is not None:
-                    return
-                if self._resume is not None:  # a hypercall was handled: restart behind it (rule 3)
-                    rip = self._resume
-                    continue
-                if self._external_stop():
-                    return
-                if self._pending is not None and err.errno in (UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED):
-                    next_rip = self._exit_style_step()
-                    if next_rip is None:
-                        return
-                    rip = next_rip
-                    continue
-                self._stop = self._fault_stop(err)
-                return
-            if self._stop is not None and self._stop.reason is StopReason.BUDGET:
-                self.flagfix.settle_lock_neg(self._stop.rip)  # stopped right after a LOCK NEG: its fix-up
-            if self._stop is not None or self._external_stop():
-                return
-            rip = self._rip()
-            if rip in self.guard.exits:
-                next_rip = self._guard_stop(rip)
-                if next_rip is None:
-                    return
-                rip = next_rip
-                self.regfile.set("rip", rip)
-                continue
-            self._stop = Stop(StopReason.HLT, (rip - 1) & self._rip_mask, "hlt")
-            return
-
-    def _exit_style_step(self) -> int | None:
-        """Handle one exit-style MMIO exit; the RIP to resume at, or None after setting the stop."""
-        try:
-            next_rip = self._handle_exit_style()
-        except EmulationError as exc:
-            self._stop = _path_error_stop(exc)
-            return None
-        except Exception as exc:  # noqa: BLE001
-            r = self._rip()
-            self._stop = Stop(
-                StopReason.DEVICE_ERROR,
-                r,
-                f"exit handling failed: {exc}",
-                self.read_ram(r, MAX_INSN_LEN),
-            )
-            return None
-        self.regfile.set("rip", next_rip)
-        return next_rip
-
-    def _guard_stop(self, rip: int) -> int | None:
+    def _guard_stop(self, rip: int) -> int | Stop | None:
         """Execution reached a guard exit (emu/codeguard.py): judge the instruction there.
 
         Returns the RIP to continue at (bytes rewritten since the scan: the exit is dropped; or a
-        system instruction the platform allows, carried out here), or None after setting the stop."""
+        system instruction the platform allows, carried out here), the Stop it ends in, or None
+        when the dispatcher's stop is set or the watchdog fired meanwhile."""
+        d = self.dispatch
         insn = self.read_ram(rip, MAX_INSN_LEN)
         g = classify(insn, self.mode, self.guard.late_rip)
         if g is None:
             self.guard.drop(rip)
             return rip
-        if self._max_insns is not None and self._executed >= self._max_insns:
-            budget = self._max_insns
-            self._stop = Stop(StopReason.BUDGET, rip, f"instruction budget of {budget} exhausted", insn)
-            return None
+        if d.budget_exhausted():
+            return d.budget_stop(rip, insn)
         if g.kind == "lock_ud":
-            self._stop = Stop(
+            return Stop(
                 StopReason.INVALID_INSN,
                 rip,
                 f"invalid instruction at rip={rip:#x}: {insn[:8].hex(' ')} (#UD: LOCK prefix on an "
                 "instruction or operand that cannot be locked)",
                 insn,
             )
-            return None
         if g.kind == "late_rip":
             return self._step_late_rip(rip, insn)
         verdict = system_instruction(self, g, rip)
         if isinstance(verdict, Stop):
-            self._stop = verdict
-            return None
-        if self._max_insns is not None:
-            self._executed += 1
+            return verdict
+        if d.max_insns is not None:
+            d.executed += 1
         return verdict
 
-    def _step_late_rip(self, rip: int, insn: bytes) -> int | None:
+    def _step_late_rip(self, rip: int, insn: bytes) -> int | Stop | None:
         """Run one helper store (FXSAVE, FNSAVE, MASKMOVDQU...) alone, between two exits, so that a
         fault is known to be its own. Unicorn would report that fault at a later RIP and an address
         inside the operand, and a path would then "handle" the wrong instruction (rule 7). No path
         emulates these instructions, so a fault on an MMIO window is an `emulation_error`."""
         decoded = next(self._cs.disasm_lite(insn, rip, 1), None)
         if decoded is None:
-            self._stop = Stop(StopReason.INVALID_INSN, rip, f"invalid instruction at rip={rip:#x}", insn)
-            return None
+            return Stop(StopReason.INVALID_INSN, rip, f"invalid instruction at rip={rip:#x}", insn)
         length, text = decoded[1], f"{decoded[2]} {decoded[3]}".strip()
         after = (rip + length) & self._rip_mask
         self.guard.step_over(rip, after)
         try:
             self.uc.emu_start(rip, 0)
         except UcError as err:
-            if self._stop is not None or self._external_stop():
+            if self.dispatch.stop is not None or self.dispatch.external is not None:
                 return None
             self._repair_flags(rip)
             if self._pending is not None:
                 _, gpa, _, _ = self._pending
                 self._pending = None
-                self._stop = Stop(
+                return Stop(
                     StopReason.EMULATION_ERROR,
                     rip,
                     f"'{text}' at rip={rip:#x} accesses MMIO at {gpa:#x}; no path emulates it (Unicorn "
                     f"would report this exit at a later RIP) bytes={insn[:length].hex(' ')}",
                     insn,
                 )
-            else:
-                self._stop = self._fault_stop(err)
-            return None
+            return self._fault_stop(err)
         finally:
             self.guard.restore(rip)
-        if self._stop is not None or self._external_stop():
+        if self.dispatch.stop is not None or self.dispatch.external is not None:
             return None
         return self._rip()
 
     def _fault_stop(self, err: UcError) -> Stop:
         rip = self._rip()
         insn = self.read_ram(rip, MAX_INSN_LEN)
-        if err.errno == UC_ERR_FETCH_UNMAPPED:
+        if err.errno == UC_ERR_FETCH_UNMAPPED or (err.errno == UC_ERR_FETCH_PROT and self.mmio_window(rip)):
+            # in place a device window is mapped (without exec): a fetch there is still no RAM's
+            # (exit style, the C engine and KVM all stop `unmapped`)
             return Stop(StopReason.UNMAPPED, rip, f"instruction fetch from unmapped address {rip:#x}")
         if err.errno in (UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED):
             return Stop(StopReason.UNMAPPED, rip, f"unmapped access by the instruction at rip={rip:#x}", insn)

@@ -2,7 +2,7 @@
 
 Registers come from the record's snapshot (writes stay local to the replay), the only guest memory
 is the instruction bytes the record carries at its RIP, the vector registers are the ones it
-carries (SSE/AVX/MMX moves, SMSW), and device accesses go to a board's bus, so
+carries (SSE/AVX/MMX moves, SMSW), and device accesses (MMIO and port I/O) go to a board's bus, so
 replaying a trace into a fresh board must leave the same device state as the live run did.
 """
 
@@ -87,3 +87,20 @@ class ReplayCpu:
 
     def mmio_write(self, gpa: int, size: int, value: int) -> None:
         self.bus.write(Space.MMIO, gpa, size, value)
+
+    def mmio_region(self, gpa: int) -> tuple[int, int] | None:
+        """The device range holding `gpa`, else its window (an access crossing a device's end is
+        split there, rule 4), as on the live engine."""
+        m = self.bus.find(Space.MMIO, gpa)
+        if m is not None:
+            return m.base, m.size
+        return next(((b, s) for b, s in self.windows if b <= gpa < b + s), None)
+
+    def mmio_claims(self, gpa: int) -> bool:
+        return self.bus.claims(Space.MMIO, gpa)
+
+    def pio_read(self, port: int, size: int) -> int:
+        return self.bus.read(Space.PIO, port, size)
+
+    def pio_write(self, port: int, size: int, value: int) -> None:
+        self.bus.write(Space.PIO, port, size, value)

@@ -76,6 +76,8 @@ STOP_NAMES: tuple[str, ...] = (
     "interrupted",
 )
 STOP_CODES: dict[str, int] = {name: i for i, name in enumerate(STOP_NAMES)}
+# live.c's stop codes that are not the taxonomy's own names (emu/stop.py, SEMANTICS rule 12)
+C_STOP_REASONS: dict[str, str] = {"max_exits": "budget", "uc_error": "triple_fault", "none": "triple_fault"}
 # How port I/O and hypercall exits are trapped in a live run (enum xl_trap, live.h); MMIO is by style.
 TRAPS: dict[str, int] = {"mixed": 0, "exit": 1, "hook": 2}
 SUBSET_KINDS: tuple[str, ...] = ("none", "write", "write_imm", "read", "read_zx", "read_sx", "movs", "stos")
@@ -779,9 +781,12 @@ def run_machine_c(
             )
     finally:
         table.uninstall(used)
-    reason = {"max_exits": "budget", "uc_error": "triple_fault", "none": "triple_fault"}.get(
-        res.stop, res.stop
-    )
+    if res.stop in ("timeout", "interrupted") and int(machine.regfile.get("rip")) != res.rip:
+        # live.c's loop stops a request made between a handled exit and the restart at the restart
+        # RIP without writing it to the engine: the registers must say where the guest is (as the
+        # Python dispatcher's backends do), not the RIP of the exit already done
+        machine.regfile.set("rip", res.rip)
+    reason = C_STOP_REASONS.get(res.stop, res.stop)
     msg = _STOP_MESSAGES.get(res.stop, res.stop)
     if res.stop == "emulation_error" and res.error is not None:
         msg = res.error.message()

@@ -6,9 +6,9 @@ compare 3 bytes at RIP, take AX, write it to the GPA the exit reported, resume a
 
 `fast_path` is that check and nothing more; it reads exactly `cpu.read_mem(rip, 3)` and
 `cpu.get("rax")`. If anything differs it returns None ("not mine") and the caller uses the generic
-path, which is what makes a wrong guest slow but never wrong. `FastPath` is the machine-facing
-path: fast for exits inside a pv window, generic otherwise. This file is the reference the C fast
-path must agree with, so it stays short and literal.
+path, which is what makes a wrong guest slow but never wrong. `PvFastPath` is that check on the pv
+windows only; `FastPath` is the machine-facing chain [pv-fast, generic] (emu/chain.py). This file
+is the reference the C fast path must agree with, so it stays short and literal.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
+from emu.chain import Chain
 from emu.cpu import Cpu, DeviceAccess, Outcome
-from emu.errors import EmulationError
 from emu.exits import ExitKind, ExitRecord
 from emu.generic import GenericPath
 from emu.platform import NOTIFY_MMIO, NOTIFY_MMIO_SIZE
@@ -58,8 +58,28 @@ class Fallback(Protocol):
     def handle(self, exit: ExitRecord, cpu: Cpu) -> Outcome | None: ...
 
 
-class FastPath:
-    """Exit-style MMIO path: the fast path for exits inside a pv window, the generic path otherwise.
+class PvFastPath:
+    """The fast path alone ("pv-fast"), only inside the pv windows: an Outcome, or None."""
+
+    name = "pv-fast"
+
+    def __init__(self, windows: Iterable[tuple[int, int]] | None = None) -> None:
+        self.windows: tuple[tuple[int, int], ...] = (
+            DEFAULT_PV_WINDOWS if windows is None else tuple((int(b), int(s)) for b, s in windows)
+        )
+
+    def in_window(self, gpa: int, size: int = 1) -> bool:
+        """True when [gpa, gpa + size) lies inside one pv window."""
+        return any(base <= gpa and gpa + size <= base + length for base, length in self.windows)
+
+    def handle(self, exit: ExitRecord, cpu: Cpu) -> Outcome | None:
+        if not self.in_window(exit.addr, SIZE):
+            return None
+        return fast_path(exit, cpu)
+
+
+class FastPath(Chain):
+    """Exit-style MMIO path: the chain [pv-fast, generic] (emu/chain.py).
 
     Only the pv windows are fast-pathed: elsewhere nothing was agreed, so bytes that happen to be
     `66 89 02` in front of a register device must be decoded like any other instruction. The
@@ -72,38 +92,37 @@ class FastPath:
     def __init__(
         self, windows: Iterable[tuple[int, int]] | None = None, fallback: Fallback | None = None
     ) -> None:
-        self.windows: tuple[tuple[int, int], ...] = (
-            DEFAULT_PV_WINDOWS if windows is None else tuple((int(b), int(s)) for b, s in windows)
-        )
-        self._fallback = fallback
-        self.fast_hits = 0
-        self.fallbacks = 0
+        self.pv = PvFastPath(windows)
+        super().__init__("fast", (self.pv, fallback if fallback is not None else GenericPath()))
+
+    @property
+    def windows(self) -> tuple[tuple[int, int], ...]:
+        return self.pv.windows
 
     @property
     def fallback(self) -> Fallback:
-        """The generic path, created on first use (a fast path that never falls back builds none)."""
-        if self._fallback is None:
-            self._fallback = GenericPath()
-        return self._fallback
+        """The path after pv-fast: the generic path unless a test gave another."""
+        return self.paths[1]
 
     def in_window(self, gpa: int, size: int = 1) -> bool:
-        """True when [gpa, gpa + size) lies inside one pv window."""
-        return any(base <= gpa and gpa + size <= base + length for base, length in self.windows)
+        return self.pv.in_window(gpa, size)
 
     def try_fast(self, exit: ExitRecord, cpu: Cpu) -> Outcome | None:
         """The fast path where it is allowed (inside a pv window), else None; never falls back."""
-        if not self.in_window(exit.addr, SIZE):
-            return None
-        return fast_path(exit, cpu)
+        return self.pv.handle(exit, cpu)
 
-    def handle(self, exit: ExitRecord, cpu: Cpu) -> Outcome:
-        outcome = self.try_fast(exit, cpu)
-        if outcome is not None:
-            self.fast_hits += 1
-            return outcome
-        self.fallbacks += 1
-        outcome = self.fallback.handle(exit, cpu)
-        if outcome is None:
-            name = self.fallback.name
-            raise EmulationError(f"fallback path {name!r} declined the exit", exit.rip, exit.insn)
-        return outcome
+    @property
+    def fast_hits(self) -> int:
+        return self.taken[0]
+
+    @fast_hits.setter
+    def fast_hits(self, n: int) -> None:
+        self.taken[0] = n
+
+    @property
+    def fallbacks(self) -> int:
+        return self.taken[1]
+
+    @fallbacks.setter
+    def fallbacks(self, n: int) -> None:
+        self.taken[1] = n

@@ -1,4 +1,4 @@
-"""C paths against the Python ones: pv-fast vs fastpath/fast.py, hypercall vs emu/hypercall.py,
+"""C paths against the Python ones: pv-fast vs fastpath/fast.py, hypercall vs emu/iopaths.py,
 pio and wildcard vs the default board's devices; replay of packed records."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from emu.bus import Space
 from emu.errors import EmulationError
 from emu.exits import REG_NAMES, ExitKind, ExitRecord
 from emu.generic import GenericPath
-from emu.hypercall import hypercall
+from emu.iopaths import HypercallPath
 from emu.platform import HC_MMIO_WRITE, NOTIFY_MMIO, NOTIFY_PORT, REGS_MMIO
 from emu.replaycpu import ReplayCpu
 from fastpath import cengine as c
@@ -121,9 +121,12 @@ def test_hypercall_equals_python(mode: int) -> None:
     for nr, gpa, size, value in cases:
         board = default_board()
         m = 2**64 - 1 if mode == 64 else 0xFFFFFFFF
-        want = hypercall(board.bus, mode, nr, gpa & m, size, value & m, 0)
         regs = _regs({"rax": nr, "rbx": gpa & m, "rcx": size, "rdx": value & m, "rip": 0x8000})
         rec = ExitRecord(ExitKind.HYPERCALL, 0x8000, mode, nr, bytes.fromhex("0f 01 c1"), regs)
+        cpu = ReplayCpu(rec, board.bus, WINDOWS)
+        out = HypercallPath().handle(rec, cpu)
+        assert out is not None and out.next_rip == 0x8003
+        want = cpu.get("rax")
         ctx = c.CContext()
         res, after = c.handle_one(rec, "capstone", ctx)
         assert res.path == "hypercall" and res.ok

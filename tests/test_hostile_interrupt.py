@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ def _run_started(pid: int) -> bool:
         return True  # the process is gone: let communicate() report it
 
 
-def _sigint_run(guest: Path, *argv: str) -> tuple[int, str, str]:
+def _sigint_run(guest: Path, *argv: str, ready: Callable[[], bool] | None = None) -> tuple[int, str, str]:
     """Start `exitlab run GUEST ARGV` (30 s timeout), wait until the run has started, send SIGINT,
     wait for the exit.
 
@@ -43,7 +44,7 @@ def _sigint_run(guest: Path, *argv: str) -> tuple[int, str, str]:
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     pause = threading.Event()
     for _ in range(2000):  # at most ~20 s for the interpreter to start and the run to begin
-        if _run_started(proc.pid):
+        if _run_started(proc.pid) and (ready is None or ready() or proc.poll() is not None):
             break
         pause.wait(0.01)
     proc.send_signal(signal.SIGINT)
@@ -76,7 +77,10 @@ def test_sigint_during_exits_prints_summary_and_130(tmp_path: Path) -> None:
     guest = tmp_path / "kicks.S"
     guest.write_text("mov rdx, NOTIFY_MMIO\nl: mov word ptr [rdx], ax\njmp l\n")
     trace = tmp_path / "t.jsonl"
-    rc, out, err = _sigint_run(guest, "--path", "generic", "--trace", str(trace))
+    # SIGINT only once exits are being traced (the first buffered lines reached the file): sent as
+    # soon as the watchdog thread exists, it could land before the first exit (flaky under load)
+    rc, out, err = _sigint_run(guest, "--path", "generic", "--trace", str(trace),
+                               ready=lambda: trace.exists() and trace.stat().st_size > 0)
     assert rc == 130, (out, err)
     assert "stop: interrupted" in out and "device notify" in out and "Traceback" not in err
     assert len(read_trace(trace)) > 0  # the trace was closed cleanly, not discarded

@@ -130,17 +130,16 @@ def test_trace_to_dev_full(capsys: Cap) -> None:
 def test_interrupted_run_keeps_its_trace(capsys: Cap, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Ctrl-C closes the trace cleanly: what was recorded is kept, whole."""
-    from emu.machine import Machine
+    from emu.dispatch import Dispatcher
 
-    real = Machine._record
+    real = Dispatcher.emit
 
-    def record_then_interrupt(self: Machine, *a: Any) -> Any:
-        rec = real(self, *a)
+    def record_then_interrupt(self: Dispatcher, *a: Any) -> Any:
+        real(self, *a)
         if sum(self.exit_counts.values()) == 10:
             raise KeyboardInterrupt
-        return rec
 
-    monkeypatch.setattr(Machine, "_record", record_then_interrupt)
+    monkeypatch.setattr(Dispatcher, "emit", record_then_interrupt)
     trace = tmp_path / "t.jsonl"
     rc, out, _ = main(capsys, "run", "kick_mmio", "--path", "generic", "--trace", str(trace))
     assert rc == 130 and "stop: interrupted" in out

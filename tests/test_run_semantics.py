@@ -517,9 +517,10 @@ def test_inplace_ins_dummy_store_is_not_a_device_write() -> None:
 
 def test_path_errors_map_to_the_taxonomy() -> None:
     """The generic path signals rule 6 and architectural faults by EmulationError subclasses with
-    `.gpa` / `.vector`; the run loop turns them into `unmapped`, `invalid_insn`, `triple_fault`."""
+    `.gpa` / `.vector`; the dispatcher (emu/dispatch.py) turns them into `unmapped`, `invalid_insn`,
+    `triple_fault`."""
+    from emu.dispatch import error_stop as _path_error_stop
     from emu.errors import EmulationError
-    from emu.machine import _path_error_stop
 
     class Unmapped(EmulationError):
         def __init__(self) -> None:

@@ -55,11 +55,12 @@ from emu.devices import RegisterDevice
 from emu.divsites import TRAP_DIVIDEND, Idiv32, host_traps, idiv32
 from emu.exits import REG_NAMES
 from emu.flagsites import lock_neg
-from emu.hypercall import HYPERCALL_LEN, hypercall, is_hypercall
+from emu.hypercall import HYPERCALL_LEN, is_hypercall
 from emu.platform import (
     HC_MMIO_WRITE,
     KVM_EFAULT,
     KVM_EINVAL,
+    KVM_ENOSYS,
     NOTIFY_MMIO,
     NOTIFY_MMIO_SIZE,
     REGS_MMIO,
@@ -291,9 +292,8 @@ class Reference:
         nr = rf.get("rax")
         if nr == HC_MMIO_WRITE:
             rf.set("rax", self._hc_mmio_write(rf.get("rbx"), rf.get("rcx"), rf.get("rdx")))
-        else:  # every other number: the shared table (-KVM_ENOSYS)
-            bus = self.board.bus
-            rf.set("rax", hypercall(bus, self.mode, nr, rf.get("rbx"), rf.get("rcx"), rf.get("rdx"), 0))
+        else:  # every other number: -KVM_ENOSYS
+            rf.set("rax", (-KVM_ENOSYS) & ((1 << 64) - 1 if self.mode == 64 else 0xFFFFFFFF))
         if self.flags_at[0] == rip:  # a hypercall changes no flag; keep them exact across the restart
             rf.set("rflags", self.flags_at[1])
         self.resume = rip + HYPERCALL_LEN
@@ -301,7 +301,7 @@ class Reference:
         return True
 
     def _hc_mmio_write(self, gpa: int, size: int, value: int) -> int:
-        """HC_MMIO_WRITE done here, not by emu.hypercall: the same checks (size 1/2/4/8, 8 only in
+        """HC_MMIO_WRITE done here, not by emu.iopaths.HypercallPath: the same checks (size 1/2/4/8, 8 only in
         64-bit mode, the whole range on devices), and the write split per region like any access."""
         mask = (1 << 64) - 1 if self.mode == 64 else 0xFFFFFFFF
         if size not in (1, 2, 4, 8) or (size == 8 and self.mode != 64):
