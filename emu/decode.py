@@ -280,6 +280,27 @@ def _fail(why: str, rip: int, raw: bytes) -> EmulationError:
     return EmulationError(why, rip, raw)
 
 
+_F3_FORMS = (b"\x0f\xb8", b"\x0f\xbc", b"\x0f\xbd")  # POPCNT, TZCNT, LZCNT (F3 mandatory)
+
+
+def _for_capstone(window: bytes, mode: int) -> bytes:
+    """The bytes Capstone is asked to decode: `window`, except that for POPCNT/TZCNT/LZCNT the F3
+    moves behind the other legacy prefixes (same length, same meaning).
+
+    Capstone drops the F3 when another prefix separates it from a later 66: `f3 26 66 0f bd 27` is
+    `lzcnt sp, es:[edi]` (iced-x86, QEMU, the CPU) but BSR to Capstone, and `f3 26 66 0f b8 27` does
+    not decode at all (found by `exitlab fuzz --seed 4`). With F2 also present the forms stay as they
+    are (which of the two counts differs between CPUs and QEMU)."""
+    i = _opcode_at(window, mode)
+    legacy = _legacy_prefixes(window, mode)
+    if window[i : i + 2] not in _F3_FORMS or 0xF3 not in legacy or 0xF2 in legacy:
+        return window
+    if window[: len(legacy)] != legacy:  # a REX between legacy prefixes (ignored by the CPU): as is
+        return window
+    ordered = bytes(b for b in legacy if b != 0xF3) + bytes(b for b in legacy if b == 0xF3)
+    return ordered + window[len(legacy) :]  # a REX stays right before the opcode
+
+
 def decode(code: bytes, mode: int, rip: int = 0) -> Access:
     """Decode the first instruction of `code` (up to 15 bytes fetched at `rip`) into an Access.
 
@@ -288,7 +309,7 @@ def decode(code: bytes, mode: int, rip: int = 0) -> Access:
     """
     window = bytes(code[:MAX_INSN_LEN])
     try:
-        insn = next(_capstone(mode).disasm(window, rip, count=1))
+        insn = next(_capstone(mode).disasm(_for_capstone(window, mode), rip, count=1))
     except StopIteration:
         why = "invalid instruction" if len(window) >= MAX_INSN_LEN else (
             f"invalid or truncated instruction ({len(window)} bytes readable)")

@@ -26,8 +26,8 @@ import importlib
 import pkgutil
 from types import ModuleType
 
-from emu.boundary import guard
 from exitlab import commands
+from exitlab.boundary import guard
 from exitlab.commands._version import version_text
 
 
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse and run one subcommand inside the error boundary (emu/boundary.py: exit statuses)."""
+    """Parse and run one subcommand inside the error boundary (exitlab/boundary.py: exit statuses)."""
     if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on: the error boundary
     holder: dict[str, argparse.Namespace] = {}

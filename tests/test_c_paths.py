@@ -14,6 +14,7 @@ from emu.board import default_board
 from emu.bus import Space
 from emu.errors import EmulationError
 from emu.exits import REG_NAMES, ExitKind, ExitRecord
+from emu.generic import GenericPath
 from emu.iopaths import HypercallPath
 from emu.platform import HC_MMIO_WRITE, NOTIFY_MMIO, NOTIFY_PORT, REGS_MMIO
 from emu.replaycpu import ReplayCpu
@@ -238,3 +239,43 @@ def test_errors_carry_rip_and_bytes() -> None:
     err = ctx.error
     assert err is not None and err.rip == 0x8000 and err.insn.startswith(bytes.fromhex("0f 58 02"))
     assert ctx.errors == 1
+
+
+MOV_FAMILY = ["89 02", "8b 02", "c7 02 01 00 00 00", "0f b6 02", "0f bf 02", "63 02", "a5", "ab"]
+
+
+@pytest.mark.parametrize("prefixes", ["f0", "f0 f2", "f0 f3", "f2 f0", "f0 66 f2", "66 f3 f0 48"])
+@pytest.mark.parametrize("body", MOV_FAMILY)
+def test_capstone_path_refuses_lock_on_the_mov_family_whatever_follows_it(prefixes: str, body: str) -> None:
+    """LOCK MOV/MOVZX/MOVSX/MOVSXD/MOVS/STOS is #UD. Capstone keeps only the last of F0/F2/F3, so
+    `f0 f2 63 ..` once ran as a plain MOVSXD in C while Python refused it (fuzz seed 2)."""
+    insn = bytes.fromhex(f"{prefixes} {body}")
+    regs = _regs({"rdx": NOTIFY_MMIO + 0x10, "rsi": NOTIFY_MMIO, "rdi": NOTIFY_MMIO + 0x20, "rcx": 1,
+                  "rip": 0x8000, "rflags": 2})
+    rec = ExitRecord(ExitKind.MMIO_WRITE, 0x8000, 64, NOTIFY_MMIO + 0x10, insn, regs)
+    with pytest.raises(EmulationError):  # "LOCK prefix not allowed", or Capstone refuses the bytes
+        GenericPath().handle(rec, ReplayCpu(rec, default_board().bus, WINDOWS))
+    res, _ = c.handle_one(rec, "capstone")
+    assert res.status in ("unsupported", "decode") and res.n_acc == 0, (insn.hex(" "), res)
+
+
+@pytest.mark.parametrize("insn,mnemonic", [
+    ("f3 26 66 0f bd 27", "lzcnt"), ("f3 3e 66 0f bc 27", "tzcnt"), ("f3 26 66 0f b8 27", "popcnt"),
+    ("f3 2e 66 0f bd 27", "lzcnt"), ("f3 26 0f bd 27", "lzcnt"), ("26 66 0f bd 27", "bsr"),
+])
+def test_f3_forms_keep_their_f3_when_a_prefix_separates_it_from_66(insn: str, mnemonic: str) -> None:
+    """Capstone decodes `f3 26 66 0f bd` as BSR (and `f3 26 66 0f b8` not at all); the CPU, QEMU and
+    iced-x86 see LZCNT/POPCNT. Python and C decode those bytes alike (exitlab fuzz --seed 4)."""
+    from emu.decode import decode
+
+    raw = bytes.fromhex(insn)
+    assert decode(raw, 32, 0x8000).op.value == mnemonic
+    gpa = NOTIFY_MMIO + 0x10
+    regs = _regs({"rdi": gpa, "rbx": gpa, "rsp": 0x1234, "rip": 0x8000, "rflags": 2})
+    rec = ExitRecord(ExitKind.MMIO_READ, 0x8000, 32, gpa, raw, regs)
+    cpu = ReplayCpu(rec, default_board().bus, WINDOWS)
+    py = GenericPath().handle(rec, cpu)
+    assert py is not None
+    res, after = c.handle_one(rec, "capstone")
+    assert res.ok and res.acc_hash == c.access_hash(py.accesses) and res.next_rip == py.next_rip
+    assert after["rsp"] == cpu.get("rsp") and after["rflags"] == cpu.get("rflags")

@@ -74,6 +74,8 @@ EXPLAINED = [
     ("f0 67 f7 1d", 32, {"rdi": 0xAFFF}, LO, 0, "unicorn-locked-rmw-reads-twice"),
     ("67 0f 38 f1 74", 32, {"rsi": 0xAFFE}, LO, 0, "unicorn-reports-whole-access-leaving-window"),
     ("f3 49 0f c3 9a", 64, {"r10": 0xFEB0055B}, HI, (1 << 64) - 1, "unicorn-ignores-66-f2-f3-on-movnti"),
+    ("f0 f3 4b 0f c3 2a", 64, {"r10": 0xFEB0038F}, HI, 0, "unicorn-ignores-66-f2-f3-on-movnti"),  # + LOCK
+    ("66 2e 67 0f c3 00", 32, {"rsi": 0xA14F}, LO, 0, "unicorn-ignores-66-f2-f3-on-movnti"),  # + CS write
     ("66 f2 0f f0 34 1d cd 31 ed 76", 64, {"rbx": 0xFFFFFFFF8940B184}, HI, 0,
      ORDER),
     ("f3 f2 0f 11 4c", 32, {"rax": 0x88000204}, (0x10000000, 0x1000), 0, ORDER),
@@ -84,8 +86,10 @@ EXPLAINED = [
     ("67 a7", 32, {"rsi": 0xFFFFAA58, "rdi": 0xE032AFFF}, LO, 0, CMPS),  # + the dword leaving the window
     ("67 f3 a6", 32, {"rcx": 6, "rsi": 0xE61CADD0, "rdi": 0xE226AFFB}, LO, 0, CMPS),  # last ES:[di] in RAM
     ("67 f3 a7", 32, {"rcx": 5, "rsi": 0x9FFC, "rdi": 0x41AB9FFE}, LO, 0, CMPS),  # + a piece unicorn misses
+    ("f2 a7", 32, {"rcx": 7, "rsi": 0x9FF9, "rdi": 0x9FFD}, LO, ALL, CMPS),  # rdi of one = rsi of the next
     ("67 f2 f3 a6", 32, {"rcx": 7, "rsi": 0x4194AF90, "rdi": 0x8DF49FFF}, LO, ALL, F2WINS),
     ("67 f2 f3 af", 32, {"rcx": 3, "rdi": 0x94E2AFFB}, LO, ALL, F2WINS),
+    ("67 f2 f3 af", 32, {"rcx": 6, "rdi": 0xC6E39FF9, "rax": 0x80000000}, LO, 0, F2WINS),  # + a missed piece
     ("64 d7", 64, {"rbx": 1 << 63, "fs_base": 0x1000}, HI, ALL, "unicorn-noncanonical-address-wraps"),
 ]
 

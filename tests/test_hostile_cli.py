@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from emu import boundary
 from emu.errors import ExitlabError
 from emu.limits import MAX_INSNS_MAX, TIMEOUT_MAX, check_max_insns, check_timeout, check_window
 from emu.machine import Machine
-from exitlab import cli
+from exitlab import boundary, cli
 from exitlab.commands import ioplan as ioplan_cmd
 from tests.hostile import LOOP, assert_one_line_error, exitlab, main
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from emu.machine import Machine, RunResult, Stop, StopReason
-from emu.runexit import interrupted_reason
 from emu.trace import read_trace
+from exitlab.runexit import interrupted_reason
 from tests.hostile import LOOP, ROOT, main
 
 Cap = pytest.CaptureFixture[str]
@@ -136,7 +136,7 @@ def test_interrupted_parallel_fuzz_counts_finished_chunks(monkeypatch: pytest.Mo
     """--jobs N: chunks that finished while Ctrl-C was being handled are counted (was: cases 0)."""
     from concurrent import futures
 
-    from exitlab.tools.fuzz import runner
+    from exitlab.tools.fuzz import pool, runner
 
     real_wait = futures.wait
 
@@ -144,7 +144,7 @@ def test_interrupted_parallel_fuzz_counts_finished_chunks(monkeypatch: pytest.Mo
         real_wait(fs, return_when=futures.FIRST_COMPLETED)  # a chunk is done, not yet merged
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "wait", wait_then_interrupt)
+    monkeypatch.setattr(pool, "wait", wait_then_interrupt)
     config = runner.FuzzConfig(cases=40, seed=0, jobs=2, generators=("structured",), chunk=5)
     result = runner.run_campaign(config, progress=False)
     assert result.interrupted

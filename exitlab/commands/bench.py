@@ -8,9 +8,9 @@ import io
 import sys
 
 from emu.errors import ExitlabError
-from emu.extras import plot_format
 from emu.limits import count_arg
 from emu.outfile import OutputFile
+from exitlab.extras import plot_format
 from exitlab.tools import costs, report
 from exitlab.tools import decoderbench as db
 

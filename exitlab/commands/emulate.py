@@ -17,13 +17,13 @@ import os
 import sys
 from typing import IO, Any, TextIO
 
-from emu.batchcase import CaseError, check_case
 from emu.batchcpu import BatchCpu, default_ram_regions
 from emu.errors import ExitlabError, InputError
 from emu.exits import GPR_NAMES
 from emu.generic import emulate_at
 from emu.inputs import binary_stdin, iter_lines, loads_strict, parse_hex
 from emu.limits import BATCH_LINE_MAX
+from exitlab.batchcase import CaseError, check_case
 
 NAME = "emulate"
 HELP = "emulate MMIO instructions with the generic path from a JSONL batch of cases"

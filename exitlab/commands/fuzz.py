@@ -7,10 +7,10 @@ import json
 import sys
 from pathlib import Path
 
-from emu.boundary import EXIT_INTERRUPTED
 from emu.errors import UsageError
 from emu.limits import count_arg
 from emu.outfile import check_output_dir
+from exitlab.boundary import EXIT_INTERRUPTED
 from exitlab.tools.fuzz.corpuscheck import check_corpus
 from exitlab.tools.fuzz.families import FAMILIES
 from exitlab.tools.fuzz.gen import GENERATORS

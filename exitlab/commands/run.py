@@ -11,15 +11,15 @@ from emu import guests
 from emu.assemble import GuestImage, assemble, load_guest, source_mode
 from emu.board import Board, default_board
 from emu.errors import ExitlabError
-from emu.hostio import echo_console
 from emu.inputs import decode_text, read_stdin
 from emu.kvm import run_machine_kvm
 from emu.limits import STDIN_SOURCE_MAX, max_insns_arg, timeout_arg
 from emu.machine import Machine, MmioStyle, RunResult
 from emu.outfile import OutputFile
 from emu.pciboard import pci_board
-from emu.runexit import exit_status, finish_trace, interrupted_result
 from emu.trace import TraceWriter
+from exitlab.hostio import echo_console
+from exitlab.runexit import exit_status, finish_trace, interrupted_result
 from fastpath.hostpaths import make_path
 
 NAME = "run"

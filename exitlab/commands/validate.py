@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from emu.boundary import EXIT_INTERRUPTED
 from emu.elf import read_binary
 from emu.errors import GuestFormatError
+from exitlab.boundary import EXIT_INTERRUPTED
 from exitlab.commands.run import add_guest_arguments, resolve_guest
 from exitlab.tools.validate import format_text, validate, validate_static
 

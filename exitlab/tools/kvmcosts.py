@@ -44,32 +44,32 @@ class KvmMechanism:
 
     name: str
     label: str
-    workload: str
+    workload: str  # the transaction the timed loop repeats: a BODY of workloads/kvm_timed.S
     userspace: bool  # each transaction is a userspace exit (KVM_EXIT_IO / KVM_EXIT_MMIO)
     ioeventfd: str | None = None  # "pio", "mmio-datamatch", "mmio-wildcard"
     seed: tuple[int, str] | None = None
 
 
 MECHANISMS: tuple[KvmMechanism, ...] = (
-    KvmMechanism("loop", "no exit (loop baseline)", "kvm_loop", False),
-    KvmMechanism("pio", "PIO out dx, ax -> userspace (KVM_EXIT_IO)", "kvm_pio", True, seed=SEED["pio"]),
+    KvmMechanism("loop", "no exit (loop baseline)", "loop", False),
+    KvmMechanism("pio", "PIO out dx, ax -> userspace (KVM_EXIT_IO)", "pio", True, seed=SEED["pio"]),
     KvmMechanism(
-        "mmio", "MMIO movw -> kernel decode -> userspace (KVM_EXIT_MMIO)", "kvm_mmio", True, seed=SEED["mmio"]
+        "mmio", "MMIO movw -> kernel decode -> userspace (KVM_EXIT_MMIO)", "mmio", True, seed=SEED["mmio"]
     ),
     KvmMechanism(
-        "hypercall", "hypercall, answered in the kernel", "kvm_hypercall", False, seed=SEED["hypercall"]
+        "hypercall", "hypercall, answered in the kernel", "hypercall", False, seed=SEED["hypercall"]
     ),
-    KvmMechanism("pio-ioeventfd", "PIO ioeventfd (in kernel)", "kvm_pio", False, "pio"),
+    KvmMechanism("pio-ioeventfd", "PIO ioeventfd (in kernel)", "pio", False, "pio"),
     KvmMechanism(
         "mmio-ioeventfd",
         "MMIO ioeventfd, datamatch len 2 (in kernel)",
-        "kvm_mmio",
+        "mmio",
         False,
         "mmio-datamatch",
         seed=SEED_PV_FAST,
     ),
     KvmMechanism(
-        "mmio-wildcard", "MMIO ioeventfd, len 0 'fast MMIO' (in kernel)", "kvm_mmio", False, "mmio-wildcard"
+        "mmio-wildcard", "MMIO ioeventfd, len 0 'fast MMIO' (in kernel)", "mmio", False, "mmio-wildcard"
     ),
 )
 
@@ -150,8 +150,11 @@ class KvmReport:
         }
 
 
+_BODIES = {"loop": 0, "pio": 1, "mmio": 2, "hypercall": 3}
+
+
 def workload(mech: KvmMechanism, kicks: int, cpu: HostCpu) -> GuestImage:
-    src = (WORKLOADS / f"{mech.workload}.S").read_text()
+    src = (WORKLOADS / "kvm_timed.S").read_text()
     symbols = dict(DEFAULT_SYMBOLS)
     symbols.update(
         KICKS=kicks,
@@ -160,8 +163,9 @@ def workload(mech: KvmMechanism, kicks: int, cpu: HostCpu) -> GuestImage:
         DATA=DATA,
         NR=UNKNOWN_HC,
         VMMCALL=1 if cpu.is_amd else 0,
+        BODY=_BODIES[mech.workload],
     )
-    return assemble(src, mode=64, name=f"{mech.workload}.S", symbols=symbols)
+    return assemble(src, mode=64, name="kvm_timed.S", symbols=symbols)
 
 
 class _Bench:

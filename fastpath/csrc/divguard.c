@@ -9,18 +9,12 @@
 #define TRAP_EDX 0x80000000ull /* EDX:EAX = 0x80000000_00000000 = INT64_MIN */
 #define TRAP_DIVISOR 0xFFFFFFFFull
 
-static int is_prefix(uint8_t b, int mode)
-{
-    return b == 0xF0 || b == 0x26 || b == 0x2E || b == 0x36 || b == 0x3E || b == 0x64 || b == 0x65 || b == 0x66 ||
-           b == 0x67 || b == 0xF2 || b == 0xF3 || (mode == 64 && b >= 0x40 && b <= 0x4F);
-}
-
 int xl_idiv32(const uint8_t *p, size_t n, int mode, struct xl_idiv32 *out)
 {
     size_t i = 0;
     int has66 = 0, locked = 0;
     uint8_t rex = 0;
-    for (; i < n && i < MAX_INSN && is_prefix(p[i], mode); i++) {
+    for (; i < n && i < MAX_INSN && xl_is_prefix(p[i], mode); i++) {
         has66 |= p[i] == 0x66;
         locked |= p[i] == 0xF0;
         rex = (mode == 64 && p[i] >= 0x40 && p[i] <= 0x4F) ? p[i] : 0; /* counts only right before F7 */
@@ -45,7 +39,7 @@ size_t xl_idiv32_scan(const uint8_t *data, size_t n, uint64_t base, int mode, ui
         if (data[k] != 0xF7 || ((data[k + 1] >> 3) & 7) != 7)
             continue;
         size_t first = k;
-        while (first > 0 && k - first < MAX_INSN - 2 && is_prefix(data[first - 1], mode))
+        while (first > 0 && k - first < MAX_INSN - 2 && xl_is_prefix(data[first - 1], mode))
             first--;
         for (size_t s = first; s <= k; s++) {
             size_t left = n - s < MAX_INSN ? n - s : MAX_INSN;
@@ -75,28 +69,12 @@ int xl_dg_init(struct xl_divguard *g, uc_engine *uc, const int *ids, const struc
     g->stop = stop;
     g->ud = ud;
     g->de_at = XL_DG_NONE;
-    g->sites = calloc(XL_DG_MAX_SITES + 1, sizeof(uint64_t)); /* + the one hook on all code */
-    g->hooks = calloc(XL_DG_MAX_SITES + 1, sizeof(uc_hook));
-    return g->sites && g->hooks ? 0 : -1;
+    return xl_sh_init(&g->hooks, uc, XL_DG_MAX_SITES);
 }
 
 void xl_dg_free(struct xl_divguard *g)
 {
-    for (size_t i = 0; i < g->nsites; i++)
-        uc_hook_del(g->uc, g->hooks[i]);
-    free(g->sites);
-    free(g->hooks);
-    g->sites = NULL;
-    g->hooks = NULL;
-    g->nsites = 0;
-}
-
-static uint64_t reg_at(const struct xl_divguard *g, int i)
-{
-    uint64_t v = 0;
-    if (g->ids[i] >= 0)
-        uc_reg_read(g->uc, g->ids[i], &v);
-    return v;
+    xl_sh_free(&g->hooks);
 }
 
 static int trapping_dividend(uc_engine *uc)
@@ -144,13 +122,13 @@ static int mem_divisor(const struct xl_divguard *g, const uint8_t *p, size_t n, 
     if (d.base == XL_BASE_RIP)
         ea += rip + (uint64_t)len;
     else if (d.base != XL_NOREG)
-        ea += reg_at(g, d.base);
+        ea += xl_uc_reg(g->uc, g->ids, d.base);
     if (d.index != XL_NOREG)
-        ea += reg_at(g, d.index) * d.scale;
+        ea += xl_uc_reg(g->uc, g->ids, d.index) * d.scale;
     if (d.addr_size < 8)
         ea &= (1ull << (8 * d.addr_size)) - 1;
     if (d.seg == XL_SEG_FS || d.seg == XL_SEG_GS)
-        ea += reg_at(g, d.seg == XL_SEG_FS ? XL_FS_BASE : XL_GS_BASE);
+        ea += xl_uc_reg(g->uc, g->ids, d.seg == XL_SEG_FS ? XL_FS_BASE : XL_GS_BASE);
     if (g->mode != 64)
         ea &= 0xFFFFFFFFull;
     if (ea >= g->ram_base && ea - g->ram_base <= g->ram_size - 4) {
@@ -172,7 +150,7 @@ static void check(struct xl_divguard *g, uint64_t rip)
         return;
     uint64_t v = 0;
     if (f.modrm >> 6 == 3) {
-        v = reg_at(g, (f.modrm & 7) | ((f.rex & 1) ? 8 : 0));
+        v = xl_uc_reg(g->uc, g->ids, (f.modrm & 7) | ((f.rex & 1) ? 8 : 0));
     } else {
         int where = mem_divisor(g, p, n, &f, rip, &v);
         if (where == DIV_NONE)
@@ -209,21 +187,9 @@ uint64_t xl_dg_device_value(struct xl_divguard *g, uint64_t rip, int size, uint6
     return 0; /* QEMU raises #DE for a zero divisor before dividing */
 }
 
-static int known(const struct xl_divguard *g, uint64_t a)
+static void add_hook(struct xl_divguard *g, uint64_t begin, uint64_t end, uint64_t site)
 {
-    for (size_t j = 0; j < g->nsites; j++)
-        if (g->sites[j] == a)
-            return 1;
-    return 0;
-}
-
-static int add_hook(struct xl_divguard *g, uint64_t begin, uint64_t end, uint64_t site)
-{
-    if (g->nsites > XL_DG_MAX_SITES ||
-        uc_hook_add(g->uc, &g->hooks[g->nsites], UC_HOOK_CODE, (void *)hook_site, g, begin, end) != UC_ERR_OK)
-        return 0;
-    g->sites[g->nsites++] = site;
-    return 1;
+    xl_sh_add(&g->hooks, (void *)hook_site, g, begin, end, site);
 }
 
 void xl_dg_scan(struct xl_divguard *g, uint64_t lo, uint64_t hi)
@@ -233,9 +199,9 @@ void xl_dg_scan(struct xl_divguard *g, uint64_t lo, uint64_t hi)
     uint64_t found[64];
     size_t n = xl_idiv32_scan(g->ram + (lo - g->ram_base), (size_t)(hi - lo), lo, g->mode, found, 64);
     for (size_t i = 0; i < n && !g->all; i++) {
-        if (i < 64 && known(g, found[i]))
+        if (i < 64 && xl_sh_known(&g->hooks, found[i]))
             continue;
-        if (n > 64 || g->nsites >= XL_DG_MAX_SITES) {
+        if (n > 64 || g->hooks.n >= XL_DG_MAX_SITES) {
             add_hook(g, 1, 0, lo); /* begin > end: every instruction (hook_site re-checks the bytes) */
             g->all = 1;
         } else {

@@ -20,6 +20,7 @@
 #include <unicorn/unicorn.h>
 
 #include "paths.h"
+#include "sitehooks.h"
 
 #define XL_DG_MAX_SITES 256 /* hooks one by one; beyond, one hook on all code */
 #define XL_DG_NONE UINT64_MAX
@@ -33,9 +34,7 @@ struct xl_divguard {
     int mode, inplace;
     void (*stop)(void *ud, uint64_t rip, int vector);
     void *ud;
-    uint64_t *sites;
-    uc_hook *hooks;
-    size_t nsites;
+    struct xl_sitehooks hooks; /* one per IDIV r/m32 start found */
     int all;        /* too many sites: one hook on every instruction */
     uint64_t de_at; /* in place: the IDIV whose device divisor xl_dg_device_value judges */
 };

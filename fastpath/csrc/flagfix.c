@@ -21,20 +21,12 @@ int xl_ff_init(struct xl_flagfix *f, uc_engine *uc, const int *ids, const uint8_
     f->mode = mode;
     f->stash_addr = XL_FF_NONE;
     f->neg_after = XL_FF_NONE;
-    f->sites = calloc(XL_FF_MAX_SITES + 1, sizeof(uint64_t));  /* + the one hook on all code */
-    f->hooks = calloc(XL_FF_MAX_SITES + 1, sizeof(uc_hook));
-    return f->sites && f->hooks ? 0 : -1;
+    return xl_sh_init(&f->hooks, uc, XL_FF_MAX_SITES);
 }
 
 void xl_ff_free(struct xl_flagfix *f)
 {
-    for (size_t i = 0; i < f->nsites; i++)
-        uc_hook_del(f->uc, f->hooks[i]);
-    free(f->sites);
-    free(f->hooks);
-    f->sites = NULL;
-    f->hooks = NULL;
-    f->nsites = 0;
+    xl_sh_free(&f->hooks);
 }
 
 void xl_ff_stash(struct xl_flagfix *f, uint64_t address)
@@ -63,30 +55,9 @@ static void hook_stash(uc_engine *uc, uint64_t address, uint32_t size, void *ud)
     xl_ff_stash((struct xl_flagfix *)ud, address);
 }
 
-static int known(const struct xl_flagfix *f, uint64_t a)
-{
-    for (size_t j = 0; j < f->nsites; j++)
-        if (f->sites[j] == a)
-            return 1;
-    return 0;
-}
-
-/* One hook more (begin > end: every instruction); 0 when the table is full or Unicorn refuses. */
 static int add_hook(struct xl_flagfix *f, void *cb, uint64_t begin, uint64_t end, uint64_t site)
 {
-    if (f->nsites > XL_FF_MAX_SITES ||
-        uc_hook_add(f->uc, &f->hooks[f->nsites], UC_HOOK_CODE, cb, f, begin, end) != UC_ERR_OK)
-        return 0;
-    f->sites[f->nsites++] = site;
-    return 1;
-}
-
-static uint64_t reg_at(const struct xl_flagfix *f, int i)
-{
-    uint64_t v = 0;
-    if (f->ids[i] >= 0)
-        uc_reg_read(f->uc, f->ids[i], &v);
-    return v;
+    return xl_sh_add(&f->hooks, cb, f, begin, end, site);
 }
 
 static void hook_neg_start(uc_engine *uc, uint64_t address, uint32_t size, void *ud)
@@ -103,13 +74,13 @@ static void hook_neg_start(uc_engine *uc, uint64_t address, uint32_t size, void 
         if (d->base == XL_BASE_RIP)
             ea += n->after;
         else if (d->base != XL_NOREG)
-            ea += reg_at(f, d->base);
+            ea += xl_uc_reg(f->uc, f->ids, d->base);
         if (d->index != XL_NOREG)
-            ea += reg_at(f, d->index) * d->scale;
+            ea += xl_uc_reg(f->uc, f->ids, d->index) * d->scale;
         if (d->addr_size < 8)
             ea &= (1ull << (8 * d->addr_size)) - 1;
         if (d->seg == XL_SEG_FS || d->seg == XL_SEG_GS)
-            ea += reg_at(f, d->seg == XL_SEG_FS ? XL_FS_BASE : XL_GS_BASE);
+            ea += xl_uc_reg(f->uc, f->ids, d->seg == XL_SEG_FS ? XL_FS_BASE : XL_GS_BASE);
         if (f->mode != 64)
             ea &= 0xFFFFFFFFull;
         f->neg_after = n->after;
@@ -146,12 +117,6 @@ static void hook_neg_after(uc_engine *uc, uint64_t address, uint32_t size, void 
     xl_ff_settle((struct xl_flagfix *)ud, address);
 }
 
-static int is_prefix(uint8_t b, int mode)
-{
-    return b == 0xF0 || b == 0x26 || b == 0x2E || b == 0x36 || b == 0x3E || b == 0x64 || b == 0x65 || b == 0x66 ||
-           b == 0x67 || b == 0xF2 || b == 0xF3 || (mode == 64 && b >= 0x40 && b <= 0x4F);
-}
-
 /* Decode the LOCK NEG m at `start` as the MOV load with the same ModRM (8A/8B; the subset decoder
  * takes neither LOCK nor NEG) and hook it and the address after it. */
 static void hook_lock_neg(struct xl_flagfix *f, uint64_t start)
@@ -161,7 +126,7 @@ static void hook_lock_neg(struct xl_flagfix *f, uint64_t start)
     size_t n = left < XL_LOCK_MAX_INSN ? (size_t)left : XL_LOCK_MAX_INSN;
     uint8_t buf[XL_LOCK_MAX_INSN];
     size_t k = 0, dropped = 0, i = 0;
-    for (; i < n && is_prefix(p[i], f->mode); i++) {
+    for (; i < n && xl_is_prefix(p[i], f->mode); i++) {
         if (p[i] != 0xF0) {
             buf[k++] = p[i];
         } else if (k && f->mode == 64 && buf[k - 1] >= 0x40 && buf[k - 1] <= 0x4F) {
@@ -182,12 +147,12 @@ static void hook_lock_neg(struct xl_flagfix *f, uint64_t start)
     ns->after = start + (uint64_t)len + dropped;
     if (f->mode != 64)
         ns->after &= 0xFFFFFFFFull;
-    if (f->nsites + 2 > XL_FF_MAX_SITES)
+    if (f->hooks.n + 2 > XL_FF_MAX_SITES)
         return;
     if (!add_hook(f, (void *)hook_neg_start, start, start, start))
         return;
     if (!add_hook(f, (void *)hook_neg_after, ns->after, ns->after, ns->after)) {
-        uc_hook_del(f->uc, f->hooks[--f->nsites]);
+        xl_sh_drop_last(&f->hooks);
         return;
     }
     f->nnegs++;
@@ -199,9 +164,9 @@ void xl_ff_scan(struct xl_flagfix *f, uint64_t lo, uint64_t hi)
     uint64_t found[64];
     size_t n = f->all ? 0 : xl_setcc_scan(data, (size_t)(hi - lo), lo, f->mode, found, 64);
     for (size_t i = 0; i < n && !f->all; i++) {
-        if (known(f, found[i]))
+        if (xl_sh_known(&f->hooks, found[i]))
             continue;
-        if (n > 64 || f->nsites >= XL_FF_MAX_SITES) {
+        if (n > 64 || f->hooks.n >= XL_FF_MAX_SITES) {
             add_hook(f, (void *)hook_stash, 1, 0, found[i]);
             f->all = 1;
         } else {

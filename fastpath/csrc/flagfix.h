@@ -19,6 +19,7 @@
 #include <unicorn/unicorn.h>
 
 #include "insn_subset.h"
+#include "sitehooks.h"
 
 #define XL_FF_MAX_SITES 512  /* hooks one by one; beyond, one stash hook on all code */
 #define XL_FF_MAX_NEGS 64    /* LOCK NEG m sites fixed up; more are left as Unicorn runs them */
@@ -36,9 +37,7 @@ struct xl_flagfix {
     uint64_t ram_base, ram_size;
     int mode;
     uint64_t stash_addr, stash_flags;  /* RFLAGS as the last hooked instruction started */
-    uint64_t *sites;                   /* hooked addresses (SETcc starts, LOCK NEG starts and ends) */
-    uc_hook *hooks;
-    size_t nsites;
+    struct xl_sitehooks hooks;         /* at SETcc starts, LOCK NEG starts and ends */
     int all;  /* too many SETcc sites: one stash hook on every instruction instead */
     struct xl_ff_neg negs[XL_FF_MAX_NEGS];
     size_t nnegs;

@@ -879,6 +879,39 @@ static int reads_operand0(unsigned id)
     }
 }
 
+/* The bytes Capstone is asked to decode (emu/decode.py _for_capstone): for POPCNT/TZCNT/LZCNT
+ * (F3 0F B8/BC/BD) with F3 and no F2 among the legacy prefixes, the F3 moved behind the others, same
+ * length and meaning.  Capstone drops an F3 that another prefix separates from a later 66
+ * (`f3 26 66 0f bd 27` is LZCNT, Capstone says BSR). Returns p, or buf holding the rewrite. */
+static const uint8_t *for_capstone(const uint8_t *p, size_t n, int mode, uint8_t *buf)
+{
+    size_t i = 0, nf3 = 0;
+    int f2 = 0;
+    for (; i < n && i < XL_MAX_INSN; i++) {
+        uint8_t b = p[i];
+        if (b == 0xF3)
+            nf3++;
+        else if (b == 0xF2)
+            f2 = 1;
+        else if (!(b == 0xF0 || b == 0x66 || b == 0x67 || b == 0x26 || b == 0x2E || b == 0x36 || b == 0x3E ||
+                   b == 0x64 || b == 0x65))
+            break;
+    }
+    size_t legacy = i;  /* a REX between legacy prefixes ends the scan early: left as is */
+    while (i < n && i < XL_MAX_INSN && mode == 64 && (p[i] & 0xF0) == 0x40)
+        i++;
+    if (!nf3 || f2 || i + 1 >= n || p[i] != 0x0F || (p[i + 1] != 0xB8 && p[i + 1] != 0xBC && p[i + 1] != 0xBD))
+        return p;
+    size_t k = 0, len = n < XL_MAX_INSN ? n : XL_MAX_INSN;
+    for (size_t j = 0; j < legacy; j++)
+        if (p[j] != 0xF3)
+            buf[k++] = p[j];
+    while (k < legacy)
+        buf[k++] = 0xF3;
+    memcpy(buf + k, p + k, len - k);
+    return buf;
+}
+
 static uint32_t path_capstone(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r)
 {
     if (ex->kind != XL_MMIO_WRITE && ex->kind != XL_MMIO_READ)
@@ -894,8 +927,9 @@ static uint32_t path_capstone(struct xl_ctx *ctx, const struct xl_exit *ex, stru
     if (!p)
         return XL_E_FETCH;
     cs_insn *insn = (cs_insn *)ctx->cs_insn[k];
-    const uint8_t *code = p;
-    size_t left = n;
+    uint8_t canon[XL_MAX_INSN];
+    const uint8_t *code = for_capstone(p, n, c->mode, canon);
+    size_t left = n < XL_MAX_INSN || code == p ? n : XL_MAX_INSN;
     uint64_t addr = rip;
     if (!cs_disasm_iter((csh)ctx->cs_handle[k], &code, &left, &addr, insn))
         return XL_E_DECODE;
@@ -932,8 +966,16 @@ static uint32_t path_capstone(struct xl_ctx *ctx, const struct xl_exit *ex, stru
     d.addr_size = x->addr_size;
     d.base = d.index = XL_NOREG;
     d.scale = 1;
-    if (x->prefix[0] == X86_PREFIX_LOCK)
-        return XL_E_UNSUPPORTED;  /* LOCK MOV/MOVS/STOS is #UD */
+    /* LOCK MOV/MOVSX/MOVZX/MOVSXD/MOVS/STOS is #UD. From the raw bytes: Capstone keeps only the last
+     * of F0/F2/F3 in prefix[0], so `f0 f2 ...` would hide the LOCK. */
+    for (size_t i = 0; i < insn->size && i < n; i++) {
+        uint8_t b = p[i];
+        if (b == 0xF0)
+            return XL_E_UNSUPPORTED;
+        if (!(b == 0x66 || b == 0x67 || b == 0x26 || b == 0x2E || b == 0x36 || b == 0x3E || b == 0x64 ||
+              b == 0x65 || b == 0xF2 || b == 0xF3 || (c->mode == 64 && (b & 0xF0) == 0x40)))
+            break;
+    }
     const cs_x86_op *o = x->operands;
     switch (insn->id) {
     case X86_INS_MOV:

@@ -24,7 +24,7 @@ from emu.access import Op
 from emu.batchcpu import BatchCpu, default_ram_regions
 from emu.cpu import DeviceAccess
 from emu.decode import decode
-from emu.emulate import DF, STATUS, ZF
+from emu.emulate import CF, DF, STATUS, ZF
 from emu.errors import EmulationError, GuestFault, UnmappedAccess
 from emu.generic import emulate_at
 from emu.oracle import OracleResult, run_one
@@ -153,6 +153,10 @@ def check(case: Case) -> str:
         if name == "rflags":
             m = case.flags_mask
             assert ours & m == value & m, f"{where}: rflags {ours:#x} != {value:#x} (mask {m:#x})"
+            continue
+        if "cmpxchg32-zero-extends-rax" in case.allow and name == "rax" and truth.reg("rflags") & ZF:
+            # unicorn zero-extends RAX after a successful 32-bit CMPXCHG (known-discrepancies.md)
+            assert ours & 0xFFFFFFFF == value & 0xFFFFFFFF and value >> 32 == 0, f"{where}: {name}"
             continue
         if "upper-acc-zero-extended" in case.allow and name in ("rax", "rdx") and truth.reg("rflags") & ZF:
             # unicorn rewrites EAX/EDX on a successful CMPXCHG8B: upper halves zeroed (SDM: untouched)
@@ -503,6 +507,94 @@ def gen_misc(rng: random.Random) -> Case:
         return _modrm_case(rng, mode, b"\x0f\x01", 4, 2, rng.choice([b"", b"\x66"]))
     # MOVSXD r32/r64 (64-bit mode only); the r16 form is covered in test_misc (unicorn reads 4 bytes)
     return _modrm_case(rng, 64, b"\x63", rng.randrange(8), 4, rng.choice([b"", b"\x48"]))
+
+
+def _imm(rng: random.Random, size: int) -> bytes:
+    """An immediate for a 16/32/64-bit form (imm16, or imm32 sign-extended to 64)."""
+    return rng.getrandbits(16 if size == 2 else 32).to_bytes(2 if size == 2 else 4, "little")
+
+
+@family("mov")
+def gen_mov(rng: random.Random) -> Case:
+    """MOV r/m,r / r,r/m / r/m,imm (8/16/32/64), MOVZX/MOVSX from 8/16 bits, MOVNTI."""
+    mode = _mode(rng)
+    byte = rng.random() < 0.3
+    pre, size = (b"", 1) if byte else size_prefix(rng, mode)
+    kind = rng.randrange(5)
+    reg = rng.randrange(0, 8 if mode == 32 else 16)
+    if kind == 0:
+        return _modrm_case(rng, mode, b"\x88" if byte else b"\x89", reg, size, pre)
+    if kind == 1:
+        return _modrm_case(rng, mode, b"\x8a" if byte else b"\x8b", reg, size, pre)
+    if kind == 2:
+        imm = bytes([rng.getrandbits(8)]) if byte else _imm(rng, size)
+        return _modrm_case(rng, mode, b"\xc6" if byte else b"\xc7", 0, size, pre, imm)
+    if kind == 3:
+        pre, _ = size_prefix(rng, mode)
+        src = rng.choice([1, 2])
+        op = rng.choice([b"\x0f\xb6", b"\x0f\xbe"]) if src == 1 else rng.choice([b"\x0f\xb7", b"\x0f\xbf"])
+        return _modrm_case(rng, mode, op, reg, src, pre)
+    pre, size = size_prefix(rng, mode, (4, 8))
+    return _modrm_case(rng, mode, b"\x0f\xc3", reg, size, pre)
+
+
+@family("alu")
+def gen_alu(rng: random.Random) -> Case:
+    """ADD OR ADC SBB AND SUB XOR CMP (r/m,r; r,r/m; r/m,imm; 8/16/32/64), TEST, NOT, NEG, INC, DEC,
+    XCHG, XADD, CMPXCHG without LOCK (the atomic family has the locked forms)."""
+    mode = _mode(rng)
+    byte = rng.random() < 0.3
+    pre, size = (b"", 1) if byte else size_prefix(rng, mode)
+    reg = rng.randrange(0, 8 if mode == 32 else 16)
+    kind = rng.randrange(6)
+    if kind == 0:  # the eight two-operand ops, either direction
+        op = rng.randrange(8) * 8 + rng.choice([0, 2]) + (0 if byte else 1)
+        return _modrm_case(rng, mode, bytes([op]), reg, size, pre)
+    if kind == 1:  # 80 / 81 / 83 with an immediate
+        sub = rng.randrange(8)
+        if byte:
+            return _modrm_case(rng, mode, b"\x80", sub, 1, pre, bytes([rng.getrandbits(8)]))
+        if rng.random() < 0.5:
+            return _modrm_case(rng, mode, b"\x83", sub, size, pre, bytes([rng.getrandbits(8)]))
+        return _modrm_case(rng, mode, b"\x81", sub, size, pre, _imm(rng, size))
+    if kind == 2:  # F6/F7: TEST imm, NOT, NEG
+        sub = rng.choice([0, 2, 3])
+        imm = b"" if sub else (bytes([rng.getrandbits(8)]) if byte else _imm(rng, size))
+        return _modrm_case(rng, mode, b"\xf6" if byte else b"\xf7", sub, size, pre, imm)
+    if kind == 3:  # FE/FF: INC, DEC
+        return _modrm_case(rng, mode, b"\xfe" if byte else b"\xff", rng.randrange(2), size, pre)
+    if kind == 4:  # TEST r/m,r; XCHG r/m,r
+        op = rng.choice([0x84, 0x86]) + (0 if byte else 1)
+        return _modrm_case(rng, mode, bytes([op]), reg, size, pre)
+    op = rng.choice([b"\x0f\xc0", b"\x0f\xb0"]) if byte else rng.choice([b"\x0f\xc1", b"\x0f\xb1"])
+    case = _modrm_case(rng, mode, op, reg, size, pre)
+    if op in (b"\x0f\xb0", b"\x0f\xb1") and rng.random() < 0.5:  # CMPXCHG: make the compare succeed
+        held = int.from_bytes(case.ram_data[0][1], "little") if case.ram_data else case.read_value
+        case.regs["rax"] = held
+        if mode == 32:
+            case.regs["rax"] &= 0xFFFFFFFF
+    if op == b"\x0f\xb1" and size == 4 and mode == 64:
+        case.allow = ("cmpxchg32-zero-extends-rax",)
+    return case
+
+
+@family("bit")
+def gen_bit(rng: random.Random) -> Case:
+    """BT BTS BTR BTC m, r (a signed bit offset that may leave the operand) and m, imm8 (0F BA)."""
+    mode = _mode(rng)
+    pre, size = size_prefix(rng, mode)
+    if rng.random() < 0.5:
+        sub = rng.randrange(4, 8)
+        case = _modrm_case(rng, mode, b"\x0f\xba", sub, size, pre, bytes([rng.getrandbits(8)]))
+    else:
+        op = rng.choice([b"\x0f\xa3", b"\x0f\xab", b"\x0f\xb3", b"\x0f\xbb"])
+        reg = rng.choice([0, 1, 5, 6, 7])  # not rdx/rbx (the base) nor rsp
+        case = _modrm_case(rng, mode, op, reg, size, pre)
+        name = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi")[reg]
+        off = rng.randrange(-8 * size, 16 * size) if rng.random() < 0.9 else rng.randrange(-2048, 2048)
+        case.regs[name] = off & ((1 << mode) - 1)
+    case.flags_mask = CF | ZF | DF  # OF SF AF PF are undefined after BT* (SDM)
+    return case
 
 
 def campaign(name: str, cases: int, seed: int) -> tuple[int, int, int, int, list[str]]:

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     import capstone  # noqa: F401  (the extension resolves libcapstone through this import)
     import unicorn  # noqa: F401
 
-    with atheris.instrument_imports(include=["fastpath", "emu"]):
+    with atheris.instrument_imports(include=["fastpath", "emu", "exitlab.tools.fuzz"]):
         import exitlab.tools.fuzz.oracles  # noqa: F401
         import fastpath.cengine  # noqa: F401
     os.environ.setdefault("ASAN_OPTIONS", "detect_leaks=0")

@@ -10,13 +10,10 @@ once per distinct unexplained disagreement.
 from __future__ import annotations
 
 import functools
-import multiprocessing
-import signal
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
@@ -24,6 +21,7 @@ from exitlab.tools.fuzz.case import Case
 from exitlab.tools.fuzz.gen import GENERATORS, case_at, load_corpus, make_generators
 from exitlab.tools.fuzz.minimize import minimize, still_fails
 from exitlab.tools.fuzz.oracles import Checker, Finding
+from exitlab.tools.fuzz.pool import run_chunks
 
 DEFAULT_CORPUS = "tests/data/fuzz_corpus"
 FAST_CHUNK = 5000  # fast cases per pool task (a few hundred ms of work)
@@ -152,10 +150,6 @@ def run_chunk(config: FuzzConfig, start: int, stop: int) -> Tally:
     return tally
 
 
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent owns Ctrl-C and shuts workers down
-
-
 def _chunks(config: FuzzConfig) -> Iterator[tuple[int, int]]:
     step = max(config.chunk, FAST_CHUNK) if config.fast else config.chunk
     for start in range(0, config.cases, step):
@@ -209,36 +203,12 @@ def run_campaign(config: FuzzConfig, progress: bool | None = None) -> FuzzResult
 
 
 def _run_pool(config: FuzzConfig, tally: Tally, update: Callable[[int], None] | None) -> None:
-    # Workers are replaced every few chunks: each Unicorn engine leaves a little memory behind
-    # (~15 MB per 1000 cases), which would add up to gigabytes over a long campaign.
-    pool = ProcessPoolExecutor(max_workers=config.jobs, initializer=_ignore_sigint,
-                               mp_context=multiprocessing.get_context("forkserver"), max_tasks_per_child=8)
-    pending: set[Future[Tally]] = set()
-    merged: set[Future[Tally]] = set()
-    chunks = _chunks(config)
-    try:
-        for _ in range(config.jobs * 2):
-            nxt = next(chunks, None)
-            if nxt is not None:
-                pending.add(pool.submit(run_chunk, config, *nxt))
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                part = fut.result()
-                merged.add(fut)
-                tally.merge(part)
-                if update is not None:
-                    update(part.cases)
-                nxt = next(chunks, None)
-                if nxt is not None:
-                    pending.add(pool.submit(run_chunk, config, *nxt))
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        # Ctrl-C: the chunks already running finished (workers ignore SIGINT); count them, so an
-        # interrupted campaign reports the cases it really ran
-        for fut in pending - merged:
-            if fut.done() and not fut.cancelled() and fut.exception() is None:
-                tally.merge(fut.result())
+    def on_part(part: Tally) -> None:
+        tally.merge(part)
+        if update is not None:
+            update(part.cases)
+
+    run_chunks(config.jobs, functools.partial(run_chunk, config), _chunks(config), on_part)
 
 
 def _report(config: FuzzConfig, tally: Tally, interrupted: bool) -> tuple[Reported, ...]:

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import functools
 import json
-import multiprocessing
-import signal
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,6 +21,7 @@ from typing import Any
 
 from emu.assemble import GuestImage, assemble
 from emu.errors import ExitlabError
+from exitlab.tools.fuzz.pool import run_chunks
 from exitlab.tools.fuzz.streams_compare import Comparator, ProgramResult, Verdict
 from exitlab.tools.fuzz.streams_gen import Program, generate, parse_program
 from exitlab.tools.fuzz.streams_minimize import minimize
@@ -190,35 +188,13 @@ def run_campaign(config: StreamsConfig, progress: bool = True, minimize_found: b
     return CampaignResult(config, tally, seconds, interrupted, reported)
 
 
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def _run_pool(config: StreamsConfig, tally: Tally, update: Callable[[int], None]) -> None:
-    pool = ProcessPoolExecutor(
-        max_workers=config.jobs,
-        initializer=_ignore_sigint,
-        mp_context=multiprocessing.get_context("forkserver"),
-        max_tasks_per_child=8,
-    )
-    chunks = iter([(s, min(s + config.chunk, config.cases)) for s in range(0, config.cases, config.chunk)])
-    pending: set[Future[Tally]] = set()
-    try:
-        for _ in range(config.jobs * 2):
-            nxt = next(chunks, None)
-            if nxt is not None:
-                pending.add(pool.submit(run_chunk, config, *nxt))
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                part = fut.result()
-                tally.merge(part)
-                update(part.programs)
-                nxt = next(chunks, None)
-                if nxt is not None:
-                    pending.add(pool.submit(run_chunk, config, *nxt))
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    def on_part(part: Tally) -> None:
+        tally.merge(part)
+        update(part.programs)
+
+    chunks = [(s, min(s + config.chunk, config.cases)) for s in range(0, config.cases, config.chunk)]
+    run_chunks(config.jobs, functools.partial(run_chunk, config), chunks, on_part)
 
 
 def still_fails(comparator: Comparator, signature: str) -> Callable[[Program], bool]:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from emu.boundary import EXIT_INTERRUPTED
 from emu.errors import OutputError
 from emu.machine import RunResult, Stop, StopReason
+from exitlab.boundary import EXIT_INTERRUPTED
 
 INTERRUPTED = "interrupted"
 

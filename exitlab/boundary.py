@@ -19,8 +19,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from emu import hostio
 from emu.errors import ExitlabError, OutputError, UsageError
+from exitlab import hostio
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
