@@ -29,10 +29,10 @@ from emu.errors import ExitlabError
 from emu.exits import ExitRecord
 from emu.generic import GenericPath
 from emu.iopaths import HypercallPath, PioPath
-from emu.replay import Replayer, ReplayResult, Route
+from emu.replay import PATH_NAMES, Replayer, ReplayResult, Route
 from fastpath.hostpaths import TrapPath, make_path
 
-NAMES: tuple[str, ...] = ("pio", "hypercall", "pv-fast", "wildcard", "subset", "capstone", "trap")
+NAMES: tuple[str, ...] = PATH_NAMES  # the C engine's names (tests/test_replay_differential.py)
 ALIASES: dict[str, str] = {"generic": "capstone"}
 
 
