@@ -15,7 +15,7 @@ from typing import Any
 import capstone
 
 from emu.board import default_board
-from emu.bus import Bus
+from emu.bus import Bus, Space
 from emu.chain import Chain
 from emu.cpu import Cpu, DeviceAccess, Outcome
 from emu.errors import ExitlabError
@@ -23,7 +23,6 @@ from emu.exits import MAX_INSN_LEN, ExitKind, ExitRecord
 from emu.generic import GenericPath
 from emu.iopaths import HypercallPath, PioPath
 from emu.platform import NOTIFY_MMIO, NOTIFY_MMIO_SIZE
-from emu.replaycpu import ReplayCpu
 from fastpath.fast import PvFastPath
 
 _CS = {
@@ -107,10 +106,24 @@ class TrapPath:
         return Outcome(exit.rip + 3, ())
 
 
+class _Ports:
+    """The part of the Cpu seam the pio path uses: port I/O on a bus (no registers to rebuild)."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+
+    def pio_read(self, port: int, size: int) -> int:
+        return self.bus.read(Space.PIO, port, size)
+
+    def pio_write(self, port: int, size: int, value: int) -> None:
+        self.bus.write(Space.PIO, port, size, value)
+
+
 def replay_pio(rec: ExitRecord, bus: Bus) -> None:
-    """Port I/O carries port, size and data in the exit itself: the pio path over a ReplayCpu.
-    (Kept for the bench's replay rows; `emu.iopaths.PioPath` is the path.)"""
-    _PIO.handle(rec, ReplayCpu(rec, bus, []))
+    """Port I/O carries port, size and data in the exit itself: the pio path, reaching the bus
+    through the seam's port I/O only. (Kept for the bench's replay rows; `emu.iopaths.PioPath` is
+    the path.)"""
+    _PIO.handle(rec, _Ports(bus))  # type: ignore[arg-type]
 
 
 def replay_hypercall(rec: ExitRecord, cpu: Cpu, bus: Bus) -> int:
