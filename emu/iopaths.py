@@ -31,6 +31,7 @@ _PREFIXES = frozenset(b"\x66\x67\xf2\xf3\x2e\x36\x3e\x26\x64\x65\xf0")
 _PORT_IMM8 = frozenset(b"\xe4\xe5\xe6\xe7")  # IN/OUT with the port in an imm8
 _PORT_DX = frozenset(b"\xec\xed\xee\xef\x6c\x6d\x6e\x6f")  # IN/OUT/INS/OUTS with the port in DX
 _ONE_BYTE = frozenset(bytes([b]) for b in _PORT_DX)
+_PIO_OUT, _PIO_IN = ExitKind.PIO_OUT, ExitKind.PIO_IN
 
 
 def _rip_mask(mode: int) -> int:
@@ -71,21 +72,24 @@ class PioPath:
 
     def handle(self, exit: ExitRecord, cpu: Cpu) -> Outcome | None:
         kind = exit.kind
-        if kind is not ExitKind.PIO_OUT and kind is not ExitKind.PIO_IN:
+        if kind is not _PIO_OUT and kind is not _PIO_IN:
             return None
-        length = 0 if self.completed else pio_length(exit.insn, exit.mode)
-        if not length and not self.completed:  # before any device access (rule 5)
-            raise EmulationError("no port I/O instruction", exit.rip, exit.insn)
-        if kind is ExitKind.PIO_OUT:
-            size = exit.truth_size
-            value = exit.truth_value & ((1 << (8 * size)) - 1)
-            cpu.pio_write(exit.addr, size, value)
-            access = DeviceAccess(exit.addr, size, True, value, True)
+        if self.completed:
+            length = 0
         else:
-            size = exit.truth_size
-            value = cpu.pio_read(exit.addr, size) & ((1 << (8 * size)) - 1)
-            access = DeviceAccess(exit.addr, size, False, value, True)
-        return Outcome((exit.rip + length) & _rip_mask(exit.mode), (access,))
+            length = 1 if exit.insn[:1] in _ONE_BYTE else pio_length(exit.insn, exit.mode)
+            if not length:  # before any device access (rule 5)
+                raise EmulationError("no port I/O instruction", exit.rip, exit.insn)
+        size, port = exit.truth_size, exit.addr
+        mask = (1 << (8 * size)) - 1
+        if kind is _PIO_OUT:
+            value = exit.truth_value & mask
+            cpu.pio_write(port, size, value)
+            access = DeviceAccess(port, size, True, value, True)
+        else:
+            value = cpu.pio_read(port, size) & mask
+            access = DeviceAccess(port, size, False, value, True)
+        return Outcome((exit.rip + length) & (_M64 if exit.mode == 64 else _M32), (access,))
 
 
 def _neg(code: int, mode: int) -> int:
