@@ -15,7 +15,7 @@ from typing import Any
 import capstone
 
 from emu.board import default_board
-from emu.bus import Bus, Space
+from emu.bus import Bus
 from emu.chain import Chain
 from emu.cpu import Cpu, DeviceAccess, Outcome
 from emu.errors import ExitlabError
