@@ -306,18 +306,20 @@ def c_header(m: OpMap) -> str:
     out += ["};", ""]
     ops = {o.name: o for o in m.ops}
     for table, prefix in C_TABLES.items():
-        rows, cases, by_op = [], [], {}
+        rows: list[str] = []
+        cases: list[str] = []
+        by_op: dict[str, list[str]] = {}
         for f in m.forms:
             for t, name in f.c:
                 if t != table:
                     continue
                 no66 = int(bool(f.op) and "no66" in ops[f.op].classes)
-                for i in f.ids:
-                    pfx = 0x66 if f.pfx is None else f.pfx
-                    rows.append(f"X(X86_INS_{i}, {prefix}{name}, {int(f.lock)}, {int(f.align16)}, {f.align}, "
+                pfx = 0x66 if f.pfx is None else f.pfx
+                for ins in f.ids:
+                    rows.append(f"X(X86_INS_{ins}, {prefix}{name}, {int(f.lock)}, {int(f.align16)}, {f.align}, "
                                 f"{int(f.sized)}, {int(f.np)}, {int(f.mmx)}, {no66}, {f.cc or 0}, {pfx:#x})")
-                    cases.append(f"case X86_INS_{i}:")
-                    by_op.setdefault(name, []).append(f"case X86_INS_{i}:")
+                    cases.append(f"case X86_INS_{ins}:")
+                    by_op.setdefault(name, []).append(f"case X86_INS_{ins}:")
         T = table.upper()
         if table != "paths":
             out += _macro(f"XL_OPMAP_{T}(X)", rows)

@@ -14,7 +14,9 @@
 
 enum { AT_CMPXCHG8B, AT_CMPXCHG16B, AT_MOVBE, AT_MOVDIRI, AT_MOVDIR64B };
 
-/* The family's table: Capstone id -> operation and what the encoding allows (emu/decode.py FORMS). */
+/* The family's table: Capstone id -> operation and what the encoding allows (the [forms] rows of
+ * emu/x86-opcode-map.txt with C table `atomic`). */
+#define ROW(id, op, lock, a16, align, sized, np, mmx, no66, cond, pfx) {id, op, lock, align, sized, np},
 static const struct {
     unsigned id;
     uint8_t op;
@@ -22,19 +24,13 @@ static const struct {
     uint8_t align;     /* required alignment of the memory operand (#GP), 0 = none */
     uint8_t sized;     /* 2/4/8-byte operand size from 66/REX.W */
     uint8_t np;        /* 66/F2/F3 make it #UD */
-} rows[] = {
-    {X86_INS_CMPXCHG8B, AT_CMPXCHG8B, 1, 0, 0, 0},
-    {X86_INS_CMPXCHG16B, AT_CMPXCHG16B, 1, 16, 0, 0},
-    {X86_INS_MOVBE, AT_MOVBE, 0, 0, 1, 0},
-    {X86_INS_MOVDIRI, AT_MOVDIRI, 0, 0, 1, 1},
-    {X86_INS_MOVDIR64B, AT_MOVDIR64B, 0, 0, 0, 0},
-};
+} rows[] = {XL_OPMAP_ATOMIC(ROW)};
+#undef ROW
 
 int xs_atomic_has(unsigned id)
 {
     switch (id) {
-    case X86_INS_CMPXCHG8B: case X86_INS_CMPXCHG16B: case X86_INS_MOVBE: case X86_INS_MOVDIRI:
-    case X86_INS_MOVDIR64B:
+    XL_OPMAP_ATOMIC_CASES
         return 1;
     default:
         return 0;
