@@ -262,6 +262,9 @@ def python(m: OpMap) -> str:
     out.append("}")
     moves = [f"Op.{o.name.upper()}" for o in m.ops if o.kind == "move"]
     out.append(f"MOVE_OPS: frozenset[Op] = {_pyset(moves)}")
+    c_ops = [f"Op.{o.name.upper()}" for o in m.ops if any(f.op == o.name and f.c for f in m.forms)]
+    out += ["# ops with a row in a C table (the C capstone path carries them out)",
+            f"C_OPS: frozenset[Op] = {_pyset(c_ops)}"]
     out += ["# op -> the emu/semantics module that carries it out", "OP_FAMILY: dict[Op, str] = {"]
     out += [f"    Op.{o.name.upper()}: {o.family!r}," for o in m.ops]
     out.append("}")
@@ -316,8 +319,9 @@ def c_header(m: OpMap) -> str:
                 no66 = int(bool(f.op) and "no66" in ops[f.op].classes)
                 pfx = 0x66 if f.pfx is None else f.pfx
                 for ins in f.ids:
-                    rows.append(f"X(X86_INS_{ins}, {prefix}{name}, {int(f.lock)}, {int(f.align16)}, {f.align}, "
-                                f"{int(f.sized)}, {int(f.np)}, {int(f.mmx)}, {no66}, {f.cc or 0}, {pfx:#x})")
+                    rows.append(f"X(X86_INS_{ins}, {prefix}{name}, {int(f.lock)}, {int(f.align16)}, "
+                                f"{f.align}, {int(f.sized)}, {int(f.np)}, {int(f.mmx)}, {no66}, {f.cc or 0}, "
+                                f"{pfx:#x})")
                     cases.append(f"case X86_INS_{ins}:")
                     by_op.setdefault(name, []).append(f"case X86_INS_{ins}:")
         T = table.upper()

@@ -296,6 +296,15 @@ OP_KIND: dict[Op, AccessKind] = {
 MOVE_OPS: frozenset[Op] = frozenset({
     Op.MOV, Op.SSE_LOAD, Op.SSE_STORE, Op.SETCC, Op.MOVBE, Op.MOVDIR64B, Op.SMSW,
 })
+# ops with a row in a C table (the C capstone path carries them out)
+C_OPS: frozenset[Op] = frozenset({
+    Op.MOV, Op.MOVZX, Op.MOVSX, Op.ADD, Op.OR, Op.ADC, Op.SBB, Op.AND, Op.SUB, Op.XOR, Op.CMP,
+    Op.TEST, Op.INC, Op.DEC, Op.NOT, Op.NEG, Op.XCHG, Op.XADD, Op.CMPXCHG, Op.BT, Op.BTS, Op.BTR,
+    Op.BTC, Op.MOVS, Op.STOS, Op.LODS, Op.SSE_LOAD, Op.CMPS, Op.SCAS, Op.MUL, Op.IMUL, Op.DIV,
+    Op.IDIV, Op.ROL, Op.ROR, Op.RCL, Op.RCR, Op.SHL, Op.SHR, Op.SAR, Op.SHLD, Op.SHRD, Op.BSF,
+    Op.BSR, Op.POPCNT, Op.LZCNT, Op.TZCNT, Op.CMOV, Op.SETCC, Op.PUSH, Op.POP, Op.CALL, Op.JMP,
+    Op.RET, Op.LEAVE, Op.ENTER, Op.CMPXCHG8B, Op.MOVBE, Op.MOVDIR64B, Op.XLAT, Op.SMSW,
+})
 # op -> the emu/semantics module that carries it out
 OP_FAMILY: dict[Op, str] = {
     Op.MOV: 'mov',
