@@ -221,6 +221,7 @@ FORM_ROWS: tuple[tuple[str, Op, bool, bool, int, bool, bool, int | None], ...] =
     ('MOVNTPS', Op.SSE_LOAD, False, True, 0, False, False, None),
     ('MOVNTPD', Op.SSE_LOAD, False, True, 0, False, False, None),
     ('MOVNTDQA', Op.SSE_LOAD, False, True, 0, False, False, None),
+    ('MOVNTQ', Op.SSE_LOAD, False, False, 0, False, False, None),
     ('VMOVD', Op.SSE_LOAD, False, False, 0, False, False, None),
     ('VMOVQ', Op.SSE_LOAD, False, False, 0, False, False, None),
     ('VMOVSS', Op.SSE_LOAD, False, False, 0, False, False, None),
@@ -246,7 +247,7 @@ REFUSED_ROWS: dict[str, str] = {
 }
 
 # Capstone names whose forms take MMX registers.
-MMX_FORMS: frozenset[str] = frozenset({'MOVD', 'MOVQ'})
+MMX_FORMS: frozenset[str] = frozenset({'MOVD', 'MOVNTQ', 'MOVQ'})
 
 # Capstone name -> the mandatory prefix of its legacy SSE form when not 66 (0 = none).
 SSE_PREFIX: dict[str, int] = {
@@ -257,6 +258,7 @@ SSE_PREFIX: dict[str, int] = {
     'LDDQU': 0xf2,
     'MOVAPS': 0x0,
     'MOVNTPS': 0x0,
+    'MOVNTQ': 0x0,
 }
 
 # Op classes ([ops] of the map).
