@@ -71,6 +71,7 @@ class FormRow:
     pfx: int | None = None  # legacy SSE mandatory prefix (None: the default, 66)
     cc: int | None = None
     refused: str = ""
+    enc: tuple[str, ...] = ()  # the opcodes Capstone gives these ids (SDM-like notation, see encode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +97,14 @@ def _list(col: str) -> list[str]:
 
 
 def _form(cols: list[str], where: str, known_ops: set[str], reasons: dict[str, str]) -> FormRow:
-    if len(cols) != 4:
-        raise MapError(f"{where}: a form has 4 columns (ids op c props), got {len(cols)}")
-    ids, op, c, props = cols
+    if len(cols) != 5:
+        raise MapError(f"{where}: a form has 5 columns (ids op c props encodings), got {len(cols)}")
+    ids, op, c, props, enc = cols
+    for token in _list(enc):
+        try:
+            encode(token)
+        except ValueError as exc:
+            raise MapError(f"{where}: encoding {token!r}: {exc}") from None
     op = "" if op == "-" else op
     if op and op not in known_ops:
         raise MapError(f"{where}: unknown op {op!r} (add it under [ops])")
@@ -127,7 +133,48 @@ def _form(cols: list[str], where: str, known_ops: set[str], reasons: dict[str, s
             kw["refused"] = val
         else:
             kw[key] = True
-    return FormRow(ids=tuple(ids.split(",")), op=op, c=tuple(tables), **kw)  # type: ignore[arg-type]
+    return FormRow(ids=tuple(ids.split(",")), op=op, c=tuple(tables), enc=tuple(_list(enc)),
+                   **kw)  # type: ignore[arg-type]
+
+
+_LEGACY_PFX = {"66": b"\x66", "F2": b"\xf2", "F3": b"\xf3", "W": b"\x48"}
+_VEX_PP = {"NP": 0, "66": 1, "F3": 2, "F2": 3}
+_VEX_MAP = {"0F": 1, "0F38": 2, "0F3A": 3}
+
+
+def encode(token: str) -> bytes:
+    """Bytes of one instruction of an encodings token, its memory operand [rax] (64-bit mode) and
+    zero bytes after it for any displacement/immediate: `66.0F6F/r` -> 66 0f 6f 00 ...,
+    `V256.F3.0F.6F/r` -> c5 fe 6f 00 ..., `0FF7/rr` -> 0f f7 c0 ... (register form)."""
+    body, _, modrm = token.partition("/")
+    parts = body.split(".")
+    if parts[0] in ("V128", "V256"):
+        if len(parts) != 4 or parts[1] not in _VEX_PP or parts[2] not in _VEX_MAP:
+            raise ValueError("a VEX encoding is V128|V256.NP|66|F3|F2.0F|0F38|0F3A.OPCODE")
+        vl = 4 if parts[0] == "V256" else 0
+        if parts[2] == "0F":
+            pre = bytes([0xC5, 0xF8 | vl | _VEX_PP[parts[1]]])
+        else:
+            pre = bytes([0xC4, 0xE0 | _VEX_MAP[parts[2]], 0x78 | vl | _VEX_PP[parts[1]]])
+        opcode = parts[3]
+    else:
+        if any(p not in _LEGACY_PFX for p in parts[:-1]):
+            raise ValueError(f"prefixes are {', '.join(_LEGACY_PFX)}")
+        pre = b"".join(_LEGACY_PFX[p] for p in parts[:-1])
+        opcode = parts[-1]
+    try:
+        code = bytes.fromhex(opcode)
+    except ValueError:
+        raise ValueError(f"{opcode!r} is not hex opcode bytes") from None
+    if modrm == "r":
+        code += b"\x00"
+    elif modrm == "rr":
+        code += b"\xc0"
+    elif len(modrm) == 1 and modrm in "01234567":
+        code += bytes([int(modrm) << 3])
+    elif modrm:
+        raise ValueError(f"/{modrm} is not /r, /rr or /0../7")
+    return pre + code + bytes(8)
 
 
 def parse(text: str) -> OpMap:

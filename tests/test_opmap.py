@@ -12,13 +12,15 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+import capstone
 import pytest
 from capstone import x86_const as X
 
 from emu import gen_opmap
 from emu.access import Op
-from emu.decode import FORMS, REFUSED
+from emu.decode import FORMS, REFUSED, decode
 from emu.emulate import SEMANTICS
+from emu.errors import EmulationError
 from emu.opmap import FORM_ROWS, OP_FAMILY, STRING_OPS, SUBSET_KINDS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +43,33 @@ def test_every_capstone_name_exists() -> None:
     for row in m.forms:
         for name in row.ids:
             assert hasattr(X, f"X86_INS_{name}"), f"X86_INS_{name} is not a Capstone id"
+
+
+def _rows() -> list[gen_opmap.FormRow]:
+    return gen_opmap.parse(gen_opmap.MAP.read_text()).forms
+
+
+@pytest.mark.parametrize("row", _rows(), ids=lambda r: r.ids[0])
+def test_every_encoding_is_the_rows_instruction(row: gen_opmap.FormRow) -> None:
+    """Each encoding of a row decodes (Capstone, 64-bit mode) to one of the row's ids, and the
+    generic path decodes it to the row's op (or refuses the refused rows)."""
+    cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    ids = {getattr(X, f"X86_INS_{name}") for name in row.ids}
+    assert row.enc, f"{row.ids}: no encodings"
+    for token in row.enc:
+        code = gen_opmap.encode(token)
+        insn = next(cs.disasm(code, 0x1000, count=1))
+        assert insn.id in ids, f"{token} ({code[:insn.size].hex(' ')}) is '{insn.mnemonic}', not {row.ids}"
+        if row.refused:
+            with pytest.raises(EmulationError, match="byte-masked"):
+                decode(code, 64, 0x1000)
+            continue
+        acc = decode(code, 64, 0x1000)
+        if row.op:
+            want = {Op(row.op), Op.SSE_STORE} if row.op == "sse_load" else {Op(row.op)}
+        else:
+            want = {Op.SSE_LOAD, Op.SSE_STORE}  # the second role of MOVSD
+        assert acc.op in want, f"{token}: {acc.op} not {want}"
 
 
 def test_every_op_runs_in_its_family_module() -> None:
@@ -66,19 +95,27 @@ def test_c_subset_kinds_follow_the_map() -> None:
     cengine = pytest.importorskip("fastpath.cengine")
     assert cengine.SUBSET_KINDS == SUBSET_KINDS
     m = gen_opmap.parse(gen_opmap.MAP.read_text())
+    paths_ids = {getattr(X, f"X86_INS_{n}") for f in m.forms if any(t == "paths" for t, _ in f.c)
+                 for n in f.ids}
     for row in m.subset:
         code = bytes([0x0F] * row.map + [row.opcode, 0x00, 0, 0, 0, 0, 0, 0, 0, 0])
         if "rexw" in row.flags:
             code = b"\x48" + code
         got = cengine.decode_subset(code, 64)
         assert got is not None and got.kind == row.kind, (row, got)
+        # the subset's forms are forms of the full-decode paths' MOV/MOVS/STOS switch (paths.c) too
+        insn = next(capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64).disasm(code, 0x1000, count=1))
+        assert insn.id in paths_ids, f"subset row {row.form} is '{insn.mnemonic}', not a paths.c form"
 
 
 @pytest.mark.parametrize(("line", "why"), [
-    ("MOV  nosuchop  paths:MOV  -", "unknown op"),
-    ("MOV  mov  nowhere:MOV  -", "C table"),
-    ("MOV  mov  paths:MOV  shiny", "unknown property"),
-    ("MOV  mov  paths:MOV", "4 columns"),
+    ("MOV  nosuchop  paths:MOV  -  88/r", "unknown op"),
+    ("MOV  mov  nowhere:MOV  -  88/r", "C table"),
+    ("MOV  mov  paths:MOV  shiny  88/r", "unknown property"),
+    ("MOV  mov  paths:MOV  -", "5 columns"),
+    ("MOV  mov  paths:MOV  -  88/q", "not /r"),
+    ("MOV  mov  paths:MOV  -  X.88/r", "prefixes are"),
+    ("MOV  mov  paths:MOV  -  ZZ/r", "not hex"),
 ])
 def test_bad_rows_are_errors_naming_the_line(line: str, why: str) -> None:
     text = gen_opmap.MAP.read_text().replace("[subset]", line + "\n\n[subset]", 1)
