@@ -55,6 +55,7 @@ class Form:
     align: int = 0
     sized: bool = False
     np: bool = False  # "NP" in the SDM: a 66/F2/F3 prefix makes it #UD
+    no_f2f3: bool = False  # F2/F3 make it another instruction or #UD (MOVBE: F2 is CRC32)
 
 
 def _capstone_id(name: str) -> int:
@@ -65,11 +66,10 @@ def _capstone_id(name: str) -> int:
 # (emu/x86-opcode-map.txt [forms] -> emu/opmap.py FORM_ROWS; KVM's opcode_table idea). SSE moves
 # carry SSE_LOAD; the direction is fixed from the operands.
 FORMS: dict[int, Form] = {
-    _capstone_id(name): Form(op, lockable=lock, align16=a16, align=align, sized=sized, np=np)
-    for name, op, lock, a16, align, sized, np, _cc in FORM_ROWS
+    _capstone_id(name): Form(op, **props) for name, op, _cc, props in FORM_ROWS
 }
 # CMOVcc/SETcc: Capstone id -> the condition code (low nibble of the opcode)
-_COND: dict[int, int] = {_capstone_id(name): cc for name, *_, cc in FORM_ROWS if cc is not None}
+_COND: dict[int, int] = {_capstone_id(name): cc for name, _op, cc, _props in FORM_ROWS if cc is not None}
 
 # Instructions refused on purpose, with the reason (a clear stop, never a skip).
 REFUSED: dict[int, str] = {_capstone_id(name): why for name, why in REFUSED_ROWS.items()}
@@ -260,7 +260,7 @@ def decode(code: bytes, mode: int, rip: int = 0) -> Access:
         size = _operand_size(raw, mode)
     if form.np and any(b in (0x66, 0xF2, 0xF3) for b in _legacy_prefixes(raw, mode)):
         raise _fail(f"'{name}' does not allow a 66/F2/F3 prefix (#UD)", rip, raw)
-    if op is Op.MOVBE and any(b in (0xF2, 0xF3) for b in _legacy_prefixes(raw, mode)):
+    if form.no_f2f3 and any(b in (0xF2, 0xF3) for b in _legacy_prefixes(raw, mode)):
         # F2 0F 38 F0/F1 is CRC32 (F3: #UD); Capstone says MOVBE when another prefix sits between
         # F2 and 66 (`f2 36 66 49 0f 38 f1 2f`, found by exitlab fuzz)
         raise _fail(f"unsupported instruction '{name}': F2/F3 on 0F 38 F0/F1 is CRC32 or #UD", rip, raw)

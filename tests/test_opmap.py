@@ -84,9 +84,13 @@ def test_every_op_runs_in_its_family_module() -> None:
 
 def test_forms_come_from_the_map() -> None:
     assert len(FORMS) == len(FORM_ROWS)
-    for name, op, lock, _a16, _align, sized, _np, _cc in FORM_ROWS:
+    for name, op, _cc, props in FORM_ROWS:
         form = FORMS[getattr(X, f"X86_INS_{name}")]
-        assert (form.op, form.lockable, form.sized) == (op, lock, sized), name
+        assert form.op is op, name
+        for field, value in props.items():
+            assert getattr(form, field) == value, (name, field)
+    movbe = FORMS[X.X86_INS_MOVBE]
+    assert movbe.sized and movbe.no_f2f3 and not movbe.lockable
     assert set(REFUSED) == {X.X86_INS_MASKMOVDQU, X.X86_INS_VMASKMOVDQU, X.X86_INS_MASKMOVQ}
     assert {op for op in Op if op is not Op.SSE_STORE} == {row[1] for row in FORM_ROWS}
 

@@ -57,7 +57,8 @@ struct xs_form {
 
 /* A struct xs_form initializer from one row of an opmap.h X-macro (XL_OPMAP_<TABLE>(XS_FORM_ROW)):
  * the tables are generated from emu/x86-opcode-map.txt. */
-#define XS_FORM_ROW(id, op, lock, a16, align, sized, np, mmx, no66, cond, pfx) {id, op, lock, a16, sized, cond},
+#define XS_FORM_ROW(id, op, fl, align, cond, pfx) \
+    {id, op, !!((fl) & XL_OPMAP_LOCK), !!((fl) & XL_OPMAP_ALIGN16), !!((fl) & XL_OPMAP_SIZED), cond},
 
 /* A family's lookup: its row for a Capstone id, or NULL (a switch first: called on every exit). */
 typedef const struct xs_form *(*xs_lookup_fn)(unsigned id);

@@ -16,7 +16,9 @@ enum { AT_CMPXCHG8B, AT_CMPXCHG16B, AT_MOVBE, AT_MOVDIRI, AT_MOVDIR64B };
 
 /* The family's table: Capstone id -> operation and what the encoding allows (the [forms] rows of
  * emu/x86-opcode-map.txt with C table `atomic`). */
-#define ROW(id, op, lock, a16, align, sized, np, mmx, no66, cond, pfx) {id, op, lock, align, sized, np},
+#define ROW(id, op, fl, align, cond, pfx) \
+    {id, op, !!((fl) & XL_OPMAP_LOCK), align, !!((fl) & XL_OPMAP_SIZED), !!((fl) & XL_OPMAP_NP), \
+     !!((fl) & XL_OPMAP_NOF2F3)},
 static const struct {
     unsigned id;
     uint8_t op;
@@ -24,6 +26,7 @@ static const struct {
     uint8_t align;     /* required alignment of the memory operand (#GP), 0 = none */
     uint8_t sized;     /* 2/4/8-byte operand size from 66/REX.W */
     uint8_t np;        /* 66/F2/F3 make it #UD */
+    uint8_t nof2f3;    /* F2/F3 make it another instruction or #UD (MOVBE: F2 0F 38 F0/F1 is CRC32) */
 } rows[] = {XL_OPMAP_ATOMIC(ROW)};
 #undef ROW
 
@@ -61,7 +64,7 @@ uint32_t xs_atomic_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_
         size = d->opsize;
     if (rows[k].np && (d->has66 || d->has_f2f3))
         return XL_E_UNSUPPORTED;
-    if (op == AT_MOVBE && d->has_f2f3)
+    if (rows[k].nof2f3 && d->has_f2f3)
         return XL_E_UNSUPPORTED;  /* F2 0F 38 F0/F1 is CRC32, F3 #UD (Capstone can say MOVBE) */
     int mem_is_dest = op == AT_MOVDIR64B ? 0 : d->mem_is_dest;
     if (d->lock && !(rows[k].lockable && mem_is_dest))

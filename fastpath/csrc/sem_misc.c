@@ -11,7 +11,7 @@ enum { MI_XLAT, MI_SMSW };
 
 /* The family's table: Capstone id -> operation (the [forms] rows of emu/x86-opcode-map.txt with C
  * table `misc`). */
-#define ROW(id, op, lock, a16, align, sized, np, mmx, no66, cond, pfx) {id, op},
+#define ROW(id, op, fl, align, cond, pfx) {id, op},
 static const struct {
     unsigned id;
     uint8_t op;

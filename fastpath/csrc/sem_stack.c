@@ -16,7 +16,7 @@ enum { ST_PUSH, ST_POP, ST_CALL, ST_JMP, ST_RET, ST_LEAVE, ST_ENTER };
 
 /* The family's table: Capstone id -> operation (the [forms] rows of emu/x86-opcode-map.txt with C
  * table `stack`; no66 from the op's class). */
-#define ROW(id, op, lock, a16, align, sized, np, mmx, no66, cond, pfx) {id, op, no66},
+#define ROW(id, op, fl, align, cond, pfx) {id, op, !!((fl) & XL_OPMAP_NO66)},
 static const struct {
     unsigned id;
     uint8_t op;

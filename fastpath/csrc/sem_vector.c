@@ -17,7 +17,7 @@
 /* The family's table: Capstone id -> alignment rule, MMX registers allowed, the legacy form's
  * mandatory prefix (the [forms] rows of emu/x86-opcode-map.txt with C table `vector`). */
 enum { V_ANY = 0, V_ALIGN16 = 1, V_ALIGN_OWN = 2, V_REFUSED = 3 };
-#define ROW(id, rule, lock, a16, align, sized, np, mmx, no66, cond, pfx) {id, rule, mmx, pfx},
+#define ROW(id, rule, fl, align, cond, pfx) {id, rule, !!((fl) & XL_OPMAP_MMX), pfx},
 static const struct {
     unsigned id;
     uint8_t rule;
