@@ -2,7 +2,8 @@
  *
  * Mirrors emu/decode.py + emu/emulate.py (the reference): the same forms, the same refusals, the
  * same device accesses in the same order, the same registers, RFLAGS and next RIP.  The forms
- * live in one table (sem.c, `forms`), keyed by Capstone instruction id, as FORMS in emu/decode.py;
+ * are rows of the opcode map (emu/x86-opcode-map.txt, generated into opmap.h), keyed by Capstone
+ * instruction id as FORMS in emu/decode.py, one table per C family (sem.c `forms`, sem_<family>.c);
  * each operation class has one executor (sem_alu.c, sem_xchg.c, sem_bit.c, sem_sse.c) and each
  * flags class one helper (xl_add_flags, xl_sub_flags, xl_logic_flags).
  *
