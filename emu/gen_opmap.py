@@ -387,6 +387,13 @@ def c_header(m: OpMap) -> str:
         out += _macro(f"XL_OPMAP_{T}_CASES", cases)
         for name, cs in by_op.items() if table == "paths" else ():
             out += _macro(f"XL_OPMAP_{T}_{name}_CASES", cs)
+    out += ["/* The C tables' operations, per enumerator prefix, in the order the map first names them:",
+            " * enum xl_sem_op (sem.h) and each family file's private enum.  sem.c tests ranges of",
+            " * xl_sem_op (XS_ADD..XS_TEST, XS_BT..XS_BTC, ...): keep a group's rows together. */"]
+    for prefix in dict.fromkeys(p for p in C_TABLES.values() if p):
+        names = list(dict.fromkeys(f"{prefix}{name}" for f in m.forms for t, name in f.c
+                                   if C_TABLES[t] == prefix))
+        out += _macro(f"XL_OPMAP_{prefix.rstrip('_')}_OPS", [n + "," for n in names])
     ro = [f"case X86_INS_{i}:" for f in m.forms if f.op and "readonly" in ops[f.op].classes for i in f.ids]
     out += _macro("XL_OPMAP_READONLY_CASES", ro)
     out += ["#endif", ""]

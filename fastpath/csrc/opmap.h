@@ -236,6 +236,28 @@ enum xl_mmio_kind {
 #define XL_OPMAP_MISC_CASES \
     case X86_INS_XLATB: case X86_INS_SMSW:
 
+/* The C tables' operations, per enumerator prefix, in the order the map first names them:
+ * enum xl_sem_op (sem.h) and each family file's private enum.  sem.c tests ranges of
+ * xl_sem_op (XS_ADD..XS_TEST, XS_BT..XS_BTC, ...): keep a group's rows together. */
+#define XL_OPMAP_XS_OPS \
+    XS_MOVNTI, XS_ADD, XS_OR, XS_ADC, XS_SBB, XS_AND, XS_SUB, XS_XOR, XS_CMP, XS_TEST, XS_INC, \
+    XS_DEC, XS_NOT, XS_NEG, XS_XCHG, XS_XADD, XS_CMPXCHG, XS_MUL, XS_IMUL, XS_DIV, XS_IDIV, XS_ROL, \
+    XS_ROR, XS_RCL, XS_RCR, XS_SHL, XS_SHR, XS_SAR, XS_SHLD, XS_SHRD, XS_BT, XS_BTS, XS_BTR, \
+    XS_BTC, XS_BSF, XS_BSR, XS_POPCNT, XS_LZCNT, XS_TZCNT, XS_CMOV, XS_SETCC, XS_LODS, XS_CMPS, \
+    XS_SCAS, XS_SSE,
+
+#define XL_OPMAP_ST_OPS \
+    ST_PUSH, ST_POP, ST_CALL, ST_JMP, ST_RET, ST_LEAVE, ST_ENTER,
+
+#define XL_OPMAP_AT_OPS \
+    AT_MOVDIRI, AT_MOVBE, AT_CMPXCHG8B, AT_CMPXCHG16B, AT_MOVDIR64B,
+
+#define XL_OPMAP_V_OPS \
+    V_ANY, V_ALIGN16, V_ALIGN_OWN, V_REFUSED,
+
+#define XL_OPMAP_MI_OPS \
+    MI_XLAT, MI_SMSW,
+
 #define XL_OPMAP_READONLY_CASES \
     case X86_INS_CMP: case X86_INS_TEST: case X86_INS_MUL: case X86_INS_IMUL: case X86_INS_DIV: \
     case X86_INS_IDIV: case X86_INS_BT: case X86_INS_PUSH: case X86_INS_CALL: case X86_INS_JMP: \

@@ -28,22 +28,14 @@ uint32_t xl_sem_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu
 
 /* ---- internal to sem*.c */
 
-enum xl_sem_op {
-    XS_NONE = 0,
-    XS_ADD, XS_OR, XS_ADC, XS_SBB, XS_AND, XS_SUB, XS_XOR, XS_CMP, XS_TEST,  /* binary (sem_alu.c) */
-    XS_INC, XS_DEC, XS_NOT, XS_NEG,                                          /* unary (sem_alu.c) */
-    XS_XCHG, XS_XADD, XS_CMPXCHG,                                            /* sem_xchg.c */
-    XS_BT, XS_BTS, XS_BTR, XS_BTC,                                           /* sem_bit.c */
-    XS_MOVNTI,                                                               /* sem_sse.c */
-    XS_SSE,                                                                  /* MOVD/MOVQ/16-byte moves */
-    XS_LODS,                                                                 /* sem_sse.c */
-    /* issue 14, one file per family (rows in that file's table) */
-    XS_CMPS, XS_SCAS,                                                        /* sem_string.c */
-    XS_MUL, XS_IMUL, XS_DIV, XS_IDIV,                                        /* sem_muldiv.c */
-    XS_ROL, XS_ROR, XS_RCL, XS_RCR, XS_SHL, XS_SHR, XS_SAR, XS_SHLD, XS_SHRD,  /* sem_shift.c */
-    XS_BSF, XS_BSR, XS_POPCNT, XS_LZCNT, XS_TZCNT,                           /* sem_bitscan.c */
-    XS_CMOV, XS_SETCC,                                                       /* sem_cond.c */
-};
+/* The operations of the tables of sem.c and sem_<family>.c (binary/unary ALU: sem_alu.c; XCHG/XADD/
+ * CMPXCHG: sem_xchg.c; BT*: sem_bit.c; MOVNTI, SSE, LODS: sem_sse.c; CMPS/SCAS: sem_string.c; ...),
+ * generated from the opcode map in the order it names them (opmap.h).  sem.c tests the ranges
+ * XS_ADD..XS_TEST, XS_INC..XS_NEG, XS_BT..XS_BTC, XS_ROL..XS_SHRD and XS_BSF..XS_TZCNT. */
+enum xl_sem_op { XS_NONE = 0, XL_OPMAP_XS_OPS };
+_Static_assert(XS_TEST - XS_ADD == 8 && XS_NEG - XS_INC == 3 && XS_BTC - XS_BT == 3 && XS_SHRD - XS_ROL == 8 &&
+                   XS_TZCNT - XS_BSF == 4,
+               "the opcode map keeps each operation group of enum xl_sem_op together");
 
 /* One row of a forms table (emu/decode.py Form): sem.c holds the older forms, each issue-14
  * family file (sem_string.c, sem_muldiv.c, ...) its own table, found by its lookup function. */

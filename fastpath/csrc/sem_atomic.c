@@ -12,7 +12,7 @@
 #include "paths.h"
 #include "sem.h"
 
-enum { AT_CMPXCHG8B, AT_CMPXCHG16B, AT_MOVBE, AT_MOVDIRI, AT_MOVDIR64B };
+enum { XL_OPMAP_AT_OPS };  /* AT_CMPXCHG8B, AT_MOVBE, ... (opmap.h) */
 
 /* The family's table: Capstone id -> operation and what the encoding allows (the [forms] rows of
  * emu/x86-opcode-map.txt with C table `atomic`). */

@@ -7,7 +7,7 @@
 #include "paths.h"
 #include "sem.h"
 
-enum { MI_XLAT, MI_SMSW };
+enum { XL_OPMAP_MI_OPS };  /* MI_XLAT, MI_SMSW (opmap.h) */
 
 /* The family's table: Capstone id -> operation (the [forms] rows of emu/x86-opcode-map.txt with C
  * table `misc`). */

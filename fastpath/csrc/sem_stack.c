@@ -12,7 +12,7 @@
 #include "paths.h"
 #include "sem.h"
 
-enum { ST_PUSH, ST_POP, ST_CALL, ST_JMP, ST_RET, ST_LEAVE, ST_ENTER };
+enum { XL_OPMAP_ST_OPS };  /* ST_PUSH, ST_POP, ... (opmap.h) */
 
 /* The family's table: Capstone id -> operation (the [forms] rows of emu/x86-opcode-map.txt with C
  * table `stack`; no66 from the op's class). */

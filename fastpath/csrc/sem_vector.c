@@ -16,7 +16,7 @@
 
 /* The family's table: Capstone id -> alignment rule, MMX registers allowed, the legacy form's
  * mandatory prefix (the [forms] rows of emu/x86-opcode-map.txt with C table `vector`). */
-enum { V_ANY = 0, V_ALIGN16 = 1, V_ALIGN_OWN = 2, V_REFUSED = 3 };
+enum { XL_OPMAP_V_OPS };  /* the alignment rules V_ANY, V_ALIGN16, V_ALIGN_OWN, V_REFUSED (opmap.h) */
 #define ROW(id, rule, fl, align, cond, pfx) {id, rule, !!((fl) & XL_OPMAP_MMX), pfx},
 static const struct {
     unsigned id;
