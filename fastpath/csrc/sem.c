@@ -250,8 +250,8 @@ uint32_t xl_sem_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu
     s.size = o[mem_i].size;
     if (f->by_prefix && (s.size == 2 || s.size == 4 || s.size == 8))
         s.size = pf.opsize;
-    if (s.op == XS_MOVNTI && (pf.has66 || pf.has_f2f3))
-        return XL_E_UNSUPPORTED;  /* NP: 66/F2/F3 make MOVNTI #UD */
+    if (f->np && (pf.has66 || pf.has_f2f3))
+        return XL_E_UNSUPPORTED;  /* NP (the map's np: MOVNTI): 66/F2/F3 make it #UD */
     int count8 = (s.op >= XS_BT && s.op <= XS_BTC) || (s.op >= XS_ROL && s.op <= XS_SHRD);
     if (s.has_imm)
         s.imm &= count8 ? 0xFF : xs_mask(s.size);  /* bit offsets and shift counts: imm8 */

@@ -46,12 +46,14 @@ struct xs_form {
     uint8_t align16;      /* 16-byte operand must be 16-byte aligned (#GP) */
     uint8_t by_prefix;    /* operand size from 66/REX.W (emu/decode.py _SIZED_BY_PREFIXES) */
     uint8_t cond;         /* CMOVcc/SETcc: the condition code (low nibble of the opcode) */
+    uint8_t np;           /* 66/F2/F3 make it #UD ("NP" in the SDM: MOVNTI) */
 };
 
 /* A struct xs_form initializer from one row of an opmap.h X-macro (XL_OPMAP_<TABLE>(XS_FORM_ROW)):
  * the tables are generated from emu/x86-opcode-map.txt. */
 #define XS_FORM_ROW(id, op, fl, align, cond, pfx) \
-    {id, op, !!((fl) & XL_OPMAP_LOCK), !!((fl) & XL_OPMAP_ALIGN16), !!((fl) & XL_OPMAP_SIZED), cond},
+    {id, op, !!((fl) & XL_OPMAP_LOCK), !!((fl) & XL_OPMAP_ALIGN16), !!((fl) & XL_OPMAP_SIZED), cond, \
+     !!((fl) & XL_OPMAP_NP)},
 
 /* A family's lookup: its row for a Capstone id, or NULL (a switch first: called on every exit). */
 typedef const struct xs_form *(*xs_lookup_fn)(unsigned id);
