@@ -3,98 +3,17 @@
 The generic path turns instruction bytes into an `Access` (emu/decode.py) and then carries it out
 (emu/emulate.py). Keeping the decoded form as data, apart from both, lets the CLI print it, the
 tests compare it with an independent decoder (iced-x86), and the C subset decoder share its shape.
+`AccessKind` and `Op` are generated from the opcode map (emu/x86-opcode-map.txt -> emu/opmap.py).
 """
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 from emu.exits import GPR_NAMES
+from emu.opmap import AccessKind, Op
 
-
-class AccessKind(enum.Enum):
-    """How the instruction touches its memory operand (Linux's `insn_decode_mmio` kinds, widened)."""
-
-    WRITE = "write"          # register -> memory (MOV, MOVNTI, SSE stores)
-    WRITE_IMM = "write_imm"  # immediate -> memory
-    READ = "read"            # memory -> register (MOV, SSE loads, ALU with a register destination)
-    READ_ZX = "read_zx"      # memory -> register, zero-extended (MOVZX)
-    READ_SX = "read_sx"      # memory -> register, sign-extended (MOVSX, MOVSXD)
-    RMW = "rmw"              # read, compute, write back (ALU, unary, XCHG/XADD/CMPXCHG, BTS/BTR/BTC)
-    CMP = "cmp"              # read, compare, flags only
-    TEST = "test"            # read, AND, flags only
-    BIT_TEST = "bit_test"    # read, copy one bit to CF (BT)
-    STRING = "string"        # MOVS/STOS/LODS/CMPS/SCAS, optionally with REP/REPE/REPNE
-    STACK = "stack"          # PUSH/POP/CALL/RET/LEAVE/ENTER: memory at RSP (and an explicit operand)
-    BRANCH = "branch"        # JMP through a pointer in memory
-
-
-class Op(enum.Enum):
-    """The operation, independent of encoding; emu/emulate.py has one semantic function per value."""
-
-    MOV = "mov"
-    MOVZX = "movzx"
-    MOVSX = "movsx"
-    ADD = "add"
-    OR = "or"
-    ADC = "adc"
-    SBB = "sbb"
-    AND = "and"
-    SUB = "sub"
-    XOR = "xor"
-    CMP = "cmp"
-    TEST = "test"
-    INC = "inc"
-    DEC = "dec"
-    NOT = "not"
-    NEG = "neg"
-    XCHG = "xchg"
-    XADD = "xadd"
-    CMPXCHG = "cmpxchg"
-    BT = "bt"
-    BTS = "bts"
-    BTR = "btr"
-    BTC = "btc"
-    MOVS = "movs"
-    STOS = "stos"
-    LODS = "lods"
-    SSE_LOAD = "sse_load"    # memory -> xmm/ymm, the rest of the register zeroed (MOVD/MOVQ/MOVSS/...)
-    SSE_STORE = "sse_store"  # low `size` bytes of xmm/ymm -> memory
-    CMPS = "cmps"
-    SCAS = "scas"
-    MUL = "mul"
-    IMUL = "imul"            # one operand (RDX:RAX), two (r, r/m) and three (r, r/m, imm)
-    DIV = "div"
-    IDIV = "idiv"
-    ROL = "rol"
-    ROR = "ror"
-    RCL = "rcl"
-    RCR = "rcr"
-    SHL = "shl"
-    SHR = "shr"
-    SAR = "sar"
-    SHLD = "shld"
-    SHRD = "shrd"
-    BSF = "bsf"
-    BSR = "bsr"
-    POPCNT = "popcnt"
-    LZCNT = "lzcnt"
-    TZCNT = "tzcnt"
-    CMOV = "cmov"            # `cond` = the condition nibble
-    SETCC = "setcc"
-    PUSH = "push"
-    POP = "pop"
-    CALL = "call"
-    JMP = "jmp"
-    RET = "ret"
-    LEAVE = "leave"
-    ENTER = "enter"
-    CMPXCHG8B = "cmpxchg8b"  # and CMPXCHG16B (size 16)
-    MOVBE = "movbe"
-    MOVDIR64B = "movdir64b"
-    XLAT = "xlat"
-    SMSW = "smsw"
+__all__ = ["SUBREGS", "Access", "AccessKind", "MemOperand", "Op"]
 
 
 @dataclass(frozen=True, slots=True)

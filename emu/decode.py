@@ -1,8 +1,9 @@
 """Decode one instruction with Capstone into an `Access`, and compute its effective address.
 
-One table, `FORMS`, keyed by Capstone instruction id, is the single source of truth for what the
-generic path supports (KVM's opcode-table idea): it names the operation and its properties (LOCK
-permitted, 16-byte alignment required). emu/emulate.py gives each `Op` its semantics; anything not
+One table, `FORMS`, keyed by Capstone instruction id, says what the generic path supports (KVM's
+opcode-table idea): it names the operation and its properties (LOCK permitted, alignment, sizing).
+It is built from the opcode map (emu/x86-opcode-map.txt, generated into emu/opmap.py), the one
+source the C tables are generated from too. emu/emulate.py gives each `Op` its semantics; anything not
 in the table is an `EmulationError` carrying RIP and the bytes, never a skip.
 
 Capstone is trusted for lengths, operands and sizes (tests cross-check it against iced-x86) but
@@ -22,6 +23,18 @@ from capstone import x86_const as X
 from emu.access import SUBREGS, Access, AccessKind, MemOperand, Op
 from emu.errors import EmulationError
 from emu.exits import MAX_INSN_LEN
+from emu.opmap import (
+    FORM_ROWS,
+    MMX_FORMS,
+    MOVE_OPS,
+    NEVER_LOCKED,
+    NO_66,
+    OP_KIND,
+    REFUSED_ROWS,
+    SSE_PREFIX,
+    STACK_OPS,
+    STRING_OPS,
+)
 
 _LEGACY_PREFIXES = frozenset({0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65, 0x66, 0x67})
 
@@ -42,132 +55,26 @@ class Form:
     align: int = 0
     sized: bool = False
     np: bool = False  # "NP" in the SDM: a 66/F2/F3 prefix makes it #UD
+    no_f2f3: bool = False  # F2/F3 make it another instruction or #UD (MOVBE: F2 is CRC32)
 
 
-_ALU = {
-    X.X86_INS_ADD: Op.ADD, X.X86_INS_OR: Op.OR, X.X86_INS_ADC: Op.ADC, X.X86_INS_SBB: Op.SBB,
-    X.X86_INS_AND: Op.AND, X.X86_INS_SUB: Op.SUB, X.X86_INS_XOR: Op.XOR,
-}
-_SHIFTS = {
-    X.X86_INS_ROL: Op.ROL, X.X86_INS_ROR: Op.ROR, X.X86_INS_RCL: Op.RCL, X.X86_INS_RCR: Op.RCR,
-    X.X86_INS_SHL: Op.SHL, X.X86_INS_SAL: Op.SHL, X.X86_INS_SHR: Op.SHR, X.X86_INS_SAR: Op.SAR,
-}
-_CC = ("O", "NO", "B", "AE", "E", "NE", "BE", "A", "S", "NS", "P", "NP", "L", "GE", "LE", "G")
-_CMOV = {getattr(X, f"X86_INS_CMOV{c}"): i for i, c in enumerate(_CC)}
-_SET = {getattr(X, f"X86_INS_SET{c}"): i for i, c in enumerate(_CC)}
+def _capstone_id(name: str) -> int:
+    return int(getattr(X, f"X86_INS_{name}"))
 
 
-def _sized(op: Op, lockable: bool = False) -> Form:
-    return Form(op, lockable=lockable, sized=True)
-
-
-# Capstone id -> Form: THE opcode table of the generic path (one row per instruction; KVM's
-# opcode_table idea). SSE moves carry SSE_LOAD; the direction is fixed from the operands.
+# Capstone id -> Form: THE opcode table of the generic path, built from the opcode map
+# (emu/x86-opcode-map.txt [forms] -> emu/opmap.py FORM_ROWS; KVM's opcode_table idea). SSE moves
+# carry SSE_LOAD; the direction is fixed from the operands.
 FORMS: dict[int, Form] = {
-    # -- mov family
-    X.X86_INS_MOV: _sized(Op.MOV),
-    X.X86_INS_MOVABS: _sized(Op.MOV),
-    X.X86_INS_MOVNTI: Form(Op.MOV, sized=True, np=True),
-    X.X86_INS_MOVDIRI: Form(Op.MOV, sized=True, np=True),
-    X.X86_INS_MOVZX: Form(Op.MOVZX),
-    X.X86_INS_MOVSX: Form(Op.MOVSX),
-    X.X86_INS_MOVSXD: Form(Op.MOVSX),
-    X.X86_INS_MOVBE: _sized(Op.MOVBE),
-    X.X86_INS_XLATB: Form(Op.XLAT),
-    X.X86_INS_SMSW: Form(Op.SMSW),
-    # -- alu
-    **{ins: _sized(op, lockable=True) for ins, op in _ALU.items()},
-    X.X86_INS_CMP: _sized(Op.CMP),
-    X.X86_INS_TEST: _sized(Op.TEST),
-    X.X86_INS_INC: _sized(Op.INC, lockable=True),
-    X.X86_INS_DEC: _sized(Op.DEC, lockable=True),
-    X.X86_INS_NOT: _sized(Op.NOT, lockable=True),
-    X.X86_INS_NEG: _sized(Op.NEG, lockable=True),
-    X.X86_INS_XCHG: _sized(Op.XCHG, lockable=True),
-    X.X86_INS_XADD: _sized(Op.XADD, lockable=True),
-    X.X86_INS_CMPXCHG: _sized(Op.CMPXCHG, lockable=True),
-    # -- multiply / divide
-    X.X86_INS_MUL: _sized(Op.MUL),
-    X.X86_INS_IMUL: _sized(Op.IMUL),
-    X.X86_INS_DIV: _sized(Op.DIV),
-    X.X86_INS_IDIV: _sized(Op.IDIV),
-    # -- shifts / rotates
-    **{ins: _sized(op) for ins, op in _SHIFTS.items()},
-    X.X86_INS_SHLD: _sized(Op.SHLD),
-    X.X86_INS_SHRD: _sized(Op.SHRD),
-    # -- bit test / scan / count
-    X.X86_INS_BT: _sized(Op.BT),
-    X.X86_INS_BTS: _sized(Op.BTS, lockable=True),
-    X.X86_INS_BTR: _sized(Op.BTR, lockable=True),
-    X.X86_INS_BTC: _sized(Op.BTC, lockable=True),
-    X.X86_INS_BSF: _sized(Op.BSF),
-    X.X86_INS_BSR: _sized(Op.BSR),
-    X.X86_INS_POPCNT: _sized(Op.POPCNT),
-    X.X86_INS_LZCNT: _sized(Op.LZCNT),
-    X.X86_INS_TZCNT: _sized(Op.TZCNT),
-    # -- conditional
-    **{ins: _sized(Op.CMOV) for ins in _CMOV},
-    **{ins: Form(Op.SETCC) for ins in _SET},
-    # -- stack and branches through memory
-    X.X86_INS_PUSH: Form(Op.PUSH),
-    X.X86_INS_POP: Form(Op.POP),
-    X.X86_INS_CALL: Form(Op.CALL),
-    X.X86_INS_JMP: Form(Op.JMP),
-    X.X86_INS_RET: Form(Op.RET),
-    X.X86_INS_LEAVE: Form(Op.LEAVE),
-    X.X86_INS_ENTER: Form(Op.ENTER),
-    # -- atomics
-    X.X86_INS_CMPXCHG8B: Form(Op.CMPXCHG8B, lockable=True),
-    X.X86_INS_CMPXCHG16B: Form(Op.CMPXCHG8B, lockable=True, align=16),
-    X.X86_INS_MOVDIR64B: Form(Op.MOVDIR64B),
-    # -- strings
-    **{ins: Form(Op.MOVS) for ins in (X.X86_INS_MOVSB, X.X86_INS_MOVSW, X.X86_INS_MOVSD, X.X86_INS_MOVSQ)},
-    **{ins: Form(Op.STOS) for ins in (X.X86_INS_STOSB, X.X86_INS_STOSW, X.X86_INS_STOSD, X.X86_INS_STOSQ)},
-    **{ins: Form(Op.LODS) for ins in (X.X86_INS_LODSB, X.X86_INS_LODSW, X.X86_INS_LODSD, X.X86_INS_LODSQ)},
-    **{ins: Form(Op.CMPS) for ins in (X.X86_INS_CMPSB, X.X86_INS_CMPSW, X.X86_INS_CMPSD, X.X86_INS_CMPSQ)},
-    **{ins: Form(Op.SCAS) for ins in (X.X86_INS_SCASB, X.X86_INS_SCASW, X.X86_INS_SCASD, X.X86_INS_SCASQ)},
-    # -- SSE / AVX moves (MOVSD with an xmm operand is SSE2 MOVSD, without it the string MOVSD)
-    X.X86_INS_MOVD: Form(Op.SSE_LOAD),
-    X.X86_INS_MOVQ: Form(Op.SSE_LOAD),
-    X.X86_INS_MOVSS: Form(Op.SSE_LOAD),
-    X.X86_INS_MOVDQU: Form(Op.SSE_LOAD),
-    X.X86_INS_MOVUPS: Form(Op.SSE_LOAD),
-    X.X86_INS_MOVUPD: Form(Op.SSE_LOAD),
-    X.X86_INS_LDDQU: Form(Op.SSE_LOAD),
-    X.X86_INS_MOVDQA: Form(Op.SSE_LOAD, align16=True),
-    X.X86_INS_MOVAPS: Form(Op.SSE_LOAD, align16=True),
-    X.X86_INS_MOVAPD: Form(Op.SSE_LOAD, align16=True),
-    X.X86_INS_MOVNTDQ: Form(Op.SSE_LOAD, align16=True),
-    X.X86_INS_MOVNTPS: Form(Op.SSE_LOAD, align16=True),
-    X.X86_INS_MOVNTPD: Form(Op.SSE_LOAD, align16=True),
-    X.X86_INS_MOVNTDQA: Form(Op.SSE_LOAD, align16=True),
-    X.X86_INS_VMOVD: Form(Op.SSE_LOAD),
-    X.X86_INS_VMOVQ: Form(Op.SSE_LOAD),
-    X.X86_INS_VMOVSS: Form(Op.SSE_LOAD),
-    X.X86_INS_VMOVSD: Form(Op.SSE_LOAD),
-    X.X86_INS_VMOVDQU: Form(Op.SSE_LOAD),
-    X.X86_INS_VMOVUPS: Form(Op.SSE_LOAD),
-    X.X86_INS_VMOVUPD: Form(Op.SSE_LOAD),
-    X.X86_INS_VLDDQU: Form(Op.SSE_LOAD),
-    X.X86_INS_VMOVDQA: Form(Op.SSE_LOAD, align=-1),
-    X.X86_INS_VMOVAPS: Form(Op.SSE_LOAD, align=-1),
-    X.X86_INS_VMOVAPD: Form(Op.SSE_LOAD, align=-1),
-    X.X86_INS_VMOVNTDQ: Form(Op.SSE_LOAD, align=-1),
-    X.X86_INS_VMOVNTPS: Form(Op.SSE_LOAD, align=-1),
-    X.X86_INS_VMOVNTPD: Form(Op.SSE_LOAD, align=-1),
-    X.X86_INS_VMOVNTDQA: Form(Op.SSE_LOAD, align=-1),
+    _capstone_id(name): Form(op, **props) for name, op, _cc, props in FORM_ROWS
 }
+# CMOVcc/SETcc: Capstone id -> the condition code (low nibble of the opcode)
+_COND: dict[int, int] = {_capstone_id(name): cc for name, _op, cc, _props in FORM_ROWS if cc is not None}
 
 # Instructions refused on purpose, with the reason (a clear stop, never a skip).
-_MASKED = "byte-masked store to the implicit DS:[rdi]: not emulated (docs/known-discrepancies.md)"
-REFUSED: dict[int, str] = {
-    X.X86_INS_MASKMOVDQU: _MASKED,
-    X.X86_INS_VMASKMOVDQU: _MASKED,
-    X.X86_INS_MASKMOVQ: _MASKED,
-}
+REFUSED: dict[int, str] = {_capstone_id(name): why for name, why in REFUSED_ROWS.items()}
 
-_STRING_OPS = frozenset({Op.MOVS, Op.STOS, Op.LODS, Op.CMPS, Op.SCAS})
-_STACK_OPS = frozenset({Op.PUSH, Op.POP, Op.CALL, Op.RET, Op.LEAVE, Op.ENTER})
+_MMX_IDS = frozenset(_capstone_id(name) for name in MMX_FORMS)
 _MODES = {64: capstone.CS_MODE_64, 32: capstone.CS_MODE_32}
 
 
@@ -272,8 +179,6 @@ def _operand_size(code: bytes, mode: int) -> int:
     return 2 if has66 else 4
 
 
-_NEVER_LOCKED = _STACK_OPS | {Op.JMP, Op.XLAT, Op.SMSW, Op.MOVDIR64B}
-_NO_66 = frozenset({Op.CALL, Op.JMP, Op.RET, Op.ENTER})  # 16-bit IP/frame forms: refused
 
 
 def _fail(why: str, rip: int, raw: bytes) -> EmulationError:
@@ -330,28 +235,30 @@ def decode(code: bytes, mode: int, rip: int = 0) -> Access:
     op = form.op
     if any(r.startswith(("zmm", "k")) or r.startswith("st") for r in reg_names):
         raise _fail(f"unsupported instruction '{name}' (AVX-512/x87 register)", rip, raw)
-    if any(r.startswith("mm") for r in reg_names) and insn.id not in (X.X86_INS_MOVD, X.X86_INS_MOVQ):
+    if any(r.startswith("mm") for r in reg_names) and insn.id not in _MMX_IDS:
         raise _fail(f"unsupported instruction '{name}' (MMX register)", rip, raw)
-    if insn.id == X.X86_INS_CMPSD and any(n.startswith(("xmm", "ymm")) for n in reg_names):
-        # Capstone gives the SSE compares with a named predicate (`0f c2 52 f8 03` is CMPUNORDPS) the
-        # id of the string CMPSD (found by `exitlab fuzz --seed 10`: the string decode crashed)
+    if op is Op.CMPS and any(n.startswith(("xmm", "ymm")) for n in reg_names):
+        # Capstone gives the SSE compares with a named predicate the ids of the string CMPS: LE
+        # CMPSB, UNORD CMPSD, NEQ CMPSQ, NLE CMPSW (`0f c2 52 f8 03` is CMPUNORDPS; found by
+        # `exitlab fuzz --seed 10` for CMPSD, by the opcode-map baseline for the others: the string
+        # decode crashed with StopIteration)
         raise _fail(f"unsupported instruction '{name}' (SSE compare)", rip, raw)
     if insn.id == X.X86_INS_MOVSD and any(n.startswith("xmm") for n in reg_names):
         op = Op.SSE_LOAD  # SSE2 MOVSD xmm, m64 / m64, xmm: not the string MOVSD
-    elif op in _STRING_OPS:
+    elif op in STRING_OPS:
         if lock:
             raise _fail(f"LOCK prefix not allowed on '{name}' (#UD)", rip, raw)
         return _decode_string(insn, op, mems, raw, rep, repne)
-    if lock and op in _NEVER_LOCKED:
+    if lock and op in NEVER_LOCKED:
         raise _fail(f"LOCK prefix not allowed on '{name}' (#UD)", rip, raw)
-    if op in _NO_66 and 0x66 in _legacy_prefixes(raw, mode):
+    if op in NO_66 and 0x66 in _legacy_prefixes(raw, mode):
         raise _fail(f"unsupported instruction '{name}': operand-size override on a near branch or ENTER "
                     "(16-bit IP/frame; Intel and AMD differ in 64-bit mode)", rip, raw)
     if op in (Op.CALL, Op.JMP) and insn.opcode[0] == 0xFF and (insn.modrm >> 3) & 7 in (3, 5):
         # FF /3 and FF /5 are the far forms (m16:32 / m16:64: a selector load); Capstone names
         # them CALL/JMP like the near ones (found by exitlab fuzz: `ff 29` in 64-bit mode)
         raise _fail(f"unsupported instruction '{name}': far CALL/JMP through memory", rip, raw)
-    if op in _STACK_OPS and not (op in (Op.PUSH, Op.CALL, Op.POP) and mems):
+    if op in STACK_OPS and not (op in (Op.PUSH, Op.CALL, Op.POP) and mems):
         return _decode_stack(insn, op, raw, reg_names, imms, mode, rip, name)
     if op is Op.XLAT:
         mem = MemOperand(base={8: "rbx", 4: "ebx", 2: "bx"}[insn.addr_size], index=None, scale=1, disp=0,
@@ -374,7 +281,7 @@ def decode(code: bytes, mode: int, rip: int = 0) -> Access:
         size = _operand_size(raw, mode)
     if form.np and any(b in (0x66, 0xF2, 0xF3) for b in _legacy_prefixes(raw, mode)):
         raise _fail(f"'{name}' does not allow a 66/F2/F3 prefix (#UD)", rip, raw)
-    if op is Op.MOVBE and any(b in (0xF2, 0xF3) for b in _legacy_prefixes(raw, mode)):
+    if form.no_f2f3 and any(b in (0xF2, 0xF3) for b in _legacy_prefixes(raw, mode)):
         # F2 0F 38 F0/F1 is CRC32 (F3: #UD); Capstone says MOVBE when another prefix sits between
         # F2 and 66 (`f2 36 66 49 0f 38 f1 2f`, found by exitlab fuzz)
         raise _fail(f"unsupported instruction '{name}': F2/F3 on 0F 38 F0/F1 is CRC32 or #UD", rip, raw)
@@ -416,10 +323,8 @@ def decode(code: bytes, mode: int, rip: int = 0) -> Access:
         assert reg is not None
         reg2 = reg
         mem_is_dest = False
-    if op is Op.CMOV:
-        cond = _CMOV[insn.id]
-    elif op is Op.SETCC:
-        cond = _SET[insn.id]
+    if op in (Op.CMOV, Op.SETCC):
+        cond = _COND[insn.id]
     if lock and not (form.lockable and mem_is_dest):
         raise _fail(f"LOCK prefix not allowed on '{name}' (#UD)", rip, raw)
     kind = _kind(op, mem_is_dest, imm is not None)
@@ -438,20 +343,17 @@ def _sse_prefix(raw: bytes, mode: int) -> int:
     return last or (0x66 if has66 else 0)
 
 
-_NO_PREFIX = frozenset({X.X86_INS_MOVUPS, X.X86_INS_MOVAPS, X.X86_INS_MOVNTPS})
-_F3 = frozenset({X.X86_INS_MOVSS, X.X86_INS_MOVDQU})
-_F2 = frozenset({X.X86_INS_MOVSD, X.X86_INS_LDDQU})
+_SSE_PREFIX = {_capstone_id(name): pfx for name, pfx in SSE_PREFIX.items()}
 
 
 def _sse_required(insn: capstone.CsInsn, reg: str | None, store: bool) -> int:
-    """The mandatory prefix of the form Capstone decoded (0 for the MMX forms of MOVD/MOVQ; F3 for
-    MOVQ xmm, m64 = F3 0F 7E; 66 for the other XMM forms)."""
-    if insn.id in _NO_PREFIX or (reg or "").startswith("mm"):
+    """The mandatory prefix of the form Capstone decoded: the map's `pfx` (none for MOVUPS/MOVAPS/
+    MOVNTPS, F3 for MOVSS/MOVDQU, F2 for MOVSD/LDDQU), 0 for the MMX forms, F3 for MOVQ xmm, m64
+    (F3 0F 7E), 66 for the other XMM forms."""
+    if (reg or "").startswith("mm"):
         return 0
-    if insn.id in _F3:
-        return 0xF3
-    if insn.id in _F2:
-        return 0xF2
+    if insn.id in _SSE_PREFIX:
+        return _SSE_PREFIX[insn.id]
     if insn.id == X.X86_INS_MOVQ and insn.opcode[1] == 0x7E and not store:
         return 0xF3
     return 0x66
@@ -509,24 +411,14 @@ def _decode_stack(insn: capstone.CsInsn, op: Op, raw: bytes, reg_names: list[str
 
 
 def _kind(op: Op, mem_is_dest: bool, has_imm: bool) -> AccessKind:
-    if op in (Op.MOV, Op.SSE_STORE, Op.SSE_LOAD, Op.MOVBE, Op.SETCC, Op.SMSW, Op.MOVDIR64B):
+    """The map's kind of `op` ([ops]): a move by direction, a fixed kind, else RMW or READ."""
+    if op in MOVE_OPS:
         if mem_is_dest:
             return AccessKind.WRITE_IMM if has_imm else AccessKind.WRITE
         return AccessKind.READ
-    if op is Op.MOVZX:
-        return AccessKind.READ_ZX
-    if op is Op.MOVSX:
-        return AccessKind.READ_SX
-    if op is Op.CMP:
-        return AccessKind.CMP
-    if op is Op.TEST:
-        return AccessKind.TEST
-    if op is Op.BT:
-        return AccessKind.BIT_TEST
-    if op in (Op.PUSH, Op.POP, Op.CALL):
-        return AccessKind.STACK
-    if op is Op.JMP:
-        return AccessKind.BRANCH
+    fixed = OP_KIND.get(op)
+    if fixed is not None:
+        return fixed
     return AccessKind.RMW if mem_is_dest else AccessKind.READ
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from emu.access import Access, Op
 from emu.cpu import Cpu, Outcome
 from emu.errors import GuestFault, UnmappedAccess
+from emu.opmap import READ_ONLY, STRING_OPS
 from emu.semantics import alu, atomic, bit, bitscan, cond, misc, mov, muldiv, shift, stack, string, vector
 from emu.semantics.core import (
     AF,
@@ -55,12 +56,6 @@ SEMANTICS: dict[Op, Callable[[Exec], None]] = {
     **misc.SEMANTICS,
 }
 
-# Ops that only read their memory operand even when it is the first operand.
-# MUL/IMUL/DIV/IDIV r/m name their memory source as operand 0 (the result goes to rAX/rDX).
-_READ_ONLY = frozenset({Op.CMP, Op.TEST, Op.BT, Op.LODS, Op.CMPS, Op.SCAS, Op.PUSH, Op.CALL, Op.JMP,
-                        Op.MUL, Op.IMUL, Op.DIV, Op.IDIV})
-
-
 def execute(access: Access, cpu: Cpu, rip: int, mode: int, max_iterations: int | None = None) -> Outcome:
     """Carry out `access` (decoded at `rip`) on `cpu`; return the device accesses and next RIP.
 
@@ -75,12 +70,14 @@ def execute(access: Access, cpu: Cpu, rip: int, mode: int, max_iterations: int |
         raise ValueError(f"max_iterations must be at least 1 (got {max_iterations})")
     x = Exec(access, cpu, rip, mode, max_iterations)
     if (mode != 64 and access.mem.segment == "cs" and access.mem_is_dest
-            and access.op not in _READ_ONLY):
-        # Flat 32-bit model: CS is an execute/read code segment, so a write through a CS override
-        # is #GP(0) (SDM vol. 3 5.4.1), before any access; in 64-bit mode the override is ignored.
+            and access.op not in READ_ONLY):
+        # READ_ONLY (the map's `readonly` ops): memory operand 0 is only read (MUL/IMUL/DIV/IDIV r/m
+        # name their source first). Flat 32-bit model: CS is an execute/read code segment, so a write
+        # through a CS override is #GP(0) (SDM vol. 3 5.4.1), before any access; in 64-bit mode the
+        # override is ignored.
         raise x.fault(GP, "write through a CS override (code segments are not writable)")
     try:
-        if access.op in string.STRING_OPS:
+        if access.op in STRING_OPS:
             return string.execute_string(x)
         SEMANTICS[access.op](x)
     except (UnmappedAccess, GuestFault) as exc:

@@ -16,6 +16,7 @@ from emu.decode import decode, effective_address
 from emu.emulate import execute
 from emu.errors import EmulationError
 from emu.exits import MAX_INSN_LEN, ExitKind, ExitRecord
+from emu.opmap import STACK_OPS
 
 
 def emulate_at(cpu: Cpu, rip: int, mode: int, max_iterations: int | None = None) -> Outcome:
@@ -29,7 +30,6 @@ def emulate_at(cpu: Cpu, rip: int, mode: int, max_iterations: int | None = None)
     return execute(access, cpu, rip, mode, max_iterations)
 
 
-_STACK_OPS = frozenset({Op.PUSH, Op.POP, Op.CALL, Op.RET, Op.LEAVE, Op.ENTER})
 
 
 class GenericPath:
@@ -59,7 +59,7 @@ class GenericPath:
         candidates = [access.mem] + ([access.src_mem] if access.src_mem is not None else [])
         if access.op is Op.XLAT:
             candidates = [replace(access.mem, disp=cpu.get("rax") & 0xFF)]
-        if access.op in _STACK_OPS:
+        if access.op in STACK_OPS:
             sp, width = ("rsp", 8) if exit.mode == 64 else ("esp", 4)
             down = access.op in (Op.PUSH, Op.CALL, Op.ENTER)
             candidates.append(MemOperand(sp, None, 1, -access.size if down else 0, "ss", width))

@@ -24,6 +24,7 @@ from emu.errors import ExitlabError
 from emu.exits import REG_NAMES, ExitKind, ExitRecord
 from emu.interrupt import Watchdog
 from emu.machine import Machine, RunResult, Stop, StopReason
+from emu.opmap import SUBSET_KINDS  # enum xl_mmio_kind (generated from emu/x86-opcode-map.txt)
 from emu.replaycheck import record_problem
 from emu.trace import iter_trace
 from fastpath._exitlab_c import ffi, lib
@@ -81,7 +82,6 @@ STOP_CODES: dict[str, int] = {name: i for i, name in enumerate(STOP_NAMES)}
 C_STOP_REASONS: dict[str, str] = {"max_exits": "budget", "uc_error": "triple_fault", "none": "triple_fault"}
 # How port I/O and hypercall exits are trapped in a live run (enum xl_trap, live.h); MMIO is by style.
 TRAPS: dict[str, int] = {"mixed": 0, "exit": 1, "hook": 2}
-SUBSET_KINDS: tuple[str, ...] = ("none", "write", "write_imm", "read", "read_zx", "read_sx", "movs", "stos")
 SEGMENTS: tuple[str, ...] = ("", "es", "cs", "ss", "ds", "fs", "gs")
 NREGS = len(REG_NAMES)
 RECORD = struct.Struct("<BBBB15s5xQQQ20Q")  # struct xl_record

@@ -2,6 +2,7 @@
 
 `core` holds what every family shares (`Exec`: registers, flags, memory routing with precise
 faults); each family module exports `SEMANTICS`, a dict from `Op` to its function, which
-emu/emulate.py merges into the one dispatch table. Adding a family = one module + one table row per
-form in emu/decode.py's FORMS + tests/emulate/test_<family>.py.
+emu/emulate.py merges into the one dispatch table. Adding a family = one module + its rows in the
+opcode map (emu/x86-opcode-map.txt: an [ops] row per operation, a [forms] row per form) +
+tests/emulate/test_<family>.py.
 """

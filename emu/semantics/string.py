@@ -7,8 +7,6 @@ from emu.cpu import Outcome
 from emu.decode import effective_address
 from emu.semantics.core import DF, ZF, Exec, sub_flags
 
-STRING_OPS = frozenset({Op.MOVS, Op.STOS, Op.LODS, Op.CMPS, Op.SCAS})
-
 # A REP instruction stops after this many iterations with RIP left on it, as an interrupted REP
 # does on hardware: the guest re-executes it and the rest happens on the next exit.
 REP_BUDGET = 1 << 16

@@ -6,6 +6,7 @@
  */
 #include "insn_subset.h"
 #include "insn_length.h"
+#include "opmap_subset.h"
 #include "vex_pp.h"
 
 #define XL_MAXLEN 15
@@ -53,46 +54,15 @@ static int walk_prefixes(const uint8_t *p, size_t n, int mode, struct pfx *x)
 
 /* ---------------------------------------------------------------- subset decoder */
 
-enum {
-    S_MODRM = 1 << 0,
-    S_BYTE = 1 << 1,    /* memory operand is 1 byte */
-    S_GRP0 = 1 << 2,    /* ModRM.reg must be 0 (C6/C7) */
-    S_MOFFS = 1 << 3,
-    S_REXW = 1 << 4,    /* requires REX.W (63 MOVSXD), 64-bit mode only */
-    S_SRC1 = 1 << 5,    /* memory operand 1 byte, register operand opsize */
-    S_SRC2 = 1 << 6,    /* memory operand 2 bytes, register operand opsize */
-    S_SRC4 = 1 << 7,    /* memory operand 4 bytes */
-};
-
 struct sub_ent {
     uint8_t kind;
     uint8_t flags;
 };
 
-static const struct sub_ent sub_map0[256] = {
-    [0x63] = {XL_K_READ_SX, S_MODRM | S_REXW | S_SRC4},
-    [0x88] = {XL_K_WRITE, S_MODRM | S_BYTE},
-    [0x89] = {XL_K_WRITE, S_MODRM},
-    [0x8A] = {XL_K_READ, S_MODRM | S_BYTE},
-    [0x8B] = {XL_K_READ, S_MODRM},
-    [0xA0] = {XL_K_READ, S_MOFFS | S_BYTE},
-    [0xA1] = {XL_K_READ, S_MOFFS},
-    [0xA2] = {XL_K_WRITE, S_MOFFS | S_BYTE},
-    [0xA3] = {XL_K_WRITE, S_MOFFS},
-    [0xA4] = {XL_K_MOVS, S_BYTE},
-    [0xA5] = {XL_K_MOVS, 0},
-    [0xAA] = {XL_K_STOS, S_BYTE},
-    [0xAB] = {XL_K_STOS, 0},
-    [0xC6] = {XL_K_WRITE_IMM, S_MODRM | S_BYTE | S_GRP0},
-    [0xC7] = {XL_K_WRITE_IMM, S_MODRM | S_GRP0},
-};
+/* The opcode tables and their S_* flags come from the [subset] rows of emu/x86-opcode-map.txt. */
+static const struct sub_ent sub_map0[256] = {XL_OPMAP_SUBSET_MAP0};
 
-static const struct sub_ent sub_map1[256] = {
-    [0xB6] = {XL_K_READ_ZX, S_MODRM | S_SRC1},
-    [0xB7] = {XL_K_READ_ZX, S_MODRM | S_SRC2},
-    [0xBE] = {XL_K_READ_SX, S_MODRM | S_SRC1},
-    [0xBF] = {XL_K_READ_SX, S_MODRM | S_SRC2},
-};
+static const struct sub_ent sub_map1[256] = {XL_OPMAP_SUBSET_MAP1};
 
 static uint64_t rd_le(const uint8_t *p, int n)
 {

@@ -2,7 +2,8 @@
  *
  * xl_decode_subset() knows exactly the instructions a guest uses to touch MMIO (the shape of
  * Linux's insn_decode_mmio()): MOV 88/89/8A/8B/C6/C7, moffs A0-A3, MOVZX/MOVSX 0F B6/B7/BE/BF,
- * MOVSXD (63 with REX.W), MOVS/STOS A4/A5/AA/AB with REP.  Everything else is "not mine" (0).
+ * MOVSXD (63 with REX.W), MOVS/STOS A4/A5/AA/AB with REP (the [subset] rows of
+ * emu/x86-opcode-map.txt, generated into opmap_subset.h).  Everything else is "not mine" (0).
  *
  * xl_insn_length() returns the length of any instruction of the legacy, 0F, 0F38 and 0F3A maps
  * (with prefixes and REX, 3DNow! included) and of VEX (maps 1-3) and EVEX (maps 1-3, 5, 6) ones, or
@@ -15,16 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum xl_mmio_kind {
-    XL_K_NONE = 0,
-    XL_K_WRITE = 1,      /* reg -> mem */
-    XL_K_WRITE_IMM = 2,  /* imm -> mem */
-    XL_K_READ = 3,       /* mem -> reg, same size */
-    XL_K_READ_ZX = 4,    /* mem -> reg, zero-extended */
-    XL_K_READ_SX = 5,    /* mem -> reg, sign-extended */
-    XL_K_MOVS = 6,       /* [seg:rSI] -> [ES:rDI] */
-    XL_K_STOS = 7,       /* rAX -> [ES:rDI] */
-};
+#include "opmap.h"  /* enum xl_mmio_kind, generated from emu/x86-opcode-map.txt */
 
 enum xl_seg { XL_SEG_NONE = 0, XL_SEG_ES, XL_SEG_CS, XL_SEG_SS, XL_SEG_DS, XL_SEG_FS, XL_SEG_GS };
 

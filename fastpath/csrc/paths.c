@@ -866,13 +866,13 @@ static uint32_t unsupported_or_fault(struct xl_ctx *ctx, const struct xl_exit *e
     return XL_E_UNSUPPORTED;
 }
 
-/* Forms whose memory operand 0 is only read (beyond CMP/TEST/BT/PUSH): MUL/IMUL/DIV/IDIV r/m name
- * their source first, CMPS its DS:[rSI] (emu/emulate.py _READ_ONLY); no #GP through CS for them. */
+/* Forms whose memory operand 0 is only read: CMP/TEST/BT/PUSH, MUL/IMUL/DIV/IDIV r/m name their
+ * source first, CMPS its DS:[rSI]; no #GP through CS for them (the map's `readonly` ops, as
+ * emu/emulate.py READ_ONLY). */
 static int reads_operand0(unsigned id)
 {
     switch (id) {
-    case X86_INS_MUL: case X86_INS_IMUL: case X86_INS_DIV: case X86_INS_IDIV:
-    case X86_INS_CMPSB: case X86_INS_CMPSW: case X86_INS_CMPSD: case X86_INS_CMPSQ:
+    XL_OPMAP_READONLY_CASES
         return 1;
     default:
         return 0;
@@ -941,14 +941,14 @@ static uint32_t path_capstone(struct xl_ctx *ctx, const struct xl_exit *ex, stru
         /* the destination is operand 0 (Capstone's access flags miss CMPXCHG, MOVNTI, SETcc...);
          * the read-only forms are emu/emulate.py's _READ_ONLY */
         if ((mov || xl_sem_known(insn->id)) && xs->op_count > 0 && xs->operands[0].type == X86_OP_MEM &&
-            xs->operands[0].mem.segment == X86_REG_CS && insn->id != X86_INS_CMP && insn->id != X86_INS_TEST &&
-            insn->id != X86_INS_BT && insn->id != X86_INS_PUSH && !reads_operand0(insn->id))
+            xs->operands[0].mem.segment == X86_REG_CS && !reads_operand0(insn->id))
             return XL_E_GP;
     }
     /* the forms beyond the MOV family and MOVS/STOS: ALU, XCHG*, BT*, SSE moves, LODS (sem.c) */
     uint32_t sem = XL_NOT_MINE;
     switch (insn->id) {
-    case X86_INS_MOV: case X86_INS_MOVABS: case X86_INS_MOVZX: case X86_INS_MOVSX:
+    XL_OPMAP_PATHS_MOV_CASES
+    XL_OPMAP_PATHS_MOVX_CASES
         break;  /* the MOV family below (the notify's hot path): no family table claims these ids */
     default:
         sem = xl_sem2_exec(ctx, ex, c, r, insn, p, n, rip);  /* stack, atomics, vector, misc */
@@ -978,8 +978,7 @@ static uint32_t path_capstone(struct xl_ctx *ctx, const struct xl_exit *ex, stru
     }
     const cs_x86_op *o = x->operands;
     switch (insn->id) {
-    case X86_INS_MOV:
-    case X86_INS_MOVABS:  /* Capstone's name for the 64-bit moffs forms A0-A3 */
+    XL_OPMAP_PATHS_MOV_CASES  /* MOVABS: Capstone's name for the 64-bit moffs forms A0-A3 */
         if (x->op_count != 2)
             return XL_E_UNSUPPORTED;
         if (o[0].type == X86_OP_MEM && o[1].type == X86_OP_REG) {
@@ -1003,9 +1002,7 @@ static uint32_t path_capstone(struct xl_ctx *ctx, const struct xl_exit *ex, stru
             return XL_E_UNSUPPORTED;
         }
         break;
-    case X86_INS_MOVZX:
-    case X86_INS_MOVSX:
-    case X86_INS_MOVSXD:
+    XL_OPMAP_PATHS_MOVX_CASES
         if (x->op_count != 2 || o[0].type != X86_OP_REG || o[1].type != X86_OP_MEM)
             return XL_E_UNSUPPORTED;
         d.size = o[1].size;
@@ -1018,8 +1015,7 @@ static uint32_t path_capstone(struct xl_ctx *ctx, const struct xl_exit *ex, stru
         if (xl_cs_gpr(o[0].reg, &d.reg, &d.hi8) < 0 || xl_cs_mem(&o[1], &d) < 0)
             return XL_E_UNSUPPORTED;
         break;
-    case X86_INS_MOVSB: case X86_INS_MOVSW: case X86_INS_MOVSD: case X86_INS_MOVSQ:
-    case X86_INS_STOSB: case X86_INS_STOSW: case X86_INS_STOSD: case X86_INS_STOSQ: {
+    XL_OPMAP_PATHS_STRING_CASES {
         uint8_t opc = x->opcode[0];
         if (opc != 0xA4 && opc != 0xA5 && opc != 0xAA && opc != 0xAB)
             return XL_E_UNSUPPORTED;  /* SSE MOVSD */

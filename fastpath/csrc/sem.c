@@ -1,6 +1,7 @@
 /* The forms table of the full-decode C path and its decode/check/dispatch (see sem.h).
  *
- * The table mirrors FORMS in emu/decode.py row for row; decode applies the same refusals in the
+ * The table is generated from the opcode map (emu/x86-opcode-map.txt -> opmap.h), as FORMS in
+ * emu/decode.py is; decode applies the same refusals in the
  * same spirit (no memory operand, MMX/AVX/x87 registers, LOCK where #UD, 66/F2/F3 on MOVNTI,
  * 16-bit mode, which the Python generic path does not decode) and sizes GPR operations from the
  * raw prefixes as the CPU does (Capstone mis-sizes some 66+F2/F3 forms). */
@@ -9,42 +10,15 @@
 #include "paths.h"
 #include "sem.h"
 
-static const struct xs_form forms[] = {
-    {X86_INS_ADD, XS_ADD, 1, 0, 1, 0},       {X86_INS_OR, XS_OR, 1, 0, 1, 0},
-    {X86_INS_ADC, XS_ADC, 1, 0, 1, 0},       {X86_INS_SBB, XS_SBB, 1, 0, 1, 0},
-    {X86_INS_AND, XS_AND, 1, 0, 1, 0},       {X86_INS_SUB, XS_SUB, 1, 0, 1, 0},
-    {X86_INS_XOR, XS_XOR, 1, 0, 1, 0},       {X86_INS_CMP, XS_CMP, 0, 0, 1, 0},
-    {X86_INS_TEST, XS_TEST, 0, 0, 1, 0},     {X86_INS_INC, XS_INC, 1, 0, 1, 0},
-    {X86_INS_DEC, XS_DEC, 1, 0, 1, 0},       {X86_INS_NOT, XS_NOT, 1, 0, 1, 0},
-    {X86_INS_NEG, XS_NEG, 1, 0, 1, 0},       {X86_INS_XCHG, XS_XCHG, 1, 0, 1, 0},
-    {X86_INS_XADD, XS_XADD, 1, 0, 1, 0},     {X86_INS_CMPXCHG, XS_CMPXCHG, 1, 0, 1, 0},
-    {X86_INS_BT, XS_BT, 0, 0, 1, 0},         {X86_INS_BTS, XS_BTS, 1, 0, 1, 0},
-    {X86_INS_BTR, XS_BTR, 1, 0, 1, 0},       {X86_INS_BTC, XS_BTC, 1, 0, 1, 0},
-    {X86_INS_MOVNTI, XS_MOVNTI, 0, 0, 1, 0},
-    {X86_INS_MOVD, XS_SSE, 0, 0, 0, 0},      {X86_INS_MOVQ, XS_SSE, 0, 0, 0, 0},
-    {X86_INS_MOVDQU, XS_SSE, 0, 0, 0, 0},    {X86_INS_MOVUPS, XS_SSE, 0, 0, 0, 0},
-    {X86_INS_MOVUPD, XS_SSE, 0, 0, 0, 0},    {X86_INS_MOVDQA, XS_SSE, 0, 1, 0, 0},
-    {X86_INS_MOVAPS, XS_SSE, 0, 1, 0, 0},    {X86_INS_MOVAPD, XS_SSE, 0, 1, 0, 0},
-    {X86_INS_MOVNTDQ, XS_SSE, 0, 1, 0, 0},   {X86_INS_MOVNTPS, XS_SSE, 0, 1, 0, 0},
-    {X86_INS_MOVNTPD, XS_SSE, 0, 1, 0, 0},
-    {X86_INS_LODSB, XS_LODS, 0, 0, 0, 0},    {X86_INS_LODSW, XS_LODS, 0, 0, 0, 0},
-    {X86_INS_LODSD, XS_LODS, 0, 0, 0, 0},    {X86_INS_LODSQ, XS_LODS, 0, 0, 0, 0},
-};
+/* The rows of the core table: the [forms] rows of emu/x86-opcode-map.txt with C table `core`. */
+static const struct xs_form forms[] = {XL_OPMAP_CORE(XS_FORM_ROW)};
 
 /* The row for a Capstone id, or NULL.  Called on every exit of the path (MOV exits included), so
- * ids outside the table are turned away by one switch, not a scan.  The switch lists the table's
- * ids again: a row missing here is a form the C path refuses, which tests/test_c_wide.py catches. */
+ * ids outside the table are turned away by one switch (generated from the same rows), not a scan. */
 static const struct xs_form *core_form(unsigned id)
 {
     switch (id) {
-    case X86_INS_ADD: case X86_INS_OR: case X86_INS_ADC: case X86_INS_SBB: case X86_INS_AND:
-    case X86_INS_SUB: case X86_INS_XOR: case X86_INS_CMP: case X86_INS_TEST: case X86_INS_INC:
-    case X86_INS_DEC: case X86_INS_NOT: case X86_INS_NEG: case X86_INS_XCHG: case X86_INS_XADD:
-    case X86_INS_CMPXCHG: case X86_INS_BT: case X86_INS_BTS: case X86_INS_BTR: case X86_INS_BTC:
-    case X86_INS_MOVNTI: case X86_INS_MOVD: case X86_INS_MOVQ: case X86_INS_MOVDQU: case X86_INS_MOVUPS:
-    case X86_INS_MOVUPD: case X86_INS_MOVDQA: case X86_INS_MOVAPS: case X86_INS_MOVAPD:
-    case X86_INS_MOVNTDQ: case X86_INS_MOVNTPS: case X86_INS_MOVNTPD: case X86_INS_LODSB:
-    case X86_INS_LODSW: case X86_INS_LODSD: case X86_INS_LODSQ:
+    XL_OPMAP_CORE_CASES
         break;
     default:
         return NULL;
@@ -276,8 +250,8 @@ uint32_t xl_sem_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu
     s.size = o[mem_i].size;
     if (f->by_prefix && (s.size == 2 || s.size == 4 || s.size == 8))
         s.size = pf.opsize;
-    if (s.op == XS_MOVNTI && (pf.has66 || pf.has_f2f3))
-        return XL_E_UNSUPPORTED;  /* NP: 66/F2/F3 make MOVNTI #UD */
+    if (f->np && (pf.has66 || pf.has_f2f3))
+        return XL_E_UNSUPPORTED;  /* NP (the map's np: MOVNTI): 66/F2/F3 make it #UD */
     int count8 = (s.op >= XS_BT && s.op <= XS_BTC) || (s.op >= XS_ROL && s.op <= XS_SHRD);
     if (s.has_imm)
         s.imm &= count8 ? 0xFF : xs_mask(s.size);  /* bit offsets and shift counts: imm8 */

@@ -2,7 +2,8 @@
  *
  * Mirrors emu/decode.py + emu/emulate.py (the reference): the same forms, the same refusals, the
  * same device accesses in the same order, the same registers, RFLAGS and next RIP.  The forms
- * live in one table (sem.c, `forms`), keyed by Capstone instruction id, as FORMS in emu/decode.py;
+ * are rows of the opcode map (emu/x86-opcode-map.txt, generated into opmap.h), keyed by Capstone
+ * instruction id as FORMS in emu/decode.py, one table per C family (sem.c `forms`, sem_<family>.c);
  * each operation class has one executor (sem_alu.c, sem_xchg.c, sem_bit.c, sem_sse.c) and each
  * flags class one helper (xl_add_flags, xl_sub_flags, xl_logic_flags).
  *
@@ -27,22 +28,14 @@ uint32_t xl_sem_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu
 
 /* ---- internal to sem*.c */
 
-enum xl_sem_op {
-    XS_NONE = 0,
-    XS_ADD, XS_OR, XS_ADC, XS_SBB, XS_AND, XS_SUB, XS_XOR, XS_CMP, XS_TEST,  /* binary (sem_alu.c) */
-    XS_INC, XS_DEC, XS_NOT, XS_NEG,                                          /* unary (sem_alu.c) */
-    XS_XCHG, XS_XADD, XS_CMPXCHG,                                            /* sem_xchg.c */
-    XS_BT, XS_BTS, XS_BTR, XS_BTC,                                           /* sem_bit.c */
-    XS_MOVNTI,                                                               /* sem_sse.c */
-    XS_SSE,                                                                  /* MOVD/MOVQ/16-byte moves */
-    XS_LODS,                                                                 /* sem_sse.c */
-    /* issue 14, one file per family (rows in that file's table) */
-    XS_CMPS, XS_SCAS,                                                        /* sem_string.c */
-    XS_MUL, XS_IMUL, XS_DIV, XS_IDIV,                                        /* sem_muldiv.c */
-    XS_ROL, XS_ROR, XS_RCL, XS_RCR, XS_SHL, XS_SHR, XS_SAR, XS_SHLD, XS_SHRD,  /* sem_shift.c */
-    XS_BSF, XS_BSR, XS_POPCNT, XS_LZCNT, XS_TZCNT,                           /* sem_bitscan.c */
-    XS_CMOV, XS_SETCC,                                                       /* sem_cond.c */
-};
+/* The operations of the tables of sem.c and sem_<family>.c (binary/unary ALU: sem_alu.c; XCHG/XADD/
+ * CMPXCHG: sem_xchg.c; BT*: sem_bit.c; MOVNTI, SSE, LODS: sem_sse.c; CMPS/SCAS: sem_string.c; ...),
+ * generated from the opcode map in the order it names them (opmap.h).  sem.c tests the ranges
+ * XS_ADD..XS_TEST, XS_INC..XS_NEG, XS_BT..XS_BTC, XS_ROL..XS_SHRD and XS_BSF..XS_TZCNT. */
+enum xl_sem_op { XS_NONE = 0, XL_OPMAP_XS_OPS };
+_Static_assert(XS_TEST - XS_ADD == 8 && XS_NEG - XS_INC == 3 && XS_BTC - XS_BT == 3 && XS_SHRD - XS_ROL == 8 &&
+                   XS_TZCNT - XS_BSF == 4,
+               "the opcode map keeps each operation group of enum xl_sem_op together");
 
 /* One row of a forms table (emu/decode.py Form): sem.c holds the older forms, each issue-14
  * family file (sem_string.c, sem_muldiv.c, ...) its own table, found by its lookup function. */
@@ -53,7 +46,14 @@ struct xs_form {
     uint8_t align16;      /* 16-byte operand must be 16-byte aligned (#GP) */
     uint8_t by_prefix;    /* operand size from 66/REX.W (emu/decode.py _SIZED_BY_PREFIXES) */
     uint8_t cond;         /* CMOVcc/SETcc: the condition code (low nibble of the opcode) */
+    uint8_t np;           /* 66/F2/F3 make it #UD ("NP" in the SDM: MOVNTI) */
 };
+
+/* A struct xs_form initializer from one row of an opmap.h X-macro (XL_OPMAP_<TABLE>(XS_FORM_ROW)):
+ * the tables are generated from emu/x86-opcode-map.txt. */
+#define XS_FORM_ROW(id, op, fl, align, cond, pfx) \
+    {id, op, !!((fl) & XL_OPMAP_LOCK), !!((fl) & XL_OPMAP_ALIGN16), !!((fl) & XL_OPMAP_SIZED), cond, \
+     !!((fl) & XL_OPMAP_NP)},
 
 /* A family's lookup: its row for a Capstone id, or NULL (a switch first: called on every exit). */
 typedef const struct xs_form *(*xs_lookup_fn)(unsigned id);

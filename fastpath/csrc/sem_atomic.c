@@ -12,9 +12,13 @@
 #include "paths.h"
 #include "sem.h"
 
-enum { AT_CMPXCHG8B, AT_CMPXCHG16B, AT_MOVBE, AT_MOVDIRI, AT_MOVDIR64B };
+enum { XL_OPMAP_AT_OPS };  /* AT_CMPXCHG8B, AT_MOVBE, ... (opmap.h) */
 
-/* The family's table: Capstone id -> operation and what the encoding allows (emu/decode.py FORMS). */
+/* The family's table: Capstone id -> operation and what the encoding allows (the [forms] rows of
+ * emu/x86-opcode-map.txt with C table `atomic`). */
+#define ROW(id, op, fl, align, cond, pfx) \
+    {id, op, !!((fl) & XL_OPMAP_LOCK), align, !!((fl) & XL_OPMAP_SIZED), !!((fl) & XL_OPMAP_NP), \
+     !!((fl) & XL_OPMAP_NOF2F3)},
 static const struct {
     unsigned id;
     uint8_t op;
@@ -22,19 +26,14 @@ static const struct {
     uint8_t align;     /* required alignment of the memory operand (#GP), 0 = none */
     uint8_t sized;     /* 2/4/8-byte operand size from 66/REX.W */
     uint8_t np;        /* 66/F2/F3 make it #UD */
-} rows[] = {
-    {X86_INS_CMPXCHG8B, AT_CMPXCHG8B, 1, 0, 0, 0},
-    {X86_INS_CMPXCHG16B, AT_CMPXCHG16B, 1, 16, 0, 0},
-    {X86_INS_MOVBE, AT_MOVBE, 0, 0, 1, 0},
-    {X86_INS_MOVDIRI, AT_MOVDIRI, 0, 0, 1, 1},
-    {X86_INS_MOVDIR64B, AT_MOVDIR64B, 0, 0, 0, 0},
-};
+    uint8_t nof2f3;    /* F2/F3 make it another instruction or #UD (MOVBE: F2 0F 38 F0/F1 is CRC32) */
+} rows[] = {XL_OPMAP_ATOMIC(ROW)};
+#undef ROW
 
 int xs_atomic_has(unsigned id)
 {
     switch (id) {
-    case X86_INS_CMPXCHG8B: case X86_INS_CMPXCHG16B: case X86_INS_MOVBE: case X86_INS_MOVDIRI:
-    case X86_INS_MOVDIR64B:
+    XL_OPMAP_ATOMIC_CASES
         return 1;
     default:
         return 0;
@@ -65,7 +64,7 @@ uint32_t xs_atomic_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_
         size = d->opsize;
     if (rows[k].np && (d->has66 || d->has_f2f3))
         return XL_E_UNSUPPORTED;
-    if (op == AT_MOVBE && d->has_f2f3)
+    if (rows[k].nof2f3 && d->has_f2f3)
         return XL_E_UNSUPPORTED;  /* F2 0F 38 F0/F1 is CRC32, F3 #UD (Capstone can say MOVBE) */
     int mem_is_dest = op == AT_MOVDIR64B ? 0 : d->mem_is_dest;
     if (d->lock && !(rows[k].lockable && mem_is_dest))

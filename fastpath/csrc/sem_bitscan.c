@@ -10,16 +10,13 @@
  * - POPCNT: ZF = source is zero, the other five status flags cleared. */
 #include "sem.h"
 
-static const struct xs_form rows[] = {
-    {X86_INS_BSF, XS_BSF, 0, 0, 1, 0},       {X86_INS_BSR, XS_BSR, 0, 0, 1, 0},
-    {X86_INS_POPCNT, XS_POPCNT, 0, 0, 1, 0}, {X86_INS_LZCNT, XS_LZCNT, 0, 0, 1, 0},
-    {X86_INS_TZCNT, XS_TZCNT, 0, 0, 1, 0},
-};
+/* The family's rows: the [forms] rows of emu/x86-opcode-map.txt with C table `bitscan`. */
+static const struct xs_form rows[] = {XL_OPMAP_BITSCAN(XS_FORM_ROW)};
 
 const struct xs_form *xs_bitscan_form(unsigned id)
 {
     switch (id) {
-    case X86_INS_BSF: case X86_INS_BSR: case X86_INS_POPCNT: case X86_INS_LZCNT: case X86_INS_TZCNT:
+    XL_OPMAP_BITSCAN_CASES
         break;
     default:
         return NULL;

@@ -6,24 +6,13 @@
  * always writes its byte (1 or 0).  No flag changes.  Each row carries its condition code. */
 #include "sem.h"
 
-#define CC(name, n) {X86_INS_CMOV##name, XS_CMOV, 0, 0, 1, n}, {X86_INS_SET##name, XS_SETCC, 0, 0, 0, n}
-
-static const struct xs_form rows[] = {
-    CC(O, 0),  CC(NO, 1), CC(B, 2),  CC(AE, 3), CC(E, 4),  CC(NE, 5),  CC(BE, 6), CC(A, 7),
-    CC(S, 8),  CC(NS, 9), CC(P, 10), CC(NP, 11), CC(L, 12), CC(GE, 13), CC(LE, 14), CC(G, 15),
-};
+/* The family's rows: the [forms] rows of emu/x86-opcode-map.txt with C table `cond`. */
+static const struct xs_form rows[] = {XL_OPMAP_COND(XS_FORM_ROW)};
 
 const struct xs_form *xs_cond_form(unsigned id)
 {
     switch (id) {
-    case X86_INS_CMOVO: case X86_INS_CMOVNO: case X86_INS_CMOVB: case X86_INS_CMOVAE: case X86_INS_CMOVE:
-    case X86_INS_CMOVNE: case X86_INS_CMOVBE: case X86_INS_CMOVA: case X86_INS_CMOVS: case X86_INS_CMOVNS:
-    case X86_INS_CMOVP: case X86_INS_CMOVNP: case X86_INS_CMOVL: case X86_INS_CMOVGE: case X86_INS_CMOVLE:
-    case X86_INS_CMOVG:
-    case X86_INS_SETO: case X86_INS_SETNO: case X86_INS_SETB: case X86_INS_SETAE: case X86_INS_SETE:
-    case X86_INS_SETNE: case X86_INS_SETBE: case X86_INS_SETA: case X86_INS_SETS: case X86_INS_SETNS:
-    case X86_INS_SETP: case X86_INS_SETNP: case X86_INS_SETL: case X86_INS_SETGE: case X86_INS_SETLE:
-    case X86_INS_SETG:
+    XL_OPMAP_COND_CASES
         break;
     default:
         return NULL;

@@ -7,20 +7,25 @@
 #include "paths.h"
 #include "sem.h"
 
-enum { MI_XLAT, MI_SMSW };
+enum { XL_OPMAP_MI_OPS };  /* MI_XLAT, MI_SMSW (opmap.h) */
 
-/* The family's table: Capstone id -> operation (emu/decode.py FORMS). */
+/* The family's table: Capstone id -> operation (the [forms] rows of emu/x86-opcode-map.txt with C
+ * table `misc`). */
+#define ROW(id, op, fl, align, cond, pfx) {id, op},
 static const struct {
     unsigned id;
     uint8_t op;
-} rows[] = {
-    {X86_INS_XLATB, MI_XLAT},
-    {X86_INS_SMSW, MI_SMSW},
-};
+} rows[] = {XL_OPMAP_MISC(ROW)};
+#undef ROW
 
 int xs_misc_has(unsigned id)
 {
-    return id == X86_INS_XLATB || id == X86_INS_SMSW;
+    switch (id) {
+    XL_OPMAP_MISC_CASES
+        return 1;
+    default:
+        return 0;
+    }
 }
 
 uint32_t xs_misc_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,

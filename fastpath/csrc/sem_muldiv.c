@@ -9,15 +9,13 @@
  * division on magnitudes so -2^127 / -1 is a #DE, never undefined behaviour. */
 #include "sem.h"
 
-static const struct xs_form rows[] = {
-    {X86_INS_MUL, XS_MUL, 0, 0, 1, 0},   {X86_INS_IMUL, XS_IMUL, 0, 0, 1, 0},
-    {X86_INS_DIV, XS_DIV, 0, 0, 1, 0},   {X86_INS_IDIV, XS_IDIV, 0, 0, 1, 0},
-};
+/* The family's rows: the [forms] rows of emu/x86-opcode-map.txt with C table `muldiv`. */
+static const struct xs_form rows[] = {XL_OPMAP_MULDIV(XS_FORM_ROW)};
 
 const struct xs_form *xs_muldiv_form(unsigned id)
 {
     switch (id) {
-    case X86_INS_MUL: case X86_INS_IMUL: case X86_INS_DIV: case X86_INS_IDIV:
+    XL_OPMAP_MULDIV_CASES
         break;
     default:
         return NULL;

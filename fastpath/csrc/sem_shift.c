@@ -10,19 +10,13 @@
  * (Intel's and QEMU's result for counts 17..31, which the SDM leaves undefined). */
 #include "sem.h"
 
-static const struct xs_form rows[] = {
-    {X86_INS_ROL, XS_ROL, 0, 0, 1, 0},   {X86_INS_ROR, XS_ROR, 0, 0, 1, 0},
-    {X86_INS_RCL, XS_RCL, 0, 0, 1, 0},   {X86_INS_RCR, XS_RCR, 0, 0, 1, 0},
-    {X86_INS_SHL, XS_SHL, 0, 0, 1, 0},   {X86_INS_SAL, XS_SHL, 0, 0, 1, 0},
-    {X86_INS_SHR, XS_SHR, 0, 0, 1, 0},   {X86_INS_SAR, XS_SAR, 0, 0, 1, 0},
-    {X86_INS_SHLD, XS_SHLD, 0, 0, 1, 0}, {X86_INS_SHRD, XS_SHRD, 0, 0, 1, 0},
-};
+/* The family's rows: the [forms] rows of emu/x86-opcode-map.txt with C table `shift`. */
+static const struct xs_form rows[] = {XL_OPMAP_SHIFT(XS_FORM_ROW)};
 
 const struct xs_form *xs_shift_form(unsigned id)
 {
     switch (id) {
-    case X86_INS_ROL: case X86_INS_ROR: case X86_INS_RCL: case X86_INS_RCR: case X86_INS_SHL:
-    case X86_INS_SAL: case X86_INS_SHR: case X86_INS_SAR: case X86_INS_SHLD: case X86_INS_SHRD:
+    XL_OPMAP_SHIFT_CASES
         break;
     default:
         return NULL;

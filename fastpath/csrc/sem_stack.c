@@ -12,24 +12,22 @@
 #include "paths.h"
 #include "sem.h"
 
-enum { ST_PUSH, ST_POP, ST_CALL, ST_JMP, ST_RET, ST_LEAVE, ST_ENTER };
+enum { XL_OPMAP_ST_OPS };  /* ST_PUSH, ST_POP, ... (opmap.h) */
 
-/* The family's table: Capstone id -> operation (emu/decode.py FORMS, "stack and branches"). */
+/* The family's table: Capstone id -> operation (the [forms] rows of emu/x86-opcode-map.txt with C
+ * table `stack`; no66 from the op's class). */
+#define ROW(id, op, fl, align, cond, pfx) {id, op, !!((fl) & XL_OPMAP_NO66)},
 static const struct {
     unsigned id;
     uint8_t op;
-    uint8_t no66;  /* operand-size override refused (16-bit IP/frame; _NO_66) */
-} rows[] = {
-    {X86_INS_PUSH, ST_PUSH, 0}, {X86_INS_POP, ST_POP, 0},   {X86_INS_CALL, ST_CALL, 1},
-    {X86_INS_JMP, ST_JMP, 1},   {X86_INS_RET, ST_RET, 1},   {X86_INS_LEAVE, ST_LEAVE, 0},
-    {X86_INS_ENTER, ST_ENTER, 1},
-};
+    uint8_t no66;  /* operand-size override refused (16-bit IP/frame) */
+} rows[] = {XL_OPMAP_STACK(ROW)};
+#undef ROW
 
 int xs_stack_has(unsigned id)
 {
     switch (id) {
-    case X86_INS_PUSH: case X86_INS_POP: case X86_INS_CALL: case X86_INS_JMP: case X86_INS_RET:
-    case X86_INS_LEAVE: case X86_INS_ENTER:
+    XL_OPMAP_STACK_CASES
         return 1;
     default:
         return 0;

@@ -11,18 +11,13 @@
  * rules 1 and 8) run per exit; then RIP stays on the instruction. */
 #include "sem.h"
 
-static const struct xs_form rows[] = {
-    {X86_INS_CMPSB, XS_CMPS, 0, 0, 0, 0}, {X86_INS_CMPSW, XS_CMPS, 0, 0, 0, 0},
-    {X86_INS_CMPSD, XS_CMPS, 0, 0, 0, 0}, {X86_INS_CMPSQ, XS_CMPS, 0, 0, 0, 0},
-    {X86_INS_SCASB, XS_SCAS, 0, 0, 0, 0}, {X86_INS_SCASW, XS_SCAS, 0, 0, 0, 0},
-    {X86_INS_SCASD, XS_SCAS, 0, 0, 0, 0}, {X86_INS_SCASQ, XS_SCAS, 0, 0, 0, 0},
-};
+/* The family's rows: the [forms] rows of emu/x86-opcode-map.txt with C table `string`. */
+static const struct xs_form rows[] = {XL_OPMAP_STRING(XS_FORM_ROW)};
 
 const struct xs_form *xs_string_form(unsigned id)
 {
     switch (id) {
-    case X86_INS_CMPSB: case X86_INS_CMPSW: case X86_INS_CMPSD: case X86_INS_CMPSQ:
-    case X86_INS_SCASB: case X86_INS_SCASW: case X86_INS_SCASD: case X86_INS_SCASQ:
+    XL_OPMAP_STRING_CASES
         break;
     default:
         return NULL;

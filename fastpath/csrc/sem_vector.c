@@ -14,44 +14,22 @@
 #include "paths.h"
 #include "sem.h"
 
-/* The family's table: Capstone id -> alignment rule (emu/decode.py FORMS, "SSE / AVX moves"). */
-enum { V_ANY = 0, V_ALIGN16 = 1, V_ALIGN_OWN = 2, V_REFUSED = 3 };
+/* The family's table: Capstone id -> alignment rule, MMX registers allowed, the legacy form's
+ * mandatory prefix (the [forms] rows of emu/x86-opcode-map.txt with C table `vector`). */
+enum { XL_OPMAP_V_OPS };  /* the alignment rules V_ANY, V_ALIGN16, V_ALIGN_OWN, V_REFUSED (opmap.h) */
+#define ROW(id, rule, fl, align, cond, pfx) {id, rule, !!((fl) & XL_OPMAP_MMX), pfx},
 static const struct {
     unsigned id;
     uint8_t rule;
     uint8_t mmx;  /* MMX registers allowed (MOVD/MOVQ) */
-} rows[] = {
-    {X86_INS_MOVD, V_ANY, 1},            {X86_INS_MOVQ, V_ANY, 1},
-    {X86_INS_MOVSS, V_ANY, 0},           {X86_INS_MOVSD, V_ANY, 0},  /* SSE2 MOVSD: with an XMM operand */
-    {X86_INS_MOVDQU, V_ANY, 0},          {X86_INS_MOVUPS, V_ANY, 0},
-    {X86_INS_MOVUPD, V_ANY, 0},          {X86_INS_LDDQU, V_ANY, 0},
-    {X86_INS_MOVDQA, V_ALIGN16, 0},      {X86_INS_MOVAPS, V_ALIGN16, 0},
-    {X86_INS_MOVAPD, V_ALIGN16, 0},      {X86_INS_MOVNTDQ, V_ALIGN16, 0},
-    {X86_INS_MOVNTPS, V_ALIGN16, 0},     {X86_INS_MOVNTPD, V_ALIGN16, 0},
-    {X86_INS_MOVNTDQA, V_ALIGN16, 0},
-    {X86_INS_VMOVD, V_ANY, 0},           {X86_INS_VMOVQ, V_ANY, 0},
-    {X86_INS_VMOVSS, V_ANY, 0},          {X86_INS_VMOVSD, V_ANY, 0},
-    {X86_INS_VMOVDQU, V_ANY, 0},         {X86_INS_VMOVUPS, V_ANY, 0},
-    {X86_INS_VMOVUPD, V_ANY, 0},         {X86_INS_VLDDQU, V_ANY, 0},
-    {X86_INS_VMOVDQA, V_ALIGN_OWN, 0},   {X86_INS_VMOVAPS, V_ALIGN_OWN, 0},
-    {X86_INS_VMOVAPD, V_ALIGN_OWN, 0},   {X86_INS_VMOVNTDQ, V_ALIGN_OWN, 0},
-    {X86_INS_VMOVNTPS, V_ALIGN_OWN, 0},  {X86_INS_VMOVNTPD, V_ALIGN_OWN, 0},
-    {X86_INS_VMOVNTDQA, V_ALIGN_OWN, 0},
-    {X86_INS_MASKMOVDQU, V_REFUSED, 0},  {X86_INS_VMASKMOVDQU, V_REFUSED, 0},
-    {X86_INS_MASKMOVQ, V_REFUSED, 0},
-};
+    uint8_t pfx;  /* mandatory prefix of the legacy form: 0 (none), 0x66, 0xF2, 0xF3 */
+} rows[] = {XL_OPMAP_VECTOR(ROW)};
+#undef ROW
 
 int xs_vector_has(unsigned id)
 {
     switch (id) {
-    case X86_INS_MOVD: case X86_INS_MOVQ: case X86_INS_MOVSS: case X86_INS_MOVSD: case X86_INS_MOVDQU:
-    case X86_INS_MOVUPS: case X86_INS_MOVUPD: case X86_INS_LDDQU: case X86_INS_MOVDQA: case X86_INS_MOVAPS:
-    case X86_INS_MOVAPD: case X86_INS_MOVNTDQ: case X86_INS_MOVNTPS: case X86_INS_MOVNTPD:
-    case X86_INS_MOVNTDQA: case X86_INS_VMOVD: case X86_INS_VMOVQ: case X86_INS_VMOVSS: case X86_INS_VMOVSD:
-    case X86_INS_VMOVDQU: case X86_INS_VMOVUPS: case X86_INS_VMOVUPD: case X86_INS_VLDDQU:
-    case X86_INS_VMOVDQA: case X86_INS_VMOVAPS: case X86_INS_VMOVAPD: case X86_INS_VMOVNTDQ:
-    case X86_INS_VMOVNTPS: case X86_INS_VMOVNTPD: case X86_INS_VMOVNTDQA: case X86_INS_MASKMOVDQU:
-    case X86_INS_VMASKMOVDQU: case X86_INS_MASKMOVQ:
+    XL_OPMAP_VECTOR_CASES
         return 1;
     default:
         return 0;
@@ -81,22 +59,14 @@ static int vec_class(unsigned reg, int *idx)
 }
 
 /* The mandatory prefix of the legacy form Capstone decoded (emu/decode.py _sse_required): none for
- * MOVUPS/MOVAPS/MOVNTPS and the MMX forms, F3 for MOVSS/MOVDQU and MOVQ xmm, m64 (F3 0F 7E), F2
- * for MOVSD/LDDQU, 66 for the other XMM forms. */
-static int required_prefix(const struct xs2 *d, int cls)
+ * the MMX forms, the row's (the map's pfx: none for MOVUPS/MOVAPS/MOVNTPS, F3 for MOVSS/MOVDQU, F2
+ * for MOVSD/LDDQU), except F3 for MOVQ xmm, m64 (F3 0F 7E); 66 for the other XMM forms. */
+static int required_prefix(const struct xs2 *d, int cls, int row_pfx)
 {
-    switch (d->insn->id) {
-    case X86_INS_MOVUPS: case X86_INS_MOVAPS: case X86_INS_MOVNTPS:
-        return 0;
-    case X86_INS_MOVSS: case X86_INS_MOVDQU:
-        return 0xF3;
-    case X86_INS_MOVSD: case X86_INS_LDDQU:
-        return 0xF2;
-    default:
-        break;
-    }
     if (cls == 3)
         return 0;
+    if (row_pfx != 0x66)
+        return row_pfx;
     if (d->insn->id == X86_INS_MOVQ && d->x->opcode[1] == 0x7E && !d->mem_is_dest)
         return 0xF3;
     return 0x66;
@@ -143,7 +113,7 @@ uint32_t xs_vector_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_
         return XL_E_UNSUPPORTED;
     /* SDM: the last F2/F3 is the mandatory prefix, 66 only without them; Capstone may decode the
      * prefix-less form (`f2 4d 0f 6e 06` as MOVD mm0): then it is another instruction or #UD */
-    if (!d->vex && (d->last_f2f3 ? d->last_f2f3 : (d->has66 ? 0x66 : 0)) != required_prefix(d, cls))
+    if (!d->vex && (d->last_f2f3 ? d->last_f2f3 : (d->has66 ? 0x66 : 0)) != required_prefix(d, cls, rows[k].pfx))
         return XL_E_UNSUPPORTED;
     int size = d->mem_size;
     if (size != 4 && size != 8 && size != 16 && size != 32)

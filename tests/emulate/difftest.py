@@ -480,11 +480,12 @@ def gen_vector(rng: random.Random) -> Case:
         (b"\xf3", b"\x0f\x6f", 16, 1), (b"\x66", b"\x0f\x7f", 16, 16), (b"", b"\x0f\x10", 16, 1),
         (b"", b"\x0f\x6e", 4, 1), (b"", b"\x0f\x7e", 4, 1),     # movd mm
         (b"", b"\x0f\x6f", 8, 1), (b"", b"\x0f\x7f", 8, 1),     # movq mm
+        (b"", b"\x0f\xe7", 8, 1),                               # movntq m64, mm
     ]
     pre, op, size, align = rng.choice(forms)
     if align > 1 and rng.random() < 0.1:
         align = 1  # misaligned: #GP on both sides
-    mmx = pre == b"" and op in (b"\x0f\x6e", b"\x0f\x7e", b"\x0f\x6f", b"\x0f\x7f")
+    mmx = pre == b"" and op in (b"\x0f\x6e", b"\x0f\x7e", b"\x0f\x6f", b"\x0f\x7f", b"\x0f\xe7")
     case = _modrm_case(rng, mode, op, rng.randrange(8 if mode == 32 or mmx else 16), size, pre, align=align)
     case.ymm = _vec_values(rng) if mode == 64 else {i: rng.getrandbits(256) for i in range(8)}
     case.mm = {i: rng.getrandbits(64) for i in range(8)}

@@ -33,6 +33,7 @@ from emu.emulate import DF, STATUS, execute
 from emu.errors import EmulationError, GuestFault, UnmappedAccess
 from emu.exits import GPR_NAMES, MAX_INSN_LEN, REG_NAMES, ExitKind, ExitRecord
 from emu.generic import emulate_at
+from emu.opmap import C_OPS
 from emu.oracle import OracleResult, run_one
 from exitlab.tools.fuzz.case import Case
 from exitlab.tools.fuzz.explain import Evidence, explain
@@ -47,19 +48,12 @@ from exitlab.tools.fuzz.state import (
 )
 from fastpath.fast import FastPath
 
-# What the C capstone path emulates (fastpath/csrc/paths.c MOV family + sem*.c); a C refusal of the
-# Python generic path's other families is a coverage gap, not a finding.
-C_CAPSTONE_OPS = frozenset({
-    Op.MOV, Op.MOVZX, Op.MOVSX, Op.ADD, Op.OR, Op.ADC, Op.SBB, Op.AND, Op.SUB, Op.XOR, Op.CMP, Op.TEST,
-    Op.INC, Op.DEC, Op.NOT, Op.NEG, Op.XCHG, Op.XADD, Op.CMPXCHG, Op.BT, Op.BTS, Op.BTR, Op.BTC,
-    Op.MOVS, Op.STOS, Op.LODS,
-}) | frozenset({  # issue 14, one family file each (fastpath/csrc/sem_<family>.c)
-    Op.CMPS, Op.SCAS,                                                                   # sem_string.c
-    Op.MUL, Op.IMUL, Op.DIV, Op.IDIV,                                                   # sem_muldiv.c
-    Op.SHL, Op.SHR, Op.SAR, Op.ROL, Op.ROR, Op.RCL, Op.RCR, Op.SHLD, Op.SHRD,          # sem_shift.c
-    Op.BSF, Op.BSR, Op.POPCNT, Op.LZCNT, Op.TZCNT,                                      # sem_bitscan.c
-    Op.CMOV, Op.SETCC,                                                                  # sem_cond.c
-})
+# What the C capstone path emulates on a replay record: the ops with a C table in the opcode map
+# (emu/x86-opcode-map.txt: paths.c MOV family + sem*.c), a C refusal of the Python generic path's
+# other families is a coverage gap, not a finding.  Not SSE_LOAD/SSE_STORE or SMSW: a replay record
+# carries no vector registers and no CR0, so there the C path refuses them by design (SEMANTICS
+# rule 5); they are checked on full guest states by tests/emulate/test_c_families.py and live.
+C_CAPSTONE_OPS = C_OPS - {Op.SSE_LOAD, Op.SSE_STORE, Op.SMSW}
 
 CLASSES = (
     "length",
@@ -84,15 +78,6 @@ ORACLES = (
 )
 THIRD_PARTY = frozenset({"unicorn-vs-iced"})
 
-# issue 14, C side part 2: the stack, atomic and misc families (fastpath/csrc/sem_stack.c,
-# sem_atomic.c, sem_misc.c).  Not SSE_LOAD/SSE_STORE or SMSW: a replay record carries no vector
-# registers and no CR0, so there the C path refuses them by design (SEMANTICS rule 5); they are
-# checked on full guest states by tests/emulate/test_c_families.py and live.
-C_CAPSTONE_OPS = C_CAPSTONE_OPS | frozenset({
-    Op.PUSH, Op.POP, Op.CALL, Op.JMP, Op.RET, Op.LEAVE, Op.ENTER,                       # sem_stack.c
-    Op.CMPXCHG8B, Op.MOVBE, Op.MOVDIR64B,                                               # sem_atomic.c
-    Op.XLAT,                                                                            # sem_misc.c
-})
 _CODE_NAME: dict[int, str] = {v: k for k, v in vars(iced.Code).items() if isinstance(v, int)}
 # Refusals that claim the CPU would fault: wrong when Unicorn ran the instruction.
 _FAULT_WORDS = ("(#GP)", "(#UD)", "unmapped memory")
