@@ -77,7 +77,13 @@ class PioPath:
         if self.completed:
             length = 0
         else:
-            length = 1 if exit.insn[:1] in _ONE_BYTE else pio_length(exit.insn, exit.mode)
+            insn = exit.insn
+            if insn[:1] in _ONE_BYTE:
+                length = 1
+            elif insn[:1] == b"\x66" and insn[1:2] in _ONE_BYTE:
+                length = 2  # `out dx, ax` / `in ax, dx`: the other common one
+            else:
+                length = pio_length(insn, exit.mode)
             if not length:  # before any device access (rule 5)
                 raise EmulationError("no port I/O instruction", exit.rip, exit.insn)
         size, port = exit.truth_size, exit.addr

@@ -217,6 +217,7 @@ def _pio_form(insn: bytes, mode: int) -> tuple[int, bool]:
 
 
 _REG_INDEX = {name: i for i, name in enumerate(REG_NAMES)}
+_NO_VEC: dict[str, int] = {}
 
 
 class RecordCpu(ReplayCpu):
@@ -233,7 +234,9 @@ class RecordCpu(ReplayCpu):
         self.rec = rec
         self.mode = rec.mode
         self._values = rec.regs
-        self.vec = dict(rec.vec) if rec.vec else {}
+        # a record without vector registers shares one empty dict: ReplayCpu writes a vector
+        # register only after reading it from the record, which raises first when it has none
+        self.vec = dict(rec.vec) if rec.vec else _NO_VEC
         return self
 
     def get(self, name: str) -> int:
