@@ -372,7 +372,8 @@ static bool hook_invalid(uc_engine *uc, void *ud)
     uint64_t off = rip - cfg->ram_base;
     if (rip >= cfg->ram_base && off < cfg->ram_size && cfg->ram_size - off >= 3) {
         const uint8_t *p = (const uint8_t *)(uintptr_t)cfg->ram + off;
-        if (p[0] == 0x0F && p[1] == 0x01 && (p[2] == 0xC1 || p[2] == 0xD9)) {
+        uint32_t op3 = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16;
+        if (op3 == XL_VMCALL || op3 == XL_VMMCALL) {  /* platform_gen.h, from emu/hypercall.py */
             L->pending = PEND_HC;
             /* trap HOOK: the hypercall is handled here and Unicorn goes on at its next RIP without
              * leaving uc_emu_start (a stop request or an error: the run loop sees it as today) */
