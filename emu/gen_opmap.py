@@ -337,6 +337,8 @@ def python(m: OpMap) -> str:
             f"NEVER_LOCKED: frozenset[Op] = {_ops_set(m, 'nolock')}",
             "# an operand-size override is refused (16-bit IP/frame)",
             f"NO_66: frozenset[Op] = {_ops_set(m, 'no66')}",
+            "# the immediate is a count or bit offset: its low 8 bits, not masked to the operand size",
+            f"IMM8_OPS: frozenset[Op] = {_ops_set(m, 'imm8')}",
             "# the AccessKind of each op with a fixed one; MOVE_OPS are write/write_imm/read by direction",
             "OP_KIND: dict[Op, AccessKind] = {"]
     for o in m.ops:

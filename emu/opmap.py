@@ -277,6 +277,11 @@ NEVER_LOCKED: frozenset[Op] = frozenset({
 })
 # an operand-size override is refused (16-bit IP/frame)
 NO_66: frozenset[Op] = frozenset({Op.CALL, Op.JMP, Op.RET, Op.ENTER})
+# the immediate is a count or bit offset: its low 8 bits, not masked to the operand size
+IMM8_OPS: frozenset[Op] = frozenset({
+    Op.BT, Op.BTS, Op.BTR, Op.BTC, Op.ROL, Op.ROR, Op.RCL, Op.RCR, Op.SHL, Op.SHR, Op.SAR, Op.SHLD,
+    Op.SHRD,
+})
 # the AccessKind of each op with a fixed one; MOVE_OPS are write/write_imm/read by direction
 OP_KIND: dict[Op, AccessKind] = {
     Op.MOVZX: AccessKind.READ_ZX,
