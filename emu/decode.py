@@ -25,6 +25,7 @@ from emu.errors import EmulationError
 from emu.exits import MAX_INSN_LEN
 from emu.opmap import (
     FORM_ROWS,
+    IMM8_OPS,
     MMX_FORMS,
     MOVE_OPS,
     NEVER_LOCKED,
@@ -290,10 +291,8 @@ def decode(code: bytes, mode: int, rip: int = 0) -> Access:
     if insn.id == X.X86_INS_MOVSXD and reg_size == 2:
         size = 2  # Intel SDM: 66 63 /r is MOVSXD r16, r/m16 (docs/known-discrepancies.md)
     imm = imms[0].imm & ((1 << (8 * size)) - 1) if imms else None
-    if op in (Op.BT, Op.BTS, Op.BTR, Op.BTC) and imms:
-        imm = imms[0].imm & 0xFF
-    if op in (Op.ROL, Op.ROR, Op.RCL, Op.RCR, Op.SHL, Op.SHR, Op.SAR, Op.SHLD, Op.SHRD) and imms:
-        imm = imms[0].imm & 0xFF
+    if op in IMM8_OPS and imms:
+        imm = imms[0].imm & 0xFF  # shift counts and bit offsets (the map's `imm8`, as sem.c reads it)
     if op is Op.IMUL and imms:
         imm = imms[0].imm & ((1 << (8 * size)) - 1)  # sign-extended by Capstone, masked to the size
     for rn in reg_names:

@@ -30,8 +30,13 @@ C_TABLES: dict[str, str] = {
     "paths": "", "core": "XS_", "string": "XS_", "muldiv": "XS_", "shift": "XS_", "bitscan": "XS_",
     "cond": "XS_", "stack": "ST_", "atomic": "AT_", "vector": "V_", "misc": "MI_",
 }
-OP_CLASSES = ("string", "stack", "readonly", "nolock", "no66")
-FORM_PROPS = ("lock", "sized", "np", "nof2f3", "align16", "align", "mmx", "pfx", "cc", "refused")
+# The operand shapes sem.c checks (XL_SHAPE_<NAME> bits of XL_OPMAP_XS_SEM); `string` is also a class.
+SHAPES = ("memdst", "memsrc", "needreg", "regorimm", "imm8", "bitreg", "xmm", "ownops", "string")
+OP_CLASSES = ("string", "stack", "readonly", "nolock", "no66", *SHAPES[:-1])
+FORM_PROPS = ("lock", "sized", "np", "nof2f3", "align16", "align", "mmx", "pfx", "cc", "refused",
+              *SHAPES[:-1])
+# The C tables whose rows sem.c decodes, checks and hands to an executor (enum xl_sem_op).
+SEM_TABLES = ("core", "string", "muldiv", "shift", "bitscan", "cond")
 # The boolean properties, as the C flag bits of a row (XL_OPMAP_<NAME>) and Form fields in Python.
 FLAGS = ("lock", "align16", "sized", "np", "nof2f3", "mmx", "no66")
 PY_FIELD = {"lock": "lockable", "align16": "align16", "sized": "sized", "np": "np", "nof2f3": "no_f2f3"}
@@ -57,6 +62,7 @@ class OpRow:
     kind: str  # an AccessKind name, "move", or "" (rmw when memory is the destination, else read)
     family: str  # emu/semantics/<family>.py
     classes: frozenset[str]
+    cexec: str  # the C executor of its rows in sem.c's tables (xs_<cexec>), "" = none
     comment: str
 
 
@@ -75,6 +81,7 @@ class FormRow:
     pfx: int | None = None  # legacy SSE mandatory prefix (None: the default, 66)
     cc: int | None = None
     refused: str = ""
+    shapes: frozenset[str] = frozenset()  # operand shapes of this form only (added to its op's)
     enc: tuple[str, ...] = ()  # the opcodes Capstone gives these ids (SDM-like notation, see encode)
 
 
@@ -131,6 +138,8 @@ def _form(cols: list[str], where: str, known_ops: set[str], reasons: dict[str, s
             kw["pfx"] = PREFIXES[val]
         elif key == "cc":
             kw["cc"] = int(val)
+        elif key in SHAPES:
+            kw["shapes"] = kw.get("shapes", frozenset()) | {key}  # type: ignore[operator]
         elif key == "refused":
             if val not in reasons:
                 raise MapError(f"{where}: refused={val!r} has no line under [reasons]")
@@ -197,17 +206,17 @@ def parse(text: str) -> OpMap:
         if section == "kinds":
             m.kinds.append(Kind(cols[0], cols[1] == "subset", " ".join(raw.split("#", 1)[0].split()[2:])))
         elif section == "ops":
-            if len(cols) < 4:
-                raise MapError(f"{where}: an op has 5 columns (op kind family classes comment)")
+            if len(cols) < 5:
+                raise MapError(f"{where}: an op has 6 columns (op kind family classes exec comment)")
             classes = frozenset(_list(cols[3]))
             if bad := classes - set(OP_CLASSES):
                 raise MapError(f"{where}: unknown op class {sorted(bad)} (one of {', '.join(OP_CLASSES)})")
             kinds = {k.name for k in m.kinds} | {"move", "-"}
             if cols[1] not in kinds:
                 raise MapError(f"{where}: unknown kind {cols[1]!r}")
-            comment = " ".join(cols[4:])
+            comment = " ".join(cols[5:])
             m.ops.append(OpRow(cols[0], "" if cols[1] == "-" else cols[1], cols[2], classes,
-                               "" if comment == "-" else comment))
+                               "" if cols[4] == "-" else cols[4], "" if comment == "-" else comment))
         elif section == "reasons":
             m.reasons[cols[0]] = line.split(None, 1)[1]
         elif section == "forms":
@@ -230,7 +239,28 @@ def parse(text: str) -> OpMap:
                 raise MapError(f"{MAP.name}: {i} is the op of two rows (a second role has op '-')")
             if f.op:
                 seen[i] = 1
+    sem_ops(m)  # the operand shapes and executors must be one per sem.c operation
     return m
+
+
+def sem_ops(m: OpMap) -> dict[str, tuple[str, frozenset[str]]]:
+    """sem.c's operations (the enumerators of its tables, in enum order) -> (executor, shapes): the
+    op's exec and shape classes plus the form's own shapes; every row of one operation agrees."""
+    ops = {o.name: o for o in m.ops}
+    out: dict[str, tuple[str, frozenset[str]]] = {}
+    for f in m.forms:
+        for table, name in f.c:
+            if table not in SEM_TABLES:
+                continue
+            op = ops.get(f.op)
+            if op is None or not op.cexec:
+                raise MapError(f"{MAP.name}: {f.ids[0]} is a row of C table {table} but its op has no exec")
+            entry = (op.cexec, frozenset(op.classes & set(SHAPES)) | f.shapes)
+            key = f"{C_TABLES[table]}{name}"
+            if out.setdefault(key, entry) != entry:
+                raise MapError(f"{MAP.name}: the rows of {key} disagree on exec/shapes: "
+                               f"{out[key]} vs {entry} ({f.ids[0]})")
+    return out
 
 
 # ------------------------------------------------------------------------------------ Python
@@ -307,6 +337,8 @@ def python(m: OpMap) -> str:
             f"NEVER_LOCKED: frozenset[Op] = {_ops_set(m, 'nolock')}",
             "# an operand-size override is refused (16-bit IP/frame)",
             f"NO_66: frozenset[Op] = {_ops_set(m, 'no66')}",
+            "# the immediate is a count or bit offset: its low 8 bits, not masked to the operand size",
+            f"IMM8_OPS: frozenset[Op] = {_ops_set(m, 'imm8')}",
             "# the AccessKind of each op with a fixed one; MOVE_OPS are write/write_imm/read by direction",
             "OP_KIND: dict[Op, AccessKind] = {"]
     for o in m.ops:
@@ -388,12 +420,17 @@ def c_header(m: OpMap) -> str:
         for name, cs in by_op.items() if table == "paths" else ():
             out += _macro(f"XL_OPMAP_{T}_{name}_CASES", cs)
     out += ["/* The C tables' operations, per enumerator prefix, in the order the map first names them:",
-            " * enum xl_sem_op (sem.h) and each family file's private enum.  sem.c tests ranges of",
-            " * xl_sem_op (XS_ADD..XS_TEST, XS_BT..XS_BTC, ...): keep a group's rows together. */"]
+            " * enum xl_sem_op (sem.h) and each family file's private enum. */"]
     for prefix in dict.fromkeys(p for p in C_TABLES.values() if p):
         names = list(dict.fromkeys(f"{prefix}{name}" for f in m.forms for t, name in f.c
                                    if C_TABLES[t] == prefix))
         out += _macro(f"XL_OPMAP_{prefix.rstrip('_')}_OPS", [n + "," for n in names])
+    out += ["/* sem.c's operations: X(XS_<op>, executor, XL_SHAPE_* bits): sem.c calls xs_<executor> after",
+            " * refusing any operand shape the bits exclude (the shapes of the map's [ops]). */"]
+    out += [f"#define XL_SHAPE_{s.upper()} 0x{1 << i:x}u" for i, s in enumerate(SHAPES)]
+    out += _macro("XL_OPMAP_XS_SEM(X)", [
+        f"X({name}, {ex}, {' | '.join(f'XL_SHAPE_{s.upper()}' for s in SHAPES if s in sh) or '0'})"
+        for name, (ex, sh) in sem_ops(m).items()])
     ro = [f"case X86_INS_{i}:" for f in m.forms if f.op and "readonly" in ops[f.op].classes for i in f.ids]
     out += _macro("XL_OPMAP_READONLY_CASES", ro)
     out += ["#endif", ""]

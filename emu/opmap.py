@@ -49,6 +49,7 @@ class Op(enum.Enum):
     XCHG = "xchg"
     XADD = "xadd"
     CMPXCHG = "cmpxchg"
+    CRC32 = "crc32"           # CRC-32C of memory into r32/r64 (SSE4.2), no flags
     BT = "bt"
     BTS = "bts"
     BTR = "btr"
@@ -123,6 +124,7 @@ FORM_ROWS: tuple[tuple[str, Op, int | None, dict[str, Any]], ...] = (
     ('XCHG', Op.XCHG, None, {'lockable': True, 'sized': True}),
     ('XADD', Op.XADD, None, {'lockable': True, 'sized': True}),
     ('CMPXCHG', Op.CMPXCHG, None, {'lockable': True, 'sized': True}),
+    ('CRC32', Op.CRC32, None, {'sized': True}),
     ('MUL', Op.MUL, None, {'sized': True}),
     ('IMUL', Op.IMUL, None, {'sized': True}),
     ('DIV', Op.DIV, None, {'sized': True}),
@@ -275,6 +277,11 @@ NEVER_LOCKED: frozenset[Op] = frozenset({
 })
 # an operand-size override is refused (16-bit IP/frame)
 NO_66: frozenset[Op] = frozenset({Op.CALL, Op.JMP, Op.RET, Op.ENTER})
+# the immediate is a count or bit offset: its low 8 bits, not masked to the operand size
+IMM8_OPS: frozenset[Op] = frozenset({
+    Op.BT, Op.BTS, Op.BTR, Op.BTC, Op.ROL, Op.ROR, Op.RCL, Op.RCR, Op.SHL, Op.SHR, Op.SAR, Op.SHLD,
+    Op.SHRD,
+})
 # the AccessKind of each op with a fixed one; MOVE_OPS are write/write_imm/read by direction
 OP_KIND: dict[Op, AccessKind] = {
     Op.MOVZX: AccessKind.READ_ZX,
@@ -302,11 +309,11 @@ MOVE_OPS: frozenset[Op] = frozenset({
 # ops with a row in a C table (the C capstone path carries them out)
 C_OPS: frozenset[Op] = frozenset({
     Op.MOV, Op.MOVZX, Op.MOVSX, Op.ADD, Op.OR, Op.ADC, Op.SBB, Op.AND, Op.SUB, Op.XOR, Op.CMP,
-    Op.TEST, Op.INC, Op.DEC, Op.NOT, Op.NEG, Op.XCHG, Op.XADD, Op.CMPXCHG, Op.BT, Op.BTS, Op.BTR,
-    Op.BTC, Op.MOVS, Op.STOS, Op.LODS, Op.SSE_LOAD, Op.CMPS, Op.SCAS, Op.MUL, Op.IMUL, Op.DIV,
-    Op.IDIV, Op.ROL, Op.ROR, Op.RCL, Op.RCR, Op.SHL, Op.SHR, Op.SAR, Op.SHLD, Op.SHRD, Op.BSF,
-    Op.BSR, Op.POPCNT, Op.LZCNT, Op.TZCNT, Op.CMOV, Op.SETCC, Op.PUSH, Op.POP, Op.CALL, Op.JMP,
-    Op.RET, Op.LEAVE, Op.ENTER, Op.CMPXCHG8B, Op.MOVBE, Op.MOVDIR64B, Op.XLAT, Op.SMSW,
+    Op.TEST, Op.INC, Op.DEC, Op.NOT, Op.NEG, Op.XCHG, Op.XADD, Op.CMPXCHG, Op.CRC32, Op.BT, Op.BTS,
+    Op.BTR, Op.BTC, Op.MOVS, Op.STOS, Op.LODS, Op.SSE_LOAD, Op.CMPS, Op.SCAS, Op.MUL, Op.IMUL,
+    Op.DIV, Op.IDIV, Op.ROL, Op.ROR, Op.RCL, Op.RCR, Op.SHL, Op.SHR, Op.SAR, Op.SHLD, Op.SHRD,
+    Op.BSF, Op.BSR, Op.POPCNT, Op.LZCNT, Op.TZCNT, Op.CMOV, Op.SETCC, Op.PUSH, Op.POP, Op.CALL,
+    Op.JMP, Op.RET, Op.LEAVE, Op.ENTER, Op.CMPXCHG8B, Op.MOVBE, Op.MOVDIR64B, Op.XLAT, Op.SMSW,
 })
 # op -> the emu/semantics module that carries it out
 OP_FAMILY: dict[Op, str] = {
@@ -329,6 +336,7 @@ OP_FAMILY: dict[Op, str] = {
     Op.XCHG: 'alu',
     Op.XADD: 'alu',
     Op.CMPXCHG: 'alu',
+    Op.CRC32: 'alu',
     Op.BT: 'bit',
     Op.BTS: 'bit',
     Op.BTR: 'bit',

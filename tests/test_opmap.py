@@ -126,3 +126,28 @@ def test_bad_rows_are_errors_naming_the_line(line: str, why: str) -> None:
     with pytest.raises(gen_opmap.MapError, match=why) as info:
         gen_opmap.parse(text)
     assert "x86-opcode-map.txt:" in str(info.value)
+
+
+@pytest.mark.parametrize(("old", "new", "why"), [
+    # a second row of an operation with another shape: sem.c has one shape per operation
+    ("SAL                                    shl         shift:SHL               sized",
+     "SAL                                    shl         shift:SHL               sized,xmm", "disagree"),
+    # a sem.c row whose op names no executor
+    ("cmov          -          cond       memsrc,needreg             cond",
+     "cmov          -          cond       memsrc,needreg             -   ", "no exec"),
+])
+def test_sem_operations_have_one_executor_and_shape(old: str, new: str, why: str) -> None:
+    text = gen_opmap.MAP.read_text()
+    assert old in text
+    with pytest.raises(gen_opmap.MapError, match=why):
+        gen_opmap.parse(text.replace(old, new, 1))
+
+
+def test_sem_shapes_come_from_the_ops() -> None:
+    """sem.c reads each operation's executor and operand shapes from XL_OPMAP_XS_SEM (no per-op code)."""
+    sem = gen_opmap.sem_ops(gen_opmap.parse(gen_opmap.MAP.read_text()))
+    assert sem["XS_SHLD"] == ("shift", frozenset({"memdst", "imm8", "needreg"}))
+    assert sem["XS_MOVNTI"] == ("sse", frozenset({"needreg"}))  # the form's own shape
+    assert sem["XS_CMPS"] == ("strcmp", frozenset({"string", "ownops"}))
+    c_text = (gen_opmap.ROOT / "fastpath" / "csrc" / "sem.c").read_text()
+    assert "XL_OPMAP_XS_SEM" in c_text and "s.op ==" not in c_text and "case XS_" not in c_text

@@ -1,4 +1,5 @@
-"""Two-operand ALU ops (ADD OR ADC SBB AND SUB XOR CMP TEST), INC DEC NOT NEG, XCHG, XADD, CMPXCHG.
+"""Two-operand ALU ops (ADD OR ADC SBB AND SUB XOR CMP TEST), INC DEC NOT NEG, XCHG, XADD, CMPXCHG,
+CRC32.
 
 Flags are exact (SDM); the one undefined flag, AF after a logical op, is 0 as Unicorn computes it.
 """
@@ -102,10 +103,39 @@ def _cmpxchg(x: Exec) -> None:
     x.set_status(f)
 
 
+_CRC32C = 0x82F63B78  # the Castagnoli polynomial, bit-reflected (Intel SDM CRC32)
+_LEGACY = frozenset({0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65, 0x66, 0x67})
+
+
+def _crc32(x: Exec) -> None:
+    """CRC32 r32/r64, r/m8/16/32/64 (SSE4.2; F2 0F 38 F0 /r byte, F1 /r word/dword/qword): the
+    register's low 32 bits are the running CRC-32C, the source's bytes go in low address first
+    (bit-reflected, no inversion), the 32-bit result is zero-extended into the register. No flag
+    changes. An F3 prefix next to the mandatory F2 is refused: Unicorn (QEMU) raises #UD for it,
+    Capstone still decodes CRC32, and the SDM leaves the combination undefined."""
+    a = x.a
+    prefixes = []
+    for b in a.raw:
+        if b not in _LEGACY and not (x.mode == 64 and b & 0xF0 == 0x40):
+            break
+        prefixes.append(b)
+    if 0xF3 in prefixes:
+        raise x.fail(f"unsupported instruction '{a.mnemonic}': F3 with the mandatory F2 of CRC32 "
+                     "(#UD under Unicorn)")
+    crc = x.get_reg(a.reg or "") & 0xFFFFFFFF
+    v = x.read(x.ea(), a.size)
+    for i in range(a.size):
+        crc ^= (v >> (8 * i)) & 0xFF
+        for _ in range(8):
+            crc = (crc >> 1) ^ (_CRC32C if crc & 1 else 0)
+    x.set_reg(a.reg or "", crc)
+
+
 SEMANTICS: dict[Op, Callable[[Exec], None]] = {
     **{op: _binary for op in _BINARY},
     Op.INC: _unary, Op.DEC: _unary, Op.NOT: _unary, Op.NEG: _unary,
     Op.XCHG: _xchg,
     Op.XADD: _xadd,
     Op.CMPXCHG: _cmpxchg,
+    Op.CRC32: _crc32,
 }

@@ -63,6 +63,7 @@ enum xl_mmio_kind {
     X(X86_INS_XCHG, XS_XCHG, XL_OPMAP_LOCK | XL_OPMAP_SIZED, 0, 0, 0x66) \
     X(X86_INS_XADD, XS_XADD, XL_OPMAP_LOCK | XL_OPMAP_SIZED, 0, 0, 0x66) \
     X(X86_INS_CMPXCHG, XS_CMPXCHG, XL_OPMAP_LOCK | XL_OPMAP_SIZED, 0, 0, 0x66) \
+    X(X86_INS_CRC32, XS_CRC32, XL_OPMAP_SIZED, 0, 0, 0x66) \
     X(X86_INS_BT, XS_BT, XL_OPMAP_SIZED, 0, 0, 0x66) \
     X(X86_INS_BTS, XS_BTS, XL_OPMAP_LOCK | XL_OPMAP_SIZED, 0, 0, 0x66) \
     X(X86_INS_BTR, XS_BTR, XL_OPMAP_LOCK | XL_OPMAP_SIZED, 0, 0, 0x66) \
@@ -83,8 +84,8 @@ enum xl_mmio_kind {
     case X86_INS_MOVNTI: case X86_INS_ADD: case X86_INS_OR: case X86_INS_ADC: case X86_INS_SBB: \
     case X86_INS_AND: case X86_INS_SUB: case X86_INS_XOR: case X86_INS_CMP: case X86_INS_TEST: \
     case X86_INS_INC: case X86_INS_DEC: case X86_INS_NOT: case X86_INS_NEG: case X86_INS_XCHG: \
-    case X86_INS_XADD: case X86_INS_CMPXCHG: case X86_INS_BT: case X86_INS_BTS: case X86_INS_BTR: \
-    case X86_INS_BTC: case X86_INS_LODSB: case X86_INS_LODSW: case X86_INS_LODSD: \
+    case X86_INS_XADD: case X86_INS_CMPXCHG: case X86_INS_CRC32: case X86_INS_BT: case X86_INS_BTS: \
+    case X86_INS_BTR: case X86_INS_BTC: case X86_INS_LODSB: case X86_INS_LODSW: case X86_INS_LODSD: \
     case X86_INS_LODSQ: case X86_INS_MOVD: case X86_INS_MOVQ: case X86_INS_MOVDQU: \
     case X86_INS_MOVUPS: case X86_INS_MOVUPD: case X86_INS_MOVDQA: case X86_INS_MOVAPS: \
     case X86_INS_MOVAPD: case X86_INS_MOVNTDQ: case X86_INS_MOVNTPS: case X86_INS_MOVNTPD:
@@ -237,14 +238,13 @@ enum xl_mmio_kind {
     case X86_INS_XLATB: case X86_INS_SMSW:
 
 /* The C tables' operations, per enumerator prefix, in the order the map first names them:
- * enum xl_sem_op (sem.h) and each family file's private enum.  sem.c tests ranges of
- * xl_sem_op (XS_ADD..XS_TEST, XS_BT..XS_BTC, ...): keep a group's rows together. */
+ * enum xl_sem_op (sem.h) and each family file's private enum. */
 #define XL_OPMAP_XS_OPS \
     XS_MOVNTI, XS_ADD, XS_OR, XS_ADC, XS_SBB, XS_AND, XS_SUB, XS_XOR, XS_CMP, XS_TEST, XS_INC, \
-    XS_DEC, XS_NOT, XS_NEG, XS_XCHG, XS_XADD, XS_CMPXCHG, XS_MUL, XS_IMUL, XS_DIV, XS_IDIV, XS_ROL, \
-    XS_ROR, XS_RCL, XS_RCR, XS_SHL, XS_SHR, XS_SAR, XS_SHLD, XS_SHRD, XS_BT, XS_BTS, XS_BTR, \
-    XS_BTC, XS_BSF, XS_BSR, XS_POPCNT, XS_LZCNT, XS_TZCNT, XS_CMOV, XS_SETCC, XS_LODS, XS_CMPS, \
-    XS_SCAS, XS_SSE,
+    XS_DEC, XS_NOT, XS_NEG, XS_XCHG, XS_XADD, XS_CMPXCHG, XS_CRC32, XS_MUL, XS_IMUL, XS_DIV, \
+    XS_IDIV, XS_ROL, XS_ROR, XS_RCL, XS_RCR, XS_SHL, XS_SHR, XS_SAR, XS_SHLD, XS_SHRD, XS_BT, \
+    XS_BTS, XS_BTR, XS_BTC, XS_BSF, XS_BSR, XS_POPCNT, XS_LZCNT, XS_TZCNT, XS_CMOV, XS_SETCC, \
+    XS_LODS, XS_CMPS, XS_SCAS, XS_SSE,
 
 #define XL_OPMAP_ST_OPS \
     ST_PUSH, ST_POP, ST_CALL, ST_JMP, ST_RET, ST_LEAVE, ST_ENTER,
@@ -257,6 +257,51 @@ enum xl_mmio_kind {
 
 #define XL_OPMAP_MI_OPS \
     MI_XLAT, MI_SMSW,
+
+/* sem.c's operations: X(XS_<op>, executor, XL_SHAPE_* bits): sem.c calls xs_<executor> after
+ * refusing any operand shape the bits exclude (the shapes of the map's [ops]). */
+#define XL_SHAPE_MEMDST 0x1u
+#define XL_SHAPE_MEMSRC 0x2u
+#define XL_SHAPE_NEEDREG 0x4u
+#define XL_SHAPE_REGORIMM 0x8u
+#define XL_SHAPE_IMM8 0x10u
+#define XL_SHAPE_BITREG 0x20u
+#define XL_SHAPE_XMM 0x40u
+#define XL_SHAPE_OWNOPS 0x80u
+#define XL_SHAPE_STRING 0x100u
+#define XL_OPMAP_XS_SEM(X) \
+    X(XS_MOVNTI, sse, XL_SHAPE_NEEDREG) X(XS_ADD, binary, XL_SHAPE_REGORIMM) \
+    X(XS_OR, binary, XL_SHAPE_REGORIMM) X(XS_ADC, binary, XL_SHAPE_REGORIMM) \
+    X(XS_SBB, binary, XL_SHAPE_REGORIMM) X(XS_AND, binary, XL_SHAPE_REGORIMM) \
+    X(XS_SUB, binary, XL_SHAPE_REGORIMM) X(XS_XOR, binary, XL_SHAPE_REGORIMM) \
+    X(XS_CMP, binary, XL_SHAPE_REGORIMM) X(XS_TEST, binary, XL_SHAPE_REGORIMM) \
+    X(XS_INC, unary, XL_SHAPE_MEMDST) X(XS_DEC, unary, XL_SHAPE_MEMDST) \
+    X(XS_NOT, unary, XL_SHAPE_MEMDST) X(XS_NEG, unary, XL_SHAPE_MEMDST) \
+    X(XS_XCHG, xchg, XL_SHAPE_NEEDREG) X(XS_XADD, xchg, XL_SHAPE_NEEDREG) \
+    X(XS_CMPXCHG, xchg, XL_SHAPE_NEEDREG) X(XS_CRC32, binary, XL_SHAPE_MEMSRC | XL_SHAPE_NEEDREG) \
+    X(XS_MUL, muldiv, XL_SHAPE_MEMDST) X(XS_IMUL, muldiv, XL_SHAPE_MEMSRC) \
+    X(XS_DIV, muldiv, XL_SHAPE_MEMDST) X(XS_IDIV, muldiv, XL_SHAPE_MEMDST) \
+    X(XS_ROL, shift, XL_SHAPE_MEMDST | XL_SHAPE_IMM8) \
+    X(XS_ROR, shift, XL_SHAPE_MEMDST | XL_SHAPE_IMM8) \
+    X(XS_RCL, shift, XL_SHAPE_MEMDST | XL_SHAPE_IMM8) \
+    X(XS_RCR, shift, XL_SHAPE_MEMDST | XL_SHAPE_IMM8) \
+    X(XS_SHL, shift, XL_SHAPE_MEMDST | XL_SHAPE_IMM8) \
+    X(XS_SHR, shift, XL_SHAPE_MEMDST | XL_SHAPE_IMM8) \
+    X(XS_SAR, shift, XL_SHAPE_MEMDST | XL_SHAPE_IMM8) \
+    X(XS_SHLD, shift, XL_SHAPE_MEMDST | XL_SHAPE_NEEDREG | XL_SHAPE_IMM8) \
+    X(XS_SHRD, shift, XL_SHAPE_MEMDST | XL_SHAPE_NEEDREG | XL_SHAPE_IMM8) \
+    X(XS_BT, bit, XL_SHAPE_REGORIMM | XL_SHAPE_IMM8 | XL_SHAPE_BITREG) \
+    X(XS_BTS, bit, XL_SHAPE_REGORIMM | XL_SHAPE_IMM8 | XL_SHAPE_BITREG) \
+    X(XS_BTR, bit, XL_SHAPE_REGORIMM | XL_SHAPE_IMM8 | XL_SHAPE_BITREG) \
+    X(XS_BTC, bit, XL_SHAPE_REGORIMM | XL_SHAPE_IMM8 | XL_SHAPE_BITREG) \
+    X(XS_BSF, bitscan, XL_SHAPE_MEMSRC | XL_SHAPE_NEEDREG) \
+    X(XS_BSR, bitscan, XL_SHAPE_MEMSRC | XL_SHAPE_NEEDREG) \
+    X(XS_POPCNT, bitscan, XL_SHAPE_MEMSRC | XL_SHAPE_NEEDREG) \
+    X(XS_LZCNT, bitscan, XL_SHAPE_MEMSRC | XL_SHAPE_NEEDREG) \
+    X(XS_TZCNT, bitscan, XL_SHAPE_MEMSRC | XL_SHAPE_NEEDREG) \
+    X(XS_CMOV, cond, XL_SHAPE_MEMSRC | XL_SHAPE_NEEDREG) X(XS_SETCC, cond, XL_SHAPE_MEMDST) \
+    X(XS_LODS, lods, XL_SHAPE_STRING) X(XS_CMPS, strcmp, XL_SHAPE_OWNOPS | XL_SHAPE_STRING) \
+    X(XS_SCAS, strcmp, XL_SHAPE_OWNOPS | XL_SHAPE_STRING) X(XS_SSE, sse, XL_SHAPE_XMM)
 
 #define XL_OPMAP_READONLY_CASES \
     case X86_INS_CMP: case X86_INS_TEST: case X86_INS_MUL: case X86_INS_IMUL: case X86_INS_DIV: \

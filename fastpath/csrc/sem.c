@@ -145,6 +145,7 @@ static inline int legacy_prefix(uint8_t b)
 struct prefixes {
     uint8_t lock, rep, has66, has_f2f3, opsize;
     uint8_t repne;  /* the last of F2/F3 was F2 (the CPU's REPNE for CMPS/SCAS) */
+    uint8_t seen;   /* XS_PFX_* of every 66/F2/F3 prefix (struct xl_sem pfx) */
 };
 
 static void scan_prefixes(const uint8_t *p, size_t n, int mode, struct prefixes *pf)
@@ -160,6 +161,7 @@ static void scan_prefixes(const uint8_t *p, size_t n, int mode, struct prefixes 
             if (b == 0xF2 || b == 0xF3)
                 pf->repne = b == 0xF2;
             pf->has66 |= b == 0x66;
+            pf->seen |= b == 0x66 ? XS_PFX_66 : b == 0xF2 ? XS_PFX_F2 : b == 0xF3 ? XS_PFX_F3 : 0;
             rex = 0;
         } else if (mode == 64 && (b & 0xF0) == 0x40) {
             rex = b;
@@ -184,6 +186,48 @@ int xl_sem_known(unsigned id)
     return find_form(id) != NULL;
 }
 
+/* ---------------------------------------------------------------- executors */
+
+/* One call of an executor: everything any of them takes (sem.h declares each with its own). */
+struct xs_call {
+    struct xl_ctx *ctx;
+    const struct xl_exit *ex;
+    struct xl_cpu *c;
+    struct xl_result *r;
+    const cs_insn *insn;
+    const struct xl_sem *s;
+    uint64_t rip, a;  /* a = the memory operand's linear address (unset for `string` ops) */
+};
+typedef uint32_t (*xs_exec_fn)(const struct xs_call *k);
+
+/* One adapter per executor named in the map's [ops] `exec` column (a new family's executor adds
+ * one line here; a new operation of an existing family adds none). */
+static uint32_t exec_binary(const struct xs_call *k) { return xs_binary(k->ctx, k->c, k->r, k->s, k->a); }
+static uint32_t exec_unary(const struct xs_call *k) { return xs_unary(k->ctx, k->c, k->r, k->s, k->a); }
+static uint32_t exec_xchg(const struct xs_call *k) { return xs_xchg(k->ctx, k->c, k->r, k->s, k->a); }
+static uint32_t exec_bit(const struct xs_call *k) { return xs_bit(k->ctx, k->ex, k->c, k->r, k->s, k->rip); }
+static uint32_t exec_sse(const struct xs_call *k) { return xs_sse(k->ctx, k->c, k->r, k->s, k->a); }
+static uint32_t exec_lods(const struct xs_call *k) { return xs_lods(k->ctx, k->ex, k->c, k->r, k->s, k->rip); }
+static uint32_t exec_strcmp(const struct xs_call *k)
+{
+    return xs_strcmp(k->ctx, k->ex, k->c, k->r, k->insn, k->s, k->rip);
+}
+static uint32_t exec_muldiv(const struct xs_call *k) { return xs_muldiv(k->ctx, k->c, k->r, k->s, k->a); }
+static uint32_t exec_shift(const struct xs_call *k) { return xs_shift(k->ctx, k->c, k->r, k->s, k->a); }
+static uint32_t exec_bitscan(const struct xs_call *k) { return xs_bitscan(k->ctx, k->c, k->r, k->s, k->a); }
+static uint32_t exec_cond(const struct xs_call *k) { return xs_cond(k->ctx, k->c, k->r, k->s, k->a); }
+
+/* Per operation (enum xl_sem_op): its executor and the operand shapes it takes (XL_SHAPE_*), both
+ * from the map's [ops] rows (opmap.h XL_OPMAP_XS_SEM). */
+static const struct {
+    xs_exec_fn exec;
+    unsigned shape;
+} sem_ops[] = {
+#define XS_SEM_ROW(op, fn, shape) [op] = {exec_##fn, shape},
+    XL_OPMAP_XS_SEM(XS_SEM_ROW)
+#undef XS_SEM_ROW
+};
+
 /* ---------------------------------------------------------------- entry */
 
 uint32_t xl_sem_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu *c, struct xl_result *r,
@@ -196,6 +240,9 @@ uint32_t xl_sem_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu
      * Unicorn doing the rest) cannot carry a read-modify-write: refuse both, as before. */
     if ((c->mode != 64 && c->mode != 32) || (c->flags & XL_CPU_ONE_ELEMENT))
         return XL_E_UNSUPPORTED;
+    if (f->op >= sizeof(sem_ops) / sizeof(sem_ops[0]) || !sem_ops[f->op].exec)
+        return XL_E_UNSUPPORTED;  /* not reachable: every operation of the tables has a row */
+    const unsigned shape = sem_ops[f->op].shape;
     const cs_x86 *x = &insn->detail->x86;
     const cs_x86_op *o = x->operands;
     struct xl_sem s;
@@ -207,15 +254,17 @@ uint32_t xl_sem_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu
     size_t raw_n = insn->size < n ? insn->size : n;
     struct prefixes pf;
     scan_prefixes(p, raw_n, c->mode, &pf);
-    if (s.op == XS_CMPS || s.op == XS_SCAS) {
-        /* two memory operands (CMPS) or ES:[rdi] and the accumulator (SCAS): sem_string.c decodes */
+    s.pfx = pf.seen;
+    struct xs_call k = {ctx, ex, c, r, insn, &s, rip, 0};
+    if (shape & XL_SHAPE_OWNOPS) {
+        /* two memory operands (CMPS) or ES:[rdi] and the accumulator (SCAS): the executor decodes */
         if (pf.lock)
             return XL_E_UNSUPPORTED;  /* LOCK CMPS/SCAS is #UD */
         s.rep = pf.rep;
         s.repne = pf.repne;
         if (ex->kind != XL_MMIO_READ && ex->kind != XL_MMIO_WRITE)
             return XL_E_KIND;
-        return xs_strcmp(ctx, ex, c, r, insn, &s, rip);
+        return sem_ops[f->op].exec(&k);
     }
     int nmem = 0, mem_i = -1, reg_i = -1;
     for (int i = 0; i < x->op_count; i++) {
@@ -237,14 +286,15 @@ uint32_t xl_sem_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu
         return XL_E_UNSUPPORTED;  /* no memory operand (or two: not a form of the table) */
     if (xl_cs_mem(&o[mem_i], &s.m) < 0)
         return XL_E_UNSUPPORTED;
-    if (s.op == XS_LODS) {
+    if (shape & XL_SHAPE_STRING) {
+        /* LODS: the executor walks the elements (and the REP count) itself */
         if (pf.lock)
             return XL_E_UNSUPPORTED;  /* LOCK LODS is #UD */
         s.size = o[mem_i].size;
         s.rep = pf.rep;
         if (ex->kind != XL_MMIO_READ && ex->kind != XL_MMIO_WRITE)
             return XL_E_KIND;
-        return xs_lods(ctx, ex, c, r, &s, rip);
+        return sem_ops[f->op].exec(&k);
     }
     s.mem_is_dest = mem_i == 0;
     s.size = o[mem_i].size;
@@ -252,9 +302,8 @@ uint32_t xl_sem_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu
         s.size = pf.opsize;
     if (f->np && (pf.has66 || pf.has_f2f3))
         return XL_E_UNSUPPORTED;  /* NP (the map's np: MOVNTI): 66/F2/F3 make it #UD */
-    int count8 = (s.op >= XS_BT && s.op <= XS_BTC) || (s.op >= XS_ROL && s.op <= XS_SHRD);
     if (s.has_imm)
-        s.imm &= count8 ? 0xFF : xs_mask(s.size);  /* bit offsets and shift counts: imm8 */
+        s.imm &= (shape & XL_SHAPE_IMM8) ? 0xFF : xs_mask(s.size);  /* bit offsets and shift counts: imm8 */
     if (reg_i >= 0) {
         s.has_reg = 1;
         s.reg_size = o[reg_i].size;
@@ -266,28 +315,19 @@ uint32_t xl_sem_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu
             return XL_E_UNSUPPORTED;  /* e.g. a segment register */
         }
     }
-    if (s.op == XS_SSE ? !(s.has_reg && s.xmm) : s.xmm)
+    if ((shape & XL_SHAPE_XMM) ? !(s.has_reg && s.xmm) : s.xmm)
         return XL_E_UNSUPPORTED;
     if (pf.lock && !(f->lockable && s.mem_is_dest))
         return XL_E_UNSUPPORTED;  /* LOCK is #UD here */
-    if ((s.op == XS_XCHG || s.op == XS_XADD || s.op == XS_CMPXCHG || s.op == XS_MOVNTI ||
-         (s.op >= XS_BT && s.op <= XS_BTC && !s.has_imm)) && !s.has_reg)
+    /* the operand shapes of the op (the map's [ops]): any other shape Capstone gives is not a form */
+    if ((shape & XL_SHAPE_NEEDREG) && !s.has_reg)
         return XL_E_UNSUPPORTED;
-    if ((s.op == XS_NOT || s.op == XS_NEG || s.op == XS_INC || s.op == XS_DEC) && !s.mem_is_dest)
+    if ((shape & XL_SHAPE_REGORIMM) && !s.has_reg && !s.has_imm)
         return XL_E_UNSUPPORTED;
-    if (s.op >= XS_ADD && s.op <= XS_TEST && !s.has_imm && !s.has_reg)
+    if ((shape & XL_SHAPE_MEMDST) && !s.mem_is_dest)
         return XL_E_UNSUPPORTED;
-    /* issue-14 families: the operand shapes Capstone gives them (anything else is not a form) */
-    if ((s.op >= XS_ROL && s.op <= XS_SHRD) || s.op == XS_MUL || s.op == XS_DIV || s.op == XS_IDIV ||
-        s.op == XS_SETCC) {
-        if (!s.mem_is_dest || ((s.op == XS_SHLD || s.op == XS_SHRD) && !s.has_reg))
-            return XL_E_UNSUPPORTED;
-    } else if ((s.op >= XS_BSF && s.op <= XS_TZCNT) || s.op == XS_CMOV) {
-        if (s.mem_is_dest || !s.has_reg)
-            return XL_E_UNSUPPORTED;
-    } else if (s.op == XS_IMUL && s.has_reg && s.mem_is_dest) {
+    if ((shape & XL_SHAPE_MEMSRC) && s.has_reg && s.mem_is_dest)
         return XL_E_UNSUPPORTED;
-    }
     s.align16 = f->align16 && s.size == 16;
     if (ex->kind != XL_MMIO_READ && ex->kind != XL_MMIO_WRITE)
         return XL_E_KIND;
@@ -296,7 +336,7 @@ uint32_t xl_sem_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu
      * register offset moves the operand, checked by xs_bit at the moved address. */
     uint64_t a = xs_ea(c, &s, rip, 0);
     int span = s.size ? s.size : 1;
-    int bit_reg = s.op >= XS_BT && s.op <= XS_BTC && !s.has_imm;
+    int bit_reg = (shape & XL_SHAPE_BITREG) && !s.has_imm;
     if (!bit_reg && ex->addr - a >= (uint64_t)span)
         return XL_E_MISMATCH;
     if (s.align16 && (a & 15))
@@ -308,37 +348,8 @@ uint32_t xl_sem_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu
     if (s.size > 8 && s.size != 16)
         return XL_E_UNSUPPORTED;
 
-    uint32_t st;
-    switch (s.op) {
-    case XS_INC: case XS_DEC: case XS_NOT: case XS_NEG:
-        st = xs_unary(ctx, c, r, &s, a);
-        break;
-    case XS_XCHG: case XS_XADD: case XS_CMPXCHG:
-        st = xs_xchg(ctx, c, r, &s, a);
-        break;
-    case XS_BT: case XS_BTS: case XS_BTR: case XS_BTC:
-        st = xs_bit(ctx, ex, c, r, &s, rip);
-        break;
-    case XS_MOVNTI: case XS_SSE:
-        st = xs_sse(ctx, c, r, &s, a);
-        break;
-    case XS_MUL: case XS_IMUL: case XS_DIV: case XS_IDIV:
-        st = xs_muldiv(ctx, c, r, &s, a);
-        break;
-    case XS_ROL: case XS_ROR: case XS_RCL: case XS_RCR: case XS_SHL: case XS_SHR: case XS_SAR:
-    case XS_SHLD: case XS_SHRD:
-        st = xs_shift(ctx, c, r, &s, a);
-        break;
-    case XS_BSF: case XS_BSR: case XS_POPCNT: case XS_LZCNT: case XS_TZCNT:
-        st = xs_bitscan(ctx, c, r, &s, a);
-        break;
-    case XS_CMOV: case XS_SETCC:
-        st = xs_cond(ctx, c, r, &s, a);
-        break;
-    default:
-        st = xs_binary(ctx, c, r, &s, a);
-        break;
-    }
+    k.a = a;
+    uint32_t st = sem_ops[f->op].exec(&k);
     if (st == XL_OK)
         r->next_rip = (rip + s.m.len) & (c->mode == 64 ? ~0ull : 0xFFFFFFFFull);
     return st;

@@ -30,12 +30,9 @@ uint32_t xl_sem_exec(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_cpu
 
 /* The operations of the tables of sem.c and sem_<family>.c (binary/unary ALU: sem_alu.c; XCHG/XADD/
  * CMPXCHG: sem_xchg.c; BT*: sem_bit.c; MOVNTI, SSE, LODS: sem_sse.c; CMPS/SCAS: sem_string.c; ...),
- * generated from the opcode map in the order it names them (opmap.h).  sem.c tests the ranges
- * XS_ADD..XS_TEST, XS_INC..XS_NEG, XS_BT..XS_BTC, XS_ROL..XS_SHRD and XS_BSF..XS_TZCNT. */
+ * generated from the opcode map in the order it names them (opmap.h).  Each one's executor and
+ * operand shapes come from the map too (XL_OPMAP_XS_SEM): sem.c has no per-operation code. */
 enum xl_sem_op { XS_NONE = 0, XL_OPMAP_XS_OPS };
-_Static_assert(XS_TEST - XS_ADD == 8 && XS_NEG - XS_INC == 3 && XS_BTC - XS_BT == 3 && XS_SHRD - XS_ROL == 8 &&
-                   XS_TZCNT - XS_BSF == 4,
-               "the opcode map keeps each operation group of enum xl_sem_op together");
 
 /* One row of a forms table (emu/decode.py Form): sem.c holds the older forms, each issue-14
  * family file (sem_string.c, sem_muldiv.c, ...) its own table, found by its lookup function. */
@@ -90,7 +87,11 @@ struct xl_sem {
     uint8_t align16;
     uint8_t cond;         /* CMOVcc/SETcc condition code */
     uint8_t repne;        /* CMPS/SCAS: the last of F2/F3 was F2 */
+    uint8_t pfx;          /* XS_PFX_*: the 66/F2/F3 prefixes the instruction carries (any order) */
 };
+#define XS_PFX_66 0x1
+#define XS_PFX_F2 0x2
+#define XS_PFX_F3 0x4
 
 /* Executors: all checks that can refuse are done by the caller; these only act. */
 uint32_t xs_binary(struct xl_ctx *ctx, struct xl_cpu *c, struct xl_result *r, const struct xl_sem *s, uint64_t a);

@@ -61,8 +61,30 @@ static uint64_t binop(int op, uint64_t d, uint64_t s, uint64_t cf, int size, uin
     return r;
 }
 
+/* CRC32 r32/r64, r/m8/16/32/64 (emu/semantics/alu.py _crc32): CRC-32C of the source's bytes, low
+ * address first, into the register's low 32 bits (bit-reflected polynomial, no inversion), the
+ * result zero-extended; no flags.  F3 next to the mandatory F2 is #UD under Unicorn: refused. */
+static uint32_t crc32c(struct xl_ctx *ctx, struct xl_cpu *c, struct xl_result *r, const struct xl_sem *s,
+                       uint64_t a)
+{
+    if ((s->pfx & XS_PFX_F3) || s->size < 1 || s->size > 8)
+        return XL_E_UNSUPPORTED;
+    uint64_t v = xs_dev(ctx, r, a, s->size, 0, 0);
+    uint32_t crc = (uint32_t)xl_cpu_get(c, s->reg);
+    for (int i = 0; i < s->size; i++) {
+        crc ^= (uint32_t)(v >> (8 * i)) & 0xFF;
+        for (int k = 0; k < 8; k++)
+            crc = (crc >> 1) ^ ((crc & 1) ? 0x82F63B78u : 0);
+    }
+    xs_set_reg(c, s->reg, 0, s->reg_size, crc);
+    r->wb = xl_cpu_get(c, s->reg);
+    return XL_OK;
+}
+
 uint32_t xs_binary(struct xl_ctx *ctx, struct xl_cpu *c, struct xl_result *r, const struct xl_sem *s, uint64_t a)
 {
+    if (s->op == XS_CRC32)
+        return crc32c(ctx, c, r, s, a);
     int size = s->size;
     uint64_t mem = xs_dev(ctx, r, a, size, 0, 0);
     uint64_t cf = xl_cpu_get(c, XL_RFLAGS) & XS_FLAG_CF;
