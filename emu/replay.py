@@ -156,19 +156,8 @@ class ReplayResult:
         return list(self._results)
 
     def to_json(self) -> dict[str, Any]:
-        """The replay's totals as JSON: the C engine's keys (fastpath.cengine.ReplayResult.to_json)."""
-        return {
-            "path": self.path,
-            "exits": self.n,
-            "ns": self.ns,
-            "ns_per_exit": self.ns_per_exit,
-            "ticks": self.ticks,
-            "errors": self.errors,
-            "counts": dict(self.counts),
-            "fallbacks": self.fallbacks,
-            "violations": self.violations,
-            "error": None if self.error is None else self.error.message(),
-        }
+        """The replay's totals as JSON, with the C engine's keys (`totals_json`)."""
+        return totals_json(self)
 
 
 def windows_of(board: Board) -> list[tuple[int, int]]:
@@ -437,6 +426,23 @@ class Replayer:
             route.name, len(items), ns, errors, counts, fallbacks, violations, first, mismatches,
             self.board, results,
         )
+
+
+def totals_json(r: Any) -> dict[str, Any]:
+    """A replay's totals as JSON, one shape for both engines (this module's ReplayResult and
+    fastpath.cengine.ReplayResult): per-exit results stay in `results()`."""
+    return {
+        "path": r.path,
+        "exits": r.n,
+        "ns": r.ns,
+        "ns_per_exit": r.ns_per_exit,
+        "ticks": r.ticks,
+        "errors": r.errors,
+        "counts": dict(r.counts),
+        "fallbacks": r.fallbacks,
+        "violations": r.violations,
+        "error": None if r.error is None else r.error.message(),
+    }
 
 
 def _replayed(status: str, used: str, out: Outcome | None, cpu: ReplayCpu, reason: str) -> Replayed:

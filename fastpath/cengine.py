@@ -25,6 +25,7 @@ from emu.exits import REG_NAMES, ExitKind, ExitRecord
 from emu.interrupt import Watchdog
 from emu.machine import Machine, RunResult, Stop, StopReason
 from emu.opmap import SUBSET_KINDS  # enum xl_mmio_kind (generated from emu/x86-opcode-map.txt)
+from emu.replay import totals_json
 from emu.replaycheck import record_problem
 from emu.trace import iter_trace
 from fastpath._exitlab_c import ffi, lib
@@ -443,19 +444,8 @@ class ReplayResult:
         return [self.result(i) for i in range(self.n)]
 
     def to_json(self) -> dict[str, Any]:
-        """The replay's totals as JSON (per-exit results stay in `results()`)."""
-        return {
-            "path": self.path,
-            "exits": self.n,
-            "ns": self.ns,
-            "ns_per_exit": self.ns_per_exit,
-            "ticks": self.ticks,
-            "errors": self.errors,
-            "counts": dict(self.counts),
-            "fallbacks": self.fallbacks,
-            "violations": self.violations,
-            "error": None if self.error is None else self.error.message(),
-        }
+        """The replay's totals as JSON, the Python replay's shape (emu.replay.totals_json)."""
+        return totals_json(self)
 
 
 def replay(
