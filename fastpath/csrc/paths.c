@@ -708,12 +708,8 @@ uint32_t xl_pvfast_tab(struct xl_ctx *ctx, const struct xl_exit *ex, struct xl_c
     if (!ctx->tab || ex->kind != XL_MMIO_WRITE || (c->mode != 64 && c->mode != 32) ||
         !xl_tab_in_pv(ctx->tab, ex->addr, 2) || (ex->size && ex->size != 2))
         return XL_NOT_MINE;
-    uint64_t rip = xl_cpu_get(c, XL_RIP);
-    uint64_t moff = rip - c->mem_base;
-    if (rip < c->mem_base || moff >= c->mem_size || c->mem_size - moff < 3)
-        return XL_NOT_MINE;
-    const uint8_t *p = c->mem + moff;
-    if (p[0] != 0x66 || p[1] != 0x89 || p[2] != 0x02)
+    uint64_t rip;
+    if (!xl_pv_insn_at_rip(c, &rip))
         return XL_NOT_MINE;
     uint64_t v = xl_cpu_get(c, 0) & 0xFFFF;
     xl_dev_mmio(ctx, ex->addr, 2, 1, v);

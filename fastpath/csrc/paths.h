@@ -76,6 +76,19 @@ static inline void xl_kick_other(struct xl_ctx *ctx, uint64_t value)
         ctx->tab->dev(ctx->tab->dev_opaque, XL_SPACE_MMIO, XL_OP_KICK, 0, 0, value);
 }
 
+/* The pv contract's instruction at RIP: exactly 66 89 02 in guest memory (1), else 0.  Shared by
+ * the flat-notify and the device-table pv-fast paths. */
+static inline int xl_pv_insn_at_rip(struct xl_cpu *c, uint64_t *rip_out)
+{
+    uint64_t rip = xl_cpu_get(c, XL_RIP);
+    uint64_t moff = rip - c->mem_base;
+    *rip_out = rip;
+    if (rip < c->mem_base || moff >= c->mem_size || c->mem_size - moff < 3)
+        return 0;
+    const uint8_t *p = c->mem + moff;
+    return p[0] == 0x66 && p[1] == 0x89 && p[2] == 0x02;
+}
+
 /* pv contract v1 (fastpath/fast.py): an MMIO write exit in 32/64-bit mode, the 2-byte access wholly
  * inside the pv window (the notify window), exactly 66 89 02 at RIP.  Data = AX, gpa from the exit,
  * next RIP = RIP + 3.  Anything else: XL_NOT_MINE.  Inline so the replay loop and the live loop
@@ -88,12 +101,8 @@ static inline uint32_t xl_pvfast(struct xl_ctx *ctx, const struct xl_exit *ex, s
     if (ex->kind != XL_MMIO_WRITE || (c->mode != 64 && c->mode != 32) || off >= d->notify_size ||
         off > d->notify_size - 2 || (ex->size && ex->size != 2))
         return ctx->tab ? xl_pvfast_tab(ctx, ex, c, r) : XL_NOT_MINE;
-    uint64_t rip = xl_cpu_get(c, XL_RIP);
-    uint64_t moff = rip - c->mem_base;
-    if (rip < c->mem_base || moff >= c->mem_size || c->mem_size - moff < 3)
-        return XL_NOT_MINE;
-    const uint8_t *p = c->mem + moff;
-    if (p[0] != 0x66 || p[1] != 0x89 || p[2] != 0x02)
+    uint64_t rip;
+    if (!xl_pv_insn_at_rip(c, &rip))
         return XL_NOT_MINE;
     uint64_t v = xl_cpu_get(c, 0) & 0xFFFF;
     /* the notify device: the value is the queue index */
